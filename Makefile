@@ -1,0 +1,40 @@
+# Every target installs what it needs, so `make run` and `make test` each work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .venv-checkov
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch==2.13.0 is pinned in pyproject.toml; on a machine with a local CPU wheel pip takes it from there.
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(CHECKOV_VENV)/.installed:
+	# checkov pins its own dependency versions, so it lives in a venv of its own.
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==3.3.30'
+	touch $@
+
+run: install
+	$(PY) -m worker
+
+test: install $(CHECKOV_VENV)/.installed
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+
+lint: install $(CHECKOV_VENV)/.installed
+	$(PY) -m ruff check .
+	terraform fmt -check -recursive terraform
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --config-file .checkov.yaml -d terraform
+
+bench: install
+	$(PY) bench/throughput.py
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) output .pytest_cache

@@ -1,0 +1,95 @@
+"""A tiny random MusicGen (T5 + EnCodec + decoder) built from transformers configs.
+
+Saved with `save_pretrained`, it loads through exactly the `from_pretrained` path the worker
+uses for facebook/musicgen-small, so tests run the real code offline and in seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    EncodecConfig,
+    EncodecFeatureExtractor,
+    MusicgenConfig,
+    MusicgenDecoderConfig,
+    MusicgenForConditionalGeneration,
+    MusicgenProcessor,
+    T5Config,
+    T5Tokenizer,
+)
+
+SAMPLING_RATE = 8000
+FRAME_RATE = 50  # 8000 Hz / (8 * 5 * 4) as in the real model's 32000 Hz / (8 * 5 * 4 * 4)
+CODEBOOK_SIZE = 64
+NUM_CODEBOOKS = 4
+WORDS = (
+    "ambient piano calm slow epic drums cinematic trailer jazz guitar lofi beat "
+    "rock loud synth pop bass fail song music with and the a of in"
+).split()
+
+
+def build_tokenizer() -> T5Tokenizer:
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [("\u2581" + word, -1.0 - i / 100) for i, word in enumerate(WORDS)]
+    return T5Tokenizer(vocab=vocab, extra_ids=0)
+
+
+def build_model(seed: int = 0) -> MusicgenForConditionalGeneration:
+    torch.manual_seed(seed)
+    text = T5Config(
+        vocab_size=3 + len(WORDS),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+    )
+    audio = EncodecConfig(
+        sampling_rate=SAMPLING_RATE,
+        audio_channels=1,
+        num_filters=4,
+        upsampling_ratios=[4, 5, 8],
+        codebook_size=CODEBOOK_SIZE,
+        codebook_dim=16,
+        hidden_size=16,
+        num_lstm_layers=1,
+        # bandwidth (kbps) = codebooks * frame rate * log2(codebook size) / 1000
+        target_bandwidths=[NUM_CODEBOOKS * FRAME_RATE * 6 / 1000],
+        normalize=False,
+        use_causal_conv=False,
+        chunk_length_s=None,
+        overlap=None,
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=CODEBOOK_SIZE,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        ffn_dim=64,
+        num_codebooks=NUM_CODEBOOKS,
+        max_position_embeddings=4096,
+        pad_token_id=CODEBOOK_SIZE,
+        bos_token_id=CODEBOOK_SIZE,
+        decoder_start_token_id=CODEBOOK_SIZE,
+    )
+    config = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
+    model = MusicgenForConditionalGeneration(config)
+    model.generation_config.pad_token_id = CODEBOOK_SIZE
+    model.generation_config.decoder_start_token_id = CODEBOOK_SIZE
+    model.generation_config.bos_token_id = CODEBOOK_SIZE
+    return model.eval()
+
+
+def save_tiny_model(path: Path, seed: int = 0) -> Path:
+    model = build_model(seed)
+    model.save_pretrained(path)
+    processor = MusicgenProcessor(
+        feature_extractor=EncodecFeatureExtractor(sampling_rate=SAMPLING_RATE),
+        tokenizer=build_tokenizer(),
+    )
+    processor.save_pretrained(path)
+    return path

@@ -1,0 +1,1 @@
+"""musicgen-batch worker: prompts.txt in, long-form MusicGen songs and cost_report.csv out."""

@@ -1,0 +1,149 @@
+"""`python -m worker`: options, each with an environment variable so a systemd unit can set it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from typing import Callable, Sequence
+
+from . import aws
+from .engine import GenerationParams
+from .prompts import read_prompts
+from .runner import Runner, RunSettings
+from .store import open_store
+from .windows import WindowSettings
+
+log = logging.getLogger("worker")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _env(name: str, default: str | None) -> str | None:
+    value = os.environ.get(name, "")
+    return value if value.strip() else default
+
+
+def _typed(convert: Callable, name: str, value: str | None, check: Callable | None = None, what: str = ""):
+    if value is None:
+        return None
+    try:
+        result = convert(value)
+    except ValueError:
+        raise UsageError(f"{name}={value!r} is not a valid {convert.__name__}") from None
+    if check is not None and not check(result):
+        raise UsageError(f"{name}={value!r}: {what}")
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m worker",
+        description="Generate one long-form MusicGen song per line of a prompts file.",
+    )
+    options = [
+        ("--prompts", "MUSICGEN_PROMPTS", "prompts.txt", "prompts file: PROMPT ; DURATION_S ; FILE_NAME per line"),
+        ("--output", "MUSICGEN_OUTPUT", "output/", "s3://bucket/prefix or a local folder"),
+        ("--model", "MUSICGEN_MODEL", "facebook/musicgen-small", "hub id or a save_pretrained folder"),
+        ("--hourly-cost", "HOURLY_COST_USD", "0.40", "USD per hour (the spot max price) for the cost estimate"),
+        ("--batch-size", "MUSICGEN_BATCH_SIZE", "0", "songs generated together; 0 = from free GPU memory"),
+        ("--window-s", "MUSICGEN_WINDOW_S", "30", "seconds generated per window"),
+        ("--stride-s", "MUSICGEN_STRIDE_S", "18", "seconds each continuation window adds"),
+        ("--top-k", "MUSICGEN_TOP_K", "250", "sampling: keep the k most likely tokens"),
+        ("--temperature", "MUSICGEN_TEMPERATURE", "1.0", "sampling temperature"),
+        ("--guidance-scale", "MUSICGEN_GUIDANCE_SCALE", "3.0", "classifier-free guidance scale"),
+        ("--seed", "MUSICGEN_SEED", None, "base seed for reproducible songs (default: random per song)"),
+        ("--worker-id", "MUSICGEN_WORKER_ID", None, "name in records and leases (default: host-pid)"),
+    ]
+    for flag, env, default, text in options:
+        parser.add_argument(flag, default=_env(env, default), help=f"{text} [{env}, default {default}]")
+    parser.add_argument("--check", action="store_true", help="validate the prompts file only; exit 2 on any error")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationParams]:
+    positive = (lambda v: v > 0, "must be > 0")
+    hourly = _typed(float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, lambda v: v >= 0, "must be >= 0")
+    batch = _typed(int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, lambda v: v >= 0, "must be >= 0")
+    window_s = _typed(float, "--window-s/MUSICGEN_WINDOW_S", args.window_s, *positive)
+    stride_s = _typed(float, "--stride-s/MUSICGEN_STRIDE_S", args.stride_s, *positive)
+    try:
+        window = WindowSettings(window_s=window_s, stride_s=stride_s)
+        params = GenerationParams(
+            top_k=_typed(int, "--top-k/MUSICGEN_TOP_K", args.top_k),
+            temperature=_typed(float, "--temperature/MUSICGEN_TEMPERATURE", args.temperature),
+            guidance_scale=_typed(float, "--guidance-scale/MUSICGEN_GUIDANCE_SCALE", args.guidance_scale),
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    settings = RunSettings(
+        model=args.model,
+        hourly_cost_usd=hourly,
+        batch_size=batch,
+        window=window,
+        seed=_typed(int, "--seed/MUSICGEN_SEED", args.seed),
+        worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
+    )
+    return settings, params
+
+
+def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
+    """Exit 0 when every valid song exists at the end, 1 when a song failed, 2 for unusable input."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings, params = settings_from(args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+    try:
+        prompts = read_prompts(args.prompts)
+    except OSError as error:
+        print(f"error: cannot read prompts file {args.prompts}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
+    for problem in prompts.errors:
+        print(f"{args.prompts} {problem}", file=sys.stderr)
+    if args.check:
+        for job in prompts.jobs:
+            print(f"line {job.line_no}: {job.file_name} {job.duration_s:g} s: {job.prompt}")
+        print(f"{len(prompts.jobs)} songs, {len(prompts.errors)} errors")
+        return EXIT_USAGE if prompts.errors or not prompts.jobs else EXIT_OK
+    if not prompts.jobs:
+        print(f"error: no valid song in {args.prompts}", file=sys.stderr)
+        return EXIT_USAGE
+
+    try:
+        store = open_store(args.output, s3_client or aws.s3_client)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    runner = Runner(settings, store)
+    pending = runner.pending_jobs(prompts.jobs)
+    if pending:
+        if load_engine is None:
+            from .engine import Engine
+
+            load_engine = Engine.from_pretrained
+        engine = load_engine(settings.model)
+        engine.set_generation_params(**vars(params))
+        runner.generate(pending, engine)
+    runner.write_report(prompts.jobs)
+    result = runner.result
+    log.info(
+        "done: %d generated, %d skipped, %d failed%s",
+        len(result.generated), len(result.skipped), len(result.failed),
+        f" ({', '.join(result.failed)})" if result.failed else "",
+    )
+    return result.exit_code

@@ -1,0 +1,278 @@
+"""MusicGen inference in token space: batched windows, classifier-free guidance, one decode per song.
+
+The sampling loop drives the decoder directly instead of `MusicgenForConditionalGeneration.generate`
+because that call always decodes audio at the end (EnCodec work between windows) and cannot give
+each song in a batch its own seed. The loop reproduces transformers' semantics exactly: the same
+delay pattern, the same guidance (uncond + scale * (cond - uncond) on the logits, the
+unconditional half attending to a zeroed, fully masked text), then temperature and top-k.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+import torch
+from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+log = logging.getLogger(__name__)
+
+CPU_BATCH_SIZE = 8
+MAX_BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    top_k: int = 250
+    temperature: float = 1.0
+    guidance_scale: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.guidance_scale < 1:
+            raise ValueError(f"guidance scale must be >= 1, got {self.guidance_scale}")
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """A prompt's projected text encoding, computed once per song and reused by every window."""
+
+    hidden: torch.Tensor  # (tokens, decoder hidden)
+    mask: torch.Tensor  # (tokens,)
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """One batch row: a song's conditioning, its prompt codes (K, P) and the frames to add."""
+
+    conditioning: Conditioning
+    prompt: torch.Tensor
+    new_frames: int
+    seed: int
+
+
+def window_seed(song_seed: int, window_index: int) -> int:
+    """Each window draws from its own stream, so a song resumed at window k continues exactly
+    as an uninterrupted run would, whatever batch it shares."""
+    digest = hashlib.sha256(f"{song_seed}:{window_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def pick_device() -> tuple[torch.device, torch.dtype]:
+    if torch.cuda.is_available():
+        # bf16 keeps fp32's range (no overflow in long attention sums) at fp16's speed on
+        # Ampere and newer; older GPUs such as the T4 in g4dn only do fp16 fast.
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.device("cuda"), dtype
+    return torch.device("cpu"), torch.float32
+
+
+class Engine:
+    """A loaded MusicGen with its generation settings; `generate` then takes only data."""
+
+    def __init__(
+        self,
+        model: MusicgenForConditionalGeneration,
+        processor,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        self.model = model
+        self.processor = processor
+        self.device = device
+        self.dtype = dtype
+        self.params = GenerationParams()
+        decoder_config = model.decoder.config
+        self.num_codebooks: int = decoder_config.num_codebooks
+        self.pad_token_id: int = model.generation_config.pad_token_id
+        if getattr(decoder_config, "audio_channels", 1) != 1:
+            raise ValueError("only mono MusicGen checkpoints are supported")
+        self.sample_rate: int = model.config.audio_encoder.sampling_rate
+        self.frame_rate: float = model.config.audio_encoder.frame_rate
+        hop = self.sample_rate / self.frame_rate
+        if hop != int(hop):
+            raise ValueError(f"codec hop length {hop} is not a whole number of samples")
+        self.hop_length = int(hop)
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, device: torch.device | None = None) -> Engine:
+        """Load once: a hub id or a folder written by save_pretrained (works offline)."""
+        dev, dtype = pick_device() if device is None else (device, torch.float32)
+        # transformers picks SDPA attention for the decoder by default (EnCodec has none to pick).
+        model = MusicgenForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
+        model.to(dev).eval()
+        processor = AutoProcessor.from_pretrained(model_id)
+        log.info("loaded %s on %s (%s)", model_id, dev, str(dtype).removeprefix("torch."))
+        return cls(model, processor, dev, dtype)
+
+    def set_generation_params(self, **changes) -> None:
+        self.params = replace(self.params, **changes)
+
+    def auto_batch_size(self, window_frames: int) -> int:
+        """Songs per batch that fit in free GPU memory (a fixed default on the CPU).
+
+        Per song: the self-attention KV cache of a full window for the conditional and the
+        unconditional row (layers x 2 x hidden x positions x bytes), counted twice because the
+        cache grows by concatenation and old and new tensors coexist for a moment, plus the
+        float32 logits and sampling buffers. 70% of the free memory is used, the rest is
+        headroom for activations and the allocator.
+        """
+        if self.device.type != "cuda":
+            return CPU_BATCH_SIZE
+        free_bytes, _ = torch.cuda.mem_get_info(self.device)
+        config = self.model.decoder.config
+        rows = 2 if self.params.guidance_scale != 1 else 1
+        width = torch.finfo(self.dtype).bits // 8
+        positions = window_frames + self.num_codebooks
+        kv_cache = rows * config.num_hidden_layers * 2 * config.hidden_size * positions * width
+        sampling = rows * self.num_codebooks * config.vocab_size * 4 * 4
+        per_song = 2 * kv_cache + sampling
+        return max(1, min(MAX_BATCH_SIZE, int(0.7 * free_bytes) // per_song))
+
+    @torch.inference_mode()
+    def condition(self, prompt: str) -> Conditioning:
+        inputs = self.processor(text=[prompt], return_tensors="pt").to(self.device)
+        hidden = self.model.text_encoder(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).last_hidden_state
+        text_size = self.model.text_encoder.config.hidden_size
+        decoder_config = self.model.decoder.config
+        if text_size != decoder_config.hidden_size and decoder_config.cross_attention_hidden_size is None:
+            hidden = self.model.enc_to_dec_proj(hidden)
+        mask = inputs["attention_mask"][0]
+        return Conditioning(hidden=hidden[0] * mask[:, None], mask=mask)
+
+    def _cross_inputs(self, rows: list[WindowRequest]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text states for [conditional rows; unconditional rows], padded to the longest prompt."""
+        length = max(row.conditioning.mask.shape[0] for row in rows)
+        width = rows[0].conditioning.hidden.shape[-1]
+        hidden = torch.zeros((2 * len(rows), length, width), dtype=self.dtype, device=self.device)
+        mask = torch.zeros((2 * len(rows), length), dtype=torch.long, device=self.device)
+        for i, row in enumerate(rows):
+            n = row.conditioning.mask.shape[0]
+            hidden[i, :n] = row.conditioning.hidden
+            mask[i, :n] = row.conditioning.mask
+        if self.params.guidance_scale == 1:
+            return hidden[: len(rows)], mask[: len(rows)]
+        return hidden, mask
+
+    def _delayed_layout(self, rows: list[WindowRequest]) -> tuple[torch.Tensor, int, int]:
+        """Tokens (B, K, P + F + K) in the delay pattern: -1 where a token is still to sample.
+
+        Codebook k holds frame t at position t + 1 + k; position 0 is the start token and the
+        positions before/after a codebook's frames are padding, exactly as transformers lays out
+        `decoder_input_ids` prompts.
+        """
+        prompt_frames = rows[0].prompt.shape[-1]
+        if any(row.prompt.shape[-1] != prompt_frames for row in rows):
+            raise ValueError("all rows of a window must have the same prompt length")
+        new_frames = max(row.new_frames for row in rows)
+        k = self.num_codebooks
+        total = prompt_frames + new_frames
+        tokens = torch.full((len(rows), k, total + k), self.pad_token_id, dtype=torch.long)
+        for codebook in range(k):
+            tokens[:, codebook, codebook + 1 : codebook + 1 + total] = -1
+            for i, row in enumerate(rows):
+                tokens[i, codebook, codebook + 1 : codebook + 1 + prompt_frames] = row.prompt[codebook]
+        return tokens.to(self.device), prompt_frames, new_frames
+
+    def _sample(self, logits: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        """logits (2B or B, K, V) for the next position -> tokens (B, K)."""
+        logits = logits.float()
+        batch = len(generators)
+        if self.params.guidance_scale != 1:
+            cond, uncond = logits[:batch], logits[batch:]
+            logits = uncond + self.params.guidance_scale * (cond - uncond)
+        logits = logits / self.params.temperature
+        top_k = min(self.params.top_k, logits.shape[-1])
+        if top_k == 1:
+            return logits.argmax(dim=-1)
+        threshold = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        probs = torch.softmax(logits.masked_fill(logits < threshold, float("-inf")), dim=-1)
+        # Exponential race (argmax of p / Exp(1)) samples the categorical exactly and lets each
+        # row draw from its own generator.
+        noise = torch.stack(
+            [
+                torch.empty(probs.shape[1:], device=self.device).exponential_(generator=g)
+                for g in generators
+            ]
+        )
+        return (probs / noise).argmax(dim=-1)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        rows: list[WindowRequest],
+        on_step: Callable[[int], None] | None = None,
+    ) -> list[torch.Tensor]:
+        """One window for every row, in one batched decoding loop; returns new codes (K, F) per row.
+
+        Rows share the prompt length; each may ask for fewer frames than the longest and gets
+        exactly what it asked for.
+        """
+        tokens, prompt_frames, new_frames = self._delayed_layout(rows)
+        batch, k, length = tokens.shape
+        cfg = self.params.guidance_scale != 1
+        encoder_hidden, encoder_mask = self._cross_inputs(rows)
+        generators = []
+        for row in rows:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(row.seed)
+            generators.append(generator)
+
+        cache = None
+        start = prompt_frames + 1  # positions [0, start) are known before sampling
+        step_input = tokens[:, :, :start]
+        for position in range(start, length):
+            ids = step_input.reshape(batch * k, -1)
+            if cfg:
+                ids = ids.repeat(2, 1)
+            out = self.model.decoder(
+                input_ids=ids,
+                encoder_hidden_states=encoder_hidden,
+                encoder_attention_mask=encoder_mask,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            logits = out.logits.view(-1, k, out.logits.shape[-2], out.logits.shape[-1])[:, :, -1]
+            sampled = self._sample(logits, generators)
+            column = tokens[:, :, position]
+            tokens[:, :, position] = torch.where(column == -1, sampled, column)
+            step_input = tokens[:, :, position : position + 1]
+            if on_step is not None:
+                on_step(position - start + 1)
+
+        codes = torch.stack(
+            [tokens[:, c, c + 1 + prompt_frames : c + 1 + prompt_frames + new_frames] for c in range(k)],
+            dim=1,
+        ).cpu()
+        return [codes[i, :, : row.new_frames].clone() for i, row in enumerate(rows)]
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor, num_samples: int, chunk_frames: int = 1500) -> np.ndarray:
+        """EnCodec once per song: codes (K, T) -> float32 mono samples, exactly num_samples long.
+
+        Long songs are decoded in chunks with a second of context on each side, so memory stays
+        bounded and chunk seams fall outside the samples that are kept.
+        """
+        total = codes.shape[-1]
+        context = max(1, round(self.frame_rate))
+        pieces = []
+        for start in range(0, total, chunk_frames):
+            stop = min(total, start + chunk_frames)
+            left, right = max(0, start - context), min(total, stop + context)
+            chunk = codes[:, left:right].to(self.device)[None, None]
+            audio = self.model.audio_encoder.decode(chunk, audio_scales=[None]).audio_values[0, 0]
+            keep_from = (start - left) * self.hop_length
+            pieces.append(audio[keep_from : keep_from + (stop - start) * self.hop_length].float().cpu())
+        samples = torch.cat(pieces).numpy()
+        if samples.shape[0] < num_samples:
+            raise ValueError(f"decoded {samples.shape[0]} samples, need {num_samples}")
+        return samples[:num_samples]

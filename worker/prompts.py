@@ -1,0 +1,161 @@
+"""Parse prompts.txt: one song per line, `PROMPT ; DURATION_S ; FILE_NAME`.
+
+Pure functions only (no torch, no I/O beyond reading the file's bytes), so the launcher can
+show the same errors the worker would, without loading a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+# Half an hour: far beyond the 3-5 minute songs this tool is for, yet a typo such as
+# 18000 instead of 180 is caught before it buys five GPU hours.
+MAX_DURATION_S = 1800.0
+MAX_FILE_NAME_CHARS = 200
+WAV_SUFFIX = ".wav"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One song to generate, as written on line `line_no` of the prompts file."""
+
+    line_no: int
+    prompt: str
+    duration_s: float
+    file_name: str
+
+    @property
+    def prompt_hash(self) -> str:
+        return prompt_hash(self.prompt)
+
+
+@dataclass(frozen=True)
+class LineError:
+    line_no: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line_no}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    jobs: list[Job]
+    errors: list[LineError]
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+
+
+def parse_duration(text: str) -> float:
+    """Seconds as a positive finite number no larger than MAX_DURATION_S; ValueError says why not."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"duration {text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"duration {text!r} must be a positive number of seconds")
+    if value > MAX_DURATION_S:
+        raise ValueError(f"duration {text!r} is over the maximum of {MAX_DURATION_S:g} s")
+    return value
+
+
+def normalize_file_name(text: str) -> str:
+    """A plain file name ending in .wav; ValueError names what is wrong with it."""
+    name = text.strip()
+    if not name:
+        raise ValueError("file name is empty")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        raise ValueError(f"file name {name!r} contains control characters")
+    if "/" in name or "\\" in name:
+        raise ValueError(f"file name {name!r} must not contain '/' or '\\'")
+    if ".." in name:
+        raise ValueError(f"file name {name!r} must not contain '..'")
+    if name.startswith("."):
+        raise ValueError(f"file name {name!r} must not start with '.'")
+    if not name.lower().endswith(WAV_SUFFIX):
+        name += WAV_SUFFIX
+    if len(name) > MAX_FILE_NAME_CHARS:
+        raise ValueError(f"file name is longer than {MAX_FILE_NAME_CHARS} characters")
+    return name
+
+
+def parse_line(line_no: int, line: str) -> Job | LineError | None:
+    """None for blank and comment lines."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    # The prompt may itself contain ';', so the two fixed fields are split off the right.
+    parts = stripped.rsplit(";", 2)
+    if len(parts) != 3:
+        return LineError(line_no, "expected 'PROMPT ; DURATION_S ; FILE_NAME'")
+    prompt, duration_text, name_text = (part.strip() for part in parts)
+    if not prompt:
+        return LineError(line_no, "prompt is empty")
+    try:
+        duration = parse_duration(duration_text)
+        file_name = normalize_file_name(name_text)
+    except ValueError as exc:
+        return LineError(line_no, str(exc))
+    return Job(line_no=line_no, prompt=prompt, duration_s=duration, file_name=file_name)
+
+
+def parse_prompts(text: str) -> PromptFile:
+    return _parse_lines(enumerate(_split_lines(text.removeprefix("\ufeff")), start=1))
+
+
+def read_prompts(path: str | Path) -> PromptFile:
+    """Parse a prompts file; a line that is not UTF-8 is reported and the other lines still run.
+
+    Raises OSError when the file cannot be read.
+    """
+    data = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf")
+    numbered: list[tuple[int, str | LineError]] = []
+    for line_no, raw in enumerate(_split_lines(data), start=1):
+        try:
+            numbered.append((line_no, raw.decode("utf-8")))
+        except UnicodeDecodeError:
+            numbered.append((line_no, LineError(line_no, "line is not valid UTF-8")))
+    return _parse_lines(numbered)
+
+
+def _split_lines(text: str | bytes) -> list:
+    # Only LF and CRLF end a line: str.splitlines would also split on form feeds and
+    # Unicode separators, and the line numbers would no longer match the user's editor.
+    newline, carriage_return = ("\n", "\r") if isinstance(text, str) else (b"\n", b"\r")
+    lines = text.split(newline)
+    if not lines[-1]:
+        lines.pop()
+    return [line.removesuffix(carriage_return) for line in lines]
+
+
+def _parse_lines(numbered) -> PromptFile:
+    jobs: list[Job] = []
+    errors: list[LineError] = []
+    first_line_of: dict[str, int] = {}
+    for line_no, line in numbered:
+        parsed = line if isinstance(line, LineError) else parse_line(line_no, line)
+        if parsed is None:
+            continue
+        if isinstance(parsed, LineError):
+            errors.append(parsed)
+            continue
+        # Case-insensitive: two songs differing only in case would overwrite each other on
+        # case-insensitive file systems and confuse anyone browsing the bucket.
+        key = parsed.file_name.lower()
+        if key in first_line_of:
+            errors.append(
+                LineError(
+                    line_no,
+                    f"file name {parsed.file_name!r} is already used on line {first_line_of[key]}",
+                )
+            )
+            continue
+        first_line_of[key] = line_no
+        jobs.append(parsed)
+    return PromptFile(jobs=jobs, errors=errors)

@@ -1,0 +1,252 @@
+"""Where songs and bookkeeping go: an S3 prefix or a local folder, behind one small interface.
+
+Every write that decides ownership is conditional (S3 `If-None-Match` / `If-Match`, or exclusive
+file creation), so several workers can share one output without a scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from botocore.exceptions import ClientError
+
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+PART_SIZE = 64 * 1024 * 1024
+
+
+class Store(Protocol):
+    def object_name(self, key: str) -> str: ...
+    def uri(self, key: str) -> str: ...
+    def exists(self, key: str) -> bool: ...
+    def read(self, key: str) -> tuple[bytes, str] | None: ...
+    def write(self, key: str, data: bytes) -> None: ...
+    def create(self, key: str, data: bytes) -> bool: ...
+    def replace(self, key: str, data: bytes, version: str) -> bool: ...
+    def upload_new(self, path: Path, key: str, metadata: dict[str, str]) -> bool: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def delete(self, key: str) -> None: ...
+
+
+def _status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _lost_race(error: ClientError) -> bool:
+    # 412: the condition failed; 409: a concurrent conditional write to the same key won.
+    return _status(error) in (409, 412) or _code(error) in ("PreconditionFailed", "ConditionalRequestConflict")
+
+
+@dataclass
+class S3Store:
+    client: object
+    bucket: str
+    prefix: str = ""
+
+    def object_name(self, key: str) -> str:
+        """The object's key in the bucket, prefix included."""
+        return self.prefix + key
+
+    _key = object_name
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            if _status(error) == 404:
+                return False
+            raise
+        return True
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        """(content, ETag) or None when the object does not exist."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            if _status(error) == 404 or _code(error) == "NoSuchKey":
+                return None
+            raise
+        return response["Body"].read(), response["ETag"]
+
+    def write(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Write only if the key does not exist; False if someone else's object is there."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+        except ClientError as error:
+            if _lost_race(error):
+                return False
+            raise
+        return True
+
+    def replace(self, key: str, data: bytes, version: str) -> bool:
+        """Write only if the object still has ETag `version`."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=version)
+        except ClientError as error:
+            if _lost_race(error) or _status(error) == 404:
+                return False
+            raise
+        return True
+
+    def upload_new(self, path: Path, key: str, metadata: dict[str, str]) -> bool:
+        """Upload a file unless the key exists (False then); multipart above 64 MiB."""
+        args = {
+            "Bucket": self.bucket,
+            "Key": self._key(key),
+            "Metadata": metadata,
+            "ContentType": "audio/wav",
+        }
+        size = path.stat().st_size
+        try:
+            if size <= MULTIPART_THRESHOLD:
+                with path.open("rb") as body:
+                    self.client.put_object(Body=body, IfNoneMatch="*", **args)
+            else:
+                self._multipart(path, args)
+        except ClientError as error:
+            if _lost_race(error):
+                return False
+            raise
+        return True
+
+    def _multipart(self, path: Path, args: dict) -> None:
+        # boto3's upload_file cannot send If-None-Match, so parts go up by hand and the
+        # condition rides on the completion request.
+        upload_id = self.client.create_multipart_upload(**args)["UploadId"]
+        target = {"Bucket": args["Bucket"], "Key": args["Key"], "UploadId": upload_id}
+        try:
+            parts = []
+            with path.open("rb") as source:
+                for number in range(1, 10001):
+                    chunk = source.read(PART_SIZE)
+                    if not chunk:
+                        break
+                    etag = self.client.upload_part(Body=chunk, PartNumber=number, **target)["ETag"]
+                    parts.append({"ETag": etag, "PartNumber": number})
+            self.client.complete_multipart_upload(
+                MultipartUpload={"Parts": parts}, IfNoneMatch="*", **target
+            )
+        except BaseException:
+            self.client.abort_multipart_upload(**target)
+            raise
+
+    def list(self, prefix: str) -> list[str]:
+        keys = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            keys += [item["Key"][len(self.prefix) :] for item in page.get("Contents", [])]
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+
+@dataclass
+class LocalStore:
+    """A folder; the same guarantees as S3 through atomic renames and exclusive links."""
+
+    root: Path
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def object_name(self, key: str) -> str:
+        return key
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self._path(key).read_bytes()
+            stat = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        return data, f"{stat.st_ino}-{stat.st_mtime_ns}-{stat.st_size}"
+
+    def _staged(self, key: str, data: bytes) -> Path:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        # mkstemp creates 0600; the user's umask should decide, as for any other file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)
+        return Path(name)
+
+    def write(self, key: str, data: bytes) -> None:
+        os.replace(self._staged(key, data), self._path(key))
+
+    def create(self, key: str, data: bytes) -> bool:
+        return self._link_new(self._staged(key, data), self._path(key))
+
+    def replace(self, key: str, data: bytes, version: str) -> bool:
+        current = self.read(key)
+        if current is None or current[1] != version:
+            return False
+        # A rename is atomic but not a compare-and-swap: two workers renewing the same lease
+        # in the same instant could both succeed. Leases are renewed by their owner only, so
+        # the race left is between an owner and a taker of an expired lease.
+        os.replace(self._staged(key, data), self._path(key))
+        return True
+
+    def upload_new(self, path: Path, key: str, metadata: dict[str, str]) -> bool:
+        staged = self._staged(key, path.read_bytes())
+        return self._link_new(staged, self._path(key))
+
+    @staticmethod
+    def _link_new(staged: Path, target: Path) -> bool:
+        try:
+            os.link(staged, target)
+        except FileExistsError:
+            return False
+        finally:
+            staged.unlink()
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        folder = base if prefix.endswith("/") or not prefix else base.parent
+        if not folder.is_dir():
+            return []
+        keys = []
+        for path in folder.rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith(".tmp-"):
+                keys.append(key)
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+def open_store(output: str, s3_client_factory) -> Store:
+    """`s3://bucket/prefix` or a local folder (created if missing)."""
+    if output.startswith("s3://"):
+        bucket, _, prefix = output[len("s3://") :].partition("/")
+        if not bucket:
+            raise ValueError(f"output {output!r} names no bucket")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        return S3Store(s3_client_factory(), bucket, prefix)
+    root = Path(output)
+    root.mkdir(parents=True, exist_ok=True)
+    return LocalStore(root)
