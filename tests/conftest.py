@@ -1,4 +1,5 @@
-"""Shared fixtures: a real moto server on loopback and per-test AWS settings pointing at it."""
+"""Shared fixtures: a real moto server on loopback, per-test AWS settings pointing at it, and a
+tiny random MusicGen saved to disk."""
 
 from __future__ import annotations
 
@@ -34,3 +35,19 @@ def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_REGION", TEST_REGION)
     monkeypatch.setenv("AWS_DEFAULT_REGION", TEST_REGION)
     return moto_server
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny random MusicGen saved with save_pretrained, loaded like facebook/musicgen-small."""
+    from tests.tiny_model import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-musicgen"))
+
+
+@pytest.fixture
+def tiny_engine(tiny_model_dir):
+    """A fresh engine per test: tests change its generation settings."""
+    from worker.engine import Engine
+
+    return Engine.from_pretrained(str(tiny_model_dir))

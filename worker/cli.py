@@ -7,12 +7,11 @@ import logging
 import os
 import socket
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from . import aws
-from .engine import GenerationParams
 from .prompts import read_prompts
-from .runner import Runner, RunSettings
+from .settings import GenerationParams, RunSettings
 from .store import open_store
 from .windows import WindowSettings
 
@@ -101,6 +100,7 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
+        force=True,
     )
     try:
         settings, params = settings_from(args)
@@ -129,6 +129,8 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    from .runner import Runner  # torch loads here, after the input has been checked
+
     runner = Runner(settings, store)
     pending = runner.pending_jobs(prompts.jobs)
     if pending:

@@ -11,32 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 import torch
 from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
+from .settings import GenerationParams
+
 log = logging.getLogger(__name__)
 
 CPU_BATCH_SIZE = 8
 MAX_BATCH_SIZE = 64
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    top_k: int = 250
-    temperature: float = 1.0
-    guidance_scale: float = 3.0
-
-    def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.guidance_scale < 1:
-            raise ValueError(f"guidance scale must be >= 1, got {self.guidance_scale}")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import secrets
 import tempfile
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +19,11 @@ from .engine import Engine, window_seed
 from .prompts import Job
 from .report import REPORT_KEY, SongRecord, estimated_cost, record_key, render_report
 from .scheduler import BatchScheduler, Callbacks, Song
+from .settings import RunSettings
 from .store import Store
-from .windows import WindowSettings, plan_windows, song_frames, song_samples
+from .windows import plan_windows, song_frames, song_samples
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    model: str
-    hourly_cost_usd: float
-    batch_size: int
-    window: WindowSettings = WindowSettings()
-    seed: int | None = None
-    worker_id: str = "worker"
 
 
 @dataclass
@@ -58,7 +49,7 @@ def hash_name(name: str) -> int:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Runner:

@@ -1,0 +1,58 @@
+"""Hand-written wrappers around a real engine: record what it is asked, or fail on cue."""
+
+from __future__ import annotations
+
+import time
+
+
+class SpyEngine:
+    """Delegates to a real engine; records every window request, and fails where told.
+
+    `fail_words`: a generate call whose batch holds a song whose prompt contains one of these
+    words raises once that song has `fail_after_windows` windows.
+    """
+
+    def __init__(self, inner, fail_words=(), fail_after_windows=0):
+        self.inner = inner
+        self.fail_words = tuple(fail_words)
+        self.fail_after_windows = fail_after_windows
+        self.prompt_of = {}
+        self.windows_of = {}
+        self.calls = []
+        self.busy_s = 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _timed(self, method, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            self.busy_s += time.perf_counter() - started
+
+    def condition(self, prompt):
+        conditioning = self._timed(self.inner.condition, prompt)
+        self.prompt_of[id(conditioning)] = prompt
+        self.windows_of[id(conditioning)] = 0
+        return conditioning
+
+    def generate(self, rows, on_step=None):
+        prompts = [self.prompt_of[id(row.conditioning)] for row in rows]
+        self.calls.append([(p, row.prompt.clone(), row.new_frames) for p, row in zip(prompts, rows)])
+        for row, prompt in zip(rows, prompts):
+            if (
+                any(word in prompt for word in self.fail_words)
+                and self.windows_of[id(row.conditioning)] >= self.fail_after_windows
+            ):
+                raise RuntimeError(f"injected fault for {prompt!r}")
+        codes = self._timed(self.inner.generate, rows, on_step=on_step)
+        for row in rows:
+            self.windows_of[id(row.conditioning)] += 1
+        return codes
+
+    def decode(self, codes, num_samples):
+        return self._timed(self.inner.decode, codes, num_samples)
+
+    def generated_prompts(self):
+        return [p for call in self.calls for p, _, _ in call]

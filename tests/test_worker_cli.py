@@ -1,0 +1,81 @@
+"""Exit codes and messages of `python -m worker` for input it cannot use."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_check_lists_jobs_and_errors_and_exits_2_on_any_error(tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a song;10;a\nbad;x;b\n")
+    assert main(["--prompts", str(prompts), "--check"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "line 1: a.wav 10 s: a song\n1 songs, 1 errors\n"
+    assert err == f"{prompts} line 2: duration 'x' is not a number of seconds\n"
+
+
+def test_check_passes_a_clean_file(tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("# only good lines\na song;10;a\n")
+    assert main(["--prompts", str(prompts), "--check"]) == 0
+    assert capsys.readouterr().out.endswith("1 songs, 0 errors\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--hourly-cost", "cheap"], {}, "error: --hourly-cost/HOURLY_COST_USD='cheap' is not a valid float"),
+        ([], {"MUSICGEN_BATCH_SIZE": "-1"}, "error: --batch-size/MUSICGEN_BATCH_SIZE='-1': must be >= 0"),
+        (["--window-s", "4", "--stride-s", "5"], {}, "error: need 0 < stride (5 s) <= window (4 s)"),
+        (["--top-k", "0"], {}, "error: top_k must be >= 1, got 0"),
+        (["--output", "s3://"], {}, "error: output 's3://' names no bucket"),
+    ],
+)
+def test_bad_settings_exit_2_with_the_value_named(tmp_path, capsys, monkeypatch, argv, env, message):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a;1;a\n")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["--prompts", str(prompts), "--output", str(tmp_path / "o"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_prompts_file_exits_2(tmp_path, capsys):
+    assert main(["--prompts", str(tmp_path / "none.txt")]) == 2
+    assert f"error: cannot read prompts file {tmp_path / 'none.txt'}: No such file or directory" in capsys.readouterr().err
+
+
+def test_no_valid_line_exits_2_without_loading_a_model(tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("# nothing\nbroken\n")
+
+    def never(model):
+        raise AssertionError("model loaded")
+
+    assert main(["--prompts", str(prompts), "--output", str(tmp_path / "o")], load_engine=never) == 2
+    assert f"error: no valid song in {prompts}" in capsys.readouterr().err
+
+
+def test_env_variables_configure_the_worker(tmp_path, monkeypatch, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a;1;a\n")
+    monkeypatch.setenv("MUSICGEN_PROMPTS", str(prompts))
+    assert main(["--check"]) == 0
+    assert "a.wav 1 s: a" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("entry", [["-m", "worker"], ["worker"]])
+def test_both_entry_points_run(tmp_path, entry):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a;1;a\n")
+    done = subprocess.run(
+        [sys.executable, *entry, "--prompts", str(prompts), "--check"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "line 1: a.wav 1 s: a\n1 songs, 0 errors\n")

@@ -1,0 +1,101 @@
+"""The worker CLI end to end: moto's S3 server over real HTTP, or a local folder."""
+
+import io
+
+import boto3
+import pytest
+import soundfile
+
+from tests.engines import SpyEngine
+from worker.cli import main
+from worker.engine import Engine
+from worker.report import REPORT_COLUMNS, parse_report
+
+PROMPTS = """\
+# two songs, one bad line, one song whose generation fails
+epic cinematic trailer drums ; 11 ; epic
+calm piano;1.5;calm.wav
+broken line without fields
+this song will fail ; 3 ; fail.wav
+"""
+WINDOW = ["--window-s", "4", "--stride-s", "2.5", "--hourly-cost", "0.5", "--batch-size", "2"]
+
+
+class Loader:
+    """load_engine seam: the real engine from disk, wrapped to fail one song."""
+
+    def __init__(self):
+        self.spies = []
+
+    def __call__(self, model):
+        spy = SpyEngine(Engine.from_pretrained(model), fail_words=["fail"], fail_after_windows=0)
+        self.spies.append(spy)
+        return spy
+
+
+def wav_lengths(blobs):
+    return {name: soundfile.info(io.BytesIO(data)).frames for name, data in blobs.items()}
+
+
+def check_first_run(code, err, files, report):
+    assert code == 1
+    assert "prompts.txt line 4: expected 'PROMPT ; DURATION_S ; FILE_NAME'" in err
+    assert "failed fail.wav (line 5): RuntimeError: injected fault for 'this song will fail'" in err
+    assert "Traceback" in err
+    assert wav_lengths(files) == {"epic.wav": 88_000, "calm.wav": 12_000}
+    info = soundfile.info(io.BytesIO(files["epic.wav"]))
+    assert (info.samplerate, info.channels, info.subtype) == (8000, 1, "PCM_16")
+    rows = parse_report(report)
+    assert tuple(rows[0].keys()) == REPORT_COLUMNS
+    assert [(r["prompt"], r["requested_duration_s"]) for r in rows] == [
+        ("epic cinematic trailer drums", "11"),
+        ("calm piano", "1.5"),
+    ]
+    for row in rows:
+        seconds = float(row["generation_time_s"])
+        assert seconds > 0
+        assert float(row["estimated_cost_usd"]) == pytest.approx(seconds / 3600 * 0.5, abs=1e-6)
+
+
+def test_worker_against_s3(aws_env, tiny_model_dir, tmp_path, capsys):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="songs")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(PROMPTS)
+    argv = ["--prompts", str(prompts), "--output", "s3://songs/batch1", "--model", str(tiny_model_dir), *WINDOW]
+    loader = Loader()
+
+    code = main(argv, load_engine=loader)
+    err = capsys.readouterr().err
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="songs")["Contents"])
+    assert "batch1/epic.wav" in keys and "batch1/fail.wav" not in keys
+    files = {k.split("/")[-1]: s3.get_object(Bucket="songs", Key=k)["Body"].read() for k in keys if k.endswith(".wav")}
+    report = s3.get_object(Bucket="songs", Key="batch1/cost_report.csv")["Body"].read()
+    check_first_run(code, err, files, report)
+    assert [r["s3_filename"] for r in parse_report(report)] == ["batch1/epic.wav", "batch1/calm.wav"]
+    meta = s3.head_object(Bucket="songs", Key="batch1/epic.wav")["Metadata"]
+    assert set(meta) == {"prompt-hash", "seed", "model", "duration-s"}
+    assert meta["duration-s"] == "11" and int(meta["seed"]) >= 0
+
+    # Rerun without the failing line: both songs are skipped, no model is even loaded.
+    prompts.write_text("\n".join(line for line in PROMPTS.splitlines() if "fail" not in line))
+    rerun = Loader()
+    assert main(argv, load_engine=rerun) == 0
+    err = capsys.readouterr().err
+    assert rerun.spies == []
+    assert "skipped epic.wav: already at s3://songs/batch1/epic.wav" in err
+    assert "skipped calm.wav" in err
+    assert s3.get_object(Bucket="songs", Key="batch1/cost_report.csv")["Body"].read() == report
+
+
+def test_worker_into_a_local_folder(tiny_model_dir, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(PROMPTS)
+    out = tmp_path / "out"
+    argv = ["--prompts", str(prompts), "--output", str(out), "--model", str(tiny_model_dir), *WINDOW]
+    code = main(argv, load_engine=Loader())
+    err = capsys.readouterr().err
+    files = {p.name: p.read_bytes() for p in out.glob("*.wav")}
+    check_first_run(code, err, files, (out / "cost_report.csv").read_bytes())
+    assert main(argv, load_engine=Loader()) == 1  # fail.wav is still missing and fails again
+    assert "skipped epic.wav" in capsys.readouterr().err
