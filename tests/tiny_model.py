@@ -24,10 +24,7 @@ SAMPLING_RATE = 8000
 FRAME_RATE = 50  # 8000 Hz / (8 * 5 * 4) as in the real model's 32000 Hz / (8 * 5 * 4 * 4)
 CODEBOOK_SIZE = 64
 NUM_CODEBOOKS = 4
-WORDS = (
-    "ambient piano calm slow epic drums cinematic trailer jazz guitar lofi beat "
-    "rock loud synth pop bass fail song music with and the a of in"
-).split()
+WORDS = ["ambient", "piano", "calm", "slow", "epic", "drums", "cinematic", "trailer", "jazz", "guitar", "lofi", "beat", "rock", "loud", "synth", "pop", "bass", "fail", "song", "music", "with", "and", "the", "a", "of", "in"]
 
 
 def build_tokenizer() -> T5Tokenizer:
