@@ -3,6 +3,7 @@ tiny random MusicGen saved to disk."""
 
 from __future__ import annotations
 
+import os
 import urllib.request
 from collections.abc import Iterator
 
@@ -51,3 +52,12 @@ def tiny_engine(tiny_model_dir):
     from worker.engine import Engine
 
     return Engine.from_pretrained(str(tiny_model_dir))
+
+
+@pytest.fixture(autouse=True)
+def worker_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test inherits the developer's worker settings or writes a spool into the checkout."""
+    for name in list(os.environ):
+        if name.startswith("MUSICGEN_") or name == "HOURLY_COST_USD":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MUSICGEN_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))

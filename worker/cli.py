@@ -9,9 +9,12 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from . import aws
 from .prompts import read_prompts
 from .settings import GenerationParams, RunSettings
+from .spot import SpotWatcher
 from .store import open_store
 from .windows import WindowSettings
 
@@ -58,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("--temperature", "MUSICGEN_TEMPERATURE", "1.0", "sampling temperature"),
         ("--guidance-scale", "MUSICGEN_GUIDANCE_SCALE", "3.0", "classifier-free guidance scale"),
         ("--seed", "MUSICGEN_SEED", None, "base seed for reproducible songs (default: random per song)"),
-        ("--worker-id", "MUSICGEN_WORKER_ID", None, "name in records and leases (default: host-pid)"),
+        ("--worker-id", "MUSICGEN_WORKER_ID", None, "name in records and leases (default: host name)"),
+        ("--lease-s", "MUSICGEN_LEASE_S", "600", "seconds a claim on a song lasts without renewal"),
+        ("--spool-dir", "MUSICGEN_SPOOL_DIR", ".spool", "finished songs wait here until stored"),
+        ("--imds-endpoint", "MUSICGEN_IMDS_ENDPOINT", None, "instance metadata URL; set on EC2 to watch for spot interruptions"),
+        ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S", "5", "seconds between interruption checks"),
     ]
     for flag, env, default, text in options:
         parser.add_argument(flag, default=_env(env, default), help=f"{text} [{env}, default {default}]")
@@ -88,13 +95,20 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         batch_size=batch,
         window=window,
         seed=_typed(int, "--seed/MUSICGEN_SEED", args.seed),
-        worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
+        # Stable across restarts of the same machine, so a rerun after a crash may take over
+        # its own leases at once instead of waiting for them to expire.
+        worker_id=args.worker_id or socket.gethostname(),
+        lease_s=_typed(float, "--lease-s/MUSICGEN_LEASE_S", args.lease_s, *positive),
+        spool_dir=args.spool_dir,
+        imds_endpoint=args.imds_endpoint,
+        imds_poll_s=_typed(float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, *positive),
     )
     return settings, params
 
 
 def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
-    """Exit 0 when every valid song exists at the end, 1 when a song failed, 2 for unusable input."""
+    """Exit 0 when every song exists (or another worker holds it), 1 when a song failed, 2 for
+    unusable input, 3 when a spot interruption notice stopped the run (rerun to resume)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -131,21 +145,34 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         return EXIT_USAGE
     from .runner import Runner  # torch loads here, after the input has been checked
 
-    runner = Runner(settings, store)
-    pending = runner.pending_jobs(prompts.jobs)
-    if pending:
-        if load_engine is None:
-            from .engine import Engine
+    watcher = None
+    if settings.imds_endpoint:
+        watcher = SpotWatcher(settings.imds_endpoint, settings.imds_poll_s).start()
+    runner = Runner(settings, store, should_stop=lambda: watcher is not None and watcher.interrupted)
+    try:
+        pending = runner.upload_spooled(runner.pending_jobs(prompts.jobs))
+        if pending and not runner.should_stop():
+            if load_engine is None:
+                from .engine import Engine
 
-            load_engine = Engine.from_pretrained
-        engine = load_engine(settings.model)
-        engine.set_generation_params(**vars(params))
-        runner.generate(pending, engine)
-    runner.write_report(prompts.jobs)
+                load_engine = Engine.from_pretrained
+            engine = load_engine(settings.model)
+            engine.set_generation_params(**vars(params))
+            runner.generate(pending, engine)
+        runner.write_report(prompts.jobs)
+    except (BotoCoreError, ClientError) as error:
+        log.error("cannot use the output %s: %s", args.output, error)
+        return EXIT_FAILED
+    finally:
+        if watcher is not None:
+            watcher.stop()
     result = runner.result
     log.info(
-        "done: %d generated, %d skipped, %d failed%s",
+        "done: %d generated, %d skipped, %d failed%s, %d left to other workers, %d unfinished",
         len(result.generated), len(result.skipped), len(result.failed),
         f" ({', '.join(result.failed)})" if result.failed else "",
+        len(result.elsewhere), len(result.unfinished),
     )
+    if result.unfinished:
+        log.warning("stopped early (spot interruption); run again to resume from the checkpoints")
     return result.exit_code

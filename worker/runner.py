@@ -1,10 +1,15 @@
-"""One run of the worker: skip what exists, generate the rest in batches, upload, report."""
+"""One run of the worker: skip what exists, generate the rest in batches, upload, report.
+
+Durability, in the order a finished song is written: WAV and record go to the local spool first,
+then the WAV is uploaded (If-None-Match), then the record, and only then are the spool copy, the
+checkpoint and the lease removed. A crash or an S3 outage at any point leaves enough behind for
+the next run to finish the job without generating the song again.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
-import tempfile
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,9 +20,18 @@ import torch
 from tqdm import tqdm
 
 from .audio import write_wav
+from .checkpoints import Checkpoint, Identity, checkpoint_key
 from .engine import Engine, window_seed
+from .leases import Leases
 from .prompts import Job
-from .report import REPORT_KEY, SongRecord, estimated_cost, record_key, render_report
+from .report import (
+    RECORDS_PREFIX,
+    REPORT_KEY,
+    SongRecord,
+    estimated_cost,
+    record_key,
+    render_report,
+)
 from .scheduler import BatchScheduler, Callbacks, Song
 from .settings import RunSettings
 from .store import Store
@@ -31,9 +45,13 @@ class RunResult:
     generated: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)  # claimed by another worker
+    unfinished: list[str] = field(default_factory=list)  # stopped by an interruption notice
 
     @property
     def exit_code(self) -> int:
+        if self.unfinished:
+            return 3
         return 1 if self.failed else 0
 
 
@@ -41,11 +59,7 @@ def song_seed(base_seed: int | None, job: Job) -> int:
     """Random per song unless a base seed is set; then reproducible per file name."""
     if base_seed is None:
         return secrets.randbits(63)
-    return window_seed(base_seed, hash_name(job.file_name))
-
-
-def hash_name(name: str) -> int:
-    return int.from_bytes(name.encode("utf-8")[:8].ljust(8, b"\0"), "little")
+    return window_seed(base_seed, int.from_bytes(job.file_name.encode("utf-8")[:8], "little"))
 
 
 def _now() -> str:
@@ -53,9 +67,12 @@ def _now() -> str:
 
 
 class Runner:
-    def __init__(self, settings: RunSettings, store: Store) -> None:
+    def __init__(self, settings: RunSettings, store: Store, should_stop=lambda: False) -> None:
         self.settings = settings
         self.store = store
+        self.should_stop = should_stop
+        self.leases = Leases(store, settings.worker_id, settings.lease_s)
+        self.spool = Path(settings.spool_dir)
         self.result = RunResult()
 
     def pending_jobs(self, jobs: list[Job]) -> list[Job]:
@@ -69,6 +86,70 @@ class Runner:
                 pending.append(job)
         return pending
 
+    # -- the spool: finished songs whose upload has not gone through yet -------------------
+
+    def upload_spooled(self, jobs: list[Job]) -> list[Job]:
+        """Upload songs a previous run generated but could not store; returns the rest."""
+        rest = []
+        for job in jobs:
+            wav, record_file = self._spooled(job.file_name)
+            record = None
+            if wav.is_file() and record_file.is_file():
+                try:
+                    record = SongRecord.from_json(record_file.read_bytes())
+                except (ValueError, TypeError):
+                    record = None
+            if record is None or (record.prompt, record.requested_duration_s) != (job.prompt, job.duration_s):
+                rest.append(job)
+                continue
+            log.info("uploading %s kept from an earlier run (%s)", job.file_name, wav)
+            if self._store_song(job, record):
+                self.result.generated.append(job.file_name)
+            else:
+                self.result.failed.append(job.file_name)
+        return rest
+
+    def _spooled(self, file_name: str) -> tuple[Path, Path]:
+        return self.spool / file_name, self.spool / f"{file_name}.record.json"
+
+    def _store_song(self, job: Job, record: SongRecord) -> bool:
+        """Spool -> output. False (spool kept, failure named) if the output cannot be written."""
+        wav, record_file = self._spooled(job.file_name)
+        metadata = {
+            "prompt-hash": job.prompt_hash,
+            "seed": str(record.seed),
+            "model": record.model,
+            "duration-s": f"{job.duration_s:g}",
+        }
+        try:
+            if not self.store.upload_new(wav, job.file_name, metadata):
+                log.warning("%s appeared in the output meanwhile; kept the existing file", job.file_name)
+            self.store.write(record_key(job.file_name), record.to_json())
+        except Exception as error:  # noqa: BLE001 - S3 down: keep everything for the next run
+            log.error(
+                "failed %s: could not store it (%s: %s); kept %s and its record for the next run",
+                job.file_name, type(error).__name__, error, wav,
+            )
+            return False
+        wav.unlink(missing_ok=True)
+        record_file.unlink(missing_ok=True)
+        self._forget(job.file_name)
+        return True
+
+    def _forget(self, file_name: str) -> None:
+        """Drop the bookkeeping of a song that is safely stored; best effort."""
+        try:
+            self.store.delete(checkpoint_key(file_name))
+            self.leases.release(file_name)
+        except Exception as error:  # noqa: BLE001 - stale bookkeeping is harmless
+            log.warning("could not remove the checkpoint or lease of %s: %s", file_name, error)
+
+    # -- generation ------------------------------------------------------------------------
+
+    def _identity(self, job: Job, engine: Engine) -> Identity:
+        window_frames, stride_frames = self.settings.window.frames(engine.frame_rate)
+        return Identity(job.prompt_hash, job.duration_s, self.settings.model, window_frames, stride_frames)
+
     def new_song(self, job: Job, engine: Engine) -> Song:
         window_frames, stride_frames = self.settings.window.frames(engine.frame_rate)
         total = song_frames(job.duration_s, engine.sample_rate, engine.hop_length)
@@ -79,6 +160,48 @@ class Runner:
             plans=plan_windows(total, window_frames, stride_frames),
             codes=torch.zeros((engine.num_codebooks, 0), dtype=torch.long),
         )
+
+    def _resume(self, song: Song, engine: Engine) -> None:
+        found = self.store.read(checkpoint_key(song.job.file_name))
+        if found is None:
+            return
+        name = song.job.file_name
+        try:
+            checkpoint = Checkpoint.from_json(found[0])
+        except ValueError as error:
+            log.warning("ignored the checkpoint of %s: %s", name, error)
+            return
+        why = self._identity(song.job, engine).mismatch(checkpoint.identity)
+        frames = sum(plan.new_frames for plan in song.plans[: checkpoint.next_window])
+        if why is None and (
+            checkpoint.next_window > len(song.plans)
+            or checkpoint.codes.shape != (engine.num_codebooks, frames)
+        ):
+            why = "its codes do not fit the song's windows"
+        if why is not None:
+            log.warning("ignored the stale checkpoint of %s: %s", name, why)
+            return
+        song.codes = torch.from_numpy(checkpoint.codes)
+        song.next_window = checkpoint.next_window
+        song.seed = checkpoint.seed
+        song.generation_time_s = checkpoint.generation_time_s
+        log.info(
+            "resuming %s at window %d of %d (%.1f s of generation already spent)",
+            name, song.next_window + 1, len(song.plans), song.generation_time_s,
+        )
+
+    def _checkpoint(self, song: Song, engine: Engine) -> None:
+        checkpoint = Checkpoint(
+            identity=self._identity(song.job, engine),
+            seed=song.seed,
+            next_window=song.next_window,
+            generation_time_s=song.generation_time_s,
+            codes=song.codes.numpy(),
+        )
+        try:
+            self.store.write(checkpoint_key(song.job.file_name), checkpoint.to_json())
+        except Exception as error:  # noqa: BLE001 - generation goes on; the upload decides
+            log.warning("could not save the checkpoint of %s: %s", song.job.file_name, error)
 
     def generate(self, jobs: list[Job], engine: Engine) -> None:
         songs = [self.new_song(job, engine) for job in jobs]
@@ -91,55 +214,86 @@ class Runner:
             tqdm(total=sum(s.total_frames for s in songs), desc="frames", unit="frame", position=1) as frame_bar,
         ):
 
+            def claim(song: Song) -> bool:
+                name = song.job.file_name
+                if not self.leases.claim(name):
+                    self.result.elsewhere.append(name)
+                    song_bar.update(1)
+                    return False
+                if self.store.exists(name):  # finished by another worker since we looked
+                    log.info("skipped %s: another worker finished it", name)
+                    self.leases.release(name)
+                    self.result.skipped.append(name)
+                    song_bar.update(1)
+                    return False
+                self._resume(song, engine)
+                frame_bar.update(song.codes.shape[-1])
+                return True
+
+            def on_window(song: Song) -> bool:
+                self._checkpoint(song, engine)
+                return self.leases.renew(song.job.file_name)
+
             def on_done(song: Song, audio: np.ndarray) -> None:
                 self._save_song(song, audio, engine, started_at)
                 song_bar.update(1)
 
             def on_failed(song: Song, error: BaseException) -> None:
                 self._record_failure(song.job, error)
+                self.leases.release(song.job.file_name)
                 song_bar.update(1)
 
-            callbacks = Callbacks(on_done=on_done, on_failed=on_failed, on_frames=frame_bar.update)
-            BatchScheduler(engine, batch_size, callbacks).run(songs)
+            callbacks = Callbacks(
+                claim=claim,
+                on_window=on_window,
+                on_done=on_done,
+                on_failed=on_failed,
+                should_stop=self.should_stop,
+                on_frames=frame_bar.update,
+            )
+            unfinished = BatchScheduler(engine, batch_size, callbacks).run(songs)
+        for song in unfinished:
+            self.result.unfinished.append(song.job.file_name)
+            if song.conditioning is not None or song.next_window:
+                self._checkpoint(song, engine)
+                self.leases.release(song.job.file_name)
+                log.info(
+                    "saved %s at window %d of %d for the next run",
+                    song.job.file_name, song.next_window, len(song.plans),
+                )
 
     def _save_song(self, song: Song, audio: np.ndarray, engine: Engine, started_at: str) -> None:
         job = song.job
+        wav, record_file = self._spooled(job.file_name)
+        record = SongRecord(
+            s3_filename=self.store.object_name(job.file_name),
+            prompt=job.prompt,
+            requested_duration_s=job.duration_s,
+            generation_time_s=song.generation_time_s,
+            estimated_cost_usd=estimated_cost(song.generation_time_s, self.settings.hourly_cost_usd),
+            file_name=job.file_name,
+            seed=song.seed,
+            model=self.settings.model,
+            batch_size=song.batch_size,
+            windows=len(song.plans),
+            started_at=started_at,
+            finished_at=_now(),
+            worker=self.settings.worker_id,
+        )
         try:
-            with tempfile.TemporaryDirectory(prefix="musicgen-") as folder:
-                path = Path(folder) / job.file_name
-                write_wav(path, audio, engine.sample_rate)
-                metadata = {
-                    "prompt-hash": job.prompt_hash,
-                    "seed": str(song.seed),
-                    "model": self.settings.model,
-                    "duration-s": f"{job.duration_s:g}",
-                }
-                if not self.store.upload_new(path, job.file_name, metadata):
-                    log.warning("%s appeared in the output meanwhile; kept the existing file", job.file_name)
-            cost = estimated_cost(song.generation_time_s, self.settings.hourly_cost_usd)
-            record = SongRecord(
-                s3_filename=self.store.object_name(job.file_name),
-                prompt=job.prompt,
-                requested_duration_s=job.duration_s,
-                generation_time_s=song.generation_time_s,
-                estimated_cost_usd=cost,
-                file_name=job.file_name,
-                seed=song.seed,
-                model=self.settings.model,
-                batch_size=song.batch_size,
-                windows=len(song.plans),
-                started_at=started_at,
-                finished_at=_now(),
-                worker=self.settings.worker_id,
-            )
-            self.store.write(record_key(job.file_name), record.to_json())
+            self.spool.mkdir(parents=True, exist_ok=True)
+            write_wav(wav, audio, engine.sample_rate)
+            record_file.write_bytes(record.to_json())
         except Exception as error:  # noqa: BLE001 - one bad song must not stop the batch
             self._record_failure(job, error)
+            return
+        if not self._store_song(job, record):
+            self.result.failed.append(job.file_name)
             return
         self.result.generated.append(job.file_name)
         log.info(
             "generated %s: %g s of audio in %.1f s, $%.4f (upper bound)",
-            job.file_name, job.duration_s, song.generation_time_s, cost,
+            job.file_name, job.duration_s, song.generation_time_s, record.estimated_cost_usd,
         )
 
     def _record_failure(self, job: Job, error: BaseException) -> None:
@@ -150,15 +304,32 @@ class Runner:
             "".join(traceback.format_exception(error)).rstrip(),
         )
 
-    def write_report(self, jobs: list[Job]) -> None:
-        records = []
-        for key in self.store.list(".records/"):
+    # -- the report ------------------------------------------------------------------------
+
+    def _records(self) -> dict[str, SongRecord]:
+        records = {}
+        for key in self.store.list(RECORDS_PREFIX):
             found = self.store.read(key)
             if found is None:
                 continue
             try:
-                records.append(SongRecord.from_json(found[0]))
+                records[key] = SongRecord.from_json(found[0])
             except (ValueError, TypeError) as error:
                 log.warning("ignored unreadable record %s: %s", key, error)
-        self.store.write(REPORT_KEY, render_report(records, [job.file_name for job in jobs]))
+        return records
+
+    def write_report(self, jobs: list[Job]) -> None:
+        """Rebuild cost_report.csv from every record; any worker may, the last one wins.
+
+        Re-read after writing: a worker that finished meanwhile may have written its report
+        first, and then this one must include its record too.
+        """
+        order = [job.file_name for job in jobs]
+        records = self._records()
+        for _attempt in range(3):
+            self.store.write(REPORT_KEY, render_report(list(records.values()), order))
+            latest = self._records()
+            if latest.keys() == records.keys():
+                break
+            records = latest
         log.info("wrote %s (%d songs)", self.store.uri(REPORT_KEY), len(records))

@@ -1,7 +1,8 @@
 """Advance many songs window by window in shared batches on one GPU.
 
 Rules (see README, "How songs share the GPU"):
-- Songs start in a batch of up to `batch_size` rows; longer songs go first, so a batch's songs need
+- A song joins a batch only once `claim` grants it (see leases.py); songs start in a batch of up
+  to `batch_size` rows; longer songs go first, so a batch's songs need
   about the same number of windows.
 - Every round runs one batched call per prompt length: normally one call, since songs in a batch
   move in step (first windows have no prompt, later ones the last window-stride seconds).
@@ -73,7 +74,8 @@ class Song:
 class Callbacks:
     """What the caller does with results; the scheduler itself does no I/O."""
 
-    on_window: Callable[[Song], None] = lambda song: None
+    claim: Callable[[Song], bool] = lambda song: True
+    on_window: Callable[[Song], bool] = lambda song: True
     on_done: Callable[[Song, np.ndarray], None] = lambda song, audio: None
     on_failed: Callable[[Song, BaseException], None] = lambda song, error: None
     should_stop: Callable[[], bool] = lambda: False
@@ -106,9 +108,11 @@ class BatchScheduler:
                     self._advance(group)
                 still = []
                 for song in active:
+                    if song.conditioning is None:
+                        continue  # failed, or another worker took it over
                     if song.done:
                         self._finish(song)
-                    elif song.conditioning is not None:
+                    else:
                         still.append(song)
                 active = still
         except Interrupted:
@@ -121,6 +125,8 @@ class BatchScheduler:
             raise Interrupted
 
     def _prepare(self, song: Song) -> bool:
+        if not self.cb.claim(song):
+            return False
         started = time.perf_counter()
         try:
             song.conditioning = self.engine.condition(song.job.prompt)
@@ -184,7 +190,8 @@ class BatchScheduler:
             song.batch_size = max(song.batch_size, len(group))
             song.next_window += 1
             self.cb.on_frames(codes.shape[-1])
-            self.cb.on_window(song)
+            if not self.cb.on_window(song):
+                song.conditioning = None  # another worker owns it now: leave the batch
         return True
 
     @staticmethod

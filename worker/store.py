@@ -24,8 +24,8 @@ class Store(Protocol):
     def exists(self, key: str) -> bool: ...
     def read(self, key: str) -> tuple[bytes, str] | None: ...
     def write(self, key: str, data: bytes) -> None: ...
-    def create(self, key: str, data: bytes) -> bool: ...
-    def replace(self, key: str, data: bytes, version: str) -> bool: ...
+    def create(self, key: str, data: bytes) -> str | None: ...
+    def replace(self, key: str, data: bytes, version: str) -> str | None: ...
     def upload_new(self, path: Path, key: str, metadata: dict[str, str]) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def delete(self, key: str) -> None: ...
@@ -81,25 +81,29 @@ class S3Store:
     def write(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
-    def create(self, key: str, data: bytes) -> bool:
-        """Write only if the key does not exist; False if someone else's object is there."""
+    def create(self, key: str, data: bytes) -> str | None:
+        """Write only if the key does not exist: the new ETag, or None if an object is there."""
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            )
         except ClientError as error:
             if _lost_race(error):
-                return False
+                return None
             raise
-        return True
+        return response["ETag"]
 
-    def replace(self, key: str, data: bytes, version: str) -> bool:
-        """Write only if the object still has ETag `version`."""
+    def replace(self, key: str, data: bytes, version: str) -> str | None:
+        """Write only if the object still has ETag `version`: the new ETag, or None."""
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=version)
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=version
+            )
         except ClientError as error:
             if _lost_race(error) or _status(error) == 404:
-                return False
+                return None
             raise
-        return True
+        return response["ETag"]
 
     def upload_new(self, path: Path, key: str, metadata: dict[str, str]) -> bool:
         """Upload a file unless the key exists (False then); multipart above 64 MiB."""
@@ -172,13 +176,17 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    @staticmethod
+    def _version(stat: os.stat_result) -> str:
+        # Every write lands as a new inode (rename or link of a fresh temp file).
+        return f"{stat.st_ino}-{stat.st_mtime_ns}-{stat.st_size}"
+
     def read(self, key: str) -> tuple[bytes, str] | None:
         try:
-            data = self._path(key).read_bytes()
-            stat = self._path(key).stat()
+            with self._path(key).open("rb") as handle:
+                return handle.read(), self._version(os.fstat(handle.fileno()))
         except FileNotFoundError:
             return None
-        return data, f"{stat.st_ino}-{stat.st_mtime_ns}-{stat.st_size}"
 
     def _staged(self, key: str, data: bytes) -> Path:
         target = self._path(key)
@@ -195,18 +203,22 @@ class LocalStore:
     def write(self, key: str, data: bytes) -> None:
         os.replace(self._staged(key, data), self._path(key))
 
-    def create(self, key: str, data: bytes) -> bool:
-        return self._link_new(self._staged(key, data), self._path(key))
+    def create(self, key: str, data: bytes) -> str | None:
+        staged = self._staged(key, data)
+        version = self._version(staged.stat())
+        return version if self._link_new(staged, self._path(key)) else None
 
-    def replace(self, key: str, data: bytes, version: str) -> bool:
+    def replace(self, key: str, data: bytes, version: str) -> str | None:
         current = self.read(key)
         if current is None or current[1] != version:
-            return False
-        # A rename is atomic but not a compare-and-swap: two workers renewing the same lease
-        # in the same instant could both succeed. Leases are renewed by their owner only, so
-        # the race left is between an owner and a taker of an expired lease.
-        os.replace(self._staged(key, data), self._path(key))
-        return True
+            return None
+        # A rename is atomic but not a compare-and-swap: two workers replacing the same lease
+        # in the same instant could both succeed. A lease is renewed by its owner only, so
+        # what is left is a taker of an expired lease racing another taker.
+        staged = self._staged(key, data)
+        new_version = self._version(staged.stat())
+        os.replace(staged, self._path(key))
+        return new_version
 
     def upload_new(self, path: Path, key: str, metadata: dict[str, str]) -> bool:
         staged = self._staged(key, path.read_bytes())
