@@ -6,7 +6,8 @@ from __future__ import annotations
 import boto3
 from botocore.config import Config
 
-RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+# Attempts default to 3 and follow AWS_MAX_ATTEMPTS like every other AWS tool.
+RETRY_CONFIG = Config(retries={"mode": "standard"})
 
 
 def s3_client():

@@ -150,7 +150,8 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         watcher = SpotWatcher(settings.imds_endpoint, settings.imds_poll_s).start()
     runner = Runner(settings, store, should_stop=lambda: watcher is not None and watcher.interrupted)
     try:
-        pending = runner.upload_spooled(runner.pending_jobs(prompts.jobs))
+        runner.upload_spooled(prompts.jobs)
+        pending = runner.pending_jobs(prompts.jobs)
         if pending and not runner.should_stop():
             if load_engine is None:
                 from .engine import Engine

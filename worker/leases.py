@@ -81,5 +81,7 @@ class Leases:
         return True
 
     def release(self, file_name: str) -> None:
-        if self._held.pop(file_name, None) is not None:
-            self.store.delete(lease_key(file_name))
+        """Remove the lease; also one left by an earlier run, or by a worker still generating a
+        song that is now stored (its next renewal fails and it drops the duplicate)."""
+        self._held.pop(file_name, None)
+        self.store.delete(lease_key(file_name))

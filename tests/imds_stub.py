@@ -1,0 +1,65 @@
+"""A stand-in for the EC2 instance metadata service (IMDSv2) on 127.0.0.1.
+
+moto's server answers 500 on the spot path, so tests use this: tokens from PUT /latest/api/token,
+404 on the spot notice path until `notice` is set, and a 401 for the first token's first use
+when `expire_first_token` is set (the worker must fetch a new token).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class ImdsStub:
+    def __init__(self, expire_first_token: bool = False) -> None:
+        self.notice: dict | None = None
+        self.tokens_issued = 0
+        self.notice_requests = 0
+        self._expire_first = expire_first_token
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _send(self, code: int, body: bytes = b"") -> None:
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self):
+                if self.path != "/latest/api/token" or "X-aws-ec2-metadata-token-ttl-seconds" not in self.headers:
+                    return self._send(400)
+                stub.tokens_issued += 1
+                self._send(200, f"token-{stub.tokens_issued}".encode())
+
+            def do_GET(self):
+                token = self.headers.get("X-aws-ec2-metadata-token", "")
+                if not token.startswith("token-"):
+                    return self._send(401)
+                if self.path != "/latest/meta-data/spot/instance-action":
+                    return self._send(404)
+                stub.notice_requests += 1
+                if stub._expire_first and token == "token-1":
+                    return self._send(401)
+                if stub.notice is None:
+                    return self._send(404)
+                self._send(200, json.dumps(stub.notice).encode())
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ImdsStub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def interrupt(self) -> None:
+        self.notice = {"action": "stop", "time": "2026-11-29T12:00:00Z"}

@@ -1,0 +1,201 @@
+"""Interruptions, crashes, two workers and an S3 outage, with real worker processes over HTTP."""
+
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import soundfile
+from moto.server import ThreadedMotoServer
+
+from tests.imds_stub import ImdsStub
+from worker.checkpoints import Checkpoint, checkpoint_key
+from worker.cli import main
+from worker.engine import Engine
+from worker.report import parse_report
+
+ROOT = Path(__file__).resolve().parent.parent
+WINDOW = ["--window-s", "4", "--stride-s", "2.5"]
+
+
+def start_worker(prompts, output, model, *extra):
+    command = [sys.executable, "-m", "worker", "--prompts", str(prompts), "--output", output,
+               "--model", str(model), *WINDOW, *extra]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process, timeout=240):
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+def read_checkpoint(s3, bucket, name, prefix=""):
+    try:
+        body = s3.get_object(Bucket=bucket, Key=prefix + checkpoint_key(name))["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return Checkpoint.from_json(body)
+
+
+def wait_for_window(s3, bucket, name, window, process, prefix="", timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        checkpoint = read_checkpoint(s3, bucket, name, prefix)
+        if checkpoint is not None and checkpoint.next_window >= window:
+            return checkpoint
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint at window {window} within {timeout} s")
+
+
+def wav_frames(s3, bucket, key):
+    return soundfile.info(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())).frames
+
+
+@pytest.fixture
+def bucket(aws_env):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="batch")
+    return s3
+
+
+def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(bucket, tiny_model_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a long ambient piano song;30;long\n")
+    with ImdsStub(expire_first_token=True) as imds:
+        first = start_worker(prompts, "s3://batch", tiny_model_dir, "--imds-endpoint", imds.url,
+                             "--imds-poll-s", "0.1")
+        wait_for_window(bucket, "batch", "long.wav", 2, first)
+        imds.interrupt()
+        noticed = time.monotonic()
+        code, output = finish(first)
+        assert time.monotonic() - noticed < 10
+    assert code == 3, output
+    assert "spot interruption notice" in output and "stopped early" in output
+    saved = read_checkpoint(bucket, "batch", "long.wav")
+    assert 2 <= saved.next_window < 12 and saved.generation_time_s > 0
+    assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix="long.wav")
+    assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix=".leases/")
+
+    code, output = finish(start_worker(prompts, "s3://batch", tiny_model_dir))
+    assert code == 0, output
+    assert f"resuming long.wav at window {saved.next_window + 1} of 12" in output
+    assert wav_frames(bucket, "batch", "long.wav") == 30 * 8000
+    rows = parse_report(bucket.get_object(Bucket="batch", Key="cost_report.csv")["Body"].read())
+    assert [r["s3_filename"] for r in rows] == ["long.wav"]
+    assert float(rows[0]["generation_time_s"]) > saved.generation_time_s
+    assert read_checkpoint(bucket, "batch", "long.wav") is None
+
+
+def test_kill_9_mid_song_then_rerun_resumes_without_duplicates(bucket, tiny_model_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a long ambient piano song;30;long\nshort jazz;2;short\n")
+    worker = start_worker(prompts, "s3://batch/run", tiny_model_dir, "--worker-id", "host-1",
+                          "--batch-size", "1")
+    saved = wait_for_window(bucket, "batch", "long.wav", 3, worker, prefix="run/")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+
+    code, output = finish(start_worker(prompts, "s3://batch/run", tiny_model_dir, "--worker-id", "host-1"))
+    assert code == 0, output
+    assert "took over the lease on long.wav (ours, from an earlier run)" in output
+    resumed = int(re.search(r"resuming long.wav at window (\d+) of 12", output).group(1))
+    assert resumed >= saved.next_window + 1
+    assert wav_frames(bucket, "batch", "run/long.wav") == 30 * 8000
+    rows = parse_report(bucket.get_object(Bucket="batch", Key="run/cost_report.csv")["Body"].read())
+    assert sorted(r["s3_filename"] for r in rows) == ["run/long.wav", "run/short.wav"]
+    keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="batch")["Contents"]]
+    assert sorted(k for k in keys if k.endswith(".wav")) == ["run/long.wav", "run/short.wav"]
+    assert not [k for k in keys if "/.leases/" in k or "/.checkpoints/" in k]
+
+
+def test_two_workers_share_one_batch_and_generate_each_song_once(bucket, tiny_model_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    names = [f"song{i}" for i in range(4)]
+    prompts.write_text("".join(f"jazz piano number {i};3;{name}\n" for i, name in enumerate(names)))
+    workers = [
+        start_worker(prompts, "s3://batch", tiny_model_dir, "--worker-id", wid, "--batch-size", "1")
+        for wid in ("worker-a", "worker-b")
+    ]
+    outputs = []
+    for worker in workers:
+        code, output = finish(worker)
+        assert code == 0, output
+        outputs.append(output)
+    generated = re.findall(r"generated (song\d)\.wav", "".join(outputs))
+    assert sorted(generated) == names  # each exactly once, across both workers
+    rows = parse_report(bucket.get_object(Bucket="batch", Key="cost_report.csv")["Body"].read())
+    assert [r["s3_filename"] for r in rows] == [f"{name}.wav" for name in names]
+    records = bucket.list_objects_v2(Bucket="batch", Prefix=".records/")["Contents"]
+    assert len(records) == 4
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_s3_outage_during_upload_keeps_the_song_and_the_rerun_uploads_it(
+    tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    spool = tmp_path / "spool"
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="outage")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;3;calm\n")
+    argv = ["--prompts", str(prompts), "--output", "s3://outage", "--model", str(tiny_model_dir),
+            "--spool-dir", str(spool), *WINDOW]
+
+    class OutageEngine:
+        """The real engine; S3 goes down the moment the song is decoded, before its upload."""
+
+        def __init__(self, model):
+            self.inner = Engine.from_pretrained(model)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def decode(self, codes, num_samples):
+            audio = self.inner.decode(codes, num_samples)
+            server.stop()
+            return audio
+
+    try:
+        assert main(argv, load_engine=OutageEngine) == 1
+        err = capsys.readouterr().err
+        assert "failed calm.wav: could not store it" in err
+        assert f"kept {spool / 'calm.wav'} and its record for the next run" in err
+        assert sorted(p.name for p in spool.iterdir()) == ["calm.wav", "calm.wav.record.json"]
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+
+        def must_not_generate(model):
+            raise AssertionError("the kept song was generated again")
+
+        assert main(argv, load_engine=must_not_generate) == 0
+        assert "uploading calm.wav kept from an earlier run" in capsys.readouterr().err
+        body = s3.get_object(Bucket="outage", Key="calm.wav")["Body"].read()
+        assert soundfile.info(io.BytesIO(body)).frames == 3 * 8000
+        rows = parse_report(s3.get_object(Bucket="outage", Key="cost_report.csv")["Body"].read())
+        assert [r["s3_filename"] for r in rows] == ["calm.wav"] and float(rows[0]["generation_time_s"]) > 0
+        assert list(spool.iterdir()) == []
+    finally:
+        server.stop()
