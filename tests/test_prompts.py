@@ -41,6 +41,7 @@ def test_good_lines(line, prompt, duration, file_name):
         ("p;10;.hidden.wav", "file name '.hidden.wav' must not start with '.'"),
         ("p;10;bell\x07.wav", "file name 'bell\\x07.wav' contains control characters"),
         ("p;10;" + "x" * 200, "file name is longer than 200 characters"),
+        ("p" * 2001 + ";10;x", "prompt is longer than 2000 characters"),
     ],
 )
 def test_bad_lines_name_line_and_reason(line, reason):

@@ -16,6 +16,8 @@ from pathlib import Path
 # 18000 instead of 180 is caught before it buys five GPU hours.
 MAX_DURATION_S = 1800.0
 MAX_FILE_NAME_CHARS = 200
+# MusicGen's text encoder reads at most 512 tokens; a longer "prompt" is a pasted file.
+MAX_PROMPT_CHARS = 2000
 WAV_SUFFIX = ".wav"
 
 
@@ -97,6 +99,8 @@ def parse_line(line_no: int, line: str) -> Job | LineError | None:
     prompt, duration_text, name_text = (part.strip() for part in parts)
     if not prompt:
         return LineError(line_no, "prompt is empty")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return LineError(line_no, f"prompt is longer than {MAX_PROMPT_CHARS} characters")
     try:
         duration = parse_duration(duration_text)
         file_name = normalize_file_name(name_text)
