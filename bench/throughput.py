@@ -1,0 +1,310 @@
+"""Throughput of the batched engine against a straightforward baseline, in one process and run.
+
+Builds the real musicgen-small architecture with random weights (speed does not depend on the
+weight values) and measures, on the same prompts and song lengths:
+
+1. baseline: one song at a time, every window a `generate` call that re-encodes the previous
+   audio as `input_values` and decodes the whole window again (the pre-token-space recipe);
+2. engine: this worker's scheduler at the chosen batch size (and a sweep with --sweep);
+3. raw: the bare decoder forward step at the same batch and a typical cache length, the ceiling
+   for this framework on this hardware.
+
+Prints audio-seconds per wall-second for each, engine/baseline and engine/raw, and peak memory.
+The baseline treats songs one by one, so its rate does not depend on how many songs it gets; it
+runs on the first --baseline-songs songs to keep a CPU run within minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import (
+    EncodecConfig,
+    EncodecFeatureExtractor,
+    MusicgenConfig,
+    MusicgenDecoderConfig,
+    MusicgenForConditionalGeneration,
+    MusicgenProcessor,
+    T5Config,
+    T5Tokenizer,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from typing import Self
+
+from worker.engine import Engine, pick_device
+from worker.prompts import Job
+from worker.scheduler import BatchScheduler, Callbacks, Song
+from worker.windows import plan_windows, song_frames, song_samples, steps_for
+
+PROMPTS = [
+    "cinematic trailer music with epic drums",
+    "calm lofi hip hop beat with soft piano",
+    "80s synth pop with punchy bass",
+    "acoustic folk guitar, warm and slow",
+    "dark ambient drone with distant choir",
+    "upbeat jazz trio with walking bass",
+    "heavy rock riff with loud guitars",
+    "orchestral strings, sad and tender",
+]
+WORDS = sorted({word for prompt in PROMPTS for word in prompt.replace(",", "").split()})
+
+
+def build_model(device: torch.device, dtype: torch.dtype) -> Engine:
+    """facebook/musicgen-small's architecture: T5-base text encoder, 24-layer decoder, EnCodec 32 kHz."""
+    torch.manual_seed(0)
+    text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
+    audio = EncodecConfig(
+        sampling_rate=32000,
+        num_filters=64,
+        upsampling_ratios=[8, 5, 4, 4],
+        num_lstm_layers=2,
+        codebook_size=2048,
+        target_bandwidths=[2.2],
+        normalize=False,
+        use_causal_conv=False,
+        chunk_length_s=None,
+        overlap=None,
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=2048,
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        ffn_dim=4096,
+        num_codebooks=4,
+        pad_token_id=2048,
+        bos_token_id=2048,
+        decoder_start_token_id=2048,
+    )
+    config = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
+    model = MusicgenForConditionalGeneration(config)
+    for name in ("pad_token_id", "decoder_start_token_id", "bos_token_id"):
+        setattr(model.generation_config, name, 2048)
+    model.to(device=device, dtype=dtype).eval()
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("\u2581" + w, -1.0) for w in WORDS]
+    processor = MusicgenProcessor(
+        feature_extractor=EncodecFeatureExtractor(sampling_rate=32000),
+        tokenizer=T5Tokenizer(vocab=vocab, extra_ids=0),
+    )
+    return Engine(model, processor, device, dtype)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class Meter:
+    """Wall time and peak memory of one measured phase."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __enter__(self) -> Self:
+        sync(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sync(self.device)
+        self.seconds = time.perf_counter() - self.started
+        if self.device.type == "cuda":
+            self.peak = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB GPU"
+        else:
+            self.peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB RSS (process)"
+
+
+def make_songs(engine: Engine, durations: list[float], window_s: float, stride_s: float) -> list[Song]:
+    window = max(1, round(window_s * engine.frame_rate))
+    stride = max(1, round(stride_s * engine.frame_rate))
+    songs = []
+    for i, duration in enumerate(durations):
+        job = Job(i + 1, PROMPTS[i % len(PROMPTS)], duration, f"song{i}.wav")
+        frames = song_frames(duration, engine.sample_rate, engine.hop_length)
+        songs.append(
+            Song(
+                job=job,
+                seed=i,
+                num_samples=song_samples(duration, engine.sample_rate),
+                plans=plan_windows(frames, window, stride),
+                codes=torch.zeros((engine.num_codebooks, 0), dtype=torch.long),
+            )
+        )
+    return songs
+
+
+class Breakdown:
+    """Where the engine's wall time goes: decoder forward passes (prompt prefill included),
+    text encoder, EnCodec, and the rest (sampling, delay pattern, scheduling: the loop's own
+    overhead). Only meaningful on the CPU, where calls are synchronous."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.seconds = {"decoder forward": 0.0, "text encoder": 0.0, "EnCodec decode": 0.0}
+        self._restore = []
+        self._wrap(engine.model.decoder, "forward", "decoder forward")
+        self._wrap(engine, "condition", "text encoder")
+        self._wrap(engine, "decode", "EnCodec decode")
+
+    def _wrap(self, owner, attribute, label) -> None:
+        original = getattr(owner, attribute)
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - started
+
+        setattr(owner, attribute, timed)
+        self._restore.append((owner, attribute))
+
+    def close(self) -> None:
+        for owner, attribute in self._restore:
+            delattr(owner, attribute)
+
+
+def run_engine(engine, durations, window_s, stride_s, batch_size) -> tuple[Meter, dict[str, float]]:
+    songs = make_songs(engine, durations, window_s, stride_s)
+    lengths = {}
+    callbacks = Callbacks(on_done=lambda song, audio: lengths.__setitem__(song.job.file_name, len(audio)))
+    breakdown = Breakdown(engine)
+    try:
+        with Meter(engine.device) as meter:
+            BatchScheduler(engine, batch_size, callbacks).run(songs)
+    finally:
+        breakdown.close()
+    assert lengths == {s.job.file_name: s.num_samples for s in songs}, "engine lost a song"
+    parts = dict(breakdown.seconds)
+    parts["loop overhead"] = meter.seconds - sum(parts.values())
+    return meter, parts
+
+
+def run_baseline(engine, durations, window_s, stride_s) -> Meter:
+    """One song at a time; each window re-encodes the last (window - stride) s of audio."""
+    model, processor, sr = engine.model, engine.processor, engine.sample_rate
+    window_frames = round(window_s * engine.frame_rate)
+    stride_frames = round(stride_s * engine.frame_rate)
+    options = {"do_sample": True, "top_k": 250, "guidance_scale": 3.0}
+    with Meter(engine.device) as meter, torch.inference_mode():
+        for i, duration in enumerate(durations):
+            text = PROMPTS[i % len(PROMPTS)]
+            needed = song_samples(duration, sr)
+            plans = plan_windows(math.ceil(needed / engine.hop_length), window_frames, stride_frames)
+            audio = torch.zeros(0)
+            for plan in plans:
+                if plan.prompt_frames == 0:
+                    inputs = processor(text=[text], return_tensors="pt")
+                else:
+                    prompt = audio[-plan.prompt_frames * engine.hop_length :].numpy()
+                    inputs = processor(text=[text], audio=prompt, sampling_rate=sr, return_tensors="pt")
+                inputs = {k: v.to(engine.device) for k, v in inputs.items()}
+                if "input_values" in inputs:
+                    inputs["input_values"] = inputs["input_values"].to(engine.dtype)
+                out = model.generate(**inputs, max_new_tokens=steps_for(plan.new_frames, engine.num_codebooks), **options)
+                new = out[0, 0, plan.prompt_frames * engine.hop_length :].float().cpu()
+                audio = torch.cat([audio, new])
+            assert audio.shape[0] >= needed
+    return meter
+
+
+def run_raw(engine, batch_size, cache_frames, steps=20) -> tuple[float, Meter]:
+    """Decoder forward steps/s at `batch_size` songs (x2 rows for guidance), cache ~cache_frames."""
+    k = engine.num_codebooks
+    rows = 2 * batch_size
+    conditioning = engine.condition(PROMPTS[0])
+    hidden = conditioning.hidden[None].expand(rows, -1, -1).contiguous()
+    mask = conditioning.mask[None].expand(rows, -1).contiguous()
+    ids = torch.randint(0, 2048, (rows * k, cache_frames), device=engine.device)
+    with torch.inference_mode():
+        out = engine.model.decoder(input_ids=ids, encoder_hidden_states=hidden, encoder_attention_mask=mask, use_cache=True)
+        cache, step = out.past_key_values, ids[:, -1:]
+        with Meter(engine.device) as meter:
+            for _ in range(steps):
+                out = engine.model.decoder(
+                    input_ids=step, encoder_hidden_states=hidden, encoder_attention_mask=mask,
+                    past_key_values=cache, use_cache=True,
+                )
+                cache = out.past_key_values
+    return steps / meter.seconds, meter
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=None,
+                        help="multiply window, stride and song lengths (default 0.05 on CPU, 1 on GPU)")
+    parser.add_argument("--songs", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: --songs")
+    parser.add_argument("--baseline-songs", type=int, default=2)
+    parser.add_argument("--sweep", default=None, help="comma-separated batch sizes for the engine, e.g. 1,8,32")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    device, dtype = pick_device()
+    scale = args.scale if args.scale is not None else (1.0 if device.type == "cuda" else 0.05)
+    window_s, stride_s = 30 * scale, 18 * scale
+    # 3 to 4.8 minutes at full scale: between 7 and 11 windows per song.
+    durations = [round((180 + 108 * (i % 5) / 4) * scale, 3) for i in range(args.songs)]
+    batch_size = args.batch_size or args.songs
+    total_audio = sum(durations)
+
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} CPU threads, "
+          f"{torch.cuda.get_device_name() if device.type == 'cuda' else 'no GPU'}; torch {torch.__version__}")
+    started = time.perf_counter()
+    engine = build_model(device, dtype)
+    print(f"model: musicgen-small architecture, random weights, {str(dtype).removeprefix('torch.')} on {device} "
+          f"(built in {time.perf_counter() - started:.0f} s)")
+    print(f"songs: {args.songs}, {total_audio:.1f} s of audio in all; window {window_s:g} s, stride {stride_s:g} s; "
+          f"guidance 3, top-k 250")
+
+    run_engine(engine, durations[:1], window_s / 4, stride_s / 4, 1)  # warm-up: kernels, allocator
+    rows = []
+    baseline_audio = sum(durations[: args.baseline_songs])
+    base = run_baseline(engine, durations[: args.baseline_songs], window_s, stride_s)
+    base_rate = baseline_audio / base.seconds
+    rows.append(("baseline (1 song at a time, re-encode + decode every window)", 1, base_rate, base.peak))
+    sizes = [int(s) for s in args.sweep.split(",")] if args.sweep else [batch_size]
+    window_frames = round(window_s * engine.frame_rate)
+    stride_frames = round(stride_s * engine.frame_rate)
+    typical_cache = window_frames - stride_frames + stride_frames // 2
+    results, breakdowns = {}, {}
+    for size in sizes:
+        songs = max(size, args.songs) if args.sweep else args.songs
+        sweep_durations = [durations[i % len(durations)] for i in range(songs)]
+        meter, parts = run_engine(engine, sweep_durations, window_s, stride_s, size)
+        rate = sum(sweep_durations) / meter.seconds
+        breakdowns[size] = (meter.seconds, parts)
+        steps_per_s, raw_meter = run_raw(engine, size, typical_cache)
+        raw_rate = size * steps_per_s / engine.frame_rate
+        results[size] = (rate, raw_rate)
+        rows.append((f"engine, batch {size}", size, rate, meter.peak))
+        rows.append((f"raw decoder forward, batch {size}, cache {typical_cache} frames", size, raw_rate, raw_meter.peak))
+
+    print()
+    print(f"{'what':<72} {'batch':>5} {'audio-s/s':>10}  peak memory")
+    for name, size, rate, peak in rows:
+        print(f"{name:<72} {size:>5} {rate:>10.3f}  {peak}")
+    print()
+    for size, (rate, raw_rate) in results.items():
+        print(f"batch {size}: engine / baseline = {rate / base_rate:.1f}x, "
+              f"engine / raw forward = {100 * rate / raw_rate:.0f}%")
+        if device.type == "cpu":
+            wall, parts = breakdowns[size]
+            shares = ", ".join(f"{name} {100 * sec / wall:.0f}%" for name, sec in parts.items())
+            print(f"  engine wall time {wall:.0f} s: {shares}")
+
+
+if __name__ == "__main__":
+    main()
