@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench tiny-model clean
 
 install: $(STAMP)
 
@@ -33,8 +33,12 @@ lint: install $(CHECKOV_VENV)/.installed
 	terraform fmt -check -recursive terraform
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --config-file .checkov.yaml -d terraform
 
+# A tiny random MusicGen for trying the pipeline offline: MUSICGEN_MODEL=.tiny-model make run
+tiny-model: install
+	$(PY) -c "from tests.tiny_model import save_tiny_model; save_tiny_model(__import__('pathlib').Path('.tiny-model'))"
+
 bench: install
 	$(PY) bench/throughput.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) output .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) output .pytest_cache .tiny-model .spool

@@ -1,7 +1,10 @@
-"""The one place that creates boto3 clients: endpoint and region come from boto3's own settings
-(AWS_ENDPOINT_URL, AWS_REGION), retries use the standard mode."""
+"""The one place that creates boto3 clients: endpoint from AWS_ENDPOINT_URL (boto3's own
+setting), region from AWS_REGION (which boto3 alone does not read for clients) or boto3's chain,
+retries in the standard mode."""
 
 from __future__ import annotations
+
+import os
 
 import boto3
 from botocore.config import Config
@@ -11,4 +14,5 @@ RETRY_CONFIG = Config(retries={"mode": "standard"})
 
 
 def s3_client():
-    return boto3.session.Session().client("s3", config=RETRY_CONFIG)
+    region = os.environ.get("AWS_REGION") or None
+    return boto3.session.Session(region_name=region).client("s3", config=RETRY_CONFIG)

@@ -157,7 +157,11 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
                 from .engine import Engine
 
                 load_engine = Engine.from_pretrained
-            engine = load_engine(settings.model)
+            try:
+                engine = load_engine(settings.model)
+            except OSError as error:  # no such folder, or the hub is out of reach
+                log.error("cannot load the model %s: %s", settings.model, error)
+                return EXIT_FAILED
             engine.set_generation_params(**vars(params))
             runner.generate(pending, engine)
         runner.write_report(prompts.jobs)
