@@ -1,0 +1,148 @@
+"""The batch: songs asked for in the prompts file against songs already in the bucket."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from launcher.money import cents
+from worker.prompts import Job, PromptFile
+
+# Written by the worker at the bucket root, next to the songs.
+COST_REPORT_KEY = "cost_report.csv"
+COST_COLUMN = "estimated_cost_usd"
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: list[Job]
+    missing: list[Job]
+
+    @property
+    def missing_audio_s(self) -> float:
+        return sum(job.duration_s for job in self.missing)
+
+
+@dataclass(frozen=True)
+class CostReport:
+    songs: int
+    total_usd: float
+
+
+def songs_in_bucket(s3: Any, bucket: str) -> set[str] | None:
+    """Names of the objects at the bucket's root; None when the bucket does not exist yet.
+
+    Only the root is listed: songs live there, while the worker's bookkeeping under
+    .checkpoints/, .records/, .leases/ and logs/ can hold many more objects.
+    """
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Delimiter="/")
+    try:
+        return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return None
+        raise
+
+
+def split_progress(jobs: list[Job], keys: set[str]) -> Progress:
+    """Done means the song's file is in the bucket, which is also how the worker skips it."""
+    return Progress(
+        done=[job for job in jobs if job.file_name in keys],
+        missing=[job for job in jobs if job.file_name not in keys],
+    )
+
+
+def parse_cost_report(text: str) -> CostReport:
+    """Rows and summed estimated cost; ValueError when the file is not the worker's CSV."""
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or COST_COLUMN not in reader.fieldnames:
+        raise ValueError(f"no {COST_COLUMN} column")
+    songs, total = 0, 0.0
+    for row in reader:
+        try:
+            total += float(row[COST_COLUMN])
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"row {reader.line_num}: {COST_COLUMN} {row[COST_COLUMN]!r} is not a number"
+            ) from None
+        songs += 1
+    return CostReport(songs=songs, total_usd=total)
+
+
+def read_cost_report(s3: Any, bucket: str) -> str | None:
+    """The report's text, or None while the worker has not written one."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=COST_REPORT_KEY)["Body"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket"):
+            return None
+        raise
+    return body.read().decode("utf-8-sig")
+
+
+def format_prompts(path: str, prompt_file: PromptFile) -> list[str]:
+    jobs = prompt_file.jobs
+    minutes = sum(job.duration_s for job in jobs) / 60
+    lines = [f"Batch: {_songs(len(jobs))} in {path}, {minutes:.1f} min of audio requested"]
+    if prompt_file.errors:
+        count = len(prompt_file.errors)
+        one = count == 1
+        lines.append(
+            f"  {count} invalid {'line is' if one else 'lines are'} skipped, "
+            f"as the worker would skip {'it' if one else 'them'}:"
+        )
+        lines.extend(f"    {error}" for error in prompt_file.errors)
+    return lines
+
+
+def format_bucket_for_launch(bucket: str | None, progress: Progress | None) -> list[str]:
+    if bucket is None:
+        return ["Bucket: none yet (terraform creates one); every song will be generated"]
+    if progress is None:
+        return [f"Bucket {bucket}: does not exist yet; every song will be generated"]
+    return [
+        (
+            f"Bucket {bucket}: {_songs(len(progress.done))} already there (skipped), "
+            f"{_songs(len(progress.missing))} to generate "
+            f"({progress.missing_audio_s / 60:.1f} min of audio)"
+        )
+    ]
+
+
+def format_progress(bucket: str, progress: Progress, report: str | None) -> list[str]:
+    total = len(progress.done) + len(progress.missing)
+    lines = [
+        f"Songs in s3://{bucket}/: {len(progress.done)} of {total} done, "
+        + f"{len(progress.missing)} missing"
+    ]
+    if progress.done:
+        lines.append("  done:")
+        lines.extend(f"    {job.file_name}" for job in progress.done)
+    if progress.missing:
+        lines.append("  missing:")
+        lines.extend(
+            f"    {job.file_name}  (line {job.line_no}, {job.duration_s:g} s)"
+            for job in progress.missing
+        )
+    lines.append(_format_report(report))
+    return lines
+
+
+def _format_report(report: str | None) -> str:
+    if report is None:
+        return f"{COST_REPORT_KEY}: not written yet"
+    try:
+        parsed = parse_cost_report(report)
+    except ValueError as exc:
+        return f"{COST_REPORT_KEY}: unreadable ({exc})"
+    return (
+        f"{COST_REPORT_KEY}: {_songs(parsed.songs)}, total estimated cost {cents(parsed.total_usd)}"
+    )
+
+
+def _songs(count: int) -> str:
+    return f"{count} song{'' if count == 1 else 's'}"

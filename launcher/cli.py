@@ -1,0 +1,449 @@
+"""`python launcher` (check, estimate, ask, apply) and `python launcher status`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from launcher import aws, batch, estimate, gitinfo, instances, prices
+from launcher.money import usd
+from launcher.tf import TerraformError, TerraformRoot, terraform_installed
+from worker.prompts import PromptFile, read_prompts
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE_TYPE = "g4dn.xlarge"
+DEFAULT_MAX_PRICE = 0.40
+
+# Variables the launcher sets from its own options; a --var for one of them would make the
+# question ("at max $0.40/h?") describe something other than what terraform applies.
+OPTION_FOR_VARIABLE = {
+    "region": "--region",
+    "instance_type": "--instance-type",
+    "max_price": "--max-price",
+    "worker_count": "--worker-count",
+    "git_repo_url": "--git-url",
+    "git_ref": "--git-ref",
+}
+
+BOLD, PLAIN = "\033[1m", "\033[0m"
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line on stderr, exit status 2."""
+
+
+@dataclass
+class Console:
+    stdin: TextIO
+    stdout: TextIO
+    stderr: TextIO
+    stdin_is_tty: bool
+    stdout_is_tty: bool
+
+    def say(self, *lines: str) -> None:
+        for line in lines:
+            print(line, file=self.stdout)
+
+
+@dataclass
+class Deps:
+    """What the commands touch outside this process, replaceable in tests."""
+
+    console: Console
+    now: Callable[[], datetime]
+    price_history: prices.PriceHistorySource
+    ec2_client: Callable[[str], Any]
+    s3_client: Callable[[str], Any]
+
+    @classmethod
+    def system(cls) -> Deps:
+        return cls(
+            console=Console(
+                stdin=sys.stdin,
+                stdout=sys.stdout,
+                stderr=sys.stderr,
+                stdin_is_tty=sys.stdin.isatty(),
+                stdout_is_tty=sys.stdout.isatty(),
+            ),
+            now=lambda: datetime.now(UTC),
+            price_history=prices.fetch_price_history,
+            ec2_client=aws.ec2_client,
+            s3_client=aws.s3_client,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python launcher",
+        description=(
+            "Launch MusicGen spot workers with terraform after checking for running workers, "
+            "spot prices and the batch's cost; `status` shows workers and the batch's progress."
+        ),
+    )
+    parser.add_argument(
+        "command", nargs="?", choices=["status"], help="status: show workers and progress only"
+    )
+    parser.add_argument(
+        "--region",
+        default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        help="AWS region (default: $AWS_REGION, else us-east-1)",
+    )
+    parser.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE, help="%(default)s")
+    parser.add_argument(
+        "--max-price",
+        type=float,
+        default=DEFAULT_MAX_PRICE,
+        help="most USD per hour to pay per instance (default: %(default).2f)",
+    )
+    parser.add_argument("--worker-count", type=int, default=1, help="instances (default: 1)")
+    parser.add_argument("--prompts", default="prompts.txt", help="(default: %(default)s)")
+    parser.add_argument(
+        "--bucket", help="bucket to look for finished songs in (default: terraform output)"
+    )
+    parser.add_argument(
+        "--realtime-factor",
+        type=float,
+        default=estimate.DEFAULT_REALTIME_FACTOR,
+        help="audio seconds generated per second, an assumption (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--boot-overhead-min",
+        type=float,
+        default=estimate.DEFAULT_BOOT_OVERHEAD_MIN,
+        help="minutes of boot and model load per instance (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--price-window-hours",
+        type=float,
+        default=24.0,
+        help="spot price history to summarise (default: %(default)g)",
+    )
+    parser.add_argument("--git-url", help="repository the worker clones (default: origin)")
+    parser.add_argument("--git-ref", help="branch, tag or commit (default: current branch)")
+    parser.add_argument(
+        "--terraform-dir",
+        type=Path,
+        default=Path(os.environ.get("MUSICGEN_TERRAFORM_DIR") or REPO_ROOT / "terraform"),
+        help="terraform root configuration (default: $MUSICGEN_TERRAFORM_DIR, else terraform/)",
+    )
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra terraform variable, repeatable (e.g. --var ami_id=ami-123)",
+    )
+    parser.add_argument("--yes", action="store_true", help="launch without asking")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="stop before the question; change nothing"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
+    deps = deps or Deps.system()
+    args = build_parser().parse_args(argv)
+    stderr = deps.console.stderr
+    try:
+        extra_vars = _check_options(args)
+        if args.command == "status":
+            return status(args, extra_vars, deps)
+        return launch(args, extra_vars, deps)
+    except UsageError as exc:
+        print(f"error: {exc}", file=stderr)
+        return 2
+    except NoCredentialsError:
+        print(
+            "error: no AWS credentials found; configure them with `aws configure`, "
+            "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            file=stderr,
+        )
+        return 2
+    except (ClientError, BotoCoreError) as exc:
+        print(f"error: AWS: {exc}", file=stderr)
+        return 2
+    except TerraformError as exc:
+        print(f"error: {exc}", file=stderr)
+        return 1
+
+
+def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
+    out = deps.console
+    _require_terraform()
+    prompt_file = _read_prompts(args.prompts)
+    root = TerraformRoot(args.terraform_dir)
+
+    ec2 = deps.ec2_client(args.region)
+    workers = instances.find_workers(ec2)
+    if workers:
+        running = "A worker is" if len(workers) == 1 else f"{len(workers)} workers are"
+        out.say(f"{running} already running in {args.region}; not launching another:")
+        out.say(*_workers_table(ec2, workers, args, deps))
+        out.say(
+            f"Follow it with `python launcher status`; stop it with `{_destroy_command(root)}`.",
+        )
+        return 0
+    git_url, git_ref = _git_source(args)
+
+    now = deps.now()
+    window = timedelta(hours=args.price_window_hours)
+    stats = prices.zone_stats(deps.price_history(ec2, args.instance_type, now - window, now))
+    chosen = prices.choose_zone(stats, args.max_price)
+    out.say(
+        *prices.format_price_table(
+            stats,
+            region=args.region,
+            instance_type=args.instance_type,
+            max_price=args.max_price,
+            window_hours=args.price_window_hours,
+        ),
+        *prices.format_choice(
+            stats,
+            chosen,
+            region=args.region,
+            instance_type=args.instance_type,
+            max_price=args.max_price,
+        ),
+        "",
+    )
+    if stats and chosen is None:
+        print(prices.price_warning(args.max_price), file=out.stderr)
+
+    out.say(*batch.format_prompts(args.prompts, prompt_file))
+    bucket = _bucket(args, extra_vars, root)
+    progress = _progress(deps.s3_client(args.region), bucket, prompt_file)
+    out.say(*batch.format_bucket_for_launch(bucket, progress))
+    to_generate = progress.missing if progress else prompt_file.jobs
+    if not to_generate:
+        out.say(f"Nothing to generate: every song in {args.prompts} is already in the bucket.")
+        out.say("Nothing launched.")
+        return 0
+    audio_s = sum(job.duration_s for job in to_generate)
+    out.say(
+        *estimate.format_estimate(
+            estimate.estimate_batch(
+                audio_s,
+                realtime_factor=args.realtime_factor,
+                max_price=args.max_price,
+                worker_count=args.worker_count,
+                boot_overhead_min=args.boot_overhead_min,
+            ),
+            realtime_factor=args.realtime_factor,
+            max_price=args.max_price,
+            worker_count=args.worker_count,
+            boot_overhead_min=args.boot_overhead_min,
+        ),
+        f"Worker code: {git_url} @ {git_ref}",
+        "",
+    )
+
+    if args.dry_run:
+        out.say("Dry run: stopping before the question. Nothing launched.")
+        return 0
+    if not _confirmed(args, out):
+        out.say("Nothing launched.")
+        return 0
+
+    variables: dict[str, str | float | bool] = {
+        "region": args.region,
+        "instance_type": args.instance_type,
+        "max_price": args.max_price,
+        "worker_count": args.worker_count,
+        "git_repo_url": git_url,
+        "git_ref": git_ref,
+    }
+    if chosen is not None:
+        variables["availability_zone"] = chosen.zone
+    variables.update(extra_vars)
+    return _apply(root, variables, out)
+
+
+def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
+    out = deps.console
+    prompt_file = _read_prompts(args.prompts)
+    ec2 = deps.ec2_client(args.region)
+    workers = instances.find_workers(ec2)
+    if workers:
+        out.say(f"Workers in {args.region}:", *_workers_table(ec2, workers, args, deps))
+    else:
+        out.say(f"Workers in {args.region}: none pending or running")
+
+    if args.bucket is None and "bucket_name" not in extra_vars:
+        _require_terraform()
+    bucket = _bucket(args, extra_vars, TerraformRoot(args.terraform_dir))
+    if bucket is None:
+        out.say(
+            f"Bucket: unknown (no terraform outputs in {os.path.join(_shown(args.terraform_dir), '')};"
+            " pass --bucket to name one)"
+        )
+        return 0
+    s3 = deps.s3_client(args.region)
+    progress = _progress(s3, bucket, prompt_file)
+    if progress is None:
+        out.say(f"Bucket {bucket}: does not exist")
+        return 0
+    out.say(*batch.format_progress(bucket, progress, batch.read_cost_report(s3, bucket)))
+    return 0
+
+
+def _check_options(args: argparse.Namespace) -> dict[str, str]:
+    """Extra terraform variables from --var, after rejecting values no launch could use."""
+    if args.max_price <= 0:
+        raise UsageError(f"--max-price must be more than 0 USD/h (got {args.max_price:g})")
+    if args.worker_count < 1:
+        raise UsageError(f"--worker-count must be at least 1 (got {args.worker_count})")
+    if args.realtime_factor <= 0:
+        raise UsageError(f"--realtime-factor must be more than 0 (got {args.realtime_factor:g})")
+    if args.boot_overhead_min < 0:
+        raise UsageError(
+            f"--boot-overhead-min must not be negative (got {args.boot_overhead_min:g})"
+        )
+    if args.price_window_hours <= 0:
+        raise UsageError(
+            f"--price-window-hours must be more than 0 (got {args.price_window_hours:g})"
+        )
+    extra: dict[str, str] = {}
+    for item in args.var:
+        name, equals, value = item.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise UsageError(f"--var expects KEY=VALUE (got {item!r})")
+        if name in OPTION_FOR_VARIABLE:
+            raise UsageError(f"use {OPTION_FOR_VARIABLE[name]} instead of --var {name}=...")
+        extra[name] = value
+    return extra
+
+
+def _require_terraform() -> None:
+    if not terraform_installed():
+        raise UsageError(
+            "terraform is not installed or not on PATH "
+            "(https://developer.hashicorp.com/terraform/install)"
+        )
+
+
+def _read_prompts(path: str) -> PromptFile:
+    try:
+        prompt_file = read_prompts(path)
+    except FileNotFoundError:
+        raise UsageError(f"prompts file not found: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read prompts file {path}: {exc.strerror}") from None
+    if not prompt_file.jobs:
+        detail = f"; {prompt_file.errors[0]}" if prompt_file.errors else ""
+        raise UsageError(f"{path} has no valid songs{detail}")
+    return prompt_file
+
+
+def _git_source(args: argparse.Namespace) -> tuple[str, str]:
+    url = args.git_url or gitinfo.origin_url(REPO_ROOT)
+    if not url:
+        raise UsageError("no --git-url given and this checkout has no 'origin' remote")
+    if not url.startswith("https://"):
+        # terraform's git_repo_url validation would say so too, but only after the question.
+        raise UsageError(
+            f"the workers clone over HTTPS only; --git-url must be https:// (got {url})"
+        )
+    ref = args.git_ref or gitinfo.current_ref(REPO_ROOT)
+    if not ref:
+        raise UsageError("no --git-ref given and this checkout has no current branch or commit")
+    return url, ref
+
+
+def _workers_table(
+    ec2: Any, workers: list[instances.Worker], args: argparse.Namespace, deps: Deps
+) -> list[str]:
+    return instances.format_workers(
+        workers,
+        now=deps.now(),
+        max_prices=instances.spot_max_prices(ec2, workers),
+        default_max_price=args.max_price,
+    )
+
+
+def _bucket(
+    args: argparse.Namespace, extra_vars: dict[str, str], root: TerraformRoot
+) -> str | None:
+    return args.bucket or extra_vars.get("bucket_name") or root.outputs().get("bucket_name")
+
+
+def _progress(s3: Any, bucket: str | None, prompt_file: PromptFile) -> batch.Progress | None:
+    if bucket is None:
+        return None
+    keys = batch.songs_in_bucket(s3, bucket)
+    return None if keys is None else batch.split_progress(prompt_file.jobs, keys)
+
+
+def _confirmed(args: argparse.Namespace, out: Console) -> bool:
+    question = (
+        f"Launch {args.worker_count} × {args.instance_type} spot in {args.region} "
+        f"at max {usd(args.max_price)}/h? [y/N] "
+    )
+    if args.yes:
+        out.say(question + "yes (--yes)")
+        return True
+    if not out.stdin_is_tty:
+        raise UsageError("stdin is not a terminal, so the launcher cannot ask; pass --yes")
+    out.stdout.write(question)
+    out.stdout.flush()
+    try:
+        answer = out.stdin.readline()
+    except KeyboardInterrupt:
+        out.say("")
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _apply(root: TerraformRoot, variables: dict[str, str | float | bool], out: Console) -> int:
+    out.say(f"Variables for terraform written to {_shown(root.write_variables(variables))}")
+    out.stdout.flush()
+    if not root.is_initialized():
+        code = root.init()
+        if code != 0:
+            print(f"error: terraform init failed (exit {code}); see above", file=out.stderr)
+            return 1
+    code = root.apply()
+    if code != 0:
+        print(
+            f"error: terraform apply failed (exit {code}); see terraform's error above. "
+            f"Anything it created is in its state: fix and rerun, or `{_destroy_command(root)}`",
+            file=out.stderr,
+        )
+        return 1
+    outputs = root.outputs()
+    bucket = outputs.get("bucket_name", "?")
+    instance_ids = outputs.get("instance_ids") or []
+    warning = (
+        f"The {'instance keeps' if len(instance_ids) == 1 else 'instances keep'} costing money "
+        f"until you run: {_destroy_command(root)}"
+    )
+    out.say(
+        "",
+        f"Launched: {', '.join(instance_ids) or 'no instance ids in the terraform outputs'}",
+        f"Bucket:   {bucket}",
+        "Next steps:",
+        "  follow progress:  python launcher status",
+        f"  songs appear in:  s3://{bucket}/  (cost report: s3://{bucket}/{batch.COST_REPORT_KEY},"
+        f" run logs: s3://{bucket}/logs/)",
+        f"{BOLD}{warning}{PLAIN}" if out.stdout_is_tty else warning,
+    )
+    return 0
+
+
+def _destroy_command(root: TerraformRoot) -> str:
+    return f"terraform -chdir={shlex.quote(_shown(root.working_dir))} destroy"
+
+
+def _shown(path: Path) -> str:
+    """Relative to the current directory when inside it (the usual `terraform`), else absolute."""
+    relative = os.path.relpath(path.resolve())
+    return str(path.resolve()) if relative.startswith("..") else relative

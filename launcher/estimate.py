@@ -1,0 +1,75 @@
+"""Upper-bound cost of a batch, from requested audio length and an assumed generation speed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from launcher.money import cents, usd
+
+# Audio seconds generated per wall-clock second on one g4dn.xlarge (T4) with musicgen-small.
+# An assumption, chosen on the slow side: MusicGen produces 50 tokens per audio second, and
+# long songs are built from overlapping windows whose overlap is generated again. Measure your
+# own: requested_duration_s / generation_time_s in a finished batch's cost_report.csv.
+DEFAULT_REALTIME_FACTOR = 0.5
+
+# Minutes an instance is paid for before it generates anything: boot, bootstrap (clone,
+# dependencies) and loading the model onto the GPU. Also an assumption, rounded up.
+DEFAULT_BOOT_OVERHEAD_MIN = 10.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    audio_s: float
+    generation_h: float
+    overhead_h: float
+    instance_h: float
+    wall_h: float
+    cost_usd: float
+
+
+def estimate_batch(
+    audio_s: float,
+    *,
+    realtime_factor: float,
+    max_price: float,
+    worker_count: int,
+    boot_overhead_min: float,
+) -> Estimate:
+    """Instance hours and cost at the max price, which a spot instance never exceeds.
+
+    Generation hours are shared between workers; every worker pays its own boot overhead.
+    The wall time assumes the songs divide evenly between workers.
+    """
+    generation_h = audio_s / realtime_factor / 3600
+    overhead_h = worker_count * boot_overhead_min / 60
+    instance_h = generation_h + overhead_h
+    return Estimate(
+        audio_s=audio_s,
+        generation_h=generation_h,
+        overhead_h=overhead_h,
+        instance_h=instance_h,
+        wall_h=generation_h / worker_count + boot_overhead_min / 60,
+        cost_usd=instance_h * max_price,
+    )
+
+
+def format_estimate(
+    estimate: Estimate,
+    *,
+    realtime_factor: float,
+    max_price: float,
+    worker_count: int,
+    boot_overhead_min: float,
+) -> list[str]:
+    return [
+        f"Estimate (upper bound, at the max price): {cents(estimate.cost_usd)}",
+        (
+            f"  {estimate.audio_s / 60:.1f} min of audio at {realtime_factor:g} audio-s per second"
+            f" = {estimate.generation_h:.2f} h of generation"
+        ),
+        (
+            f"  + {worker_count} × {boot_overhead_min:g} min boot and model load"
+            f" = {estimate.instance_h:.2f} instance-h × {usd(max_price)}/h"
+        ),
+        f"  about {estimate.wall_h:.1f} h until the last song is in the bucket",
+    ]

@@ -1,0 +1,109 @@
+"""Worker instances already running: finding them and what they have cost so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from launcher.money import cents, usd
+
+# terraform/ tags every worker with this (its output `worker_tag`); keep the two in step.
+WORKER_TAG_KEY = "Role"
+WORKER_TAG_VALUE = "musicgen-batch-worker"
+ACTIVE_STATES = ("pending", "running")
+
+
+@dataclass(frozen=True)
+class Worker:
+    instance_id: str
+    instance_type: str
+    state: str
+    zone: str
+    launch_time: datetime
+    spot: bool
+
+
+def find_workers(ec2: Any) -> list[Worker]:
+    """Pending or running instances with the worker tag, oldest first."""
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[
+            {"Name": f"tag:{WORKER_TAG_KEY}", "Values": [WORKER_TAG_VALUE]},
+            {"Name": "instance-state-name", "Values": list(ACTIVE_STATES)},
+        ]
+    )
+    workers = [
+        Worker(
+            instance_id=instance["InstanceId"],
+            instance_type=instance["InstanceType"],
+            state=instance["State"]["Name"],
+            zone=instance["Placement"]["AvailabilityZone"],
+            launch_time=instance["LaunchTime"],
+            spot=instance.get("InstanceLifecycle") == "spot",
+        )
+        for page in pages
+        for reservation in page.get("Reservations", [])
+        for instance in reservation.get("Instances", [])
+    ]
+    return sorted(workers, key=lambda w: (w.launch_time, w.instance_id))
+
+
+def spot_max_prices(ec2: Any, workers: list[Worker]) -> dict[str, float]:
+    """Max price per instance id, from the spot requests behind the spot workers.
+
+    The launch may have used another --max-price than today's command line, so the request's
+    own price is the better bound for what the instance has cost.
+    """
+    spot_ids = sorted(w.instance_id for w in workers if w.spot)
+    if not spot_ids:
+        return {}
+    pages = ec2.get_paginator("describe_spot_instance_requests").paginate(
+        Filters=[{"Name": "instance-id", "Values": spot_ids}]
+    )
+    return {
+        request["InstanceId"]: float(request["SpotPrice"])
+        for page in pages
+        for request in page.get("SpotInstanceRequests", [])
+        if request.get("InstanceId") and request.get("SpotPrice")
+    }
+
+
+def uptime_hours(worker: Worker, now: datetime) -> float:
+    return max(0.0, (now - worker.launch_time).total_seconds() / 3600)
+
+
+def format_duration(hours: float) -> str:
+    minutes = int(hours * 60)
+    if minutes < 24 * 60:
+        return f"{minutes // 60}h{minutes % 60:02d}m"
+    return f"{minutes // (24 * 60)}d{minutes // 60 % 24:02d}h"
+
+
+def format_workers(
+    workers: list[Worker], *, now: datetime, max_prices: dict[str, float], default_max_price: float
+) -> list[str]:
+    """A table of workers with the cost accrued so far at each one's max price (an upper bound)."""
+    rows = [("id", "type", "state", "zone", "launched (UTC)", "uptime", "accrued")]
+    total = 0.0
+    for w in workers:
+        price = max_prices.get(w.instance_id, default_max_price)
+        accrued = uptime_hours(w, now) * price
+        total += accrued
+        rows.append(
+            (
+                w.instance_id,
+                w.instance_type,
+                w.state,
+                w.zone,
+                w.launch_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+                format_duration(uptime_hours(w, now)),
+                f"{cents(accrued)} at {usd(price)}/h",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        for row in rows
+    ]
+    lines.append(f"  accrued so far (upper bound, at the max price): {cents(total)}")
+    return lines

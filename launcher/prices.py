@@ -1,0 +1,181 @@
+"""Spot price history: reading it, summarising it per availability zone, choosing a zone."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from launcher.money import usd
+
+# Both names are still returned for Linux, depending on the account's age (EC2-Classic).
+LINUX_PRODUCTS = ("Linux/UNIX", "Linux/UNIX (Amazon VPC)")
+
+# On-demand Linux prices in USD/h, for comparison only (nothing decides on them), from
+# https://aws.amazon.com/ec2/pricing/on-demand/ as of 2024 and not re-checked since: AWS
+# changes them rarely, but check the page before quoting them.
+ON_DEMAND_USD_PER_HOUR: dict[tuple[str, str], float] = {
+    ("us-east-1", "g4dn.xlarge"): 0.526,
+    ("us-east-1", "g4dn.2xlarge"): 0.752,
+    ("us-east-1", "g5.xlarge"): 1.006,
+    ("us-east-1", "g6.xlarge"): 0.8048,
+    ("us-west-2", "g4dn.xlarge"): 0.526,
+    ("us-west-2", "g4dn.2xlarge"): 0.752,
+    ("us-west-2", "g5.xlarge"): 1.006,
+    ("us-west-2", "g6.xlarge"): 0.8048,
+    ("eu-west-1", "g4dn.xlarge"): 0.587,
+    ("eu-west-1", "g5.xlarge"): 1.123,
+}
+
+
+@dataclass(frozen=True)
+class PricePoint:
+    zone: str
+    price: float
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class ZoneStats:
+    zone: str
+    current: float
+    low: float
+    median: float
+    high: float
+
+    def fits(self, max_price: float) -> bool:
+        # A spot request is fulfilled while the spot price is at or below the max price.
+        return self.current <= max_price
+
+
+PriceHistorySource = Callable[[Any, str, datetime, datetime], list[PricePoint]]
+
+
+def fetch_price_history(
+    ec2: Any, instance_type: str, start: datetime, end: datetime
+) -> list[PricePoint]:
+    """Every Linux spot price change of `instance_type` between `start` and `end`, all zones.
+
+    AWS also returns the price already in effect at `start`, with its older timestamp, so
+    points are not filtered by time here: that point is what makes a quiet zone visible.
+    """
+    paginator = ec2.get_paginator("describe_spot_price_history")
+    pages = paginator.paginate(
+        InstanceTypes=[instance_type],
+        ProductDescriptions=list(LINUX_PRODUCTS),
+        StartTime=start,
+        EndTime=end,
+    )
+    return [
+        PricePoint(
+            zone=item["AvailabilityZone"],
+            price=float(item["SpotPrice"]),
+            timestamp=item["Timestamp"],
+        )
+        for page in pages
+        for item in page.get("SpotPriceHistory", [])
+    ]
+
+
+def zone_stats(points: list[PricePoint]) -> list[ZoneStats]:
+    """Per zone, sorted by zone name: the latest price and min/median/max of the recorded prices.
+
+    The median is over recorded price changes, not weighted by how long each price held.
+    """
+    by_zone: dict[str, list[PricePoint]] = defaultdict(list)
+    for point in points:
+        by_zone[point.zone].append(point)
+    stats = []
+    for zone in sorted(by_zone):
+        zone_points = by_zone[zone]
+        prices = [p.price for p in zone_points]
+        # Two records with the same timestamp (one per product name) can differ; the higher
+        # one is the price a request must beat.
+        current = max(zone_points, key=lambda p: (p.timestamp, p.price)).price
+        stats.append(
+            ZoneStats(
+                zone=zone,
+                current=current,
+                low=min(prices),
+                median=statistics.median(prices),
+                high=max(prices),
+            )
+        )
+    return stats
+
+
+def choose_zone(stats: list[ZoneStats], max_price: float) -> ZoneStats | None:
+    """The zone with the cheapest current price within the max price; ties go to the first name."""
+    candidates = [s for s in stats if s.fits(max_price)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda s: (s.current, s.zone))
+
+
+def on_demand_price(region: str, instance_type: str) -> float | None:
+    return ON_DEMAND_USD_PER_HOUR.get((region, instance_type))
+
+
+def format_price_table(
+    stats: list[ZoneStats],
+    *,
+    region: str,
+    instance_type: str,
+    max_price: float,
+    window_hours: float,
+) -> list[str]:
+    title = f"Spot prices for {instance_type} (Linux) in {region}, last {window_hours:g} h, USD/h:"
+    if not stats:
+        return [title, f"  no spot price history: {instance_type} may not be offered in {region}"]
+    fits_header = f"<= max {usd(max_price)}"
+    zone_width = max(len("zone"), *(len(s.zone) for s in stats))
+    lines = [
+        title,
+        (
+            f"  {'zone':<{zone_width}}  {'current':>8}  {'min':>8}  {'median':>8}  {'max':>8}  "
+            f"{fits_header}"
+        ),
+    ]
+    for s in stats:
+        lines.append(
+            f"  {s.zone:<{zone_width}}  {s.current:>8.4f}  {s.low:>8.4f}  {s.median:>8.4f}  "
+            f"{s.high:>8.4f}  {'yes' if s.fits(max_price) else 'no'}"
+        )
+    return lines
+
+
+def format_choice(
+    stats: list[ZoneStats],
+    chosen: ZoneStats | None,
+    *,
+    region: str,
+    instance_type: str,
+    max_price: float,
+) -> list[str]:
+    lines = []
+    on_demand = on_demand_price(region, instance_type)
+    if on_demand is not None:
+        lines.append(
+            f"On-demand price for comparison: {usd(on_demand)}/h "
+            "(AWS public price list, 2024; see launcher/prices.py)"
+        )
+    if chosen is not None:
+        lines.append(
+            f"Zone: {chosen.zone} (cheapest current price, {usd(chosen.current)}/h, "
+            f"within the max {usd(max_price)}/h)"
+        )
+    elif stats:
+        lines.append("Zone: left to AWS (no zone is within the max price)")
+    else:
+        lines.append("Zone: left to AWS (no spot price history)")
+    return lines
+
+
+def price_warning(max_price: float) -> str:
+    return (
+        f"warning: the max price {usd(max_price)}/h is under the current spot price in every "
+        "zone; the spot request would wait unfulfilled until the price drops"
+    )

@@ -1,0 +1,620 @@
+"""`python launcher` and `python launcher status` against the local moto server.
+
+EC2 and S3 are real HTTP calls to moto; spot price histories come from the tests' own tables
+(moto's are placeholders); terraform is the recorded stand-in from test_launcher_tf.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+
+from launcher import aws
+from launcher.cli import Console, Deps, main
+from launcher.prices import PricePoint
+from tests.test_launcher_tf import FakeTerraform
+
+pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GIT = ["--git-url", "https://github.com/example/musicgen-batch.git", "--git-ref", "main"]
+# One of the AMIs moto always has; describe_images would take seconds to find one.
+MOTO_AMI = "ami-12c6146b"
+NOW = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
+PROMPTS = """\
+# Saturday batch
+upbeat synthwave with driving bass ; 180 ; synthwave.wav
+calm lo-fi piano, rain in the background ; 240 ; lofi_rain
+epic orchestral trailer ; abc ; epic.wav
+"""
+REPORT = (
+    "s3_filename,prompt,requested_duration_s,generation_time_s,estimated_cost_usd\n"
+    "synthwave.wav,upbeat synthwave with driving bass,180,301.2,0.0335\n"
+)
+
+
+def history(*zones: tuple[str, list[float]]) -> list[PricePoint]:
+    return [
+        PricePoint(zone, price, NOW - timedelta(hours=len(prices) - i))
+        for zone, prices in zones
+        for i, price in enumerate(prices)
+    ]
+
+
+CALM_MARKET = history(
+    ("us-east-1a", [0.2104, 0.2250, 0.2201]),
+    ("us-east-1b", [0.41, 0.43]),
+    ("us-east-1c", [0.1990]),
+)
+PRICE_LINES = """\
+Spot prices for g4dn.xlarge (Linux) in us-east-1, last 24 h, USD/h:
+  zone         current       min    median       max  <= max $0.40
+  us-east-1a    0.2201    0.2104    0.2201    0.2250  yes
+  us-east-1b    0.4300    0.4100    0.4200    0.4300  no
+  us-east-1c    0.1990    0.1990    0.1990    0.1990  yes
+On-demand price for comparison: $0.526/h (AWS public price list, 2024; see launcher/prices.py)
+Zone: us-east-1c (cheapest current price, $0.199/h, within the max $0.40/h)
+
+"""
+BATCH_LINES = """\
+Batch: 2 songs in prompts.txt, 7.0 min of audio requested
+  1 invalid line is skipped, as the worker would skip it:
+    line 4: duration 'abc' is not a number of seconds
+"""
+ESTIMATE_LINES = """\
+Estimate (upper bound, at the max price): $0.16
+  7.0 min of audio at 0.5 audio-s per second = 0.23 h of generation
+  + 1 × 10 min boot and model load = 0.40 instance-h × $0.40/h
+  about 0.4 h until the last song is in the bucket
+Worker code: https://github.com/example/musicgen-batch.git @ main
+
+"""
+QUESTION = "Launch 1 × g4dn.xlarge spot in us-east-1 at max $0.40/h? [y/N] "
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Launcher:
+    """Runs main() in this process with a scripted terminal and price history."""
+
+    prices: list[PricePoint]
+    now: datetime = NOW
+    price_requests: list[tuple[str, datetime, datetime]] | None = None
+
+    def __call__(
+        self, *argv: str, stdin: str = "", tty: bool = True, stdout_tty: bool = False
+    ) -> Result:
+        self.price_requests = []
+
+        def price_history(ec2, instance_type, start, end):
+            self.price_requests.append((instance_type, start, end))
+            return self.prices
+
+        console = Console(io.StringIO(stdin), io.StringIO(), io.StringIO(), tty, stdout_tty)
+        deps = Deps(
+            console=console,
+            now=lambda: self.now,
+            price_history=price_history,
+            ec2_client=aws.ec2_client,
+            s3_client=aws.s3_client,
+        )
+        code = main(list(argv), deps)
+        return Result(code, console.stdout.getvalue(), console.stderr.getvalue())
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's current directory: prompts.txt and a terraform/ root beside it."""
+    work = tmp_path / "work"
+    (work / "terraform").mkdir(parents=True)
+    (work / "prompts.txt").write_text(PROMPTS)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MUSICGEN_TERRAFORM_DIR", str(work / "terraform"))
+    return work
+
+
+@pytest.fixture
+def terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTerraform:
+    return FakeTerraform.install(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def launcher(aws_env: str, workdir: Path, terraform: FakeTerraform) -> Launcher:
+    return Launcher(prices=CALM_MARKET)
+
+
+def start_instance(zone: str = "us-east-1b", tags: dict[str, str] | None = None) -> dict:
+    ec2 = aws.ec2_client("us-east-1")
+    tags = {"Role": "musicgen-batch-worker"} if tags is None else tags
+    reservation = ec2.run_instances(
+        ImageId=MOTO_AMI,
+        InstanceType="g4dn.xlarge",
+        MinCount=1,
+        MaxCount=1,
+        Placement={"AvailabilityZone": zone},
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ]
+        if tags
+        else [],
+    )
+    return reservation["Instances"][0]
+
+
+def worker_lines(instance: dict, uptime: str, accrued: str) -> str:
+    launched = instance["LaunchTime"].astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    iid, zone = instance["InstanceId"], instance["Placement"]["AvailabilityZone"]
+    return (
+        f"  {'id':<{len(iid)}}  type         state    zone        launched (UTC)    uptime"
+        "  accrued\n"
+        f"  {iid}  g4dn.xlarge  running  {zone}  {launched}  {uptime}   {accrued}\n"
+    )
+
+
+def test_running_worker_is_listed_and_nothing_is_launched(
+    launcher: Launcher, terraform: FakeTerraform
+) -> None:
+    worker = start_instance()
+    start_instance(tags={"Role": "something-else"})
+    start_instance(tags={})
+    stopped = start_instance()
+    aws.ec2_client("us-east-1").stop_instances(InstanceIds=[stopped["InstanceId"]])
+    launcher.now = worker["LaunchTime"] + timedelta(hours=2, minutes=30, seconds=20)
+
+    result = launcher()
+
+    assert result == Result(
+        0,
+        "A worker is already running in us-east-1; not launching another:\n"
+        + worker_lines(worker, "2h30m", "$1.00 at $0.40/h")
+        + "  accrued so far (upper bound, at the max price): $1.00\n"
+        "Follow it with `python launcher status`; stop it with "
+        "`terraform -chdir=terraform destroy`.\n",
+        "",
+    )
+    assert terraform.argvs() == []
+    assert launcher.price_requests == []
+
+
+def test_answer_no_prints_everything_and_changes_nothing(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    result = launcher(*GIT, stdin="n\n")
+
+    assert result == Result(
+        0,
+        PRICE_LINES
+        + BATCH_LINES
+        + "Bucket: none yet (terraform creates one); every song will be generated\n"
+        + ESTIMATE_LINES
+        + QUESTION
+        + "Nothing launched.\n",
+        "",
+    )
+    assert launcher.price_requests == [("g4dn.xlarge", NOW - timedelta(hours=24), NOW)]
+    assert terraform.argvs() == []
+    assert not (workdir / "terraform" / "launcher.auto.tfvars").exists()
+    assert aws.ec2_client("us-east-1").describe_instances()["Reservations"] == []
+
+
+@pytest.mark.parametrize("answer", ["", "\n", "N\n", "no\n", "yes please\n", "launch\n"])
+def test_anything_but_yes_launches_nothing(
+    launcher: Launcher, terraform: FakeTerraform, answer: str
+) -> None:
+    result = launcher(*GIT, stdin=answer)
+
+    assert result.code == 0
+    assert result.out.endswith(QUESTION + "Nothing launched.\n")
+    assert terraform.argvs() == []
+
+
+def test_dry_run_stops_before_the_question_without_a_terminal(
+    launcher: Launcher, terraform: FakeTerraform
+) -> None:
+    result = launcher(*GIT, "--dry-run", tty=False)
+
+    assert result.code == 0
+    assert result.out.endswith(
+        ESTIMATE_LINES + "Dry run: stopping before the question. Nothing launched.\n"
+    )
+    assert result.err == ""
+    assert terraform.argvs() == []
+
+
+def test_no_terminal_and_no_yes_is_refused(launcher: Launcher, terraform: FakeTerraform) -> None:
+    result = launcher(*GIT, tty=False)
+
+    assert result.code == 2
+    assert result.out.endswith(ESTIMATE_LINES)
+    assert result.err == "error: stdin is not a terminal, so the launcher cannot ask; pass --yes\n"
+    assert terraform.argvs() == []
+
+
+def expected_tfvars(*lines: str) -> str:
+    return (
+        "# Written by `python launcher` at each launch; terraform loads it on every command.\n"
+        + "".join(line + "\n" for line in lines)
+    )
+
+
+def test_yes_applies_with_the_variables_and_prints_next_steps(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    terraform.set_outputs(
+        bucket_name="musicgen-batch-abc123",
+        instance_ids=["i-0123456789abcdef0"],
+        region="us-east-1",
+        worker_tag={"Role": "musicgen-batch-worker"},
+    )
+
+    result = launcher(
+        *GIT,
+        "--var",
+        "ami_id=ami-12345678",
+        "--var",
+        "shutdown_when_done=true",
+        stdin="y\n",
+        stdout_tty=True,
+    )
+
+    tfvars = workdir / "terraform" / "launcher.auto.tfvars"
+    assert result == Result(
+        0,
+        PRICE_LINES
+        + BATCH_LINES
+        + "Bucket: none yet (terraform creates one); every song will be generated\n"
+        + ESTIMATE_LINES
+        + QUESTION
+        + "Variables for terraform written to terraform/launcher.auto.tfvars\n"
+        "\n"
+        "Launched: i-0123456789abcdef0\n"
+        "Bucket:   musicgen-batch-abc123\n"
+        "Next steps:\n"
+        "  follow progress:  python launcher status\n"
+        "  songs appear in:  s3://musicgen-batch-abc123/  (cost report: "
+        "s3://musicgen-batch-abc123/cost_report.csv, run logs: s3://musicgen-batch-abc123/logs/)\n"
+        "\033[1mThe instance keeps costing money until you run: "
+        "terraform -chdir=terraform destroy\033[0m\n",
+        "",
+    )
+    # No .terraform yet, so init runs first; outputs are read back after the apply.
+    assert terraform.argvs() == [
+        ["init", "-no-color", "-input=false", "-reconfigure", "-backend=true"],
+        ["apply", "-no-color", "-input=false", "-auto-approve=true"],
+        ["output", "-json", "-no-color"],
+    ]
+    assert (
+        terraform.calls()[1]["tfvars"]
+        == tfvars.read_text()
+        == expected_tfvars(
+            'region = "us-east-1"',
+            'instance_type = "g4dn.xlarge"',
+            "max_price = 0.4",
+            "worker_count = 1",
+            'git_repo_url = "https://github.com/example/musicgen-batch.git"',
+            'git_ref = "main"',
+            'availability_zone = "us-east-1c"',
+            'ami_id = "ami-12345678"',
+            'shutdown_when_done = "true"',
+        )
+    )
+
+
+def test_yes_flag_with_every_zone_above_the_max_price_warns_and_goes_on(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    (workdir / "terraform" / ".terraform").mkdir()
+    terraform.set_outputs(bucket_name="b", instance_ids=["i-1", "i-2"])
+    launcher.prices = history(("us-east-1a", [0.52]), ("us-east-1b", [0.50, 0.51]))
+
+    result = launcher(
+        *GIT,
+        "--yes",
+        "--max-price",
+        "0.35",
+        "--worker-count",
+        "2",
+        "--instance-type",
+        "g4dn.2xlarge",
+        tty=False,
+    )
+
+    assert result.code == 0
+    assert result.err == (
+        "warning: the max price $0.35/h is under the current spot price in every zone; "
+        "the spot request would wait unfulfilled until the price drops\n"
+    )
+    assert "Zone: left to AWS (no zone is within the max price)\n" in result.out
+    assert "Launch 2 × g4dn.2xlarge spot in us-east-1 at max $0.35/h? [y/N] yes (--yes)\n" in (
+        result.out
+    )
+    assert result.out.endswith(
+        "The instances keep costing money until you run: terraform -chdir=terraform destroy\n"
+    )
+    # Already initialised: no init. No zone fits, so terraform's default (EC2 picks) stays.
+    assert [argv[0] for argv in terraform.argvs()] == ["output", "apply", "output"]
+    assert terraform.calls()[1]["tfvars"] == expected_tfvars(
+        'region = "us-east-1"',
+        'instance_type = "g4dn.2xlarge"',
+        "max_price = 0.35",
+        "worker_count = 2",
+        'git_repo_url = "https://github.com/example/musicgen-batch.git"',
+        'git_ref = "main"',
+    )
+
+
+def test_apply_failure_exits_1_with_terraforms_error_streamed(
+    launcher: Launcher, terraform: FakeTerraform, capfd: pytest.CaptureFixture[str]
+) -> None:
+    terraform.fail("apply", 1)
+
+    result = launcher(*GIT, "--yes")
+
+    assert result.code == 1
+    assert result.err == (
+        "error: terraform apply failed (exit 1); see terraform's error above. Anything it "
+        "created is in its state: fix and rerun, or `terraform -chdir=terraform destroy`\n"
+    )
+    assert capfd.readouterr().err == "Error: apply failed in the stand-in\n"
+    assert [argv[0] for argv in terraform.argvs()] == ["init", "apply"]
+
+
+def test_init_failure_exits_1_before_apply(launcher: Launcher, terraform: FakeTerraform) -> None:
+    terraform.fail("init", 1)
+
+    result = launcher(*GIT, "--yes")
+
+    assert (result.code, result.err) == (1, "error: terraform init failed (exit 1); see above\n")
+    assert [argv[0] for argv in terraform.argvs()] == ["init"]
+
+
+def test_songs_already_in_the_bucket_are_left_out_of_the_estimate(
+    launcher: Launcher, terraform: FakeTerraform
+) -> None:
+    s3 = aws.s3_client("us-east-1")
+    s3.create_bucket(Bucket="my-songs")
+    s3.put_object(Bucket="my-songs", Key="synthwave.wav", Body=b"RIFF")
+
+    result = launcher(*GIT, "--bucket", "my-songs", "--dry-run")
+
+    assert result.code == 0
+    assert (
+        "Bucket my-songs: 1 song already there (skipped), 1 song to generate (4.0 min of audio)\n"
+        "Estimate (upper bound, at the max price): $0.12\n"
+        "  4.0 min of audio at 0.5 audio-s per second = 0.13 h of generation\n"
+    ) in result.out
+
+
+def test_bucket_from_terraform_outputs_and_nothing_left_to_do(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    (workdir / "terraform" / ".terraform").mkdir()
+    terraform.set_outputs(bucket_name="from-state")
+    s3 = aws.s3_client("us-east-1")
+    s3.create_bucket(Bucket="from-state")
+    for key in ("synthwave.wav", "lofi_rain.wav"):
+        s3.put_object(Bucket="from-state", Key=key, Body=b"RIFF")
+
+    result = launcher(*GIT)
+
+    assert result.code == 0
+    assert result.out.endswith(
+        "Bucket from-state: 2 songs already there (skipped), 0 songs to generate "
+        "(0.0 min of audio)\n"
+        "Nothing to generate: every song in prompts.txt is already in the bucket.\n"
+        "Nothing launched.\n"
+    )
+    assert terraform.argvs() == [["output", "-json", "-no-color"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-price", "0"], "--max-price must be more than 0 USD/h (got 0)"),
+        (["--max-price", "-0.2"], "--max-price must be more than 0 USD/h (got -0.2)"),
+        (["--worker-count", "0"], "--worker-count must be at least 1 (got 0)"),
+        (["--realtime-factor", "0"], "--realtime-factor must be more than 0 (got 0)"),
+        (["--prompts", "missing.txt"], "prompts file not found: missing.txt"),
+        (["--var", "max_price=1"], "use --max-price instead of --var max_price=..."),
+        (["--var", "git_repo_url=x"], "use --git-url instead of --var git_repo_url=..."),
+        (["--var", "ami_id"], "--var expects KEY=VALUE (got 'ami_id')"),
+        (
+            ["--git-url", "git@github.com:me/musicgen-batch.git"],
+            (
+                "the workers clone over HTTPS only; --git-url must be https:// "
+                "(got git@github.com:me/musicgen-batch.git)"
+            ),
+        ),
+    ],
+)
+def test_one_line_errors(
+    launcher: Launcher, terraform: FakeTerraform, args: list[str], message: str
+) -> None:
+    result = launcher(*GIT, *args)
+
+    assert result == Result(2, "", f"error: {message}\n")
+    assert terraform.argvs() == []
+
+
+def test_prompts_without_a_valid_song(launcher: Launcher, workdir: Path) -> None:
+    (workdir / "prompts.txt").write_text("# nothing yet\nhalf a line ; 30\n")
+
+    result = launcher(*GIT)
+
+    assert result == Result(
+        2,
+        "",
+        "error: prompts.txt has no valid songs; "
+        "line 2: expected 'PROMPT ; DURATION_S ; FILE_NAME'\n",
+    )
+
+
+def test_terraform_not_installed(
+    launcher: Launcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+    result = launcher(*GIT)
+
+    assert result == Result(
+        2,
+        "",
+        "error: terraform is not installed or not on PATH "
+        "(https://developer.hashicorp.com/terraform/install)\n",
+    )
+
+
+def test_no_aws_credentials(
+    launcher: Launcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # boto3's default session keeps the credentials it found in earlier tests.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+    result = launcher(*GIT)
+
+    assert result == Result(
+        2,
+        "",
+        "error: no AWS credentials found; configure them with `aws configure`, "
+        "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY\n",
+    )
+
+
+def test_status_lists_workers_and_progress(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    worker = start_instance()
+    launcher.now = worker["LaunchTime"] + timedelta(hours=26, minutes=10)
+    (workdir / "terraform" / ".terraform").mkdir()
+    terraform.set_outputs(bucket_name="musicgen-batch-abc123")
+    s3 = aws.s3_client("us-east-1")
+    s3.create_bucket(Bucket="musicgen-batch-abc123")
+    s3.put_object(Bucket="musicgen-batch-abc123", Key="synthwave.wav", Body=b"RIFF")
+    s3.put_object(Bucket="musicgen-batch-abc123", Key="cost_report.csv", Body=REPORT.encode())
+
+    result = launcher("status", "--max-price", "0.3")
+
+    assert result == Result(
+        0,
+        "Workers in us-east-1:\n"
+        + worker_lines(worker, "1d02h", "$7.85 at $0.30/h")
+        + "  accrued so far (upper bound, at the max price): $7.85\n"
+        "Songs in s3://musicgen-batch-abc123/: 1 of 2 done, 1 missing\n"
+        "  done:\n"
+        "    synthwave.wav\n"
+        "  missing:\n"
+        "    lofi_rain.wav  (line 3, 240 s)\n"
+        "cost_report.csv: 1 song, total estimated cost $0.03\n",
+        "",
+    )
+    assert terraform.argvs() == [["output", "-json", "-no-color"]]
+
+
+def test_status_before_any_launch(launcher: Launcher, terraform: FakeTerraform) -> None:
+    result = launcher("status")
+
+    assert result == Result(
+        0,
+        "Workers in us-east-1: none pending or running\n"
+        "Bucket: unknown (no terraform outputs in terraform/; pass --bucket to name one)\n",
+        "",
+    )
+    assert launcher("status", "--bucket", "gone") == Result(
+        0, "Workers in us-east-1: none pending or running\nBucket gone: does not exist\n", ""
+    )
+    assert terraform.argvs() == []
+
+
+def run_entry_point(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        check=False,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_entry_points_from_the_repo_root(
+    aws_env: str, workdir: Path, terraform: FakeTerraform
+) -> None:
+    prompts = str(workdir / "prompts.txt")
+
+    as_script = run_entry_point("launcher", *GIT, "--prompts", prompts, cwd=REPO_ROOT)
+    as_module = run_entry_point("-m", "launcher", "status", "--prompts", prompts, cwd=REPO_ROOT)
+
+    # Without a terminal the question is refused; moto's placeholder prices are fine here.
+    assert as_script.returncode == 2, as_script.stderr
+    assert "Spot prices for g4dn.xlarge (Linux) in us-east-1, last 24 h, USD/h:" in as_script.stdout
+    assert as_script.stderr == (
+        "error: stdin is not a terminal, so the launcher cannot ask; pass --yes\n"
+    )
+    assert (as_module.returncode, as_module.stderr) == (0, "")
+    assert as_module.stdout.startswith("Workers in us-east-1: none pending or running\n")
+    assert terraform.argvs() == []
+
+
+def test_git_defaults_missing(
+    launcher: Launcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_a_checkout = tmp_path / "not-a-checkout"
+    not_a_checkout.mkdir()
+    monkeypatch.setattr("launcher.cli.REPO_ROOT", not_a_checkout)
+
+    assert launcher() == Result(
+        2, "", "error: no --git-url given and this checkout has no 'origin' remote\n"
+    )
+    assert launcher("--git-url", "https://github.com/me/m.git") == Result(
+        2, "", "error: no --git-ref given and this checkout has no current branch or commit\n"
+    )
+
+
+def test_status_prices_a_spot_worker_at_its_own_max_price(launcher: Launcher) -> None:
+    ec2 = aws.ec2_client("us-east-1")
+    [request] = ec2.request_spot_instances(
+        SpotPrice="0.55",
+        LaunchSpecification={
+            "ImageId": MOTO_AMI,
+            "InstanceType": "g4dn.xlarge",
+        },
+    )["SpotInstanceRequests"]
+    instance_id = ec2.describe_spot_instance_requests(
+        SpotInstanceRequestIds=[request["SpotInstanceRequestId"]]
+    )["SpotInstanceRequests"][0]["InstanceId"]
+    ec2.create_tags(
+        Resources=[instance_id], Tags=[{"Key": "Role", "Value": "musicgen-batch-worker"}]
+    )
+    [instance] = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"]
+    launcher.now = instance["LaunchTime"] + timedelta(hours=2, seconds=10)
+
+    result = launcher("status", "--bucket", "none-yet")
+
+    # The request's own max price, not --max-price (0.40 by default): launches may differ.
+    assert result.out == (
+        "Workers in us-east-1:\n"
+        + worker_lines(instance, "2h00m", "$1.10 at $0.55/h")
+        + "  accrued so far (upper bound, at the max price): $1.10\n"
+        "Bucket none-yet: does not exist\n"
+    )

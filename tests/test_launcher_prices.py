@@ -1,0 +1,229 @@
+"""Spot price statistics, zone choice and the price table, from hand-written histories."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from launcher.prices import (
+    LINUX_PRODUCTS,
+    PricePoint,
+    ZoneStats,
+    choose_zone,
+    fetch_price_history,
+    format_choice,
+    format_price_table,
+    on_demand_price,
+    price_warning,
+    zone_stats,
+)
+
+T0 = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def points(zone: str, *prices_by_hour: tuple[float, float]) -> list[PricePoint]:
+    return [PricePoint(zone, price, at(hour)) for hour, price in prices_by_hour]
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        pytest.param([], [], id="no history"),
+        pytest.param(
+            points("us-east-1a", (0, 0.21)),
+            [ZoneStats("us-east-1a", 0.21, 0.21, 0.21, 0.21)],
+            id="one point is current, min, median and max",
+        ),
+        pytest.param(
+            # Out of order on purpose: the API returns newest first, but nothing relies on it.
+            points("us-east-1a", (5, 0.25), (0, 0.20), (10, 0.22), (2, 0.30)),
+            [ZoneStats("us-east-1a", 0.22, 0.20, 0.235, 0.30)],
+            id="current is the latest; even count takes the middle mean",
+        ),
+        pytest.param(
+            points("us-east-1c", (1, 0.30), (2, 0.31), (3, 0.29))
+            + points("us-east-1a", (1, 0.20), (3, 0.19)),
+            [
+                ZoneStats("us-east-1a", 0.19, 0.19, 0.195, 0.20),
+                ZoneStats("us-east-1c", 0.29, 0.29, 0.30, 0.31),
+            ],
+            id="zones sorted by name",
+        ),
+        pytest.param(
+            [PricePoint("us-east-1b", 0.18, at(4)), PricePoint("us-east-1b", 0.19, at(4))],
+            [ZoneStats("us-east-1b", 0.19, 0.18, 0.185, 0.19)],
+            id="same timestamp twice: the higher price is current",
+        ),
+    ],
+)
+def test_zone_stats(history: list[PricePoint], expected: list[ZoneStats]) -> None:
+    got = zone_stats(history)
+
+    assert [s.zone for s in got] == [e.zone for e in expected]
+    assert [(s.current, s.low, s.median, s.high) for s in got] == [
+        pytest.approx((e.current, e.low, e.median, e.high)) for e in expected
+    ]
+
+
+def stats(zone: str, current: float) -> ZoneStats:
+    return ZoneStats(zone, current, current, current, current)
+
+
+@pytest.mark.parametrize(
+    ("zones", "max_price", "expected"),
+    [
+        pytest.param([], 0.40, None, id="no zones"),
+        pytest.param([stats("us-east-1a", 0.50)], 0.40, None, id="all above max"),
+        pytest.param([stats("us-east-1a", 0.40)], 0.40, "us-east-1a", id="equal to max fits"),
+        pytest.param(
+            [stats("us-east-1a", 0.30), stats("us-east-1b", 0.20), stats("us-east-1c", 0.25)],
+            0.40,
+            "us-east-1b",
+            id="cheapest current",
+        ),
+        pytest.param(
+            [stats("us-east-1d", 0.20), stats("us-east-1b", 0.20), stats("us-east-1c", 0.20)],
+            0.40,
+            "us-east-1b",
+            id="tie goes to the first zone name",
+        ),
+        pytest.param(
+            [stats("us-east-1a", 0.45), stats("us-east-1b", 0.39)],
+            0.40,
+            "us-east-1b",
+            id="cheapest zone within max",
+        ),
+    ],
+)
+def test_choose_zone(zones: list[ZoneStats], max_price: float, expected: str | None) -> None:
+    chosen = choose_zone(zones, max_price)
+    assert (chosen.zone if chosen else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("region", "instance_type", "expected"),
+    [
+        ("us-east-1", "g4dn.xlarge", 0.526),
+        ("eu-west-1", "g5.xlarge", 1.123),
+        ("ap-south-1", "g4dn.xlarge", None),
+        ("us-east-1", "t3.micro", None),
+    ],
+)
+def test_on_demand_price(region: str, instance_type: str, expected: float | None) -> None:
+    assert on_demand_price(region, instance_type) == expected
+
+
+class FakePaginator:
+    def __init__(self, pages: list[dict]) -> None:
+        self.pages = pages
+        self.calls: list[dict] = []
+
+    def paginate(self, **kwargs: object) -> list[dict]:
+        self.calls.append(kwargs)
+        return self.pages
+
+
+class FakeEc2:
+    """Just enough of an EC2 client: pages of DescribeSpotPriceHistory as AWS shapes them."""
+
+    def __init__(self, pages: list[dict]) -> None:
+        self.paginator = FakePaginator(pages)
+        self.operations: list[str] = []
+
+    def get_paginator(self, operation: str) -> FakePaginator:
+        self.operations.append(operation)
+        return self.paginator
+
+
+def record(zone: str, price: str, hour: float) -> dict:
+    return {
+        "AvailabilityZone": zone,
+        "InstanceType": "g4dn.xlarge",
+        "ProductDescription": "Linux/UNIX",
+        "SpotPrice": price,
+        "Timestamp": at(hour),
+    }
+
+
+def test_fetch_price_history_reads_every_page_with_the_right_filters() -> None:
+    ec2 = FakeEc2(
+        [
+            {"SpotPriceHistory": [record("us-east-1a", "0.210400", 3)], "NextToken": "t"},
+            {"SpotPriceHistory": [record("us-east-1b", "0.198000", -30)]},
+            {},
+        ]
+    )
+
+    history = fetch_price_history(ec2, "g4dn.xlarge", at(0), at(24))
+
+    assert history == [
+        PricePoint("us-east-1a", 0.2104, at(3)),
+        # Older than the window: the price in effect at its start, which AWS includes.
+        PricePoint("us-east-1b", 0.198, at(-30)),
+    ]
+    assert ec2.operations == ["describe_spot_price_history"]
+    assert ec2.paginator.calls == [
+        {
+            "InstanceTypes": ["g4dn.xlarge"],
+            "ProductDescriptions": list(LINUX_PRODUCTS),
+            "StartTime": at(0),
+            "EndTime": at(24),
+        }
+    ]
+
+
+def test_price_table_and_choice() -> None:
+    history = (
+        points("us-east-1a", (0, 0.2104), (6, 0.2250), (12, 0.2201))
+        + points("us-east-1b", (0, 0.41), (8, 0.43))
+        + points("us-east-1c", (2, 0.1990))
+    )
+    zones = zone_stats(history)
+    chosen = choose_zone(zones, 0.40)
+
+    table = format_price_table(
+        zones, region="us-east-1", instance_type="g4dn.xlarge", max_price=0.40, window_hours=24
+    )
+    choice = format_choice(
+        zones, chosen, region="us-east-1", instance_type="g4dn.xlarge", max_price=0.40
+    )
+
+    assert table == [
+        "Spot prices for g4dn.xlarge (Linux) in us-east-1, last 24 h, USD/h:",
+        "  zone         current       min    median       max  <= max $0.40",
+        "  us-east-1a    0.2201    0.2104    0.2201    0.2250  yes",
+        "  us-east-1b    0.4300    0.4100    0.4200    0.4300  no",
+        "  us-east-1c    0.1990    0.1990    0.1990    0.1990  yes",
+    ]
+    assert choice == [
+        (
+            "On-demand price for comparison: $0.526/h (AWS public price list, 2024; "
+            "see launcher/prices.py)"
+        ),
+        "Zone: us-east-1c (cheapest current price, $0.199/h, within the max $0.40/h)",
+    ]
+
+
+def test_price_table_without_history_and_unknown_on_demand_price() -> None:
+    table = format_price_table(
+        [], region="ap-south-1", instance_type="g6.xlarge", max_price=0.5, window_hours=6
+    )
+    choice = format_choice([], None, region="ap-south-1", instance_type="g6.xlarge", max_price=0.5)
+
+    assert table == [
+        "Spot prices for g6.xlarge (Linux) in ap-south-1, last 6 h, USD/h:",
+        "  no spot price history: g6.xlarge may not be offered in ap-south-1",
+    ]
+    assert choice == ["Zone: left to AWS (no spot price history)"]
+
+
+def test_price_warning() -> None:
+    assert price_warning(0.1) == (
+        "warning: the max price $0.10/h is under the current spot price in every zone; "
+        "the spot request would wait unfulfilled until the price drops"
+    )

@@ -1,0 +1,207 @@
+"""launcher/tf.py: the tfvars it writes and the terraform commands python-terraform runs.
+
+A recorded stand-in `terraform` (first on PATH) logs every argv, so the call arguments are
+checked on any machine; one test also feeds the written tfvars to the real binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launcher.tf import VARIABLES_FILE, TerraformError, TerraformRoot, hcl_value
+
+# python-terraform 0.10.1 logs failures with the deprecated Logger.warn.
+pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
+
+STAND_IN = """#!{python}
+import json, os, sys
+from pathlib import Path
+
+state = Path(os.environ["FAKE_TERRAFORM_STATE"])
+args = sys.argv[1:]
+record = {{"argv": args, "cwd": os.getcwd()}}
+if args[:1] == ["apply"]:
+    tfvars = Path("launcher.auto.tfvars")
+    record["tfvars"] = tfvars.read_text() if tfvars.exists() else None
+with open(state / "calls.jsonl", "a") as log:
+    log.write(json.dumps(record) + "\\n")
+exit_file = state / (args[0] + ".exit")
+code = int(exit_file.read_text()) if exit_file.exists() else 0
+if code:
+    print("Error: " + args[0] + " failed in the stand-in", file=sys.stderr)
+    sys.exit(code)
+if args[0] == "init":
+    Path(".terraform").mkdir(exist_ok=True)
+    print("Terraform has been successfully initialized!")
+elif args[0] == "apply":
+    print("Apply complete! Resources: 9 added, 0 changed, 0 destroyed.")
+elif args[0] == "output":
+    outputs = state / "outputs.json"
+    print(outputs.read_text() if outputs.exists() else "{{}}")
+"""
+
+
+class FakeTerraform:
+    """A `terraform` executable that records its calls and answers from files in `state`."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+
+    @classmethod
+    def install(cls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTerraform:
+        bin_dir = tmp_path / "fake-bin"
+        bin_dir.mkdir()
+        script = bin_dir / "terraform"
+        script.write_text(STAND_IN.format(python=sys.executable))
+        script.chmod(0o755)
+        state = tmp_path / "fake-terraform-state"
+        state.mkdir()
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("FAKE_TERRAFORM_STATE", str(state))
+        return cls(state)
+
+    def calls(self) -> list[dict]:
+        log = self.state / "calls.jsonl"
+        if not log.exists():
+            return []
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+    def argvs(self) -> list[list[str]]:
+        return [call["argv"] for call in self.calls()]
+
+    def set_outputs(self, **values: object) -> None:
+        outputs = {
+            name: {"sensitive": False, "type": "dynamic", "value": value}
+            for name, value in values.items()
+        }
+        (self.state / "outputs.json").write_text(json.dumps(outputs))
+
+    def fail(self, command: str, code: int = 1) -> None:
+        (self.state / f"{command}.exit").write_text(str(code))
+
+
+@pytest.fixture
+def fake_terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTerraform:
+    return FakeTerraform.install(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> TerraformRoot:
+    working_dir = tmp_path / "terraform"
+    working_dir.mkdir()
+    return TerraformRoot(working_dir)
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        ("main", '"main"'),
+        ("https://github.com/me/musicgen-batch.git", '"https://github.com/me/musicgen-batch.git"'),
+        ('say "hi" \\ bye', '"say \\"hi\\" \\\\ bye"'),
+        ("two\nlines", '"two\\nlines"'),
+        ("${not.a.template} and %{ if x }", '"$${not.a.template} and %%{ if x }"'),
+        ("café", '"café"'),
+        (0.4, "0.4"),
+        (2, "2"),
+        (True, "true"),
+        (False, "false"),
+    ],
+)
+def test_hcl_value(value: str | float | bool, literal: str) -> None:
+    assert hcl_value(value) == literal
+
+
+def test_written_variables_read_back_by_real_terraform(tmp_path: Path) -> None:
+    if shutil.which("terraform") is None:
+        pytest.skip("terraform is not on PATH: the tfvars round trip needs the real binary")
+    values = {
+        "text": 'quote " backslash \\ ${x} %{y} café\nnew line',
+        "price": 0.4,
+        "workers": 2,
+        "flag": True,
+    }
+    (tmp_path / "main.tf").write_text(
+        "".join(
+            f'variable "{name}" {{}}\noutput "{name}" {{ value = var.{name} }}\n' for name in values
+        )
+    )
+    TerraformRoot(tmp_path).write_variables(values)
+
+    subprocess.run(
+        ["terraform", "apply", "-auto-approve", "-input=false", "-no-color"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    read_back = subprocess.run(
+        ["terraform", "output", "-json"], cwd=tmp_path, check=True, capture_output=True, text=True
+    )
+
+    assert {k: v["value"] for k, v in json.loads(read_back.stdout).items()} == values
+
+
+def test_write_variables(root: TerraformRoot) -> None:
+    path = root.write_variables({"region": "us-east-1", "max_price": 0.4, "worker_count": 1})
+
+    assert path == root.working_dir / VARIABLES_FILE
+    assert path.read_text() == (
+        "# Written by `python launcher` at each launch; terraform loads it on every command.\n"
+        'region = "us-east-1"\n'
+        "max_price = 0.4\n"
+        "worker_count = 1\n"
+    )
+
+
+def test_init_apply_output_arguments(
+    root: TerraformRoot, fake_terraform: FakeTerraform, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fake_terraform.set_outputs(bucket_name="musicgen-batch-abc", instance_ids=["i-1", "i-2"])
+    root.write_variables({"region": "us-east-1"})
+
+    assert not root.is_initialized()
+    assert root.outputs() == {}  # nothing to read before init, and no terraform call
+    assert root.init() == 0
+    assert root.is_initialized()
+    assert root.apply() == 0
+    assert root.outputs() == {"bucket_name": "musicgen-batch-abc", "instance_ids": ["i-1", "i-2"]}
+
+    assert fake_terraform.argvs() == [
+        ["init", "-no-color", "-input=false", "-reconfigure", "-backend=true"],
+        ["apply", "-no-color", "-input=false", "-auto-approve=true"],
+        ["output", "-json", "-no-color"],
+    ]
+    assert {call["cwd"] for call in fake_terraform.calls()} == {str(root.working_dir)}
+    assert fake_terraform.calls()[1]["tfvars"].endswith('region = "us-east-1"\n')
+    # init and apply stream to the user; output is captured and parsed.
+    streamed = capfd.readouterr().out
+    assert "Terraform has been successfully initialized!" in streamed
+    assert "Apply complete! Resources: 9 added, 0 changed, 0 destroyed." in streamed
+    assert "musicgen-batch-abc" not in streamed
+
+
+def test_apply_failure_is_its_exit_code(
+    root: TerraformRoot, fake_terraform: FakeTerraform, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fake_terraform.fail("apply", 1)
+
+    assert root.apply() == 1
+    assert capfd.readouterr().err == "Error: apply failed in the stand-in\n"
+
+
+def test_output_failure_raises_with_terraforms_first_line(
+    root: TerraformRoot, fake_terraform: FakeTerraform
+) -> None:
+    (root.working_dir / ".terraform").mkdir()
+    fake_terraform.fail("output", 1)
+
+    with pytest.raises(TerraformError) as caught:
+        root.outputs()
+
+    assert str(caught.value) == "terraform output failed: Error: output failed in the stand-in"
