@@ -95,6 +95,18 @@ def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(bucket, tiny_mod
     assert read_checkpoint(bucket, "batch", "long.wav") is None
 
 
+def test_sigterm_stops_cleanly_with_a_checkpoint(bucket, tiny_model_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a long ambient piano song;30;long\n")
+    worker = start_worker(prompts, "s3://batch", tiny_model_dir)
+    wait_for_window(bucket, "batch", "long.wav", 2, worker)
+    worker.send_signal(signal.SIGTERM)
+    code, output = finish(worker, timeout=30)
+    assert code == 3, output
+    assert "saved long.wav at window" in output and "stopped early" in output
+    assert read_checkpoint(bucket, "batch", "long.wav").next_window >= 2
+
+
 def test_kill_9_mid_song_then_rerun_resumes_without_duplicates(bucket, tiny_model_dir, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a long ambient piano song;30;long\nshort jazz;2;short\n")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -108,7 +110,7 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
 
 def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
     """Exit 0 when every song exists (or another worker holds it), 1 when a song failed, 2 for
-    unusable input, 3 when a spot interruption notice stopped the run (rerun to resume)."""
+    unusable input, 3 when a spot interruption notice or SIGTERM stopped the run (rerun to resume)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -148,7 +150,15 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     watcher = None
     if settings.imds_endpoint:
         watcher = SpotWatcher(settings.imds_endpoint, settings.imds_poll_s).start()
-    runner = Runner(settings, store, should_stop=lambda: watcher is not None and watcher.interrupted)
+    # A shutdown (systemd's SIGTERM when the instance stops) ends the run like a spot notice:
+    # checkpoints saved, leases released, report written.
+    terminated = threading.Event()
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    runner = Runner(
+        settings,
+        store,
+        should_stop=lambda: terminated.is_set() or (watcher is not None and watcher.interrupted),
+    )
     try:
         runner.upload_spooled(prompts.jobs)
         pending = runner.pending_jobs(prompts.jobs)
@@ -169,6 +179,7 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         log.error("cannot use the output %s: %s", args.output, error)
         return EXIT_FAILED
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         if watcher is not None:
             watcher.stop()
     result = runner.result
@@ -179,5 +190,5 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         len(result.elsewhere), len(result.unfinished),
     )
     if result.unfinished:
-        log.warning("stopped early (spot interruption); run again to resume from the checkpoints")
+        log.warning("stopped early (spot interruption or shutdown); run again to resume from the checkpoints")
     return result.exit_code
