@@ -1,0 +1,55 @@
+data "aws_iam_policy_document" "assume_role" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "this" {
+  name_prefix        = var.name_prefix
+  description        = "musicgen-batch spot workers: read and write the batch bucket only."
+  assume_role_policy = data.aws_iam_policy_document.assume_role.json
+}
+
+data "aws_iam_policy_document" "bucket_access" {
+  statement {
+    # GetObject also authorises HEAD, which the worker uses to skip songs that already exist.
+    sid       = "ReadWriteObjects"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${var.bucket_arn}/*"]
+  }
+
+  statement {
+    # Without ListBucket S3 answers 403 instead of 404 for a missing key, and the worker could not
+    # tell "not made yet" from "forbidden".
+    sid       = "ListBucket"
+    actions   = ["s3:ListBucket"]
+    resources = [var.bucket_arn]
+  }
+
+  statement {
+    # Resume checkpoints and work-claim leases are removed when a song finishes; songs, reports and
+    # logs can never be deleted by a worker.
+    sid     = "DeleteBookkeeping"
+    actions = ["s3:DeleteObject"]
+    resources = [
+      "${var.bucket_arn}/.checkpoints/*",
+      "${var.bucket_arn}/.leases/*",
+    ]
+  }
+}
+
+resource "aws_iam_role_policy" "this" {
+  name   = "musicgen-batch-bucket"
+  role   = aws_iam_role.this.id
+  policy = data.aws_iam_policy_document.bucket_access.json
+}
+
+resource "aws_iam_instance_profile" "this" {
+  name_prefix = var.name_prefix
+  role        = aws_iam_role.this.name
+}

@@ -1,0 +1,140 @@
+"""The Packer template (python-hcl2 and `packer fmt`), its requirements file against
+pyproject.toml, and the AMI's smoke check run on the tiny model."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.hcl import blocks, load
+from tests.tf_support import REPO_ROOT
+
+PACKER_DIR = REPO_ROOT / "packer"
+TEMPLATE = PACKER_DIR / "musicgen.pkr.hcl"
+# Runs on the operator's machine, never on a worker.
+LAUNCHER_ONLY = {"python-terraform"}
+
+
+def requirement_name(spec: str) -> str:
+    for sep in ("==", ">=", "<=", "~=", "!=", "<", ">", "[", ";", " "):
+        spec = spec.split(sep, 1)[0]
+    return spec.strip().lower()
+
+
+def test_template_is_packer_formatted() -> None:
+    if shutil.which("packer") is None:
+        pytest.skip("PACKER FMT NOT RUN: no `packer` on PATH (apt-get install packer)")
+    result = subprocess.run(
+        ["packer", "fmt", "-check", "-diff", str(PACKER_DIR)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_requires_the_amazon_plugin() -> None:
+    (packer,) = load(TEMPLATE)["packer"]
+    (plugins,) = packer["required_plugins"]
+    assert plugins["amazon"]["source"] == "github.com/hashicorp/amazon"
+    assert plugins["amazon"]["version"]
+
+
+def test_source_is_the_nvidia_driver_base_ami_on_a_gpu_with_imdsv2_and_gp3() -> None:
+    source = blocks(TEMPLATE, "source")["amazon-ebs.musicgen"]
+    (ami_filter,) = source["source_ami_filter"]
+    assert ami_filter["filters"]["name"] == (
+        "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
+    )
+    assert ami_filter["owners"] == ["amazon"]
+    assert ami_filter["most_recent"] is True
+    variables = blocks(TEMPLATE, "variable")
+    assert source["instance_type"] == "${var.instance_type}"
+    assert variables["instance_type"]["default"] == "g4dn.xlarge"
+    assert source["imds_support"] == "v2.0"
+    assert source["metadata_options"][0]["http_tokens"] == "required"
+    (volume,) = source["launch_block_device_mappings"]
+    assert volume["volume_type"] == "gp3"
+    assert volume["encrypted"] is True
+    # terraform's root_volume_size_gb validation is built on this size.
+    assert variables["root_volume_size_gb"]["default"] == 100
+    for name, body in variables.items():
+        assert body.get("description") and body.get("type"), name
+
+
+def test_ami_is_named_for_the_terraform_lookup_and_tagged() -> None:
+    source = blocks(TEMPLATE, "source")["amazon-ebs.musicgen"]
+    assert source["ami_name"] == "musicgen-batch-${local.build_time}"
+    (local_values,) = load(TEMPLATE)["locals"]
+    assert "timestamp()" in local_values["build_time"]
+    assert source["tags"]["Project"] == "musicgen-batch"
+    assert source["tags"]["Role"] == "musicgen-batch-worker"
+    assert source["tags"]["Model"] == "${var.model_id}"
+    worker_main = (REPO_ROOT / "terraform" / "modules" / "worker" / "main.tf").read_text()
+    assert 'values = ["musicgen-batch-*"]' in worker_main
+
+
+def test_provisioners_install_the_venv_download_the_model_and_smoke_check() -> None:
+    variables = blocks(TEMPLATE, "variable")
+    assert variables["venv_dir"]["default"] == "/opt/musicgen/venv"
+    assert variables["model_dir"]["default"] == "/opt/musicgen/models/musicgen-small"
+    assert variables["model_id"]["default"] == "facebook/musicgen-small"
+    (build,) = load(TEMPLATE)["build"]
+    uploads = {p["file"]["source"] for p in build["provisioner"] if "file" in p}
+    assert uploads == {"${path.root}/requirements.txt", "${path.root}/smoke_check.py"}
+    (shell,) = [p["shell"] for p in build["provisioner"] if "shell" in p]
+    script = "\n".join(shell["inline"])
+    assert '\\"$PYTHON\\" -m venv \\"$VENV_DIR\\"' in script
+    assert "PYTHON=${var.python}" in shell["environment_vars"]
+    assert variables["python"]["default"] == "python3.11"
+    assert 'pip\\" install --no-cache-dir -r /tmp/musicgen-requirements.txt' in script
+    assert "snapshot_download" in script and "MODEL_DIR" in script
+    assert 'musicgen-smoke-check.py \\"$MODEL_DIR\\"' in script
+    assert "{{ .Vars }}" in shell["execute_command"]
+    assert "VENV_DIR=${var.venv_dir}" in shell["environment_vars"]
+    assert "MODEL_DIR=${var.model_dir}" in shell["environment_vars"]
+
+
+def test_requirements_match_pyproject_pins() -> None:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    declared = {requirement_name(d): d.replace(" ", "") for d in project["dependencies"]}
+    lines = (PACKER_DIR / "requirements.txt").read_text().splitlines()
+    required = [
+        line.replace(" ", "") for line in lines if line.strip() and not line.startswith("#")
+    ]
+    assert {requirement_name(r): r for r in required} == {
+        name: spec for name, spec in declared.items() if name not in LAUNCHER_ONLY
+    }
+    assert "torch==2.13.0" in required and "transformers==5.23.0" in required
+
+
+def load_smoke_check() -> ModuleType:
+    """packer/ is not a package; load the script as a module to call its main() in-process
+    (a subprocess would spend most of its time importing torch again)."""
+    spec = importlib.util.spec_from_file_location("smoke_check", PACKER_DIR / "smoke_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_check_generates_finite_audio_from_a_saved_model(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The AMI's smoke check, on CPU with the tiny model (the build runs it on the GPU)."""
+    assert load_smoke_check().main([str(tiny_model_dir), "--device", "cpu"]) == 0
+    assert "smoke check passed: 1.00 s of audio" in capsys.readouterr().out
+
+
+def test_smoke_check_fails_without_cuda(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smoke_check = load_smoke_check()
+    monkeypatch.setattr(smoke_check.torch.cuda, "is_available", lambda: False)
+    assert smoke_check.main([str(tiny_model_dir)]) == 1
+    assert "CUDA is not available" in capsys.readouterr().err
