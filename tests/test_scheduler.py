@@ -76,3 +76,13 @@ def test_generation_times_add_up_to_the_engines_busy_time(tiny_engine, tmp_path)
     total = sum(song.generation_time_s for song, _ in done.values())
     assert abs(total - spy.busy_s) <= 0.05 * spy.busy_s + 0.05
     assert all(song.generation_time_s > 0 for song, _ in done.values())
+
+
+def test_a_song_resumed_with_every_window_done_is_only_decoded(tiny_engine, tmp_path):
+    spy = SpyEngine(tiny_engine)
+    (song,) = make_songs(spy, [3], tmp_path)
+    song.codes = torch.randint(0, 64, (4, song.total_frames))
+    song.next_window = len(song.plans)
+    done, failed = run(spy, [song])
+    assert failed == {} and spy.calls == []
+    assert done["s0.wav"][1].shape == (3 * 8000,)

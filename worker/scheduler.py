@@ -92,8 +92,7 @@ class BatchScheduler:
 
     def run(self, songs: list[Song]) -> list[Song]:
         """Generate every song; returns the songs still unfinished if interrupted (else [])."""
-        # Resumed songs first (their next window has a prompt, like the others'), then longest.
-        waiting = deque(sorted(songs, key=lambda s: (s.next_window == 0, -s.remaining_windows)))
+        waiting = deque(sorted(songs, key=lambda s: -s.remaining_windows))
         active: list[Song] = []
         try:
             while waiting or active:
@@ -140,6 +139,8 @@ class BatchScheduler:
     def _groups(active: list[Song]) -> list[list[Song]]:
         by_prompt: dict[int, list[Song]] = {}
         for song in active:
+            if song.done:  # resumed with every window generated: it only needs decoding
+                continue
             by_prompt.setdefault(song.plans[song.next_window].prompt_frames, []).append(song)
         return list(by_prompt.values())
 
