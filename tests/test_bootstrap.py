@@ -159,7 +159,7 @@ def test_unreachable_repository_does_not_run_a_stale_checkout(
 ) -> None:
     settings = settings_for(tmp_path, f"file://{tmp_path}/missing.git", bucket, tiny_model_dir)
     result = run_bootstrap(write_env_file(tmp_path / "worker.env", settings))
-    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.returncode == 4, result.stdout + result.stderr
     assert "not running the worker" in result.stdout
     assert "worker exited" not in result.stdout
     assert [k for k in keys(bucket) if k.startswith("logs/")]

@@ -4,8 +4,8 @@
 #
 # Settings come from MUSICGEN_ENV_FILE (default /etc/musicgen-batch/worker.env, written by the
 # instance's UserData). Every path has a MUSICGEN_* setting so the script also runs outside EC2.
-# Exit status: the worker's (0 all songs exist, 1 some song failed, 2 unusable input), or 3 when
-# the checkout cannot be brought up to date.
+# Exit status: the worker's (0 all songs exist, 1 some song failed, 2 unusable input, 3 stopped by
+# a spot notice or shutdown), or 4 when the checkout cannot be brought up to date.
 set -euo pipefail
 
 env_file="${MUSICGEN_ENV_FILE:-/etc/musicgen-batch/worker.env}"
@@ -95,7 +95,7 @@ log "checkout $MUSICGEN_REPO_URL ($repo_ref) into $checkout"
 if ! sync_checkout 2>&1 | tee -a "$log_file"; then
   log "cannot update the checkout; not running the worker"
   upload_log
-  exit 3
+  exit 4
 fi
 log "commit $(git -C "$checkout" rev-parse HEAD)"
 
