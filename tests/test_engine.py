@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from worker.engine import WindowRequest, window_seed
+from worker.engine import WindowRequest, derive_seed
 from worker.settings import GenerationParams
 
 PROMPTS = ["epic drums", "calm slow ambient piano with jazz"]
@@ -102,9 +102,11 @@ def test_decode_is_exactly_the_requested_length_and_chunking_keeps_the_audio(tin
         tiny_engine.decode(codes, 300 * hop + 1)
 
 
-def test_window_seed_is_stable_and_distinct():
-    assert window_seed(1, 0) == window_seed(1, 0)
-    assert len({window_seed(s, w) for s in range(10) for w in range(10)}) == 100
+def test_derived_seeds_are_stable_and_distinct():
+    assert derive_seed(1, 0) == derive_seed(1, 0)
+    assert len({derive_seed(s, w) for s in range(10) for w in range(10)}) == 100
+    # Every character of a file name counts, not just a prefix.
+    assert derive_seed(7, "cinematic_a.wav") != derive_seed(7, "cinematic_b.wav")
 
 
 @pytest.mark.parametrize("bad", [{"top_k": 0}, {"temperature": 0}, {"guidance_scale": 0.5}])

@@ -4,7 +4,7 @@ import torch
 
 from tests.engines import SpyEngine
 from worker.prompts import Job
-from worker.runner import Runner
+from worker.runner import Runner, song_seed
 from worker.scheduler import BatchScheduler, Callbacks
 from worker.settings import RunSettings
 from worker.store import LocalStore
@@ -86,3 +86,11 @@ def test_a_song_resumed_with_every_window_done_is_only_decoded(tiny_engine, tmp_
     done, failed = run(spy, [song])
     assert failed == {} and spy.calls == []
     assert done["s0.wav"][1].shape == (3 * 8000,)
+
+
+def test_a_base_seed_gives_each_file_name_its_own_reproducible_seed():
+    jobs = [Job(1, "p", 5, "cinematic_trailer_a.wav"), Job(2, "p", 5, "cinematic_trailer_b.wav")]
+    seeds = [song_seed(42, job) for job in jobs]
+    assert seeds[0] != seeds[1]
+    assert seeds == [song_seed(42, job) for job in jobs]
+    assert song_seed(43, jobs[0]) != seeds[0]

@@ -44,10 +44,11 @@ class WindowRequest:
     seed: int
 
 
-def window_seed(song_seed: int, window_index: int) -> int:
-    """Each window draws from its own stream, so a song resumed at window k continues exactly
-    as an uninterrupted run would, whatever batch it shares."""
-    digest = hashlib.sha256(f"{song_seed}:{window_index}".encode()).digest()
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from all of `parts`. (song seed, window index) gives each window its own
+    stream, so a song resumed at window k continues exactly as an uninterrupted run would,
+    whatever batch it shares; (base seed, file name) gives each song of a seeded run its own."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 

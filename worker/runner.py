@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .audio import write_wav
 from .checkpoints import Checkpoint, Identity, checkpoint_key
-from .engine import Engine, window_seed
+from .engine import Engine, derive_seed
 from .leases import Leases
 from .prompts import Job
 from .report import (
@@ -59,7 +59,7 @@ def song_seed(base_seed: int | None, job: Job) -> int:
     """Random per song unless a base seed is set; then reproducible per file name."""
     if base_seed is None:
         return secrets.randbits(63)
-    return window_seed(base_seed, int.from_bytes(job.file_name.encode("utf-8")[:8], "little"))
+    return derive_seed(base_seed, job.file_name)
 
 
 def _now() -> str:

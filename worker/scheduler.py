@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .engine import Conditioning, WindowRequest, window_seed
+from .engine import Conditioning, WindowRequest, derive_seed
 from .prompts import Job
 from .windows import WindowPlan
 
@@ -154,7 +154,7 @@ class BatchScheduler:
                     conditioning=song.conditioning,
                     prompt=song.codes[:, have - plan.prompt_frames :],
                     new_frames=plan.new_frames,
-                    seed=window_seed(song.seed, song.next_window),
+                    seed=derive_seed(song.seed, song.next_window),
                 )
             )
         return requests
