@@ -11,10 +11,7 @@ from botocore.exceptions import ClientError
 
 from launcher.money import cents
 from worker.prompts import Job, PromptFile
-
-# Written by the worker at the bucket root, next to the songs.
-COST_REPORT_KEY = "cost_report.csv"
-COST_COLUMN = "estimated_cost_usd"
+from worker.report import COST_COLUMN, REPORT_KEY
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ def parse_cost_report(text: str) -> CostReport:
 def read_cost_report(s3: Any, bucket: str) -> str | None:
     """The report's text, or None while the worker has not written one."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=COST_REPORT_KEY)["Body"]
+        body = s3.get_object(Bucket=bucket, Key=REPORT_KEY)["Body"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket"):
             return None
@@ -134,13 +131,13 @@ def format_progress(bucket: str, progress: Progress, report: str | None) -> list
 
 def _format_report(report: str | None) -> str:
     if report is None:
-        return f"{COST_REPORT_KEY}: not written yet"
+        return f"{REPORT_KEY}: not written yet"
     try:
         parsed = parse_cost_report(report)
     except ValueError as exc:
-        return f"{COST_REPORT_KEY}: unreadable ({exc})"
+        return f"{REPORT_KEY}: unreadable ({exc})"
     return (
-        f"{COST_REPORT_KEY}: {_songs(parsed.songs)}, total estimated cost {cents(parsed.total_usd)}"
+        f"{REPORT_KEY}: {_songs(parsed.songs)}, total estimated cost {cents(parsed.total_usd)}"
     )
 
 

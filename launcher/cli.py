@@ -18,6 +18,7 @@ from launcher import aws, batch, estimate, gitinfo, instances, prices
 from launcher.money import usd
 from launcher.tf import TerraformError, TerraformRoot, terraform_installed
 from worker.prompts import PromptFile, read_prompts
+from worker.report import REPORT_KEY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_TYPE = "g4dn.xlarge"
@@ -432,7 +433,7 @@ def _apply(root: TerraformRoot, variables: dict[str, str | float | bool], out: C
         f"Bucket:   {bucket}",
         "Next steps:",
         "  follow progress:  python launcher status",
-        f"  songs appear in:  s3://{bucket}/  (cost report: s3://{bucket}/{batch.COST_REPORT_KEY},"
+        f"  songs appear in:  s3://{bucket}/  (cost report: s3://{bucket}/{REPORT_KEY},"
         f" run logs: s3://{bucket}/logs/)",
         f"{BOLD}{warning}{PLAIN}" if out.stdout_is_tty else warning,
     )

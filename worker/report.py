@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass
 
 REPORT_KEY = "cost_report.csv"
 RECORDS_PREFIX = ".records/"
+COST_COLUMN = "estimated_cost_usd"
 REPORT_COLUMNS = (
     "s3_filename",
     "prompt",
     "requested_duration_s",
     "generation_time_s",
-    "estimated_cost_usd",
+    COST_COLUMN,
 )
 
 
