@@ -3,11 +3,14 @@
 Builds the real musicgen-small architecture with random weights (speed does not depend on the
 weight values) and measures, on the same prompts and song lengths:
 
-1. baseline: one song at a time, every window a `generate` call that re-encodes the previous
-   audio as `input_values` and decodes the whole window again (the pre-token-space recipe);
+1. baseline: one song at a time, every window a `generate` call of stock transformers that
+   re-encodes the previous audio as `input_values` and decodes the whole window again (the
+   pre-token-space recipe);
 2. engine: this worker's scheduler at the chosen batch size (and a sweep with --sweep);
-3. raw: the bare decoder forward step at the same batch and a typical cache length, the ceiling
-   for this framework on this hardware.
+3. raw step: the bare decoder forward step, through the engine's own model and cache, at the same
+   batch and a typical cache length: the ceiling for this framework on this hardware;
+4. raw window: the bare forward passes one continuation window needs (its prompt's prefill, then
+   one step per new position), the ceiling for the windowed algorithm.
 
 Prints audio-seconds per wall-second for each, engine/baseline and engine/raw, and peak memory.
 The baseline treats songs one by one, so its rate does not depend on how many songs it gets; it
@@ -17,6 +20,7 @@ runs on the first --baseline-songs songs to keep a CPU run within minutes.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import platform
 import resource
@@ -41,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from typing import Self
 
 from worker.engine import Engine, pick_device
+from worker.kvcache import window_cache
 from worker.prompts import Job
 from worker.scheduler import BatchScheduler, Callbacks, Song
 from worker.windows import plan_windows, song_frames, song_samples, steps_for
@@ -58,7 +63,9 @@ PROMPTS = [
 WORDS = sorted({word for prompt in PROMPTS for word in prompt.replace(",", "").split()})
 
 
-def build_model(device: torch.device, dtype: torch.dtype) -> Engine:
+def build_model(
+    device: torch.device, dtype: torch.dtype
+) -> tuple[MusicgenForConditionalGeneration, MusicgenProcessor]:
     """facebook/musicgen-small's architecture: T5-base text encoder, 24-layer decoder, EnCodec 32 kHz."""
     torch.manual_seed(0)
     text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
@@ -95,7 +102,7 @@ def build_model(device: torch.device, dtype: torch.dtype) -> Engine:
         feature_extractor=EncodecFeatureExtractor(sampling_rate=32000),
         tokenizer=T5Tokenizer(vocab=vocab, extra_ids=0),
     )
-    return Engine(model, processor, device, dtype)
+    return model, processor
 
 
 def sync(device: torch.device) -> None:
@@ -152,7 +159,7 @@ class Breakdown:
     def __init__(self, engine: Engine) -> None:
         self.seconds = {"decoder forward": 0.0, "text encoder": 0.0, "EnCodec decode": 0.0}
         self._restore = []
-        self._wrap(engine.model.decoder, "forward", "decoder forward")
+        self._wrap(engine, "next_logits", "decoder forward")
         self._wrap(engine, "condition", "text encoder")
         self._wrap(engine, "decode", "EnCodec decode")
 
@@ -190,9 +197,10 @@ def run_engine(engine, durations, window_s, stride_s, batch_size) -> tuple[Meter
     return meter, parts
 
 
-def run_baseline(engine, durations, window_s, stride_s) -> Meter:
-    """One song at a time; each window re-encodes the last (window - stride) s of audio."""
-    model, processor, sr = engine.model, engine.processor, engine.sample_rate
+def run_baseline(engine, model, durations, window_s, stride_s) -> Meter:
+    """One song at a time with stock `model`; each window re-encodes the last (window - stride) s
+    of audio."""
+    processor, sr = engine.processor, engine.sample_rate
     window_frames = round(window_s * engine.frame_rate)
     stride_frames = round(stride_s * engine.frame_rate)
     options = {"do_sample": True, "top_k": 250, "guidance_scale": 3.0}
@@ -218,25 +226,42 @@ def run_baseline(engine, durations, window_s, stride_s) -> Meter:
     return meter
 
 
-def run_raw(engine, batch_size, cache_frames, steps=20) -> tuple[float, Meter]:
-    """Decoder forward steps/s at `batch_size` songs (x2 rows for guidance), cache ~cache_frames."""
-    k = engine.num_codebooks
+def raw_inputs(engine, batch_size, frames):
+    """Guidance rows (2 x batch_size) of one prompt's text and `frames` random code frames."""
     rows = 2 * batch_size
     conditioning = engine.condition(PROMPTS[0])
     hidden = conditioning.hidden[None].expand(rows, -1, -1).contiguous()
     mask = conditioning.mask[None].expand(rows, -1).contiguous()
-    ids = torch.randint(0, 2048, (rows * k, cache_frames), device=engine.device)
+    ids = torch.randint(0, 2048, (rows * engine.num_codebooks, frames), device=engine.device)
+    return ids, hidden, mask
+
+
+def run_raw_step(engine, batch_size, cache_frames, steps=20) -> tuple[float, Meter]:
+    """Decoder forward steps/s at `batch_size` songs (x2 rows for guidance), cache ~cache_frames."""
+    ids, hidden, mask = raw_inputs(engine, batch_size, cache_frames)
+    layers = engine.model.decoder.config.num_hidden_layers
     with torch.inference_mode():
-        out = engine.model.decoder(input_ids=ids, encoder_hidden_states=hidden, encoder_attention_mask=mask, use_cache=True)
-        cache, step = out.past_key_values, ids[:, -1:]
+        cache = window_cache(layers, cache_frames + steps)
+        engine.next_logits(ids, hidden, mask, cache)
         with Meter(engine.device) as meter:
             for _ in range(steps):
-                out = engine.model.decoder(
-                    input_ids=step, encoder_hidden_states=hidden, encoder_attention_mask=mask,
-                    past_key_values=cache, use_cache=True,
-                )
-                cache = out.past_key_values
+                engine.next_logits(ids[:, -1:], hidden, mask, cache)
     return steps / meter.seconds, meter
+
+
+def run_raw_window(engine, batch_size, prompt_frames, new_frames) -> Meter:
+    """The forward passes of one continuation window, exactly as the engine issues them: the
+    start token and the prompt in one prefill, then one step per remaining position."""
+    k = engine.num_codebooks
+    calls = steps_for(new_frames, k)
+    ids, hidden, mask = raw_inputs(engine, batch_size, prompt_frames + 1)
+    layers = engine.model.decoder.config.num_hidden_layers
+    with torch.inference_mode(), Meter(engine.device) as meter:
+        cache = window_cache(layers, prompt_frames + new_frames + k)
+        engine.next_logits(ids, hidden, mask, cache)
+        for _ in range(calls - 1):
+            engine.next_logits(ids[:, -1:], hidden, mask, cache)
+    return meter
 
 
 def main() -> None:
@@ -263,7 +288,10 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} CPU threads, "
           f"{torch.cuda.get_device_name() if device.type == 'cuda' else 'no GPU'}; torch {torch.__version__}")
     started = time.perf_counter()
-    engine = build_model(device, dtype)
+    model, processor = build_model(device, dtype)
+    # The engine repacks its decoder's linear layers on the CPU; the baseline keeps stock ones.
+    baseline_model = copy.deepcopy(model) if device.type == "cpu" else model
+    engine = Engine(model, processor, device, dtype)
     print(f"model: musicgen-small architecture, random weights, {str(dtype).removeprefix('torch.')} on {device} "
           f"(built in {time.perf_counter() - started:.0f} s)")
     print(f"songs: {args.songs}, {total_audio:.1f} s of audio in all; window {window_s:g} s, stride {stride_s:g} s; "
@@ -272,7 +300,7 @@ def main() -> None:
     run_engine(engine, durations[:1], window_s / 4, stride_s / 4, 1)  # warm-up: kernels, allocator
     rows = []
     baseline_audio = sum(durations[: args.baseline_songs])
-    base = run_baseline(engine, durations[: args.baseline_songs], window_s, stride_s)
+    base = run_baseline(engine, baseline_model, durations[: args.baseline_songs], window_s, stride_s)
     base_rate = baseline_audio / base.seconds
     rows.append(("baseline (1 song at a time, re-encode + decode every window)", 1, base_rate, base.peak))
     sizes = [int(s) for s in args.sweep.split(",")] if args.sweep else [batch_size]
@@ -286,20 +314,25 @@ def main() -> None:
         meter, parts = run_engine(engine, sweep_durations, window_s, stride_s, size)
         rate = sum(sweep_durations) / meter.seconds
         breakdowns[size] = (meter.seconds, parts)
-        steps_per_s, raw_meter = run_raw(engine, size, typical_cache)
-        raw_rate = size * steps_per_s / engine.frame_rate
-        results[size] = (rate, raw_rate)
+        steps_per_s, step_meter = run_raw_step(engine, size, typical_cache)
+        step_rate = size * steps_per_s / engine.frame_rate
+        window_meter = run_raw_window(engine, size, window_frames - stride_frames, stride_frames)
+        window_rate = size * stride_frames / engine.frame_rate / window_meter.seconds
+        results[size] = (rate, step_rate, window_rate)
         rows.append((f"engine, batch {size}", size, rate, meter.peak))
-        rows.append((f"raw decoder forward, batch {size}, cache {typical_cache} frames", size, raw_rate, raw_meter.peak))
+        rows.append((f"raw decoder forward step, cache {typical_cache} frames", size, step_rate, step_meter.peak))
+        rows.append(("raw decoder forward, one continuation window (prefill + steps)", size, window_rate,
+                     window_meter.peak))
 
     print()
     print(f"{'what':<72} {'batch':>5} {'audio-s/s':>10}  peak memory")
     for name, size, rate, peak in rows:
         print(f"{name:<72} {size:>5} {rate:>10.3f}  {peak}")
     print()
-    for size, (rate, raw_rate) in results.items():
+    for size, (rate, step_rate, window_rate) in results.items():
         print(f"batch {size}: engine / baseline = {rate / base_rate:.1f}x, "
-              f"engine / raw forward = {100 * rate / raw_rate:.0f}%")
+              f"engine / raw forward step = {100 * rate / step_rate:.0f}%, "
+              f"engine / raw continuation window = {100 * rate / window_rate:.0f}%")
         if device.type == "cpu":
             wall, parts = breakdowns[size]
             shares = ", ".join(f"{name} {100 * sec / wall:.0f}%" for name, sec in parts.items())
