@@ -43,6 +43,14 @@ def test_only_float32_cpu_weights_are_packed(dtype, expected):
     assert can_pack(nn.Linear(4, 4).to(dtype)) is expected
 
 
+def test_a_build_without_the_kernels_keeps_the_stock_layers(monkeypatch):
+    def missing(*args):
+        raise NotImplementedError("mkldnn::_reorder_linear_weight")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", missing)
+    assert can_pack(nn.Linear(4, 4)) is False
+
+
 def test_the_engine_packs_its_decoder_on_the_cpu(tiny_engine):
     modules = list(tiny_engine.model.decoder.modules())
     assert any(isinstance(m, PackedLinear) for m in modules)

@@ -68,7 +68,7 @@ class Engine:
     """A loaded MusicGen with its generation settings; `generate` then takes only data.
 
     The engine owns the model it is given: on the CPU its decoder's linear layers are repacked
-    for oneDNN (see worker/onednn.py), which changes nothing but speed.
+    for oneDNN (see worker/onednn.py): the same results up to float rounding, sooner.
     """
 
     def __init__(

@@ -29,10 +29,18 @@ class PackedLinear(nn.Module):
 
 
 def can_pack(module: nn.Module) -> bool:
-    """float32 weights on the CPU, with oneDNN built in."""
+    """float32 weights on the CPU, and a torch build whose oneDNN linear kernels run here (not
+    every platform's build has them; the stock layers then stay)."""
     if not torch.backends.mkldnn.is_available():
         return False
-    return all(p.device.type == "cpu" and p.dtype == torch.float32 for p in module.parameters())
+    if not all(p.device.type == "cpu" and p.dtype == torch.float32 for p in module.parameters()):
+        return False
+    try:
+        with torch.inference_mode():
+            PackedLinear(nn.Linear(8, 8))(torch.zeros(1, 8))
+    except (RuntimeError, NotImplementedError):
+        return False
+    return True
 
 
 def pack_linears(module: nn.Module) -> int:
