@@ -271,13 +271,18 @@ def main() -> None:
     parser.add_argument("--songs", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=None, help="default: --songs")
     parser.add_argument("--baseline-songs", type=int, default=2)
-    parser.add_argument("--sweep", default=None, help="comma-separated batch sizes for the engine, e.g. 1,8,32")
+    parser.add_argument("--sweep", default=None,
+                        help="comma-separated batch sizes, e.g. 1,8,32; each runs one full batch of songs")
+    parser.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"], default="auto",
+                        help="default: the worker's choice (bf16 on GPUs that support it, else fp16; fp32 on the CPU)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     device, dtype = pick_device()
+    if args.dtype != "auto":
+        dtype = getattr(torch, args.dtype)
     scale = args.scale if args.scale is not None else (1.0 if device.type == "cuda" else 0.05)
     window_s, stride_s = 30 * scale, 18 * scale
     # 3 to 4.8 minutes at full scale: between 7 and 11 windows per song.
@@ -309,7 +314,7 @@ def main() -> None:
     typical_cache = window_frames - stride_frames + stride_frames // 2
     results, breakdowns = {}, {}
     for size in sizes:
-        songs = max(size, args.songs) if args.sweep else args.songs
+        songs = size if args.sweep else args.songs
         sweep_durations = [durations[i % len(durations)] for i in range(songs)]
         meter, parts = run_engine(engine, sweep_durations, window_s, stride_s, size)
         rate = sum(sweep_durations) / meter.seconds
