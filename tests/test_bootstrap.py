@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -77,12 +79,16 @@ def settings_for(tmp_path: Path, url: str, bucket: str, model: Path) -> dict[str
     }
 
 
-def run_bootstrap(env_file: Path) -> subprocess.CompletedProcess[str]:
+def bootstrap_env(env_file: Path) -> dict[str, str]:
     env = {**os.environ, "MUSICGEN_ENV_FILE": str(env_file)}
     env.pop("MUSICGEN_IMDS_ENDPOINT", None)
+    return env
+
+
+def run_bootstrap(env_file: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(BOOTSTRAP)],
-        env=env,
+        env=bootstrap_env(env_file),
         check=False,
         capture_output=True,
         text=True,
@@ -163,3 +169,37 @@ def test_unreachable_repository_does_not_run_a_stale_checkout(
     assert "not running the worker" in result.stdout
     assert "worker exited" not in result.stdout
     assert [k for k in keys(bucket) if k.startswith("logs/")]
+
+
+def test_a_shutdown_mid_batch_saves_the_checkpoint_and_still_uploads_the_log(
+    tmp_path: Path, remote: tuple[str, Path], bucket: str, tiny_model_dir: Path
+) -> None:
+    url, _ = remote
+    prompts = tmp_path / "long.txt"
+    prompts.write_text("a long ambient piano song ; 120 ; long\n")
+    settings = settings_for(tmp_path, url, bucket, tiny_model_dir)
+    settings["MUSICGEN_PROMPTS"] = str(prompts)
+    env_file = write_env_file(tmp_path / "worker.env", settings)
+    # Its own process group stands in for the systemd unit: stopping the unit signals them all.
+    boot = subprocess.Popen(
+        ["bash", str(BOOTSTRAP)], env=bootstrap_env(env_file), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not [k for k in keys(bucket) if k.startswith(".checkpoints/")]:
+            assert boot.poll() is None and time.monotonic() < deadline, "no window was saved"
+            time.sleep(0.2)
+        os.killpg(boot.pid, signal.SIGTERM)
+        output, _ = boot.communicate(timeout=60)
+    finally:
+        if boot.poll() is None:
+            os.killpg(boot.pid, signal.SIGKILL)
+    assert boot.returncode == 3, output
+    assert "saved long.wav at window" in output
+    (log_key,) = [k for k in keys(bucket) if k.startswith("logs/")]
+    log = boto3.client("s3").get_object(Bucket=bucket, Key=log_key)["Body"].read().decode()
+    assert "SIGTERM: waiting for the worker" in log and "worker exited 3" in log
+    assert "saved long.wav at window" in log
+    assert "long.wav" not in keys(bucket)
+    assert not (tmp_path / "shutdown-requested").exists()

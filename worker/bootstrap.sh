@@ -40,6 +40,15 @@ log() {
   echo "bootstrap: $*" | tee -a "$log_file"
 }
 
+# systemd stops the unit (the instance shutting down) by sending SIGTERM to every process in it.
+# The worker answers by saving its checkpoints and exiting 3; this script and the tee writing the
+# log must outlive that to upload the log, so the script only notes the signal and tee ignores it.
+trap 'log "SIGTERM: waiting for the worker to save its checkpoints"' TERM
+to_log() {
+  trap '' TERM
+  exec tee -a "$log_file"
+}
+
 # Uploads with the AMI's venv (boto3), not the AWS CLI, which the AMI need not have. The key names
 # the instance (IMDSv2) when MUSICGEN_IMDS_ENDPOINT is set, else the host.
 upload_log() {
@@ -92,7 +101,7 @@ sync_checkout() {
 }
 
 log "checkout $MUSICGEN_REPO_URL ($repo_ref) into $checkout"
-if ! sync_checkout 2>&1 | tee -a "$log_file"; then
+if ! sync_checkout 2>&1 | to_log; then
   log "cannot update the checkout; not running the worker"
   upload_log
   exit 4
@@ -101,7 +110,8 @@ log "commit $(git -C "$checkout" rev-parse HEAD)"
 
 log "worker: output $MUSICGEN_OUTPUT, prompts $MUSICGEN_PROMPTS, model $MUSICGEN_MODEL"
 set +e
-(cd "$checkout" && "$python" -m worker) 2>&1 | tee -a "$log_file"
+# exec: the worker itself, not a subshell that a SIGTERM could end first, is the pipeline's head.
+(cd "$checkout" && exec "$python" -m worker) 2>&1 | to_log
 status="${PIPESTATUS[0]}"
 set -e
 log "worker exited $status"
