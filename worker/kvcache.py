@@ -23,7 +23,6 @@ class WindowLayer(DynamicLayer):
     def __init__(self, capacity: int) -> None:
         super().__init__()
         self.capacity = capacity
-        self.length = 0
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = key_states.dtype, key_states.device
@@ -38,12 +37,12 @@ class WindowLayer(DynamicLayer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        start, stop = self.length, self.length + key_states.shape[-2]
+        start = self.keys.shape[-2]
+        stop = start + key_states.shape[-2]
         if stop > self.capacity:
             raise ValueError(f"window cache holds {self.capacity} positions, got {stop}")
         self._keys[:, :, start:stop] = key_states
         self._values[:, :, start:stop] = value_states
-        self.length = stop
         self.keys, self.values = self._keys[:, :, :stop], self._values[:, :, :stop]
         return self.keys, self.values
 
