@@ -31,19 +31,17 @@ from pathlib import Path
 import torch
 from transformers import (
     EncodecConfig,
-    EncodecFeatureExtractor,
-    MusicgenConfig,
     MusicgenDecoderConfig,
     MusicgenForConditionalGeneration,
     MusicgenProcessor,
     T5Config,
-    T5Tokenizer,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from typing import Self
 
+from tests.tiny_model import random_musicgen
 from worker.engine import Engine, pick_device
 from worker.kvcache import window_cache
 from worker.prompts import Job
@@ -67,7 +65,6 @@ def build_model(
     device: torch.device, dtype: torch.dtype
 ) -> tuple[MusicgenForConditionalGeneration, MusicgenProcessor]:
     """facebook/musicgen-small's architecture: T5-base text encoder, 24-layer decoder, EnCodec 32 kHz."""
-    torch.manual_seed(0)
     text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
     audio = EncodecConfig(
         sampling_rate=32000,
@@ -92,16 +89,8 @@ def build_model(
         bos_token_id=2048,
         decoder_start_token_id=2048,
     )
-    config = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
-    model = MusicgenForConditionalGeneration(config)
-    for name in ("pad_token_id", "decoder_start_token_id", "bos_token_id"):
-        setattr(model.generation_config, name, 2048)
-    model.to(device=device, dtype=dtype).eval()
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("\u2581" + w, -1.0) for w in WORDS]
-    processor = MusicgenProcessor(
-        feature_extractor=EncodecFeatureExtractor(sampling_rate=32000),
-        tokenizer=T5Tokenizer(vocab=vocab, extra_ids=0),
-    )
+    model, processor = random_musicgen(text, audio, decoder, WORDS)
+    model.to(device=device, dtype=dtype)
     return model, processor
 
 

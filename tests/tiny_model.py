@@ -2,6 +2,7 @@
 
 Saved with `save_pretrained`, it loads through exactly the `from_pretrained` path the worker
 uses for facebook/musicgen-small, so tests run the real code offline and in seconds.
+`random_musicgen` also builds bench/throughput.py's full-size architecture.
 """
 
 from __future__ import annotations
@@ -27,14 +28,35 @@ NUM_CODEBOOKS = 4
 WORDS = ["ambient", "piano", "calm", "slow", "epic", "drums", "cinematic", "trailer", "jazz", "guitar", "lofi", "beat", "rock", "loud", "synth", "pop", "bass", "fail", "song", "music", "with", "and", "the", "a", "of", "in"]
 
 
-def build_tokenizer() -> T5Tokenizer:
+def build_tokenizer(words: list[str]) -> T5Tokenizer:
+    """A T5 tokenizer built offline whose vocabulary is `words` (plus T5's special tokens)."""
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    vocab += [("\u2581" + word, -1.0 - i / 100) for i, word in enumerate(WORDS)]
+    vocab += [("\u2581" + word, -1.0 - i / 100) for i, word in enumerate(words)]
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 
-def build_model(seed: int = 0) -> MusicgenForConditionalGeneration:
+def random_musicgen(
+    text: T5Config,
+    audio: EncodecConfig,
+    decoder: MusicgenDecoderConfig,
+    words: list[str],
+    seed: int = 0,
+) -> tuple[MusicgenForConditionalGeneration, MusicgenProcessor]:
+    """A MusicGen with random weights and its processor. Generation starts and pads with the
+    decoder's pad token, as the hub checkpoints do."""
     torch.manual_seed(seed)
+    config = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
+    model = MusicgenForConditionalGeneration(config)
+    for name in ("pad_token_id", "decoder_start_token_id", "bos_token_id"):
+        setattr(model.generation_config, name, decoder.pad_token_id)
+    processor = MusicgenProcessor(
+        feature_extractor=EncodecFeatureExtractor(sampling_rate=audio.sampling_rate),
+        tokenizer=build_tokenizer(words),
+    )
+    return model.eval(), processor
+
+
+def save_tiny_model(path: Path, seed: int = 0) -> Path:
     text = T5Config(
         vocab_size=3 + len(WORDS),
         d_model=32,
@@ -73,20 +95,7 @@ def build_model(seed: int = 0) -> MusicgenForConditionalGeneration:
         bos_token_id=CODEBOOK_SIZE,
         decoder_start_token_id=CODEBOOK_SIZE,
     )
-    config = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
-    model = MusicgenForConditionalGeneration(config)
-    model.generation_config.pad_token_id = CODEBOOK_SIZE
-    model.generation_config.decoder_start_token_id = CODEBOOK_SIZE
-    model.generation_config.bos_token_id = CODEBOOK_SIZE
-    return model.eval()
-
-
-def save_tiny_model(path: Path, seed: int = 0) -> Path:
-    model = build_model(seed)
+    model, processor = random_musicgen(text, audio, decoder, WORDS, seed)
     model.save_pretrained(path)
-    processor = MusicgenProcessor(
-        feature_extractor=EncodecFeatureExtractor(sampling_rate=SAMPLING_RATE),
-        tokenizer=build_tokenizer(),
-    )
     processor.save_pretrained(path)
     return path
