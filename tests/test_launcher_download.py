@@ -235,3 +235,38 @@ def test_download_shows_a_progress_bar_on_a_terminal(s3, aws_env, tmp_path, monk
     assert main(["download", "--bucket", "songs"], deps) == 0
     bar = console.stderr.getvalue()
     assert "download: 100%" in bar and "5.00M/5.00M" in bar
+
+
+class GhostListing:
+    """The real client, but its listing shows an object deleted before it could be copied."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def get_paginator(self, operation):
+        real = self.client.get_paginator(operation)
+
+        class Paginator:
+            def paginate(self, **kwargs):
+                for page in real.paginate(**kwargs):
+                    ghost = {"Key": kwargs["Prefix"] + "ghost.wav", "Size": 4, "ETag": '"gg"'}
+                    yield {**page, "Contents": [*page.get("Contents", []), ghost]}
+
+        return Paginator()
+
+
+def test_a_file_that_cannot_be_copied_is_named_and_the_rest_kept(s3, aws_env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s3.put_object(Bucket="songs", Key="calm.wav", Body=b"RIFF")
+    console = Console(io.StringIO(), io.StringIO(), io.StringIO(), True, False)
+    deps = Deps(console, datetime.now, lambda *_: [], aws.ec2_client,
+                lambda region: GhostListing(aws.s3_client(region)))
+    assert main(["download", "--bucket", "songs"], deps) == 1
+    assert console.stdout.getvalue().startswith("Copied 1 file (4 B) from s3://songs/ to songs.\n")
+    assert console.stderr.getvalue().startswith("error: could not copy s3://songs/ghost.wav: ")
+    assert files_in(tmp_path / "songs") == {"calm.wav": b"RIFF"}
+    manifest = json.loads((tmp_path / "songs" / MANIFEST_NAME).read_text())
+    assert set(manifest["files"]) == {"calm.wav"}
