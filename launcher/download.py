@@ -139,10 +139,11 @@ def download_batch(
     """Copy what `plan` says into `directory`; the manifest is saved after every file, so an
     interrupted download resumes where it stopped."""
     source = f"s3://{bucket}/{prefix}"
+    listing = list_batch(s3, bucket, prefix)  # before creating anything: the bucket may not exist
     directory.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(directory, source)
     remote, targets, unsafe = [], {}, []
-    for item in list_batch(s3, bucket, prefix):
+    for item in listing:
         if not item.key or item.key.endswith("/"):
             continue  # a "folder" made in the S3 console, not a file
         target = local_path(directory, item.key)

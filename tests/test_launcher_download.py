@@ -165,6 +165,7 @@ def test_download_of_a_batch_without_a_page_yet(s3, launcher):
 def test_download_errors_are_one_line(s3, launcher, argv, message):
     result = launcher(*argv)
     assert (result.code, result.out, result.err) == (2, "", message)
+    assert not (Path.cwd() / "songs").exists()
 
 
 def test_download_into_a_file_is_refused(s3, launcher, tmp_path):

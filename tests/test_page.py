@@ -208,6 +208,7 @@ def test_no_waveform_no_picture():
         (np.array([[0.1, -0.5], [0.2, 0.4]]), 1, [[-0.5, 0.4]]),  # (samples, channels)
         (np.zeros(0), 200, []),
         (np.array([0.12345, -0.98765]), 1, [[-0.988, 0.123]]),
+        (np.array([np.nan, 0.5, -np.inf]), 1, [[-1.0, 0.5]]),
     ],
 )
 def test_envelope_is_min_and_max_per_slice(samples, points, expected):

@@ -202,6 +202,7 @@ class LocalStore:
         return Path(name)
 
     def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        # A file's type is its name's; content_type only matters to S3, which serves the object.
         os.replace(self._staged(key, data), self._path(key))
 
     def create(self, key: str, data: bytes) -> str | None:

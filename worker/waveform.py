@@ -15,7 +15,8 @@ def envelope(samples: np.ndarray, points: int = ENVELOPE_POINTS) -> list[list[fl
     """[[min, max], ...]: `points` equal slices of the song (fewer for a shorter song), each
     slice's lowest and highest sample over all channels, clipped to [-1, 1] and rounded to 3
     decimals (enough for a picture, small enough for a JSON record)."""
-    mono = np.asarray(samples, dtype=np.float32)
+    # A NaN would poison its slice's min/max and the picture's path; it plays as silence anyway.
+    mono = np.nan_to_num(np.asarray(samples, dtype=np.float32), nan=0.0)
     if mono.ndim > 1:
         # (samples, channels) as soundfile writes them: one envelope spanning every channel.
         channels = tuple(range(1, mono.ndim))
