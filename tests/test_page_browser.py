@@ -2,12 +2,15 @@
 
 The page comes from a real local worker run of the tiny model (one song fails on purpose); the
 browser must load and decode every song through its relative link, show the failure, and render
-a prompt holding markup as text. Screenshots are kept as artifacts (their paths are printed).
+a prompt holding markup as text. Screenshots are kept as artifacts (their paths are printed):
+in $TEST_ARTIFACTS_DIR where set, else in the test's temporary folder.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +68,10 @@ def open_page(browser, url, **context_options):
     return page, dialogs
 
 
-def keep(page, path, capsys):
+def keep(page, name, tmp_path, capsys):
+    folder = Path(os.environ.get("TEST_ARTIFACTS_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     page.screenshot(path=str(path), full_page=True)
     with capsys.disabled():
         print(f"\nlistening page screenshot: {path}")
@@ -94,7 +100,7 @@ def test_page_plays_every_song_and_shows_the_failure(batch_page, browser, tmp_pa
     assert page.evaluate("document.scripts.length") == 0
     assert dialogs == []
     assert "2 of 3 songs ready, 1 failed" in page.locator(".totals").inner_text()
-    keep(page, tmp_path / "index.png", capsys)
+    keep(page, "index.png", tmp_path, capsys)
 
 
 def test_page_is_keyboard_usable(batch_page, browser):
@@ -123,4 +129,4 @@ def test_page_fits_a_phone(batch_page, browser, tmp_path, capsys):
     audio = page.locator("audio").first.bounding_box()
     assert audio is not None and audio["width"] > 250
     assert dialogs == []
-    keep(page, tmp_path / "index-phone.png", capsys)
+    keep(page, "index-phone.png", tmp_path, capsys)
