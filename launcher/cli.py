@@ -1,4 +1,5 @@
-"""`python launcher` (check, estimate, ask, apply) and `python launcher status`."""
+"""`python launcher` (check, estimate, ask, apply), `python launcher status` and
+`python launcher download`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from launcher import aws, batch, estimate, gitinfo, instances, prices
+from launcher import aws, batch, download, estimate, gitinfo, instances, prices
 from launcher.money import usd
 from launcher.tf import TerraformError, TerraformRoot, terraform_installed
 from worker.prompts import PromptFile, read_prompts
@@ -23,6 +24,7 @@ from worker.report import REPORT_KEY
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_TYPE = "g4dn.xlarge"
 DEFAULT_MAX_PRICE = 0.40
+DEFAULT_DOWNLOAD_DIR = "songs"
 
 # Variables the launcher sets from its own options; a --var for one of them would make the
 # question ("at max $0.40/h?") describe something other than what terraform applies.
@@ -87,11 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python launcher",
         description=(
             "Launch MusicGen spot workers with terraform after checking for running workers, "
-            "spot prices and the batch's cost; `status` shows workers and the batch's progress."
+            "spot prices and the batch's cost; `status` shows workers and the batch's progress; "
+            "`download [DIR]` copies the songs, cost report and listening page."
         ),
     )
     parser.add_argument(
-        "command", nargs="?", choices=["status"], help="status: show workers and progress only"
+        "command",
+        nargs="?",
+        choices=["status", "download"],
+        help="status: show workers and progress only; download: copy the batch into DIR",
+    )
+    parser.add_argument(
+        "directory",
+        nargs="?",
+        metavar="DIR",
+        help=f"download: the folder to copy into (default: {DEFAULT_DOWNLOAD_DIR})",
     )
     parser.add_argument(
         "--region",
@@ -147,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run", action="store_true", help="stop before the question; change nothing"
     )
+    parser.add_argument(
+        "--prefix",
+        default="",
+        help="download: the batch's folder in the bucket, as in the worker's s3://BUCKET/PREFIX "
+        "(default: the bucket's root)",
+    )
+    parser.add_argument(
+        "--logs", action="store_true", help="download: copy the workers' logs/ as well"
+    )
     return parser
 
 
@@ -158,6 +179,8 @@ def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
         extra_vars = _check_options(args)
         if args.command == "status":
             return status(args, extra_vars, deps)
+        if args.command == "download":
+            return download_command(args, extra_vars, deps)
         return launch(args, extra_vars, deps)
     except UsageError as exc:
         print(f"error: {exc}", file=stderr)
@@ -296,8 +319,68 @@ def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     return 0
 
 
+def download_command(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
+    out = deps.console
+    if args.bucket is None and "bucket_name" not in extra_vars:
+        _require_terraform()
+    bucket = _bucket(args, extra_vars, TerraformRoot(args.terraform_dir))
+    if bucket is None:
+        raise UsageError(
+            f"no bucket to download from: no terraform outputs in "
+            f"{os.path.join(_shown(args.terraform_dir), '')}; pass --bucket"
+        )
+    prefix = args.prefix.strip("/")
+    prefix = f"{prefix}/" if prefix else ""
+    source = f"s3://{bucket}/{prefix}"
+    directory = Path(args.directory or DEFAULT_DOWNLOAD_DIR)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} exists and is not a folder")
+    s3 = deps.s3_client(args.region)
+    try:
+        result = download.download_batch(
+            s3, bucket, prefix, directory, include_logs=args.logs, progress=out.stderr
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            raise UsageError(f"bucket {bucket} does not exist") from None
+        raise
+    plan = result.plan
+    fresh = f"{_files(len(plan.up_to_date))} already up to date"
+    if plan.copy:
+        size = download.human_size(sum(item.size for item in result.copied))
+        out.say(
+            f"Copied {_files(len(result.copied))} ({size}) from {source} to {directory}"
+            + (f"; {fresh}." if plan.up_to_date else ".")
+        )
+    else:
+        out.say(f"Nothing to copy from {source} to {directory}: {fresh}.")
+    left_out = []
+    if plan.bookkeeping:
+        left_out.append(f"{_files(plan.bookkeeping)} of the worker's bookkeeping")
+    if plan.logs:
+        left_out.append(f"{_files(plan.logs, 'log')} (--logs copies them)")
+    if left_out:
+        out.say(f"Left out {' and '.join(left_out)}.")
+    for key in plan.unsafe:
+        print(f"warning: skipped {key!r}: it would land outside {directory}", file=out.stderr)
+    for key, why in result.failed:
+        print(f"error: could not copy {source}{key}: {why}", file=out.stderr)
+    page = download.page_path(directory)
+    if page is None:
+        out.say(f"No listening page in {source} yet: the worker writes it with the cost report.")
+    else:
+        out.say(f"Listen: {page.resolve().as_uri()}")
+    return 1 if result.failed else 0
+
+
+def _files(count: int, noun: str = "file") -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _check_options(args: argparse.Namespace) -> dict[str, str]:
     """Extra terraform variables from --var, after rejecting values no launch could use."""
+    if args.directory is not None and args.command != "download":
+        raise UsageError(f"unexpected argument {args.directory!r} (only download takes a DIR)")
     if args.max_price <= 0:
         raise UsageError(f"--max-price must be more than 0 USD/h (got {args.max_price:g})")
     if args.worker_count < 1:

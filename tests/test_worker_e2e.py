@@ -9,7 +9,7 @@ import soundfile
 from tests.engines import SpyEngine
 from worker.cli import main
 from worker.engine import Engine
-from worker.report import REPORT_COLUMNS, parse_report
+from worker.report import REPORT_COLUMNS, SongRecord, parse_report
 
 PROMPTS = """\
 # two songs, one bad line, one song whose generation fails
@@ -57,6 +57,19 @@ def check_first_run(code, err, files, report):
         assert float(row["estimated_cost_usd"]) == pytest.approx(seconds / 3600 * 0.5, abs=1e-6)
 
 
+def check_page(page: bytes, records: dict[str, bytes]):
+    """The listening page lists both songs with players, and the failure with its line."""
+    html = page.decode("utf-8")
+    assert html.count('<tr class="done">') == 2 and html.count('<tr class="failed">') == 1
+    assert '<audio controls preload="metadata" src="epic.wav"' in html
+    assert '<td class="num" data-label="Line">5</td><td data-label="Song">fail.wav</td>' in html
+    assert "RuntimeError: injected fault for &#x27;this song will fail&#x27;" in html
+    for name in ("epic.wav", "calm.wav"):
+        record = SongRecord.from_json(records[name])
+        assert len(record.waveform) == 200
+        assert all(-1 <= low <= high <= 1 for low, high in record.waveform)
+
+
 def test_worker_against_s3(aws_env, tiny_model_dir, tmp_path, capsys):
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="songs")
@@ -66,13 +79,21 @@ def test_worker_against_s3(aws_env, tiny_model_dir, tmp_path, capsys):
     loader = Loader()
 
     code = main(argv, load_engine=loader)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert out == "Listen: s3://songs/batch1/index.html (`python launcher download` copies it with the songs)\n"
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="songs")["Contents"])
     assert "batch1/epic.wav" in keys and "batch1/fail.wav" not in keys
     files = {k.split("/")[-1]: s3.get_object(Bucket="songs", Key=k)["Body"].read() for k in keys if k.endswith(".wav")}
     report = s3.get_object(Bucket="songs", Key="batch1/cost_report.csv")["Body"].read()
     check_first_run(code, err, files, report)
     assert [r["s3_filename"] for r in parse_report(report)] == ["batch1/epic.wav", "batch1/calm.wav"]
+    page = s3.get_object(Bucket="songs", Key="batch1/index.html")
+    assert page["ContentType"] == "text/html; charset=utf-8"
+    records = {
+        name: s3.get_object(Bucket="songs", Key=f"batch1/.records/{name}.json")["Body"].read()
+        for name in ("epic.wav", "calm.wav")
+    }
+    check_page(page["Body"].read(), records)
     meta = s3.head_object(Bucket="songs", Key="batch1/epic.wav")["Metadata"]
     assert set(meta) == {"prompt-hash", "seed", "model", "duration-s"}
     assert meta["duration-s"] == "11" and int(meta["seed"]) >= 0
@@ -94,8 +115,11 @@ def test_worker_into_a_local_folder(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["--prompts", str(prompts), "--output", str(out), "--model", str(tiny_model_dir), *WINDOW]
     code = main(argv, load_engine=Loader())
-    err = capsys.readouterr().err
+    stdout, err = capsys.readouterr()
     files = {p.name: p.read_bytes() for p in out.glob("*.wav")}
     check_first_run(code, err, files, (out / "cost_report.csv").read_bytes())
+    assert stdout == f"Listen: {(out / 'index.html').as_uri()}\n"
+    records = {p.name.removesuffix(".json"): p.read_bytes() for p in (out / ".records").iterdir()}
+    check_page((out / "index.html").read_bytes(), records)
     assert main(argv, load_engine=Loader()) == 1  # fail.wav is still missing and fails again
     assert "skipped epic.wav" in capsys.readouterr().err

@@ -10,14 +10,16 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws
+from .page import PAGE_KEY
 from .prompts import read_prompts
 from .settings import GenerationParams, RunSettings
 from .spot import SpotWatcher
-from .store import open_store
+from .store import Store, open_store
 from .windows import WindowSettings
 
 log = logging.getLogger("worker")
@@ -191,4 +193,13 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     )
     if result.unfinished:
         log.warning("stopped early (spot interruption or shutdown); run again to resume from the checkpoints")
+    print(f"Listen: {page_location(store)}", flush=True)
     return result.exit_code
+
+
+def page_location(store: Store) -> str:
+    """Where to open the listening page: a file:// URL for a local output, else its S3 URI."""
+    where = store.uri(PAGE_KEY)
+    if where.startswith("s3://"):
+        return f"{where} (`python launcher download` copies it with the songs)"
+    return Path(where).resolve().as_uri()

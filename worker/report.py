@@ -43,6 +43,9 @@ class SongRecord:
     started_at: str
     finished_at: str
     worker: str
+    # [[min, max], ...] of the written audio (worker.waveform); None in records written before
+    # the listening page existed, which then shows no picture.
+    waveform: list[list[float]] | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")

@@ -23,6 +23,7 @@ from .audio import write_wav
 from .checkpoints import Checkpoint, Identity, checkpoint_key
 from .engine import Engine, derive_seed
 from .leases import Leases
+from .page import PAGE_CONTENT_TYPE, PAGE_KEY, render_page
 from .prompts import Job
 from .report import (
     RECORDS_PREFIX,
@@ -35,6 +36,7 @@ from .report import (
 from .scheduler import BatchScheduler, Callbacks, Song
 from .settings import RunSettings
 from .store import Store
+from .waveform import envelope
 from .windows import plan_windows, song_frames, song_samples
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class RunResult:
     failed: list[str] = field(default_factory=list)
     elsewhere: list[str] = field(default_factory=list)  # claimed by another worker
     unfinished: list[str] = field(default_factory=list)  # stopped by an interruption notice
+    why_failed: dict[str, str] = field(default_factory=dict)  # file name -> error, for the page
 
     @property
     def exit_code(self) -> int:
@@ -127,6 +130,9 @@ class Runner:
                 log.warning("%s appeared in the output meanwhile; kept the existing file", job.file_name)
             self.store.write(record_key(job.file_name), record.to_json())
         except Exception as error:  # noqa: BLE001 - S3 down: keep everything for the next run
+            self.result.why_failed[job.file_name] = (
+                f"could not store it ({type(error).__name__}: {error})"
+            )
             log.error(
                 "failed %s: could not store it (%s: %s); kept %s and its record for the next run",
                 job.file_name, type(error).__name__, error, wav,
@@ -280,6 +286,7 @@ class Runner:
             started_at=started_at,
             finished_at=_now(),
             worker=self.settings.worker_id,
+            waveform=envelope(audio),
         )
         try:
             self.spool.mkdir(parents=True, exist_ok=True)
@@ -299,6 +306,7 @@ class Runner:
 
     def _record_failure(self, job: Job, error: BaseException) -> None:
         self.result.failed.append(job.file_name)
+        self.result.why_failed[job.file_name] = f"{type(error).__name__}: {error}"
         log.error(
             "failed %s (line %d): %s: %s\n%s",
             job.file_name, job.line_no, type(error).__name__, error,
@@ -320,7 +328,8 @@ class Runner:
         return records
 
     def write_report(self, jobs: list[Job]) -> None:
-        """Rebuild cost_report.csv from every record; any worker may, the last one wins.
+        """Rebuild cost_report.csv and the listening page from every record; any worker may,
+        the last one wins.
 
         Re-read after writing: a worker that finished meanwhile may have written its report
         first, and then this one must include its record too.
@@ -334,3 +343,6 @@ class Runner:
                 break
             records = latest
         log.info("wrote %s (%d songs)", self.store.uri(REPORT_KEY), len(records))
+        page = render_page(jobs, list(records.values()), self.result.why_failed)
+        self.store.write(PAGE_KEY, page, content_type=PAGE_CONTENT_TYPE)
+        log.info("wrote %s", self.store.uri(PAGE_KEY))

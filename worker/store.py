@@ -23,7 +23,7 @@ class Store(Protocol):
     def uri(self, key: str) -> str: ...
     def exists(self, key: str) -> bool: ...
     def read(self, key: str) -> tuple[bytes, str] | None: ...
-    def write(self, key: str, data: bytes) -> None: ...
+    def write(self, key: str, data: bytes, content_type: str | None = None) -> None: ...
     def create(self, key: str, data: bytes) -> str | None: ...
     def replace(self, key: str, data: bytes, version: str) -> str | None: ...
     def upload_new(self, path: Path, key: str, metadata: dict[str, str]) -> bool: ...
@@ -78,8 +78,9 @@ class S3Store:
             raise
         return response["Body"].read(), response["ETag"]
 
-    def write(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+    def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        extra = {"ContentType": content_type} if content_type else {}
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
 
     def create(self, key: str, data: bytes) -> str | None:
         """Write only if the key does not exist: the new ETag, or None if an object is there."""
@@ -200,7 +201,8 @@ class LocalStore:
         os.chmod(name, 0o666 & ~umask)
         return Path(name)
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        # A file's type is its name's; content_type only matters to S3, which serves the object.
         os.replace(self._staged(key, data), self._path(key))
 
     def create(self, key: str, data: bytes) -> str | None:
