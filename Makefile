@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench tiny-model clean
+.PHONY: install run test lint bench tiny-model clean systemd-analyze
 
 install: $(STAMP)
 
@@ -25,7 +25,13 @@ $(CHECKOV_VENV)/.installed:
 run: install
 	$(PY) -m worker
 
-test: install $(CHECKOV_VENV)/.installed
+# The worker's units are checked with systemd-analyze (verify, security); Debian and Ubuntu ship it
+# in the systemd package, which a container image may lack.
+systemd-analyze:
+	command -v systemd-analyze >/dev/null || \
+		(apt-get update && apt-get install -y --no-install-recommends systemd)
+
+test: install $(CHECKOV_VENV)/.installed systemd-analyze
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 lint: install $(CHECKOV_VENV)/.installed
