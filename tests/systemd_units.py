@@ -130,6 +130,11 @@ def worker_units(files: dict[str, str]) -> dict[str, dict[str, list[tuple[str, s
     }
 
 
+def instance_name(name: str) -> str:
+    """A name systemd-analyze reports under: a template unit as its instance 0."""
+    return name.replace("@.", "@0.")
+
+
 def values(unit: dict[str, list[tuple[str, str]]], section: str, key: str) -> list[str]:
     return [value for k, value in unit.get(section, []) if k == key]
 

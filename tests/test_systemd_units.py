@@ -15,6 +15,7 @@ import pytest
 from tests.systemd_units import (
     UNIT_DIR,
     exec_programs,
+    instance_name,
     unit_names,
     unit_root,
     unit_with_dropins,
@@ -89,7 +90,7 @@ def test_every_unit_passes_systemd_analyze_verify(
 ) -> None:
     names = unit_names(user_data_files)
     assert names
-    for name in names:
+    for name in map(instance_name, names):
         result = analyze("verify", f"--root={root}", name)
         output = result.stdout + result.stderr
         assert result.returncode == 0, output
@@ -99,7 +100,7 @@ def test_every_unit_passes_systemd_analyze_verify(
 def test_every_worker_unit_has_an_exposure_of_4_or_less(
     workers: dict[str, dict], root: Path
 ) -> None:
-    for name in workers:
+    for name in map(instance_name, workers):
         result = analyze("security", "--offline=yes", "--threshold=40", f"--root={root}", name)
         assert result.returncode == 0, result.stdout + result.stderr
         overall = rf"Overall exposure level for {re.escape(name)}: ([\d.]+)"
@@ -268,3 +269,23 @@ def test_helper_scripts_are_valid_bash(user_data_files: dict[str, str], tmp_path
                 ["shellcheck", str(target)], capture_output=True, text=True, check=False
             )
             assert check.returncode == 0, check.stdout
+
+
+def test_a_per_gpu_template_unit_is_held_to_the_same_sandbox(
+    user_data_files: dict[str, str], tmp_path: Path
+) -> None:
+    """A worker template unit is found and rated like the plain one: with the sandbox drop-in in
+    its own folder it passes, added without it it fails."""
+    plain = f"{UNIT_DIR}/musicgen-worker.service"
+    template = f"{UNIT_DIR}/musicgen-worker@.service"
+    sandboxed = {
+        path.replace("musicgen-worker.service", "musicgen-worker@.service"): text
+        for path, text in user_data_files.items()
+    }
+    bare = {**user_data_files, template: user_data_files[plain]}
+    for files, passes in ((sandboxed, True), (bare, False)):
+        assert "musicgen-worker@.service" in worker_units(files)
+        root = unit_root(tmp_path / f"root-{passes}", files)
+        name = instance_name("musicgen-worker@.service")
+        result = analyze("security", "--offline=yes", "--threshold=40", f"--root={root}", name)
+        assert (result.returncode == 0) is passes, result.stdout
