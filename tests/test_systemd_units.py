@@ -289,3 +289,43 @@ def test_a_per_gpu_template_unit_is_held_to_the_same_sandbox(
         name = instance_name("musicgen-worker@.service")
         result = analyze("security", "--offline=yes", "--threshold=40", f"--root={root}", name)
         assert (result.returncode == 0) is passes, result.stdout
+
+
+def test_unit_paths_match_the_settings_and_the_bootstrap(
+    workers: dict[str, dict], user_data_files: dict[str, str]
+) -> None:
+    settings = dict(
+        line.split("=", 1) for line in user_data_files[ENV_FILE].splitlines() if "=" in line
+    )
+    bootstrap = (Path(__file__).parent.parent / "worker" / "bootstrap.sh").read_text()
+    for name, unit in workers.items():
+        assert values(unit, "Service", "ReadWritePaths") == [
+            settings["MUSICGEN_CHECKOUT_DIR"].strip("'")
+        ], name
+        (logs,) = values(unit, "Service", "LogsDirectory")
+        assert f'log_dir="${{MUSICGEN_LOG_DIR:-/var/log/{logs}}}"' in bootstrap, name
+        for read_only in ("MUSICGEN_VENV", "MUSICGEN_MODEL"):
+            assert not settings[read_only].strip("'").startswith(CHECKOUT), read_only
+
+
+def test_gpu_device_helper_asks_nvidia_modprobe_for_the_control_and_uvm_nodes(
+    user_data_files: dict[str, str], tmp_path: Path
+) -> None:
+    """Off a GPU machine only the fixed nodes are asked for; the per-GPU loop finds none."""
+    helper = tmp_path / "devices"
+    helper.write_text(user_data_files["/usr/local/sbin/musicgen-gpu-devices"])
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "nvidia-modprobe"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    run = subprocess.run(
+        ["bash", str(helper)], env={"PATH": f"{fake.parent}:/usr/bin:/bin"},
+        capture_output=True, text=True, check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    asked = calls.read_text().splitlines()
+    assert asked[:2] == ["-c 255", "-u -c 0 -c 1"]
+    gpus = Path("/proc/driver/nvidia/gpus")
+    assert len(asked) == 2 + (len(list(gpus.iterdir())) if gpus.is_dir() else 0)
+    assert all(re.fullmatch(r"-c \d+", line) for line in asked[2:]), asked
