@@ -55,6 +55,51 @@ REQUIRED = {
 }
 
 
+AMI_SYSTEMD = 249
+# The systemd release that introduced each [Service] setting the worker units use (0: older than
+# any systemd still shipped).
+SERVICE_SETTING_SINCE = {
+    **dict.fromkeys(
+        ["Type", "Restart", "ExecStart", "ExecStartPre", "ExecStopPost", "TimeoutStopSec",
+         "StandardOutput", "StandardError", "User", "Group", "UMask", "Environment",
+         "EnvironmentFile", "PrivateTmp", "CapabilityBoundingSet", "DevicePolicy", "DeviceAllow",
+         "RemainAfterExit"],
+        0,
+    ),
+    "NoNewPrivileges": 187,
+    "SystemCallFilter": 187,
+    "SystemCallErrorNumber": 187,
+    "RestrictAddressFamilies": 211,
+    "SystemCallArchitectures": 213,
+    "ProtectHome": 214,
+    "AmbientCapabilities": 229,
+    "ReadWritePaths": 231,
+    "RestrictRealtime": 231,
+    "ProtectSystem": 232,  # "strict"
+    "ProtectKernelTunables": 232,
+    "ProtectKernelModules": 232,
+    "ProtectControlGroups": 232,
+    "RemoveIPC": 232,
+    "RestrictNamespaces": 233,
+    "StateDirectory": 235,
+    "StateDirectoryMode": 235,
+    "CacheDirectory": 235,
+    "CacheDirectoryMode": 235,
+    "LogsDirectory": 235,
+    "LogsDirectoryMode": 235,
+    "LockPersonality": 235,
+    "KeyringMode": 235,
+    "PrivateMounts": 239,
+    "RestrictSUIDSGID": 242,
+    "ProtectHostname": 242,
+    "ProtectKernelLogs": 244,
+    "ProtectClock": 245,
+    "ProtectProc": 247,
+    "LoadCredential": 247,
+    "SetCredential": 247,
+}
+
+
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["systemd-analyze", *args], capture_output=True, text=True, check=False, timeout=120
@@ -73,10 +118,20 @@ def workers(user_data_files: dict[str, str]) -> dict[str, dict]:
     return found
 
 
-def test_systemd_analyze_is_the_version_the_instances_run() -> None:
+def test_systemd_analyze_is_at_least_the_amis_systemd() -> None:
+    """The AMI (Ubuntu 22.04) runs systemd 249; checks made with an older one could miss a
+    setting's meaning."""
     version = int(analyze("--version").stdout.split()[1])
-    # Ubuntu 22.04 (the AMI) has 249: nothing here may need a newer systemd than the test's.
-    assert version >= 249
+    assert version >= AMI_SYSTEMD
+
+
+def test_worker_units_use_only_settings_the_amis_systemd_knows(workers: dict[str, dict]) -> None:
+    """systemd ignores a setting it does not know (with a log line): a sandbox setting newer than
+    the AMI's systemd would silently not apply there."""
+    for name, unit in workers.items():
+        for key, _ in unit["Service"]:
+            assert key in SERVICE_SETTING_SINCE, f"{name}: add {key}'s systemd version to the table"
+            assert SERVICE_SETTING_SINCE[key] <= AMI_SYSTEMD, (name, key)
 
 
 def test_user_data_writes_every_file_literally(user_data_script: str) -> None:
