@@ -265,11 +265,8 @@ def worker_user() -> Iterator[tuple[int, int]]:
     if os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("setpriv") is None:
         pytest.skip("UNPRIVILEGED BOOTSTRAP NOT RUN: needs root, useradd and setpriv")
     name = f"mgtest{os.getpid()}"
-    subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", name],
-        check=True,
-    )
+    options = ["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"]
+    subprocess.run(["useradd", *options, "--shell", "/usr/sbin/nologin", name], check=True)
     try:
         entry = pwd.getpwnam(name)
         yield entry.pw_uid, entry.pw_gid
@@ -281,11 +278,11 @@ def as_user(user: tuple[int, int], command: list[str], **kwargs) -> subprocess.C
     """`command` as the unit runs its ExecStart: the user's ids, no groups, no capabilities at
     all, no_new_privs and UMask=0077."""
     uid, gid = user
+    setpriv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs"]
+    setpriv += ["--inh-caps=-all", "--bounding-set=-all", "--"]
+    umask = ["bash", "-c", 'umask 0077 && exec "$@"', "bash"]
     return subprocess.run(
-        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs",
-         "--inh-caps=-all", "--bounding-set=-all", "--",
-         "bash", "-c", 'umask 0077 && exec "$@"', "bash", *command],
-        capture_output=True, text=True, check=False, **kwargs,
+        [*setpriv, *umask, *command], capture_output=True, text=True, check=False, **kwargs
     )
 
 
@@ -334,9 +331,8 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
         venv = venv_for_others(base / "opt/musicgen/venv")
         system_dirs = {"%S": base / "var/lib", "%C": base / "var/cache", "%L": base / "var/log"}
         folders = {}
-        for setting, specifier in (
-            ("StateDirectory", "%S"), ("CacheDirectory", "%C"), ("LogsDirectory", "%L")
-        ):
+        declared = (("StateDirectory", "%S"), ("CacheDirectory", "%C"), ("LogsDirectory", "%L"))
+        for setting, specifier in declared:
             (name,) = values(unit, "Service", setting)
             folder = folders[setting] = system_dirs[specifier] / name
             folder.mkdir(parents=True)
@@ -404,7 +400,9 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
         # The checkout, the spool and the log were written by the worker, as the worker.
         spool = Path(unit_env["MUSICGEN_SPOOL_DIR"])
         cache = Path(unit_env["XDG_CACHE_HOME"])
-        for path in (checkout / ".git", spool, *folders["LogsDirectory"].glob("run-*.log")):
+        logs = list(folders["LogsDirectory"].glob("run-*.log"))
+        assert logs
+        for path in (checkout / ".git", spool, *logs):
             assert path.stat().st_uid == uid, path
         assert spool.is_relative_to(state_dir)
         # The cache is the user's to write; the model and the venv are not.
@@ -415,8 +413,7 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
             assert denied.returncode != 0 and "Permission denied" in denied.stderr, read_only
         # Nothing the worker owns lies outside the folders the unit declares writable.
         owned = [
-            p for p in base.rglob("*")
-            if p.lstat().st_uid == uid and not p.is_relative_to(source)
+            p for p in base.rglob("*") if p.lstat().st_uid == uid and not p.is_relative_to(source)
         ]
         assert owned
         assert [p for p in owned if not any(p.is_relative_to(w) for w in writable)] == []

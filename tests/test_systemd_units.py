@@ -60,10 +60,26 @@ AMI_SYSTEMD = 249
 # any systemd still shipped).
 SERVICE_SETTING_SINCE = {
     **dict.fromkeys(
-        ["Type", "Restart", "ExecStart", "ExecStartPre", "ExecStopPost", "TimeoutStopSec",
-         "StandardOutput", "StandardError", "User", "Group", "UMask", "Environment",
-         "EnvironmentFile", "PrivateTmp", "CapabilityBoundingSet", "DevicePolicy", "DeviceAllow",
-         "RemainAfterExit"],
+        [
+            "Type",
+            "Restart",
+            "ExecStart",
+            "ExecStartPre",
+            "ExecStopPost",
+            "TimeoutStopSec",
+            "StandardOutput",
+            "StandardError",
+            "User",
+            "Group",
+            "UMask",
+            "Environment",
+            "EnvironmentFile",
+            "PrivateTmp",
+            "CapabilityBoundingSet",
+            "DevicePolicy",
+            "DeviceAllow",
+            "RemainAfterExit",
+        ],
         0,
     ),
     "NoNewPrivileges": 187,
@@ -202,8 +218,13 @@ def test_settings_left_off_are_argued_in_the_sandbox(user_data_files: dict[str, 
     sandboxes = [t for p, t in user_data_files.items() if p.endswith("/sandbox.conf")]
     assert sandboxes
     for text in sandboxes:
-        for setting in ("MemoryDenyWriteExecute=", "PrivateDevices=", "ProcSubset=",
-                        "PrivateNetwork=", "PrivateUsers="):
+        for setting in (
+            "MemoryDenyWriteExecute=",
+            "PrivateDevices=",
+            "ProcSubset=",
+            "PrivateNetwork=",
+            "PrivateUsers=",
+        ):
             (line,) = [x for x in text.splitlines() if x.startswith(f"# - {setting}")]
             assert len(line) > len(setting) + 20, line
 
@@ -375,8 +396,11 @@ def test_gpu_device_helper_asks_nvidia_modprobe_for_the_control_and_uvm_nodes(
     fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
     fake.chmod(0o755)
     run = subprocess.run(
-        ["bash", str(helper)], env={"PATH": f"{fake.parent}:/usr/bin:/bin"},
-        capture_output=True, text=True, check=False,
+        ["bash", str(helper)],
+        env={"PATH": f"{fake.parent}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert run.returncode == 0, run.stderr
     asked = calls.read_text().splitlines()
