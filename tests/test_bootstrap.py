@@ -320,9 +320,10 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
     worker_user: tuple[int, int],
 ) -> None:
     """The instance's layout under a temporary root: the folders the worker unit declares made
-    the way systemd and its ExecStartPre make them, the model root-owned and read-only, and the
-    bootstrap run as an unprivileged user. It must finish the batch and own nothing outside the
-    checkout, the state (spool), cache and log folders."""
+    the way systemd and its ExecStartPre make them, the model and the venv root-owned and
+    read-only, and the unit's ExecStart (clone, then the checkout's bootstrap) run as an
+    unprivileged user. It must finish the batch and own nothing outside the checkout, the state
+    (spool), cache and log folders."""
     unit = worker_units(user_data_files)["musicgen-worker.service"]
     uid, gid = worker_user
     base = Path(tempfile.mkdtemp(prefix="musicgen-instance-"))
@@ -390,11 +391,21 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
             "HOME": str(state_dir),
             "TMPDIR": str(private_tmp),
         }
-        # Where the instance runs it from: a copy the user can read wherever this checkout is.
-        bootstrap = base / "bootstrap.sh"
-        shutil.copy(BOOTSTRAP, bootstrap)
-        run = as_user(worker_user, ["bash", str(bootstrap)], env=env, cwd=base, timeout=600)
+        # The unit's own ExecStart (reading this run's settings file): on a first boot cut short
+        # it finds a half-made checkout, clears it as the worker and clones, then hands over to
+        # the checkout's bootstrap.
+        (start_program,) = values(unit, "Service", "ExecStart")
+        start = base / "musicgen-worker-start"
+        start.write_text(
+            user_data_files[start_program].replace("/etc/musicgen-batch/worker.env", str(env_file))
+        )
+        start.chmod(0o755)
+        leftover = checkout / "interrupted-clone"
+        leftover.write_text("left by a first boot cut short\n")
+        os.chown(leftover, uid, gid)
+        run = as_user(worker_user, [str(start)], env=env, cwd=base, timeout=600)
         assert run.returncode == 0, run.stdout + run.stderr
+        assert "commit " in run.stdout and not leftover.exists()
         assert {"calm.wav", "epic.wav", "cost_report.csv"} <= set(keys(bucket))
 
         # The checkout, the spool and the log were written by the worker, as the worker.
