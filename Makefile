@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench tiny-model clean browser
+.PHONY: install run test lint bench tiny-model clean browser systemd-analyze
 
 install: $(STAMP)
 
@@ -32,7 +32,13 @@ browser:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
 	  || echo "chromium is not installed: the listening page's browser test will be skipped"
 
-test: install $(CHECKOV_VENV)/.installed browser
+# The worker's units are checked with systemd-analyze (verify, security); Debian and Ubuntu ship it
+# in the systemd package, which a container image may lack.
+systemd-analyze:
+	command -v systemd-analyze >/dev/null || \
+		(apt-get update && apt-get install -y --no-install-recommends systemd)
+
+test: install $(CHECKOV_VENV)/.installed browser systemd-analyze
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 lint: install $(CHECKOV_VENV)/.installed

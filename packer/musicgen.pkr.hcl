@@ -138,7 +138,15 @@ build {
       "\"$VENV_DIR/bin/python\" -c 'import os, huggingface_hub; huggingface_hub.snapshot_download(os.environ[\"MODEL_ID\"], local_dir=os.environ[\"MODEL_DIR\"])'",
       "rm -rf \"$MODEL_DIR/.cache\"",
       "\"$VENV_DIR/bin/python\" /tmp/musicgen-smoke-check.py \"$MODEL_DIR\"",
-      "rm -f /tmp/musicgen-requirements.txt /tmp/musicgen-smoke-check.py",
+      # The worker's unprivileged user (no login shell, home = its systemd StateDirectory): it owns
+      # the checkout; the venv and the model stay root's and read-only to it.
+      "useradd --system --user-group --home-dir /var/lib/musicgen-batch --no-create-home --shell /usr/sbin/nologin musicgen",
+      "install -d -o musicgen -g musicgen -m 0750 /opt/musicgen/app",
+      "chown -R root:root \"$VENV_DIR\" \"$MODEL_DIR\"",
+      "chmod -R u+rwX,go+rX,go-w \"$VENV_DIR\" \"$MODEL_DIR\"",
+      # CUDA and the read-only model as that user, with no way to gain privileges, as in its unit.
+      "setpriv --reuid=musicgen --regid=musicgen --clear-groups --no-new-privs --bounding-set=-all env HOME=/nonexistent XDG_CACHE_HOME=/tmp/musicgen-smoke-cache \"$VENV_DIR/bin/python\" /tmp/musicgen-smoke-check.py \"$MODEL_DIR\"",
+      "rm -rf /tmp/musicgen-requirements.txt /tmp/musicgen-smoke-check.py /tmp/musicgen-smoke-cache",
     ]
   }
 }

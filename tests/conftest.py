@@ -61,3 +61,22 @@ def worker_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
         if name.startswith("MUSICGEN_") or name == "HOURLY_COST_USD":
             monkeypatch.delenv(name)
     monkeypatch.setenv("MUSICGEN_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+
+
+@pytest.fixture(scope="session")
+def user_data_script(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The worker's UserData, rendered from the module's own templatefile call by the real
+    terraform binary."""
+    from tests import systemd_units, tf_support
+
+    if tf_support.terraform_binary() is None:
+        pytest.skip("USERDATA NOT RENDERED: no `terraform` binary on PATH")
+    return systemd_units.render_user_data(tmp_path_factory.mktemp("user-data"))
+
+
+@pytest.fixture(scope="session")
+def user_data_files(user_data_script: str) -> dict[str, str]:
+    """Every file the UserData writes: units, drop-ins, root helpers, settings."""
+    from tests import systemd_units
+
+    return systemd_units.written_files(user_data_script)

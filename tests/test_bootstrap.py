@@ -1,19 +1,27 @@
 """worker/bootstrap.sh end to end, without systemd: a file:// copy of this project as the git
-remote, moto's S3 server as the bucket, this venv as the AMI's venv and the tiny model."""
+remote, moto's S3 server as the bucket, this venv as the AMI's venv and the tiny model. After each
+run the unit's root ExecStopPost helper (from the rendered UserData) gets the exit status, as
+systemd would hand it over, with a stand-in `systemctl` that records the power-off. One run goes
+as an unprivileged user in the folders the unit declares."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 
+from tests.systemd_units import exec_programs, values, worker_units
 from tests.tf_support import REPO_ROOT
 
 BOOTSTRAP = REPO_ROOT / "worker" / "bootstrap.sh"
@@ -75,7 +83,6 @@ def settings_for(tmp_path: Path, url: str, bucket: str, model: Path) -> dict[str
         "MUSICGEN_WINDOW_S": "4",
         "MUSICGEN_STRIDE_S": "2.5",
         "MUSICGEN_SHUTDOWN_WHEN_DONE": "1",
-        "MUSICGEN_SHUTDOWN_CMD": f"touch {tmp_path / 'shutdown-requested'}",
     }
 
 
@@ -96,6 +103,36 @@ def run_bootstrap(env_file: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def stop_post(files: dict[str, str], env_file: Path, status: int, tmp_path: Path) -> None:
+    """Run musicgen-worker.service's root ExecStopPost helper as systemd does once the bootstrap
+    exited with `status`; a power-off it asks for leaves tmp_path/shutdown-requested."""
+    unit = worker_units(files)["musicgen-worker.service"]
+    (program,) = [p for s, pre, p in exec_programs(unit) if s == "ExecStopPost" and "+" in pre]
+    helper = tmp_path / "musicgen-worker-done"
+    helper.write_text(files[program])
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir(exist_ok=True)
+    systemctl = fake_bin / "systemctl"
+    systemctl.write_text(
+        f'#!/bin/sh\n[ "$*" = "--no-block poweroff" ] && touch {tmp_path / "shutdown-requested"}\n'
+    )
+    systemctl.chmod(0o755)
+    result = subprocess.run(
+        ["bash", str(helper)],
+        env={
+            "PATH": f"{fake_bin}:{os.environ['PATH']}",
+            "MUSICGEN_ENV_FILE": str(env_file),
+            "SERVICE_RESULT": "success" if status == 0 else "exit-code",
+            "EXIT_CODE": "exited",
+            "EXIT_STATUS": str(status),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def keys(bucket: str) -> list[str]:
     listed = boto3.client("s3").list_objects_v2(Bucket=bucket)
     return sorted(item["Key"] for item in listed.get("Contents", []))
@@ -112,7 +149,11 @@ def test_bootstrap_is_valid_bash() -> None:
 
 
 def test_boot_runs_the_batch_uploads_the_log_and_shuts_down(
-    tmp_path: Path, remote: tuple[str, Path], bucket: str, tiny_model_dir: Path
+    tmp_path: Path,
+    remote: tuple[str, Path],
+    bucket: str,
+    tiny_model_dir: Path,
+    user_data_files: dict[str, str],
 ) -> None:
     url, work = remote
     settings = settings_for(tmp_path, url, bucket, tiny_model_dir)
@@ -120,6 +161,7 @@ def test_boot_runs_the_batch_uploads_the_log_and_shuts_down(
 
     first = run_bootstrap(env_file)
     assert first.returncode == 0, first.stdout + first.stderr
+    stop_post(user_data_files, env_file, first.returncode, tmp_path)
     found = keys(bucket)
     assert {"calm.wav", "epic.wav", "cost_report.csv"} <= set(found)
     (log_key,) = [k for k in found if k.startswith("logs/")]
@@ -141,6 +183,7 @@ def test_boot_runs_the_batch_uploads_the_log_and_shuts_down(
 
     second = run_bootstrap(env_file)
     assert second.returncode == 0, second.stdout + second.stderr
+    stop_post(user_data_files, env_file, second.returncode, tmp_path)
     assert git("rev-parse", "HEAD", cwd=checkout) == git("rev-parse", "HEAD", cwd=work)
     assert (checkout / "prompts.txt").read_text() == PROMPTS
     assert len([k for k in keys(bucket) if k.startswith("logs/")]) == 2
@@ -148,13 +191,19 @@ def test_boot_runs_the_batch_uploads_the_log_and_shuts_down(
 
 
 def test_failed_batch_keeps_the_worker_up(
-    tmp_path: Path, remote: tuple[str, Path], bucket: str, tiny_model_dir: Path
+    tmp_path: Path,
+    remote: tuple[str, Path],
+    bucket: str,
+    tiny_model_dir: Path,
+    user_data_files: dict[str, str],
 ) -> None:
     url, _ = remote
     settings = settings_for(tmp_path, url, bucket, tiny_model_dir)
     settings["MUSICGEN_PROMPTS"] = "no-such-prompts.txt"
-    result = run_bootstrap(write_env_file(tmp_path / "worker.env", settings))
+    env_file = write_env_file(tmp_path / "worker.env", settings)
+    result = run_bootstrap(env_file)
     assert result.returncode == 2, result.stdout + result.stderr
+    stop_post(user_data_files, env_file, result.returncode, tmp_path)
     assert not (tmp_path / "shutdown-requested").exists()
     (log_key,) = keys(bucket)
     assert log_key.startswith("logs/")
@@ -172,7 +221,11 @@ def test_unreachable_repository_does_not_run_a_stale_checkout(
 
 
 def test_a_shutdown_mid_batch_saves_the_checkpoint_and_still_uploads_the_log(
-    tmp_path: Path, remote: tuple[str, Path], bucket: str, tiny_model_dir: Path
+    tmp_path: Path,
+    remote: tuple[str, Path],
+    bucket: str,
+    tiny_model_dir: Path,
+    user_data_files: dict[str, str],
 ) -> None:
     url, _ = remote
     prompts = tmp_path / "long.txt"
@@ -196,6 +249,7 @@ def test_a_shutdown_mid_batch_saves_the_checkpoint_and_still_uploads_the_log(
         if boot.poll() is None:
             os.killpg(boot.pid, signal.SIGKILL)
     assert boot.returncode == 3, output
+    stop_post(user_data_files, env_file, boot.returncode, tmp_path)
     assert "saved long.wav at window" in output
     (log_key,) = [k for k in keys(bucket) if k.startswith("logs/")]
     log = boto3.client("s3").get_object(Bucket=bucket, Key=log_key)["Body"].read().decode()
@@ -203,3 +257,180 @@ def test_a_shutdown_mid_batch_saves_the_checkpoint_and_still_uploads_the_log(
     assert "saved long.wav at window" in log
     assert "long.wav" not in keys(bucket)
     assert not (tmp_path / "shutdown-requested").exists()
+
+
+@pytest.fixture
+def worker_user() -> Iterator[tuple[int, int]]:
+    """A system user made like the AMI's `musicgen` (no login shell, no home), removed after."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("setpriv") is None:
+        pytest.skip("UNPRIVILEGED BOOTSTRAP NOT RUN: needs root, useradd and setpriv")
+    name = f"mgtest{os.getpid()}"
+    options = ["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"]
+    subprocess.run(["useradd", *options, "--shell", "/usr/sbin/nologin", name], check=True)
+    try:
+        entry = pwd.getpwnam(name)
+        yield entry.pw_uid, entry.pw_gid
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+def as_user(user: tuple[int, int], command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """`command` as the unit runs its ExecStart: the user's ids, no groups, no capabilities at
+    all, no_new_privs and UMask=0077."""
+    uid, gid = user
+    setpriv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs"]
+    setpriv += ["--inh-caps=-all", "--bounding-set=-all", "--"]
+    umask = ["bash", "-c", 'umask 0077 && exec "$@"', "bash"]
+    return subprocess.run(
+        [*setpriv, *umask, *command], capture_output=True, text=True, check=False, **kwargs
+    )
+
+
+def readable_by_others(path: Path) -> bool:
+    return all(os.stat(p).st_mode & 0o005 == 0o005 for p in [path, *path.parents])
+
+
+def venv_for_others(dest: Path) -> Path:
+    """A root-owned venv the worker user may run, like the AMI's: this venv itself when others
+    can reach its interpreter, else a venv of a system Python of the same version that reads
+    this venv's packages (a developer's Python often lives under a private /root)."""
+    packages = Path(sysconfig.get_path("purelib"))
+    interpreter = Path(os.path.realpath(sys.executable))
+    if not readable_by_others(packages):
+        pytest.skip(f"UNPRIVILEGED BOOTSTRAP NOT RUN: others cannot read {packages}")
+    if readable_by_others(interpreter) and readable_by_others(Path(sys.base_prefix)):
+        return Path(sys.prefix)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    python = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
+    if python is None:
+        pytest.skip(f"UNPRIVILEGED BOOTSTRAP NOT RUN: others cannot run {interpreter}")
+    subprocess.run([python, "-m", "venv", "--without-pip", str(dest)], check=True)
+    (site,) = dest.glob("lib/python*/site-packages")
+    (site / "project-packages.pth").write_text(
+        f"import site; site.addsitedir({str(packages)!r})\n"
+    )
+    return dest
+
+
+def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
+    remote: tuple[str, Path],
+    bucket: str,
+    tiny_model_dir: Path,
+    user_data_files: dict[str, str],
+    worker_user: tuple[int, int],
+) -> None:
+    """The instance's layout under a temporary root: the folders the worker unit declares made
+    the way systemd and its ExecStartPre make them, the model and the venv root-owned and
+    read-only, and the unit's ExecStart (clone, then the checkout's bootstrap) run as an
+    unprivileged user. It must finish the batch and own nothing outside the checkout, the state
+    (spool), cache and log folders."""
+    unit = worker_units(user_data_files)["musicgen-worker.service"]
+    uid, gid = worker_user
+    base = Path(tempfile.mkdtemp(prefix="musicgen-instance-"))
+    try:
+        base.chmod(0o755)
+        venv = venv_for_others(base / "opt/musicgen/venv")
+        system_dirs = {"%S": base / "var/lib", "%C": base / "var/cache", "%L": base / "var/log"}
+        folders = {}
+        declared = (("StateDirectory", "%S"), ("CacheDirectory", "%C"), ("LogsDirectory", "%L"))
+        for setting, specifier in declared:
+            (name,) = values(unit, "Service", setting)
+            folder = folders[setting] = system_dirs[specifier] / name
+            folder.mkdir(parents=True)
+            os.chown(folder, uid, gid)
+            folder.chmod(int(values(unit, "Service", f"{setting}Mode")[0], 8))
+        writable = list(folders.values())
+        (checkout_path,) = values(unit, "Service", "ReadWritePaths")
+        checkout = base / checkout_path.lstrip("/")
+        checkout.mkdir(parents=True)
+        os.chown(checkout, uid, gid)
+        checkout.chmod(0o750)
+        private_tmp = base / "tmp"
+        private_tmp.mkdir()
+        os.chown(private_tmp, uid, gid)
+        writable += [checkout, private_tmp]
+
+        model = base / "opt/musicgen/models/tiny"
+        shutil.copytree(tiny_model_dir, model)
+        for path in [model, *model.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        # A remote the user may read (git refuses a repository owned by someone else).
+        url, _ = remote
+        source = base / "songs.git"
+        shutil.copytree(url.removeprefix("file://"), source)
+        for path in [source, *source.rglob("*")]:
+            os.chown(path, uid, gid, follow_symlinks=False)
+
+        unit_env = {}
+        for line in values(unit, "Service", "Environment"):
+            for assignment in line.split():
+                key, value = assignment.split("=", 1)
+                for specifier, folder in system_dirs.items():
+                    value = value.replace(specifier, str(folder))
+                unit_env[key] = value
+        settings = {
+            "MUSICGEN_REPO_URL": f"file://{source}",
+            "MUSICGEN_REPO_REF": "main",
+            "MUSICGEN_BUCKET": bucket,
+            "MUSICGEN_CHECKOUT_DIR": str(checkout),
+            "MUSICGEN_VENV": str(venv),
+            "MUSICGEN_LOG_DIR": str(folders["LogsDirectory"]),
+            "MUSICGEN_MODEL": str(model),
+            "HOURLY_COST_USD": "0.5",
+            "MUSICGEN_BATCH_SIZE": "2",
+            "MUSICGEN_WINDOW_S": "4",
+            "MUSICGEN_STRIDE_S": "2.5",
+            "MUSICGEN_SHUTDOWN_WHEN_DONE": "1",
+        }
+        env_file = write_env_file(base / "worker.env", settings)
+        env_file.chmod(0o644)
+        state_dir = folders["StateDirectory"]
+        env = {
+            **bootstrap_env(env_file),
+            **unit_env,
+            "HOME": str(state_dir),
+            "TMPDIR": str(private_tmp),
+        }
+        # The unit's own ExecStart (reading this run's settings file): on a first boot cut short
+        # it finds a half-made checkout, clears it as the worker and clones, then hands over to
+        # the checkout's bootstrap.
+        (start_program,) = values(unit, "Service", "ExecStart")
+        start = base / "musicgen-worker-start"
+        start.write_text(
+            user_data_files[start_program].replace("/etc/musicgen-batch/worker.env", str(env_file))
+        )
+        start.chmod(0o755)
+        leftover = checkout / "interrupted-clone"
+        leftover.write_text("left by a first boot cut short\n")
+        os.chown(leftover, uid, gid)
+        run = as_user(worker_user, [str(start)], env=env, cwd=base, timeout=600)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "commit " in run.stdout and not leftover.exists()
+        assert {"calm.wav", "epic.wav", "cost_report.csv"} <= set(keys(bucket))
+
+        # The checkout, the spool and the log were written by the worker, as the worker.
+        spool = Path(unit_env["MUSICGEN_SPOOL_DIR"])
+        cache = Path(unit_env["XDG_CACHE_HOME"])
+        logs = list(folders["LogsDirectory"].glob("run-*.log"))
+        assert logs
+        for path in (checkout / ".git", spool, *logs):
+            assert path.stat().st_uid == uid, path
+        assert spool.is_relative_to(state_dir)
+        # The cache is the user's to write; the model and the venv are not.
+        probe = as_user(worker_user, ["touch", str(cache / "probe")], env=env)
+        assert probe.returncode == 0, probe.stderr
+        for read_only in (model / "probe", model / "config.json", venv / "probe"):
+            denied = as_user(worker_user, ["touch", str(read_only)], env=env)
+            assert denied.returncode != 0 and "Permission denied" in denied.stderr, read_only
+        # Nothing the worker owns lies outside the folders the unit declares writable.
+        owned = [
+            p for p in base.rglob("*") if p.lstat().st_uid == uid and not p.is_relative_to(source)
+        ]
+        assert owned
+        assert [p for p in owned if not any(p.is_relative_to(w) for w in writable)] == []
+
+        # The root helper then powers the instance off: every song exists.
+        stop_post(user_data_files, env_file, run.returncode, base)
+        assert (base / "shutdown-requested").exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -13,6 +13,7 @@ from types import ModuleType
 import pytest
 
 from tests.hcl import blocks, load
+from tests.systemd_units import values, worker_units
 from tests.tf_support import REPO_ROOT
 
 PACKER_DIR = REPO_ROOT / "packer"
@@ -138,3 +139,35 @@ def test_smoke_check_fails_without_cuda(
     monkeypatch.setattr(smoke_check.torch.cuda, "is_available", lambda: False)
     assert smoke_check.main([str(tiny_model_dir)]) == 1
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_ami_bakes_the_unprivileged_worker_user_and_a_read_only_venv_and_model() -> None:
+    (build,) = load(TEMPLATE)["build"]
+    (shell,) = [p["shell"] for p in build["provisioner"] if "shell" in p]
+    lines = shell["inline"]
+    (useradd,) = [line for line in lines if line.startswith("useradd ")]
+    assert useradd.split()[-1] == "musicgen"
+    assert "--system" in useradd and "--shell /usr/sbin/nologin" in useradd
+    # Its home is the unit's StateDirectory; nothing is created outside what systemd manages.
+    assert "--home-dir /var/lib/musicgen-batch --no-create-home" in useradd
+    assert "install -d -o musicgen -g musicgen -m 0750 /opt/musicgen/app" in lines
+    assert 'chown -R root:root \\"$VENV_DIR\\" \\"$MODEL_DIR\\"' in lines
+    assert 'chmod -R u+rwX,go+rX,go-w \\"$VENV_DIR\\" \\"$MODEL_DIR\\"' in lines
+    (unprivileged,) = [line for line in lines if line.startswith("setpriv ")]
+    assert "--reuid=musicgen" in unprivileged and "--no-new-privs" in unprivileged
+    assert "--bounding-set=-all" in unprivileged
+    assert unprivileged.endswith('musicgen-smoke-check.py \\"$MODEL_DIR\\"')
+    # The user and its folders come before the unprivileged check, and the clean-up after it.
+    assert lines.index(useradd) < lines.index(unprivileged) < len(lines) - 1
+    assert "/tmp/musicgen-smoke-check.py" in lines[-1] and lines[-1].startswith("rm ")
+
+
+def test_ami_user_matches_the_worker_units(user_data_files: dict[str, str]) -> None:
+    variables = blocks(TEMPLATE, "variable")
+    for unit in worker_units(user_data_files).values():
+        assert values(unit, "Service", "User") == ["musicgen"]
+        assert values(unit, "Service", "StateDirectory") == ["musicgen-batch"]
+        (checkout,) = values(unit, "Service", "ReadWritePaths")
+        # The checkout is writable, the venv and the model are not (ProtectSystem=strict).
+        for read_only in (variables["venv_dir"]["default"], variables["model_dir"]["default"]):
+            assert not read_only.startswith(checkout) and not checkout.startswith(read_only)

@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests import tf_support
+from tests import systemd_units, tf_support
 
 pytestmark = [
     pytest.mark.terraform,
@@ -235,6 +235,9 @@ def check_user_data(script: str, bucket: str, tmp_path: Path) -> None:
     assert "musicgen-worker.service" in script
     assert "Restart=no" in script and "After=network-online.target" in script
     assert 'exec /bin/bash "$checkout/worker/bootstrap.sh"' in script
+    # The applied UserData is the one the unit tests render: the worker runs sandboxed.
+    units = systemd_units.worker_units(systemd_units.written_files(script))
+    assert systemd_units.values(units["musicgen-worker.service"], "Service", "User") == ["musicgen"]
     path = tmp_path / "user_data.sh"
     path.write_text(script)
     subprocess.run(["bash", "-n", str(path)], check=True)

@@ -1,6 +1,10 @@
 #!/bin/bash
 # Runs on every boot of a worker (systemd unit musicgen-worker.service): bring the checkout to the
-# configured ref, run the batch, upload the run's log to the bucket, optionally shut down.
+# configured ref, run the batch, upload the run's log to the bucket.
+#
+# It runs as the unprivileged musicgen user inside the unit's sandbox and needs no root: the
+# shutdown after a complete batch is the unit's root ExecStopPost (written by UserData), which
+# reads this script's exit status.
 #
 # Settings come from MUSICGEN_ENV_FILE (default /etc/musicgen-batch/worker.env, written by the
 # instance's UserData). Every path has a MUSICGEN_* setting so the script also runs outside EC2.
@@ -22,7 +26,6 @@ repo_ref="${MUSICGEN_REPO_REF:-main}"
 checkout="${MUSICGEN_CHECKOUT_DIR:-/opt/musicgen/app}"
 venv="${MUSICGEN_VENV:-/opt/musicgen/venv}"
 log_dir="${MUSICGEN_LOG_DIR:-/var/log/musicgen-batch}"
-shutdown_cmd="${MUSICGEN_SHUTDOWN_CMD:-shutdown -h now}"
 python="$venv/bin/python"
 
 # The worker reads these; the bucket root is its output so that the IAM policy's
@@ -116,9 +119,4 @@ status="${PIPESTATUS[0]}"
 set -e
 log "worker exited $status"
 upload_log
-
-if [ "${MUSICGEN_SHUTDOWN_WHEN_DONE:-0}" = "1" ] && [ "$status" = "0" ]; then
-  log "every song exists; shutting down: $shutdown_cmd"
-  bash -c "$shutdown_cmd"
-fi
 exit "$status"
