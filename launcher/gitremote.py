@@ -23,8 +23,12 @@ from launcher.checks import Check
 
 # The worker reads this file at its checkout's root (MUSICGEN_PROMPTS defaults to it).
 WORKER_PROMPTS = "prompts.txt"
-# The worker's credential helper: it reads the token from SSM and hands it to git on stdin/stdout.
-CREDENTIAL_HELPER = Path(__file__).resolve().parent.parent / "worker" / "git_token.py"
+# The worker's credential helper (UserData installs it): it reads the token from SSM and hands it
+# to git over a pipe.
+CREDENTIAL_HELPER = (
+    Path(__file__).resolve().parent.parent
+    / "terraform" / "modules" / "worker" / "files" / "git-credential-ssm.py"
+)
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 TIMEOUT_S = 120
 

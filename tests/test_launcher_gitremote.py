@@ -13,6 +13,7 @@ import pytest
 
 from launcher.checks import Check
 from launcher.gitremote import (
+    CREDENTIAL_HELPER,
     Access,
     GitRunner,
     check_source,
@@ -227,7 +228,7 @@ def test_a_wrong_token_is_refused_without_showing_it(songs: Remotes, aws_env: st
 
 
 def test_the_helper_answers_only_get(monkeypatch: pytest.MonkeyPatch) -> None:
-    helper = Path(__file__).resolve().parent.parent / "worker" / "git_token.py"
+    helper = CREDENTIAL_HELPER
     store = subprocess.run(
         [sys.executable, str(helper), "store"], input="password=x\n", capture_output=True,
         text=True, check=False,

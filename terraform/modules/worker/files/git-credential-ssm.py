@@ -1,6 +1,6 @@
 """A git credential helper that answers with a read-only token kept in SSM Parameter Store.
 
-    git -c credential.helper='!python /path/to/worker/git_token.py' fetch ...
+    git -c credential.helper='!/opt/musicgen/venv/bin/python /path/to/git-credential-ssm.py' ...
 
 git runs it with the operation as its argument and the request on stdin; for `get` it prints
 `username=...` and `password=TOKEN` on stdout, a pipe to git. So the token is never in a URL, a
@@ -8,7 +8,9 @@ command line (the process list), the environment or a log, and never on disk. Th
 name comes from MUSICGEN_GIT_TOKEN_PARAMETER, the region and credentials from boto3's usual
 chain (the instance role on a worker, the user's own for the launcher's check).
 
-It imports nothing from this repository, so it also runs as a plain file.
+The instance's UserData installs this file (it is needed for the very first clone, before any
+checkout exists) and worker/bootstrap.sh uses it on every boot; the launcher runs the same file
+for its access check. It needs only the standard library and boto3.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def main(argv: list[str], stdin: TextIO, stdout: TextIO, ssm: Any | None = None)
     stdin.read()
     name = os.environ.get(PARAMETER_ENV)
     if not name:
-        print(f"git_token: {PARAMETER_ENV} is not set", file=sys.stderr)
+        print(f"git-credential-ssm: {PARAMETER_ENV} is not set", file=sys.stderr)
         return 1
     if ssm is None:
         import boto3
@@ -51,7 +53,7 @@ def main(argv: list[str], stdin: TextIO, stdout: TextIO, ssm: Any | None = None)
     try:
         stdout.write(credential_response(read_token(ssm, name)))
     except Exception as exc:  # noqa: BLE001 - git shows this line; the value never appears in it
-        print(f"git_token: cannot read SSM parameter {name}: {type(exc).__name__}", file=sys.stderr)
+        print(f"git-credential-ssm: cannot read SSM parameter {name}: {type(exc).__name__}", file=sys.stderr)
         return 1
     return 0
 
