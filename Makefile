@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench tiny-model clean
+.PHONY: install run test lint bench tiny-model clean shellcheck
 
 install: $(STAMP)
 
@@ -25,7 +25,12 @@ $(CHECKOV_VENV)/.installed:
 run: install
 	$(PY) -m worker
 
-test: install $(CHECKOV_VENV)/.installed
+# The tests lint worker/bootstrap.sh and the rendered UserData with shellcheck (Debian's package;
+# CI runs as root on a fresh machine).
+shellcheck:
+	command -v shellcheck >/dev/null || (apt-get update -q && apt-get install -y -q shellcheck)
+
+test: install $(CHECKOV_VENV)/.installed shellcheck
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 lint: install $(CHECKOV_VENV)/.installed

@@ -141,8 +141,23 @@ def resolve_ref(refs: Mapping[str, str], ref: str) -> str | None:
     return ref if _COMMIT.match(ref) else None
 
 
+# What git says when the server wants credentials it was not given (or refused the ones given);
+# GitHub answers a private repository's anonymous clone with 401, some hosts with 403 or 404.
+_AUTH_ERRORS = (
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "terminal prompts disabled",
+    "repository not found",
+    "403",
+    "401",
+)
+
+
 def access_failure(url: str, access: Access, error: str) -> str:
     """Why the worker could not clone, and the fix."""
+    if not any(marker in error.lower() for marker in _AUTH_ERRORS):
+        return f"git: cannot read {url} ({error}); check the URL and the network"
     if access.token_parameter:
         return (
             f"git: the worker could not read {url} with the token in SSM parameter "

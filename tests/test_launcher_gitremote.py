@@ -16,6 +16,7 @@ from launcher.gitremote import (
     CREDENTIAL_HELPER,
     Access,
     GitRunner,
+    access_failure,
     check_source,
     compare_prompts,
     credential_args,
@@ -154,9 +155,33 @@ def test_a_repository_without_prompts_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_remote_is_refused() -> None:
-    (check,) = run_check(f"git://127.0.0.1:{free_port()}/songs.git", "main", b"")
+    url = f"git://127.0.0.1:{free_port()}/songs.git"
+    (check,) = run_check(url, "main", b"")
     assert not check.ok
-    assert "the worker clones anonymously and could not read" in check.line
+    assert check.line.startswith(f"git: cannot read {url} (")
+    assert check.line.endswith("); check the URL and the network")
+
+
+@pytest.mark.parametrize(
+    ("error", "advice"),
+    [
+        ("fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+         "make the repository public"),
+        ("remote: Repository not found.", "make the repository public"),
+        ("fatal: Authentication failed for 'https://gitlab.com/me/songs.git/'",
+         "make the repository public"),
+        ("fatal: unable to access 'https://x/': The requested URL returned error: 403",
+         "make the repository public"),
+        ("fatal: unable to access 'https://x/': Could not resolve host: x",
+         "check the URL and the network"),
+    ],
+)
+def test_access_failure_names_the_fix(error: str, advice: str) -> None:
+    assert advice in access_failure("https://x/songs.git", ANONYMOUS, error)
+    with_token = access_failure("https://x/songs.git", Access(PARAMETER, "us-east-1"), error)
+    assert (f"with the token in SSM parameter {PARAMETER}" in with_token) == (
+        advice != "check the URL and the network"
+    )
 
 
 @pytest.fixture
