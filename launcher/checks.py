@@ -68,9 +68,7 @@ def image_by_id(ec2: Any, image_id: str) -> Image | None:
     return _image(available[0]) if available else None
 
 
-def ami_check(
-    image: Image | None, *, region: str, explicit_id: str | None, now: datetime
-) -> Check:
+def ami_check(image: Image | None, *, region: str, explicit_id: str | None, now: datetime) -> Check:
     if image is None:
         if explicit_id:
             return Check.failed(

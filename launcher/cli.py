@@ -419,9 +419,7 @@ def _preflight(
 
     explicit_ami = extra_vars.get("ami_id") or None
     image = (
-        checks.image_by_id(ec2, explicit_ami)
-        if explicit_ami
-        else checks.newest_packer_image(ec2)
+        checks.image_by_id(ec2, explicit_ami) if explicit_ami else checks.newest_packer_image(ec2)
     )
     results.append(
         checks.ami_check(image, region=args.region, explicit_id=explicit_ami, now=deps.now())

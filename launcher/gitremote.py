@@ -27,7 +27,11 @@ WORKER_PROMPTS = "prompts.txt"
 # to git over a pipe.
 CREDENTIAL_HELPER = (
     Path(__file__).resolve().parent.parent
-    / "terraform" / "modules" / "worker" / "files" / "git-credential-ssm.py"
+    / "terraform"
+    / "modules"
+    / "worker"
+    / "files"
+    / "git-credential-ssm.py"
 )
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 TIMEOUT_S = 120
@@ -120,8 +124,15 @@ class GitRunner:
             repo = Path(scratch)
             self.run("init", "--quiet", "--bare", cwd=repo)
             self.run(
-                "fetch", "--quiet", "--no-tags", "--depth", "1", "--", url,
-                f"{ref}:refs/preflight/worker", cwd=repo,
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--depth",
+                "1",
+                "--",
+                url,
+                f"{ref}:refs/preflight/worker",
+                cwd=repo,
             )
             commit = self.run("rev-parse", "refs/preflight/worker^{commit}", cwd=repo)
             try:
@@ -187,7 +198,9 @@ def compare_prompts(
     return Check.passed(f"prompts: {local_name} is {WORKER_PROMPTS} at {at} on the remote")
 
 
-def check_source(git: GitRunner, url: str, ref: str, local_prompts: bytes, local_name: str) -> list[Check]:
+def check_source(
+    git: GitRunner, url: str, ref: str, local_prompts: bytes, local_name: str
+) -> list[Check]:
     """The access check, then (when the remote can be read) the ref and prompts checks."""
     how = (
         f"with the token in {git.access.token_parameter}"
@@ -222,8 +235,10 @@ def check_source(git: GitRunner, url: str, ref: str, local_prompts: bytes, local
 def _kept(name: str) -> bool:
     """The user's variables, less git's own (GIT_DIR and the like from a hook or an alias),
     except command-line config, which is how a test or a proxy setup rewrites the URL."""
-    return not name.startswith("GIT_") or name == "GIT_CONFIG_COUNT" or (
-        name.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))
+    return (
+        not name.startswith("GIT_")
+        or name == "GIT_CONFIG_COUNT"
+        or (name.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")))
     )
 
 

@@ -37,9 +37,7 @@ def session_region() -> SessionRegion:
     )
 
 
-def resolve_region(
-    option: str | None, session: SessionRegion, env: Mapping[str, str]
-) -> Region:
+def resolve_region(option: str | None, session: SessionRegion, env: Mapping[str, str]) -> Region:
     """--region, else boto3's session (AWS_DEFAULT_REGION, then the profile's configured
     region), else AWS_REGION, else us-east-1."""
     if option:
@@ -47,9 +45,7 @@ def resolve_region(
     if session.region:
         if env.get("AWS_DEFAULT_REGION") == session.region:
             return Region(session.region, "AWS_DEFAULT_REGION")
-        return Region(
-            session.region, f"profile {session.profile!r} in {session.config_file}"
-        )
+        return Region(session.region, f"profile {session.profile!r} in {session.config_file}")
     if env.get("AWS_REGION"):
         return Region(env["AWS_REGION"], "AWS_REGION")
     return Region(DEFAULT_REGION, "default")

@@ -89,8 +89,14 @@ class GitDaemon:
     def __enter__(self) -> Self:
         self.process = subprocess.Popen(
             [
-                "git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
-                f"--port={self.port}", f"--base-path={self.base}", str(self.base),
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                f"--base-path={self.base}",
+                str(self.base),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

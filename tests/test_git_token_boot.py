@@ -54,7 +54,9 @@ def assert_token_kept_secret(server: PrivateHttpGit, checkout: Path, *texts: str
         assert TOKEN not in text
     config = subprocess.run(
         ["git", "-C", str(checkout), "config", "--list", "--show-origin"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert TOKEN not in config
     assert "@" not in git("remote", "get-url", "origin", cwd=checkout)
@@ -77,8 +79,12 @@ def test_bootstrap_fetches_a_private_repository_with_the_token(
     env_file = write_env_file(tmp_path / "worker.env", settings)
 
     result = subprocess.run(
-        ["bash", str(test_bootstrap.BOOTSTRAP)], env=bootstrap_env(env_file),
-        capture_output=True, text=True, timeout=300, check=False,
+        ["bash", str(test_bootstrap.BOOTSTRAP)],
+        env=bootstrap_env(env_file),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
     # 2: the worker found no prompts file, after the checkout succeeded.
@@ -87,7 +93,11 @@ def test_bootstrap_fetches_a_private_repository_with_the_token(
     assert git("rev-parse", "HEAD", cwd=checkout) == git("rev-parse", "HEAD", cwd=remote[1])
     assert git("remote", "get-url", "origin", cwd=checkout) == url
     assert_token_kept_secret(
-        server, checkout, result.stdout, result.stderr, uploaded_logs(bucket),
+        server,
+        checkout,
+        result.stdout,
+        result.stderr,
+        uploaded_logs(bucket),
         *(p.read_text() for p in Path(settings["MUSICGEN_LOG_DIR"]).iterdir()),
     )
 
@@ -102,8 +112,12 @@ def test_without_the_token_parameter_the_private_repository_is_not_run(
     env["GIT_TERMINAL_PROMPT"] = "0"
 
     result = subprocess.run(
-        ["bash", str(test_bootstrap.BOOTSTRAP)], env=env,
-        capture_output=True, text=True, timeout=300, check=False,
+        ["bash", str(test_bootstrap.BOOTSTRAP)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
     assert result.returncode == 4, result.stdout + result.stderr
@@ -130,8 +144,13 @@ def render_user_data(tmp_path: Path, token_parameter: str) -> str:
     workdir = tmp_path / "console"
     workdir.mkdir()
     result = subprocess.run(
-        [terraform_binary(), "console"], input=f"jsonencode({expression})\n", cwd=workdir,
-        capture_output=True, text=True, timeout=120, check=True,
+        [terraform_binary(), "console"],
+        input=f"jsonencode({expression})\n",
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return json.loads(json.loads(result.stdout))
 
@@ -174,16 +193,20 @@ def test_the_first_boot_clones_a_private_repository_through_the_installed_helper
     settings["MUSICGEN_GIT_CREDENTIAL_HELPER"] = str(helper)
     env_file = write_env_file(tmp_path / "worker.env", settings)
     start = tmp_path / "musicgen-worker-start"
-    start.write_text(heredoc(script, "START").replace("/etc/musicgen-batch/worker.env", str(env_file)))
+    start.write_text(
+        heredoc(script, "START").replace("/etc/musicgen-batch/worker.env", str(env_file))
+    )
 
     result = subprocess.run(
-        ["bash", str(start)], env={**bootstrap_env(env_file), "GIT_TERMINAL_PROMPT": "0"},
-        capture_output=True, text=True, timeout=300, check=False,
+        ["bash", str(start)],
+        env={**bootstrap_env(env_file), "GIT_TERMINAL_PROMPT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
     assert result.returncode == 2, result.stdout + result.stderr
     checkout = Path(settings["MUSICGEN_CHECKOUT_DIR"])
     assert git("rev-parse", "HEAD", cwd=checkout) == git("rev-parse", "HEAD", cwd=remote[1])
-    assert_token_kept_secret(
-        server, checkout, result.stdout, result.stderr, uploaded_logs(bucket)
-    )
+    assert_token_kept_secret(server, checkout, result.stdout, result.stderr, uploaded_logs(bucket))

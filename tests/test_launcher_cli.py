@@ -97,7 +97,9 @@ class WorkerSource:
     def commit(self) -> str:
         return subprocess.run(
             ["git", "-C", str(self.repo.work), "rev-parse", "HEAD"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
 
     def check_lines(self, ami: str = "") -> str:
@@ -174,9 +176,7 @@ def terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTerraform:
 
 
 @pytest.fixture
-def source(
-    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[WorkerSource]:
+def source(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerSource]:
     """main of https://github.com/example/musicgen-batch.git holds PROMPTS; a Packer AMI exists
     in us-east-1 (moto registers it now, so its age is 0 against the tests' earlier clock)."""
     repo = Remotes(tmp_path / "remote", "musicgen-batch", {"prompts.txt": PROMPTS})
@@ -184,7 +184,9 @@ def source(
     ami_id = ec2.register_image(Name=PACKER_AMI_NAME, RootDeviceName="/dev/sda1")["ImageId"]
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
     with GitDaemon(repo.base) as daemon:
-        rewrite_git_urls(monkeypatch, "https://github.com/example/", f"git://127.0.0.1:{daemon.port}/")
+        rewrite_git_urls(
+            monkeypatch, "https://github.com/example/", f"git://127.0.0.1:{daemon.port}/"
+        )
         yield WorkerSource(repo, daemon, ami_id, vpc["VpcId"])
 
 

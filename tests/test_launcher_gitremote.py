@@ -75,7 +75,9 @@ def test_resolve_ref(ref: str, expected: str | None) -> None:
 
 def test_compare_prompts() -> None:
     commit = "0123456789abcdef" * 2 + "01234567"
-    same = compare_prompts(b"a;1;b\n", b"a;1;b\n", local_name="prompts.txt", ref="main", commit=commit)
+    same = compare_prompts(
+        b"a;1;b\n", b"a;1;b\n", local_name="prompts.txt", ref="main", commit=commit
+    )
     assert same == Check.passed(
         "prompts: prompts.txt is prompts.txt at main (0123456789ab) on the remote"
     )
@@ -165,15 +167,23 @@ def test_an_unreachable_remote_is_refused() -> None:
 @pytest.mark.parametrize(
     ("error", "advice"),
     [
-        ("fatal: could not read Username for 'https://github.com': terminal prompts disabled",
-         "make the repository public"),
+        (
+            "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+            "make the repository public",
+        ),
         ("remote: Repository not found.", "make the repository public"),
-        ("fatal: Authentication failed for 'https://gitlab.com/me/songs.git/'",
-         "make the repository public"),
-        ("fatal: unable to access 'https://x/': The requested URL returned error: 403",
-         "make the repository public"),
-        ("fatal: unable to access 'https://x/': Could not resolve host: x",
-         "check the URL and the network"),
+        (
+            "fatal: Authentication failed for 'https://gitlab.com/me/songs.git/'",
+            "make the repository public",
+        ),
+        (
+            "fatal: unable to access 'https://x/': The requested URL returned error: 403",
+            "make the repository public",
+        ),
+        (
+            "fatal: unable to access 'https://x/': Could not resolve host: x",
+            "check the URL and the network",
+        ),
     ],
 )
 def test_access_failure_names_the_fix(error: str, advice: str) -> None:
@@ -208,9 +218,7 @@ def test_a_remote_that_needs_credentials_is_refused_and_named(
 
     (check,) = checks
     assert not check.ok
-    assert check.line.startswith(
-        f"git: the worker clones anonymously and could not read {url} ("
-    )
+    assert check.line.startswith(f"git: the worker clones anonymously and could not read {url} (")
     assert check.line.endswith(
         "make the repository public, or store a read-only token in SSM Parameter Store and "
         "pass --git-token-parameter NAME"
@@ -230,7 +238,9 @@ def test_the_token_from_ssm_opens_the_private_remote_and_never_shows(
         checks = run_check(url, "main", local_prompts(songs), access)
 
     assert checks == [
-        Check.passed(f"git: {url} can be read with the token in {PARAMETER}, as the worker reads it"),
+        Check.passed(
+            f"git: {url} can be read with the token in {PARAMETER}, as the worker reads it"
+        ),
         Check.passed(f"prompts: prompts.txt is prompts.txt at main ({commit[:12]}) on the remote"),
     ]
     assert private.authorizations and private.process_lists
@@ -255,14 +265,20 @@ def test_a_wrong_token_is_refused_without_showing_it(songs: Remotes, aws_env: st
 def test_the_helper_answers_only_get(monkeypatch: pytest.MonkeyPatch) -> None:
     helper = CREDENTIAL_HELPER
     store = subprocess.run(
-        [sys.executable, str(helper), "store"], input="password=x\n", capture_output=True,
-        text=True, check=False,
+        [sys.executable, str(helper), "store"],
+        input="password=x\n",
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert (store.returncode, store.stdout) == (0, "")
     monkeypatch.delenv("MUSICGEN_GIT_TOKEN_PARAMETER", raising=False)
     get = subprocess.run(
-        [sys.executable, str(helper), "get"], input="host=x\n\n", capture_output=True,
-        text=True, check=False,
+        [sys.executable, str(helper), "get"],
+        input="host=x\n\n",
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert get.returncode == 1 and "MUSICGEN_GIT_TOKEN_PARAMETER is not set" in get.stderr
 

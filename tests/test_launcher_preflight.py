@@ -36,14 +36,30 @@ NO_SESSION_REGION = SessionRegion(None, "default", "~/.aws/config")
 @pytest.mark.parametrize(
     ("option", "session", "env", "expected"),
     [
-        ("eu-west-1", SessionRegion("us-west-2", "default", "c"), {"AWS_REGION": "x"},
-         Region("eu-west-1", "--region")),
-        (None, SessionRegion("us-west-2", "work", "/home/me/.aws/config"), {"AWS_REGION": "x"},
-         Region("us-west-2", "profile 'work' in /home/me/.aws/config")),
-        (None, SessionRegion("ap-south-1", "default", "c"), {"AWS_DEFAULT_REGION": "ap-south-1"},
-         Region("ap-south-1", "AWS_DEFAULT_REGION")),
-        (None, NO_SESSION_REGION, {"AWS_REGION": "eu-central-1"},
-         Region("eu-central-1", "AWS_REGION")),
+        (
+            "eu-west-1",
+            SessionRegion("us-west-2", "default", "c"),
+            {"AWS_REGION": "x"},
+            Region("eu-west-1", "--region"),
+        ),
+        (
+            None,
+            SessionRegion("us-west-2", "work", "/home/me/.aws/config"),
+            {"AWS_REGION": "x"},
+            Region("us-west-2", "profile 'work' in /home/me/.aws/config"),
+        ),
+        (
+            None,
+            SessionRegion("ap-south-1", "default", "c"),
+            {"AWS_DEFAULT_REGION": "ap-south-1"},
+            Region("ap-south-1", "AWS_DEFAULT_REGION"),
+        ),
+        (
+            None,
+            NO_SESSION_REGION,
+            {"AWS_REGION": "eu-central-1"},
+            Region("eu-central-1", "AWS_REGION"),
+        ),
         (None, NO_SESSION_REGION, {}, Region("us-east-1", "default")),
     ],
 )
@@ -97,24 +113,60 @@ def test_ami_check_names_the_region_and_the_packer_command() -> None:
 @pytest.mark.parametrize(
     ("network", "priced", "chosen", "expected"),
     [
-        (Network("vpc-1", frozenset({"a", "b"})), ["a", "b", "c"], "b",
-         Check.passed("network: default VPC vpc-1, default subnet in b")),
-        (Network("vpc-1", frozenset({"a", "b"})), ["b", "c", "a"], None,
-         Check.passed("network: default VPC vpc-1, default subnet in a, b")),
-        (Network("vpc-1", frozenset({"a"})), [], None,
-         Check.passed("network: default VPC vpc-1, default subnet in a")),
-        (Network("vpc-1", frozenset({"a"})), ["c"], "c",
-         Check.failed("network: the default VPC vpc-1 has no default subnet in c; create one "
-                      "with `aws ec2 create-default-subnet --availability-zone c --region r`")),
-        (Network("vpc-1", frozenset({"a"})), ["c", "d"], None,
-         Check.failed("network: the default VPC vpc-1 has no default subnet in c or d; create "
-                      "one with `aws ec2 create-default-subnet --availability-zone c --region r`")),
-        (Network("vpc-1", frozenset()), [], None,
-         Check.failed("network: the default VPC vpc-1 has no default subnet; create one with "
-                      "`aws ec2 create-default-subnet --availability-zone ZONE --region r`")),
-        (Network(None, frozenset()), ["a"], "a",
-         Check.failed("network: no default VPC in r; create one with "
-                      "`aws ec2 create-default-vpc --region r`")),
+        (
+            Network("vpc-1", frozenset({"a", "b"})),
+            ["a", "b", "c"],
+            "b",
+            Check.passed("network: default VPC vpc-1, default subnet in b"),
+        ),
+        (
+            Network("vpc-1", frozenset({"a", "b"})),
+            ["b", "c", "a"],
+            None,
+            Check.passed("network: default VPC vpc-1, default subnet in a, b"),
+        ),
+        (
+            Network("vpc-1", frozenset({"a"})),
+            [],
+            None,
+            Check.passed("network: default VPC vpc-1, default subnet in a"),
+        ),
+        (
+            Network("vpc-1", frozenset({"a"})),
+            ["c"],
+            "c",
+            Check.failed(
+                "network: the default VPC vpc-1 has no default subnet in c; create one "
+                "with `aws ec2 create-default-subnet --availability-zone c --region r`"
+            ),
+        ),
+        (
+            Network("vpc-1", frozenset({"a"})),
+            ["c", "d"],
+            None,
+            Check.failed(
+                "network: the default VPC vpc-1 has no default subnet in c or d; create "
+                "one with `aws ec2 create-default-subnet --availability-zone c --region r`"
+            ),
+        ),
+        (
+            Network("vpc-1", frozenset()),
+            [],
+            None,
+            Check.failed(
+                "network: the default VPC vpc-1 has no default subnet; create one with "
+                "`aws ec2 create-default-subnet --availability-zone ZONE --region r`"
+            ),
+        ),
+        (
+            Network(None, frozenset()),
+            ["a"],
+            "a",
+            Check.failed(
+                "network: no default VPC in r; create one with "
+                "`aws ec2 create-default-vpc --region r`"
+            ),
+        ),
     ],
 )
 def test_network_check(
@@ -227,11 +279,15 @@ def test_the_region_comes_from_the_profile(
 
 
 def test_a_private_repository_is_refused_without_a_token(
-    launcher: Launcher, terraform: FakeTerraform, source: WorkerSource,
+    launcher: Launcher,
+    terraform: FakeTerraform,
+    source: WorkerSource,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with PrivateHttpGit(source.repo.base, TOKEN) as private:
-        rewrite_git_urls(monkeypatch, "https://github.com/example/", f"http://127.0.0.1:{private.port}/")
+        rewrite_git_urls(
+            monkeypatch, "https://github.com/example/", f"http://127.0.0.1:{private.port}/"
+        )
         result = launcher(*GIT, "--yes")
 
     assert result.code == 2
@@ -257,7 +313,9 @@ def test_a_private_repository_with_the_token_in_ssm(
     terraform.set_outputs(bucket_name="b", instance_ids=["i-1"])
 
     with PrivateHttpGit(source.repo.base, TOKEN) as private:
-        rewrite_git_urls(monkeypatch, "https://github.com/example/", f"http://127.0.0.1:{private.port}/")
+        rewrite_git_urls(
+            monkeypatch, "https://github.com/example/", f"http://127.0.0.1:{private.port}/"
+        )
         result = launcher(*GIT, "--git-token-parameter", PARAMETER, "--yes")
 
     assert result.code == 0, result.err
@@ -308,8 +366,13 @@ def test_git_runs_without_the_users_git_setup(
     home.mkdir()
     (home / ".gitconfig").write_text('[url "file:///nowhere/"]\n\tinsteadOf = git://\n')
     monkeypatch.setenv("HOME", str(home))
-    assert subprocess.run(["git", "config", "--global", "--list"], capture_output=True,
-                          text=True, check=True, env=os.environ).stdout
+    assert subprocess.run(
+        ["git", "config", "--global", "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ,
+    ).stdout
 
     result = launcher(*GIT, "--dry-run")
 

@@ -146,7 +146,7 @@ def test_worker_role_allows_exactly_the_bucket_actions() -> None:
     assert document["dynamic"][0]["statement"]["for_each"] == "${local.git_token_parameter_arns}"
     arns = load(main)["locals"][0]["git_token_parameter_arns"]
     assert "compact([var.git_token_parameter])" in arns
-    assert ":parameter/${trimprefix(name, \"/\")}" in arns
+    assert ':parameter/${trimprefix(name, "/")}' in arns
     resources = blocks(main, "resource")
     assert set(resources) == {
         "aws_iam_role.this",

@@ -53,7 +53,10 @@ def main(argv: list[str], stdin: TextIO, stdout: TextIO, ssm: Any | None = None)
     try:
         stdout.write(credential_response(read_token(ssm, name)))
     except Exception as exc:  # noqa: BLE001 - git shows this line; the value never appears in it
-        print(f"git-credential-ssm: cannot read SSM parameter {name}: {type(exc).__name__}", file=sys.stderr)
+        print(
+            f"git-credential-ssm: cannot read SSM parameter {name}: {type(exc).__name__}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
