@@ -34,6 +34,23 @@ CREDENTIAL_HELPER = (
     / "git-credential-ssm.py"
 )
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+# Set when the launcher runs from a git hook or alias: they would point git at the user's
+# repository or carry the user's own `-c` settings and SSH command.
+_DROPPED = frozenset(
+    {
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_COMMON_DIR",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_NAMESPACE",
+        "GIT_CONFIG",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+    }
+)
 TIMEOUT_S = 120
 
 
@@ -53,8 +70,8 @@ class Access:
 def restricted_env(base: Mapping[str, str], access: Access) -> dict[str, str]:
     """The environment for git: no terminal prompt, no askpass program, no user or system git
     config (their credential helpers and url rewrites are not on the worker); command-line
-    config (GIT_CONFIG_COUNT) still applies."""
-    env = {name: value for name, value in base.items() if _kept(name)}
+    config (GIT_CONFIG_COUNT) and TLS or proxy settings from the environment still apply."""
+    env = {name: value for name, value in base.items() if name not in _DROPPED}
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_ASKPASS="",
@@ -86,9 +103,9 @@ def credential_args(access: Access) -> list[str]:
 class GitRunner:
     """Runs git with the restricted environment; the only place that starts git here."""
 
-    def __init__(self, access: Access, base_env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, access: Access) -> None:
         self.access = access
-        self.env = restricted_env(os.environ if base_env is None else base_env, access)
+        self.env = restricted_env(os.environ, access)
 
     def run(self, *args: str, cwd: Path | None = None) -> bytes:
         try:
@@ -230,16 +247,6 @@ def check_source(
             local_prompts, remote_prompts, local_name=local_name, ref=ref, commit=commit
         ),
     ]
-
-
-def _kept(name: str) -> bool:
-    """The user's variables, less git's own (GIT_DIR and the like from a hook or an alias),
-    except command-line config, which is how a test or a proxy setup rewrites the URL."""
-    return (
-        not name.startswith("GIT_")
-        or name == "GIT_CONFIG_COUNT"
-        or (name.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")))
-    )
 
 
 def _last_line(stderr: bytes) -> str:

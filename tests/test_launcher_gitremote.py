@@ -285,3 +285,16 @@ def test_the_helper_answers_only_get(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _password(header: str) -> str:
     return base64.b64decode(header.removeprefix("Basic ")).decode().partition(":")[2]
+
+
+def test_git_settings_of_a_hook_or_alias_do_not_leak_in(
+    songs: Remotes, daemon: GitDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a git hook, the launcher inherits GIT_DIR and the caller's `-c` settings."""
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere.git"))
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", "'url.file:///nowhere/.insteadof'='git://'")
+
+    checks = run_check(daemon.url("songs"), "main", local_prompts(songs))
+
+    assert [c.ok for c in checks] == [True, True], checks
+    assert not (tmp_path / "elsewhere.git").exists()
