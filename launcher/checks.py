@@ -1,13 +1,13 @@
 """Checks before launch: each one line, passed or failed, so that what fails is found before
-anything is paid for. This module holds the result type and the EC2 checks (AMI, default VPC);
-the git checks are in launcher.gitremote. Lookups take the EC2 client as a parameter; the
-decisions (`ami_check`, `network_check`) are pure."""
+anything is paid for. This module holds the result type, the EC2 checks (AMI, default VPC) and
+the SSM token parameter's; the git checks are in launcher.gitremote. Lookups take their client
+as a parameter; the decisions (`ami_check`, `network_check`) are pure."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -158,7 +158,7 @@ def token_parameter_check(ssm: Any, name: str, *, region: str) -> Check:
     return Check.passed(f"git token: SSM parameter {name} in {region} is a SecureString")
 
 
-def _age(delta: Any) -> str:
+def _age(delta: timedelta) -> str:
     hours = max(delta.total_seconds(), 0) / 3600
     if hours < 1:
         return f"{int(hours * 60)} min"
