@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench tiny-model clean browser systemd-analyze
+.PHONY: install run test lint bench tiny-model clean test-tools
 
 install: $(STAMP)
 
@@ -25,20 +25,22 @@ $(CHECKOV_VENV)/.installed:
 run: install
 	$(PY) -m worker
 
-# The listening page's test runs in Debian's chromium; where it cannot be installed (not root,
-# no apt-get) that test is skipped with a message saying so.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
-	  || echo "chromium is not installed: the listening page's browser test will be skipped"
+# Debian packages the tests drive: chromium (the listening page in a real browser), systemd
+# (systemd-analyze verify/security on the worker units) and shellcheck (the bootstrap and the
+# rendered UserData). CI runs as root on a fresh machine, so missing ones are installed there; where
+# that is impossible (not root, no apt-get) their tests skip with a message naming the tool.
+TEST_TOOLS := chromium:chromium systemd-analyze:systemd shellcheck:shellcheck
 
-# The worker's units are checked with systemd-analyze (verify, security); Debian and Ubuntu ship it
-# in the systemd package, which a container image may lack.
-systemd-analyze:
-	command -v systemd-analyze >/dev/null || \
-		(apt-get update && apt-get install -y --no-install-recommends systemd)
+test-tools:
+	@missing=""; for tool in $(TEST_TOOLS); do \
+	  command -v $${tool%%:*} >/dev/null 2>&1 || missing="$$missing $${tool#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "not installed:$$missing (their tests will be skipped)"; fi; \
+	fi
 
-test: install $(CHECKOV_VENV)/.installed browser systemd-analyze
+test: install $(CHECKOV_VENV)/.installed test-tools
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 lint: install $(CHECKOV_VENV)/.installed

@@ -22,3 +22,7 @@ def ec2_client(region: str) -> Any:
 
 def s3_client(region: str) -> Any:
     return boto3.client("s3", region_name=region, config=_CONFIG)
+
+
+def ssm_client(region: str) -> Any:
+    return boto3.client("ssm", region_name=region, config=_CONFIG)

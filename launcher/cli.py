@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -13,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
-from launcher import aws, batch, download, estimate, gitinfo, instances, prices
+from launcher import aws, batch, checks, download, estimate, gitinfo, gitremote, instances, prices, region
 from launcher.money import usd
 from launcher.tf import TerraformError, TerraformRoot, terraform_installed
 from worker.prompts import PromptFile, read_prompts
@@ -35,7 +36,10 @@ OPTION_FOR_VARIABLE = {
     "worker_count": "--worker-count",
     "git_repo_url": "--git-url",
     "git_ref": "--git-ref",
+    "git_token_parameter": "--git-token-parameter",
 }
+# SSM Parameter Store names: letters, digits, _.- and / for a hierarchy.
+SSM_PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,2048}$")
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
 
@@ -66,6 +70,8 @@ class Deps:
     price_history: prices.PriceHistorySource
     ec2_client: Callable[[str], Any]
     s3_client: Callable[[str], Any]
+    ssm_client: Callable[[str], Any] = aws.ssm_client
+    session_region: Callable[[], region.SessionRegion] = region.session_region
 
     @classmethod
     def system(cls) -> Deps:
@@ -107,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--region",
-        default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        help="AWS region (default: $AWS_REGION, else us-east-1)",
+        help=(
+            "AWS region (default: boto3's: $AWS_DEFAULT_REGION, else the profile's region; "
+            "else $AWS_REGION, else us-east-1)"
+        ),
     )
     parser.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE, help="%(default)s")
     parser.add_argument(
@@ -142,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--git-url", help="repository the worker clones (default: origin)")
     parser.add_argument("--git-ref", help="branch, tag or commit (default: current branch)")
+    parser.add_argument(
+        "--git-token-parameter",
+        metavar="NAME",
+        help=(
+            "SSM Parameter Store SecureString holding a read-only token for a private "
+            "repository (default: none, the repository must be public)"
+        ),
+    )
     parser.add_argument(
         "--terraform-dir",
         type=Path,
@@ -177,12 +193,17 @@ def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
     stderr = deps.console.stderr
     try:
         extra_vars = _check_options(args)
+        chosen_region = region.resolve_region(args.region, deps.session_region(), os.environ)
+        args.region, args.region_source = chosen_region.name, chosen_region.source
         if args.command == "status":
             return status(args, extra_vars, deps)
         if args.command == "download":
             return download_command(args, extra_vars, deps)
         return launch(args, extra_vars, deps)
     except UsageError as exc:
+        print(f"error: {exc}", file=stderr)
+        return 2
+    except ProfileNotFound as exc:
         print(f"error: {exc}", file=stderr)
         return 2
     except NoCredentialsError:
@@ -242,6 +263,14 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     if stats and chosen is None:
         print(prices.price_warning(args.max_price), file=out.stderr)
 
+    image, failed = _preflight(args, extra_vars, deps, ec2, stats, chosen, git_url, git_ref)
+    if failed:
+        print(
+            f"error: {failed} check{'s' if failed > 1 else ''} failed; nothing launched",
+            file=out.stderr,
+        )
+        return 2
+
     out.say(*batch.format_prompts(args.prompts, prompt_file))
     bucket = _bucket(args, extra_vars, root)
     progress = _progress(deps.s3_client(args.region), bucket, prompt_file)
@@ -287,6 +316,11 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     }
     if chosen is not None:
         variables["availability_zone"] = chosen.zone
+    if args.git_token_parameter:
+        variables["git_token_parameter"] = args.git_token_parameter
+    if image is not None:
+        # The AMI the user saw, not whatever is newest when terraform runs.
+        variables["ami_id"] = image.image_id
     variables.update(extra_vars)
     return _apply(root, variables, out)
 
@@ -395,6 +429,13 @@ def _check_options(args: argparse.Namespace) -> dict[str, str]:
         raise UsageError(
             f"--price-window-hours must be more than 0 (got {args.price_window_hours:g})"
         )
+    if args.git_token_parameter is not None and not SSM_PARAMETER_NAME.match(
+        args.git_token_parameter
+    ):
+        raise UsageError(
+            "--git-token-parameter must be an SSM parameter name such as /musicgen/git-token "
+            f"(got {args.git_token_parameter!r})"
+        )
     extra: dict[str, str] = {}
     for item in args.var:
         name, equals, value = item.partition("=")
@@ -441,6 +482,62 @@ def _git_source(args: argparse.Namespace) -> tuple[str, str]:
     if not ref:
         raise UsageError("no --git-ref given and this checkout has no current branch or commit")
     return url, ref
+
+
+def _preflight(
+    args: argparse.Namespace,
+    extra_vars: dict[str, str],
+    deps: Deps,
+    ec2: Any,
+    stats: list[prices.ZoneStats],
+    chosen: prices.ZoneStats | None,
+    git_url: str,
+    git_ref: str,
+) -> tuple[checks.Image | None, int]:
+    """Runs every check, also after a failure, so one run names every problem; prints each
+    passed check on stdout and each failure as an error line on stderr. Returns the AMI found
+    and how many checks failed."""
+    out = deps.console
+    results = [checks.Check.passed(f"region: {args.region} (from {args.region_source})")]
+
+    explicit_ami = extra_vars.get("ami_id") or None
+    image = (
+        checks.image_by_id(ec2, explicit_ami) if explicit_ami else checks.newest_packer_image(ec2)
+    )
+    results.append(
+        checks.ami_check(image, region=args.region, explicit_id=explicit_ami, now=deps.now())
+    )
+    results.append(
+        checks.network_check(
+            checks.default_network(ec2),
+            region=args.region,
+            priced_zones=[s.zone for s in stats],
+            chosen_zone=chosen.zone if chosen else None,
+        )
+    )
+
+    access = gitremote.Access(args.git_token_parameter, args.region)
+    token_readable = True
+    if args.git_token_parameter:
+        token = checks.token_parameter_check(
+            deps.ssm_client(args.region), args.git_token_parameter, region=args.region
+        )
+        results.append(token)
+        token_readable = token.ok
+    if token_readable:
+        local = Path(args.prompts).read_bytes()
+        results += gitremote.check_source(
+            gitremote.GitRunner(access), git_url, git_ref, local, args.prompts
+        )
+
+    out.say("Checks before launch:")
+    for result in results:
+        if result.ok:
+            out.say(f"  ok  {result.line}")
+        else:
+            print(f"error: {result.line}", file=out.stderr)
+    out.say("")
+    return (image if explicit_ami is None else None), sum(not r.ok for r in results)
 
 
 def _workers_table(

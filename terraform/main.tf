@@ -18,7 +18,8 @@ module "storage" {
 module "iam" {
   source = "./modules/iam"
 
-  bucket_arn = module.storage.bucket_arn
+  bucket_arn          = module.storage.bucket_arn
+  git_token_parameter = var.git_token_parameter
 }
 
 module "worker" {
@@ -39,4 +40,6 @@ module "worker" {
   model_path         = var.model_path
   batch_size         = var.batch_size
   shutdown_when_done = var.shutdown_when_done
+
+  git_token_parameter = var.git_token_parameter
 }

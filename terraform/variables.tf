@@ -136,3 +136,14 @@ variable "root_volume_size_gb" {
     error_message = "root_volume_size_gb must be a whole number >= 100, the size of the Packer AMI's root snapshot."
   }
 }
+
+variable "git_token_parameter" {
+  description = "Name of an SSM Parameter Store SecureString (in this region, encrypted with the default aws/ssm key) holding a read-only token for a private git_repo_url; empty for a public repository. The workers' role may read this one parameter only."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_./-]*$", var.git_token_parameter)) && length(var.git_token_parameter) <= 2048
+    error_message = "git_token_parameter must be empty or an SSM parameter name such as /musicgen/git-token (letters, digits, _ . - and /)."
+  }
+}

@@ -1,7 +1,9 @@
 """`python launcher` and `python launcher status` against the local moto server.
 
 EC2 and S3 are real HTTP calls to moto; spot price histories come from the tests' own tables
-(moto's are placeholders); terraform is the recorded stand-in from test_launcher_tf.
+(moto's are placeholders); terraform is the recorded stand-in from test_launcher_tf. The worker's
+repository (https://github.com/example/...) is a bare repository served by `git daemon` on
+127.0.0.1, reached through a url rewrite in git's command-line config (GIT_CONFIG_COUNT).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +22,7 @@ import pytest
 from launcher import aws
 from launcher.cli import Console, Deps, main
 from launcher.prices import PricePoint
+from tests.git_servers import GitDaemon, Remotes
 from tests.test_launcher_tf import FakeTerraform
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
@@ -27,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GIT = ["--git-url", "https://github.com/example/musicgen-batch.git", "--git-ref", "main"]
 # One of the AMIs moto always has; describe_images would take seconds to find one.
 MOTO_AMI = "ami-12c6146b"
+MOTO_AMI_NAME = "Windows_Server-2008-R2_SP1-English-64Bit-Base-2017.10.13"
 NOW = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 PROMPTS = """\
 # Saturday batch
@@ -77,6 +82,45 @@ Worker code: https://github.com/example/musicgen-batch.git @ main
 
 """
 QUESTION = "Launch 1 × g4dn.xlarge spot in us-east-1 at max $0.40/h? [y/N] "
+PACKER_AMI_NAME = "musicgen-batch-20261128-101500"
+
+
+@dataclass
+class WorkerSource:
+    """What the worker will run: its repository (served by git daemon) and the Packer AMI."""
+
+    repo: Remotes
+    daemon: GitDaemon
+    ami_id: str
+    vpc_id: str
+
+    def commit(self) -> str:
+        return subprocess.run(
+            ["git", "-C", str(self.repo.work), "rev-parse", "HEAD"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    def check_lines(self, ami: str = "") -> str:
+        ami = ami or f"{self.ami_id} {PACKER_AMI_NAME}, built 0 min ago (newest packer/ build)"
+        return (
+            "Checks before launch:\n"
+            "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
+            f"  ok  AMI: {ami}\n"
+            f"  ok  network: default VPC {self.vpc_id}, default subnet in us-east-1c\n"
+            "  ok  git: https://github.com/example/musicgen-batch.git can be read anonymously, "
+            "as the worker reads it\n"
+            f"  ok  prompts: prompts.txt is prompts.txt at main ({self.commit()[:12]}) on the remote\n"
+            "\n"
+        )
+
+
+def rewrite_git_urls(monkeypatch: pytest.MonkeyPatch, prefix: str, to: str) -> None:
+    """git's command-line config from the environment: the user's config files are not read."""
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", f"url.{to}.insteadOf")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", prefix)
 
 
 @dataclass
@@ -132,7 +176,24 @@ def terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTerraform:
 
 
 @pytest.fixture
-def launcher(aws_env: str, workdir: Path, terraform: FakeTerraform) -> Launcher:
+def source(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerSource]:
+    """main of https://github.com/example/musicgen-batch.git holds PROMPTS; a Packer AMI exists
+    in us-east-1 (moto registers it now, so its age is 0 against the tests' earlier clock)."""
+    repo = Remotes(tmp_path / "remote", "musicgen-batch", {"prompts.txt": PROMPTS})
+    ec2 = aws.ec2_client("us-east-1")
+    ami_id = ec2.register_image(Name=PACKER_AMI_NAME, RootDeviceName="/dev/sda1")["ImageId"]
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    with GitDaemon(repo.base) as daemon:
+        rewrite_git_urls(
+            monkeypatch, "https://github.com/example/", f"git://127.0.0.1:{daemon.port}/"
+        )
+        yield WorkerSource(repo, daemon, ami_id, vpc["VpcId"])
+
+
+@pytest.fixture
+def launcher(
+    aws_env: str, workdir: Path, terraform: FakeTerraform, source: WorkerSource
+) -> Launcher:
     return Launcher(prices=CALM_MARKET)
 
 
@@ -190,13 +251,14 @@ def test_running_worker_is_listed_and_nothing_is_launched(
 
 
 def test_answer_no_prints_everything_and_changes_nothing(
-    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path, source: WorkerSource
 ) -> None:
     result = launcher(*GIT, stdin="n\n")
 
     assert result == Result(
         0,
         PRICE_LINES
+        + source.check_lines()
         + BATCH_LINES
         + "Bucket: none yet (terraform creates one); every song will be generated\n"
         + ESTIMATE_LINES
@@ -251,7 +313,7 @@ def expected_tfvars(*lines: str) -> str:
 
 
 def test_yes_applies_with_the_variables_and_prints_next_steps(
-    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path, source: WorkerSource
 ) -> None:
     terraform.set_outputs(
         bucket_name="musicgen-batch-abc123",
@@ -263,7 +325,7 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
     result = launcher(
         *GIT,
         "--var",
-        "ami_id=ami-12345678",
+        f"ami_id={MOTO_AMI}",
         "--var",
         "shutdown_when_done=true",
         stdin="y\n",
@@ -274,6 +336,7 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
     assert result == Result(
         0,
         PRICE_LINES
+        + source.check_lines(f"{MOTO_AMI} {MOTO_AMI_NAME}, built 0 min ago (--var ami_id)")
         + BATCH_LINES
         + "Bucket: none yet (terraform creates one); every song will be generated\n"
         + ESTIMATE_LINES
@@ -307,14 +370,14 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
             'git_repo_url = "https://github.com/example/musicgen-batch.git"',
             'git_ref = "main"',
             'availability_zone = "us-east-1c"',
-            'ami_id = "ami-12345678"',
+            f'ami_id = "{MOTO_AMI}"',
             'shutdown_when_done = "true"',
         )
     )
 
 
 def test_yes_flag_with_every_zone_above_the_max_price_warns_and_goes_on(
-    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path, source: WorkerSource
 ) -> None:
     (workdir / "terraform" / ".terraform").mkdir()
     terraform.set_outputs(bucket_name="b", instance_ids=["i-1", "i-2"])
@@ -353,6 +416,7 @@ def test_yes_flag_with_every_zone_above_the_max_price_warns_and_goes_on(
         "worker_count = 2",
         'git_repo_url = "https://github.com/example/musicgen-batch.git"',
         'git_ref = "main"',
+        f'ami_id = "{source.ami_id}"',
     )
 
 
@@ -558,7 +622,7 @@ def run_entry_point(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_entry_points_from_the_repo_root(
-    aws_env: str, workdir: Path, terraform: FakeTerraform
+    aws_env: str, workdir: Path, terraform: FakeTerraform, source: WorkerSource
 ) -> None:
     prompts = str(workdir / "prompts.txt")
 

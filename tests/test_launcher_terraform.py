@@ -18,7 +18,17 @@ import pytest
 
 from launcher import aws
 from tests import tf_support
-from tests.test_launcher_cli import CALM_MARKET, GIT, MOTO_AMI, PROMPTS, REPORT, Launcher, Result
+from tests.git_servers import GitDaemon, Remotes
+from tests.test_launcher_cli import (
+    CALM_MARKET,
+    GIT,
+    MOTO_AMI,
+    PROMPTS,
+    REPORT,
+    Launcher,
+    Result,
+    rewrite_git_urls,
+)
 
 pytestmark = [
     pytest.mark.terraform,
@@ -64,11 +74,14 @@ def launch(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     tmp = tmp_path_factory.mktemp("real-terraform")
     env = tf_support.terraform_env(tmp / "terraform-home", moto_server)
     moto_api(moto_server, "reset")
-    with pytest.MonkeyPatch.context() as patch:
+    # The worker's repository, https://github.com/example/..., served by git daemon.
+    repo = Remotes(tmp / "remote", "musicgen-batch", {"prompts.txt": PROMPTS})
+    with pytest.MonkeyPatch.context() as patch, GitDaemon(repo.base) as daemon:
         for name in set(os.environ) - set(env):
             patch.delenv(name)
         for name, value in env.items():
             patch.setenv(name, value)
+        rewrite_git_urls(patch, "https://github.com/example/", f"git://127.0.0.1:{daemon.port}/")
         # moto's recorder writes to ./moto_recording: keep it in the temporary directory.
         patch.chdir(tmp)
         (tmp / "prompts.txt").write_text(PROMPTS)

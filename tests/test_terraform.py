@@ -31,6 +31,7 @@ SETTINGS = {
     "shutdown_when_done": "true",
     "model_path": "/opt/musicgen/models/musicgen-small",
     "availability_zone": "us-east-1b",
+    "git_token_parameter": "/music/git-token",
 }
 TEST_AMI_NAME = "musicgen-batch-20260101-000000"
 
@@ -95,6 +96,7 @@ def test_bad_variables_fail_at_plan(workspace: Workspace, aws_env: str) -> None:
         "worker_count": ("1.5", "worker_count must be a whole number >= 0"),
         "root_volume_size_gb": ("50", "root_volume_size_gb must be a whole number >= 100"),
         "ami_id": ("ubuntu", "ami_id must be empty or an AMI id"),
+        "git_token_parameter": ("my token", "git_token_parameter must be empty or an SSM"),
     }
     settings = {**SETTINGS, **{name: value for name, (value, _) in bad.items()}}
     with pytest.raises(AssertionError) as failure:
@@ -229,6 +231,8 @@ def check_user_data(script: str, bucket: str, tmp_path: Path) -> None:
         "MUSICGEN_SHUTDOWN_WHEN_DONE='1'",
         "MUSICGEN_IMDS_ENDPOINT='http://169.254.169.254'",
         "AWS_REGION='us-east-1'",
+        "MUSICGEN_GIT_TOKEN_PARAMETER='/music/git-token'",
+        "MUSICGEN_GIT_CREDENTIAL_HELPER='/usr/local/lib/musicgen-batch/git-credential-ssm.py'",
     ]:
         assert line in script.splitlines()
     assert "/etc/musicgen-batch/worker.env" in script
@@ -299,6 +303,8 @@ def check_role(profile_arn: str, bucket: str) -> None:
         ("s3:ListBucket", arn),
         ("s3:DeleteObject", f"{arn}/.checkpoints/*"),
         ("s3:DeleteObject", f"{arn}/.leases/*"),
+        # moto's account; a parameter path has no double slash in its ARN.
+        ("ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/music/git-token"),
     }
 
 

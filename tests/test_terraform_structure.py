@@ -30,6 +30,7 @@ LAUNCHER_VARIABLES = {
     "batch_size": 0,
     "shutdown_when_done": False,
     "root_volume_size_gb": 100,
+    "git_token_parameter": "",
 }
 
 
@@ -138,6 +139,14 @@ def test_worker_role_allows_exactly_the_bucket_actions() -> None:
         ("s3:DeleteObject", f"{bucket}/.checkpoints/*"),
         ("s3:DeleteObject", f"{bucket}/.leases/*"),
     }
+    # The git token: ssm:GetParameter on exactly the one parameter, only when one is named.
+    (token,) = document["dynamic"][0]["statement"]["content"]
+    assert (token["sid"], token["actions"]) == ("ReadGitToken", ["ssm:GetParameter"])
+    assert token["resources"] == ["${statement.value}"]
+    assert document["dynamic"][0]["statement"]["for_each"] == "${local.git_token_parameter_arns}"
+    arns = load(main)["locals"][0]["git_token_parameter_arns"]
+    assert "compact([var.git_token_parameter])" in arns
+    assert ':parameter/${trimprefix(name, "/")}' in arns
     resources = blocks(main, "resource")
     assert set(resources) == {
         "aws_iam_role.this",

@@ -88,6 +88,17 @@ print(f"bootstrap: log uploaded to s3://{bucket}/{key}")
 PY
 }
 
+# A private repository (MUSICGEN_GIT_TOKEN_PARAMETER set): git gets the token from the credential
+# helper, which reads the SSM parameter with the instance role and answers over a pipe, so the
+# token is never in the URL, a command line, the environment or this log. The empty helper first
+# drops any other configured helper.
+git_auth=()
+if [ -n "${MUSICGEN_GIT_TOKEN_PARAMETER:-}" ]; then
+  export MUSICGEN_GIT_TOKEN_PARAMETER
+  helper="${MUSICGEN_GIT_CREDENTIAL_HELPER:-/usr/local/lib/musicgen-batch/git-credential-ssm.py}"
+  git_auth=(-c credential.helper= -c "credential.helper=!$(printf '%q %q' "$python" "$helper")")
+fi
+
 sync_checkout() {
   # Inside `if`, errexit is off: every step is chained so a failed fetch cannot fall through to a
   # reset onto an older FETCH_HEAD.
@@ -99,7 +110,7 @@ sync_checkout() {
   # Fetching the ref itself works for a branch, a tag or a commit, and the reset drops any local
   # change from an earlier run, so every boot runs exactly the configured ref.
   git -C "$checkout" remote set-url origin "$MUSICGEN_REPO_URL" &&
-    git -C "$checkout" fetch --quiet --depth 1 origin "$repo_ref" &&
+    git "${git_auth[@]}" -C "$checkout" fetch --quiet --depth 1 origin "$repo_ref" &&
     git -C "$checkout" reset --quiet --hard FETCH_HEAD
 }
 

@@ -15,6 +15,26 @@ resource "aws_iam_role" "this" {
   assume_role_policy = data.aws_iam_policy_document.assume_role.json
 }
 
+data "aws_partition" "current" {
+  count = var.git_token_parameter == "" ? 0 : 1
+}
+
+data "aws_region" "current" {
+  count = var.git_token_parameter == "" ? 0 : 1
+}
+
+data "aws_caller_identity" "current" {
+  count = var.git_token_parameter == "" ? 0 : 1
+}
+
+locals {
+  # A name with a leading slash (a path) has no extra slash in its ARN.
+  git_token_parameter_arns = [
+    for name in compact([var.git_token_parameter]) :
+    "arn:${data.aws_partition.current[0].partition}:ssm:${data.aws_region.current[0].name}:${data.aws_caller_identity.current[0].account_id}:parameter/${trimprefix(name, "/")}"
+  ]
+}
+
 data "aws_iam_policy_document" "bucket_access" {
   statement {
     # GetObject also authorises HEAD, which the worker uses to skip songs that already exist.
@@ -40,6 +60,21 @@ data "aws_iam_policy_document" "bucket_access" {
       "${var.bucket_arn}/.checkpoints/*",
       "${var.bucket_arn}/.leases/*",
     ]
+  }
+
+  dynamic "statement" {
+    # The git token of a private repository: this one parameter, read only. No kms:Decrypt:
+    # a SecureString under the AWS managed key aws/ssm (the default) is decrypted for every
+    # principal of the account that may read the parameter; AWS documents that this key "grants
+    # Decrypt permission to all IAM principals in the AWS account"
+    # (https://docs.aws.amazon.com/systems-manager/latest/userguide/ps-restrict-decryption.html).
+    # A customer managed key would need its own grant in its key policy.
+    for_each = local.git_token_parameter_arns
+    content {
+      sid       = "ReadGitToken"
+      actions   = ["ssm:GetParameter"]
+      resources = [statement.value]
+    }
   }
 }
 

@@ -13,3 +13,9 @@ variable "name_prefix" {
   type        = string
   default     = "musicgen-batch-worker-"
 }
+
+variable "git_token_parameter" {
+  description = "SSM parameter (name, in the provider's region) the workers may read: the git token of a private repository; empty grants no SSM access."
+  type        = string
+  default     = ""
+}

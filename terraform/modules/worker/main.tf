@@ -89,6 +89,9 @@ resource "aws_instance" "this" {
     model_path         = var.model_path
     batch_size         = var.batch_size
     shutdown_when_done = var.shutdown_when_done ? "1" : "0"
+
+    git_token_parameter   = var.git_token_parameter
+    git_credential_helper = file("${path.module}/files/git-credential-ssm.py")
   })
 
   tags = merge(local.worker_tag, { Name = "musicgen-batch-worker-${count.index}" })

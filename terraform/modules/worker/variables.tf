@@ -99,3 +99,9 @@ variable "shutdown_when_done" {
   type        = bool
   default     = false
 }
+
+variable "git_token_parameter" {
+  description = "SSM parameter holding the git token of a private repository; empty for a public one."
+  type        = string
+  default     = ""
+}

@@ -1,0 +1,212 @@
+"""A worker booting from a private repository: the UserData's first clone and the bootstrap's
+fetch get the token from SSM (moto) through the credential helper, from a smart-HTTP remote on
+127.0.0.1 that answers 401 without it. The token must reach the server and nothing else: not
+the clone URL, the process list, the output or the run's log."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+
+from launcher.gitremote import CREDENTIAL_HELPER
+from tests import test_bootstrap
+from tests.git_servers import PrivateHttpGit, git
+from tests.test_bootstrap import bootstrap_env, keys, settings_for, write_env_file
+from tests.tf_support import TERRAFORM_DIR, skip_reason, terraform_binary
+
+remote = test_bootstrap.remote
+bucket = test_bootstrap.bucket
+
+TOKEN = "github_pat_BOOTsecret_0123456789abcdef"
+PARAMETER = "/musicgen/git-token"
+TEMPLATE = TERRAFORM_DIR / "modules" / "worker" / "templates" / "user_data.sh.tftpl"
+
+
+@pytest.fixture
+def private(remote: tuple[str, Path], aws_env: str):
+    bare = Path(remote[0].removeprefix("file://"))
+    boto3.client("ssm").put_parameter(Name=PARAMETER, Value=TOKEN, Type="SecureString")
+    with PrivateHttpGit(bare.parent, TOKEN) as server:
+        yield server, server.url(bare.name.removesuffix(".git"))
+
+
+def token_settings(tmp_path: Path, url: str, bucket: str, model: Path) -> dict[str, str]:
+    settings = settings_for(tmp_path, url, bucket, model)
+    # An unusable prompts file ends the worker at once: these tests are about the checkout.
+    settings["MUSICGEN_PROMPTS"] = "no-such-prompts.txt"
+    settings["MUSICGEN_SHUTDOWN_WHEN_DONE"] = "0"
+    settings["MUSICGEN_GIT_TOKEN_PARAMETER"] = PARAMETER
+    settings["MUSICGEN_GIT_CREDENTIAL_HELPER"] = str(CREDENTIAL_HELPER)
+    return settings
+
+
+def assert_token_kept_secret(server: PrivateHttpGit, checkout: Path, *texts: str) -> None:
+    assert server.authorizations, "the remote never received credentials"
+    assert server.process_lists
+    for listing in server.process_lists:
+        assert TOKEN not in listing
+    for text in texts:
+        assert TOKEN not in text
+    config = subprocess.run(
+        ["git", "-C", str(checkout), "config", "--list", "--show-origin"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert TOKEN not in config
+    assert "@" not in git("remote", "get-url", "origin", cwd=checkout)
+
+
+def uploaded_logs(bucket: str) -> str:
+    s3 = boto3.client("s3")
+    return "".join(
+        s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        for key in keys(bucket)
+        if key.startswith("logs/")
+    )
+
+
+def test_bootstrap_fetches_a_private_repository_with_the_token(
+    tmp_path: Path, remote: tuple[str, Path], private, bucket: str, tiny_model_dir: Path
+) -> None:
+    server, url = private
+    settings = token_settings(tmp_path, url, bucket, tiny_model_dir)
+    env_file = write_env_file(tmp_path / "worker.env", settings)
+
+    result = subprocess.run(
+        ["bash", str(test_bootstrap.BOOTSTRAP)],
+        env=bootstrap_env(env_file),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    # 2: the worker found no prompts file, after the checkout succeeded.
+    assert result.returncode == 2, result.stdout + result.stderr
+    checkout = Path(settings["MUSICGEN_CHECKOUT_DIR"])
+    assert git("rev-parse", "HEAD", cwd=checkout) == git("rev-parse", "HEAD", cwd=remote[1])
+    assert git("remote", "get-url", "origin", cwd=checkout) == url
+    assert_token_kept_secret(
+        server,
+        checkout,
+        result.stdout,
+        result.stderr,
+        uploaded_logs(bucket),
+        *(p.read_text() for p in Path(settings["MUSICGEN_LOG_DIR"]).iterdir()),
+    )
+
+
+def test_without_the_token_parameter_the_private_repository_is_not_run(
+    tmp_path: Path, private, bucket: str, tiny_model_dir: Path
+) -> None:
+    server, url = private
+    settings = token_settings(tmp_path, url, bucket, tiny_model_dir)
+    del settings["MUSICGEN_GIT_TOKEN_PARAMETER"]
+    env = bootstrap_env(write_env_file(tmp_path / "worker.env", settings))
+    env["GIT_TERMINAL_PROMPT"] = "0"
+
+    result = subprocess.run(
+        ["bash", str(test_bootstrap.BOOTSTRAP)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert server.authorizations == []
+
+
+def render_user_data(tmp_path: Path, token_parameter: str) -> str:
+    """The template rendered by terraform itself (`terraform console`, no provider needed)."""
+    variables = {
+        "repo_url": "https://git.example.com/music/songs.git",
+        "repo_ref": "main",
+        "bucket": "songs-bucket",
+        "region": "us-east-1",
+        "hourly_cost_usd": 0.4,
+        "model_path": "/opt/musicgen/models/musicgen-small",
+        "batch_size": 0,
+        "shutdown_when_done": "0",
+        "git_token_parameter": token_parameter,
+    }
+    expression = (
+        f"templatefile({json.dumps(str(TEMPLATE))}, merge(jsondecode({json.dumps(json.dumps(variables))}), "
+        f"{{git_credential_helper = file({json.dumps(str(CREDENTIAL_HELPER))})}}))"
+    )
+    workdir = tmp_path / "console"
+    workdir.mkdir()
+    result = subprocess.run(
+        [terraform_binary(), "console"],
+        input=f"jsonencode({expression})\n",
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(json.loads(result.stdout))
+
+
+needs_terraform = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
+
+
+@needs_terraform
+@pytest.mark.parametrize("token_parameter", ["", PARAMETER])
+def test_user_data_is_valid_bash(tmp_path: Path, token_parameter: str) -> None:
+    script = render_user_data(tmp_path, token_parameter)
+    lines = script.splitlines()
+    assert f"MUSICGEN_GIT_TOKEN_PARAMETER='{token_parameter}'" in lines
+    assert ("git-credential-ssm.py <<'HELPER'" in script) == bool(token_parameter)
+    path = tmp_path / "user_data.sh"
+    path.write_text(script)
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    if shutil.which("shellcheck") is None:
+        pytest.skip("SHELLCHECK NOT RUN: no `shellcheck` on PATH (apt-get install shellcheck)")
+    checked = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout
+
+
+def heredoc(script: str, marker: str) -> str:
+    start = script.index(f"<<'{marker}'\n") + len(f"<<'{marker}'\n")
+    return script[start : script.index(f"\n{marker}\n", start) + 1]
+
+
+@needs_terraform
+def test_the_first_boot_clones_a_private_repository_through_the_installed_helper(
+    tmp_path: Path, remote: tuple[str, Path], private, bucket: str, tiny_model_dir: Path
+) -> None:
+    """The UserData's start script, as the unit runs it, on a machine with no checkout yet: its
+    clone gets the token from the helper the UserData installs, then the bootstrap runs."""
+    server, url = private
+    script = render_user_data(tmp_path, PARAMETER)
+    helper = tmp_path / "git-credential-ssm.py"
+    helper.write_text(heredoc(script, "HELPER"))
+    settings = token_settings(tmp_path, url, bucket, tiny_model_dir)
+    settings["MUSICGEN_GIT_CREDENTIAL_HELPER"] = str(helper)
+    env_file = write_env_file(tmp_path / "worker.env", settings)
+    start = tmp_path / "musicgen-worker-start"
+    start.write_text(
+        heredoc(script, "START").replace("/etc/musicgen-batch/worker.env", str(env_file))
+    )
+
+    result = subprocess.run(
+        ["bash", str(start)],
+        env={**bootstrap_env(env_file), "GIT_TERMINAL_PROMPT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    checkout = Path(settings["MUSICGEN_CHECKOUT_DIR"])
+    assert git("rev-parse", "HEAD", cwd=checkout) == git("rev-parse", "HEAD", cwd=remote[1])
+    assert_token_kept_secret(server, checkout, result.stdout, result.stderr, uploaded_logs(bucket))
