@@ -64,7 +64,8 @@ def render_user_data(workdir: Path, settings: dict[str, str] | None = None) -> s
     templates next to one local holding the call (no provider, so no ``init``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(WORKER_MODULE / "variables.tf", workdir / "variables.tf")
-    shutil.copytree(WORKER_MODULE / "templates", workdir / "templates", dirs_exist_ok=True)
+    for folder in ("templates", "files"):
+        shutil.copytree(WORKER_MODULE / folder, workdir / folder, dirs_exist_ok=True)
     (workdir / "render.tf").write_text(f"locals {{\n  user_data = {user_data_expression()}\n}}\n")
     values = {**REQUIRED_VARIABLES, **(settings or {})}
     args = [arg for name, value in values.items() for arg in ("-var", f"{name}={value}")]

@@ -5,7 +5,6 @@ the clone URL, the process list, the output or the run's log."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,17 +13,16 @@ import boto3
 import pytest
 
 from launcher.gitremote import CREDENTIAL_HELPER
-from tests import test_bootstrap
+from tests import systemd_units, test_bootstrap
 from tests.git_servers import PrivateHttpGit, git
 from tests.test_bootstrap import bootstrap_env, keys, settings_for, write_env_file
-from tests.tf_support import TERRAFORM_DIR, skip_reason, terraform_binary
+from tests.tf_support import skip_reason
 
 remote = test_bootstrap.remote
 bucket = test_bootstrap.bucket
 
 TOKEN = "github_pat_BOOTsecret_0123456789abcdef"
 PARAMETER = "/musicgen/git-token"
-TEMPLATE = TERRAFORM_DIR / "modules" / "worker" / "templates" / "user_data.sh.tftpl"
 
 
 @pytest.fixture
@@ -125,34 +123,7 @@ def test_without_the_token_parameter_the_private_repository_is_not_run(
 
 
 def render_user_data(tmp_path: Path, token_parameter: str) -> str:
-    """The template rendered by terraform itself (`terraform console`, no provider needed)."""
-    variables = {
-        "repo_url": "https://git.example.com/music/songs.git",
-        "repo_ref": "main",
-        "bucket": "songs-bucket",
-        "region": "us-east-1",
-        "hourly_cost_usd": 0.4,
-        "model_path": "/opt/musicgen/models/musicgen-small",
-        "batch_size": 0,
-        "shutdown_when_done": "0",
-        "git_token_parameter": token_parameter,
-    }
-    expression = (
-        f"templatefile({json.dumps(str(TEMPLATE))}, merge(jsondecode({json.dumps(json.dumps(variables))}), "
-        f"{{git_credential_helper = file({json.dumps(str(CREDENTIAL_HELPER))})}}))"
-    )
-    workdir = tmp_path / "console"
-    workdir.mkdir()
-    result = subprocess.run(
-        [terraform_binary(), "console"],
-        input=f"jsonencode({expression})\n",
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(json.loads(result.stdout))
+    return systemd_units.render_user_data(tmp_path / "console", {"git_token_parameter": token_parameter})
 
 
 needs_terraform = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
