@@ -21,6 +21,7 @@ from transformers.cache_utils import Cache
 
 from .kvcache import window_cache
 from .onednn import can_pack, pack_linears
+from .precision import choose_dtype, gpu_of
 from .settings import GenerationParams
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,24 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def pick_device() -> tuple[torch.device, torch.dtype]:
-    if torch.cuda.is_available():
-        # bf16 keeps fp32's range (no overflow in long attention sums) at fp16's speed on
-        # Ampere and newer; older GPUs such as the T4 in g4dn only do fp16 fast.
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.device("cuda"), dtype
-    return torch.device("cpu"), torch.float32
+def pick_device(dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """The first visible device and its dtype (see worker/precision.py for the choice)."""
+    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    return device, device_dtype(device, dtype)
+
+
+def device_dtype(device: torch.device, override: str = "auto") -> torch.dtype:
+    """The dtype for `device`: its GPU's capability decides unless `override` names one."""
+    gpu = gpu_of(torch.cuda, device.index or 0) if device.type == "cuda" else None
+    name = choose_dtype(gpu.capability if gpu else None, device.type, override)
+    how = "as asked" if override != "auto" else "chosen"
+    log.info("precision: %s %s on %s", name, how, gpu.describe() if gpu else "the CPU")
+    return getattr(torch, name)
+
+
+def limit_threads(threads: int) -> None:
+    """torch's intra-op CPU threads for this process (its share of the machine's cores)."""
+    torch.set_num_threads(threads)
 
 
 class Engine:
@@ -98,9 +110,14 @@ class Engine:
             pack_linears(model.decoder)
 
     @classmethod
-    def from_pretrained(cls, model_id: str, device: torch.device | None = None) -> Engine:
-        """Load once: a hub id or a folder written by save_pretrained (works offline)."""
-        dev, dtype = pick_device() if device is None else (device, torch.float32)
+    def from_pretrained(
+        cls, model_id: str, device: torch.device | None = None, dtype: str = "auto"
+    ) -> Engine:
+        """Load once: a hub id or a folder written by save_pretrained (works offline).
+
+        `dtype` is a name from worker.precision.DTYPE_CHOICES; "auto" picks it for the device.
+        """
+        dev, dtype = pick_device(dtype) if device is None else (device, device_dtype(device, dtype))
         # transformers picks SDPA attention for the decoder by default (EnCodec has none to pick).
         model = MusicgenForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
         model.to(dev).eval()
