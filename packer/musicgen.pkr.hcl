@@ -1,5 +1,5 @@
 # Worker AMI: NVIDIA driver base + a venv with the worker's dependencies + the MusicGen weights,
-# checked by generating one second of audio on the build instance's GPU.
+# checked by the worker's own engine generating one second of audio on every GPU of the build instance.
 #   packer init packer/ && packer build packer/
 packer {
   required_plugins {
@@ -117,6 +117,13 @@ build {
     destination = "/tmp/musicgen-smoke-check.py"
   }
 
+  # The smoke check runs the worker's own engine, so it needs the worker package (no trailing
+  # slash: the folder itself lands in /tmp, as /tmp/worker).
+  provisioner "file" {
+    source      = "${path.root}/../worker"
+    destination = "/tmp"
+  }
+
   provisioner "shell" {
     environment_vars = [
       "PYTHON=${var.python}",
@@ -137,8 +144,9 @@ build {
       "mkdir -p \"$MODEL_DIR\"",
       "\"$VENV_DIR/bin/python\" -c 'import os, huggingface_hub; huggingface_hub.snapshot_download(os.environ[\"MODEL_ID\"], local_dir=os.environ[\"MODEL_DIR\"])'",
       "rm -rf \"$MODEL_DIR/.cache\"",
-      "\"$VENV_DIR/bin/python\" /tmp/musicgen-smoke-check.py \"$MODEL_DIR\"",
-      "rm -f /tmp/musicgen-requirements.txt /tmp/musicgen-smoke-check.py",
+      "mkdir -p /tmp/musicgen-smoke && mv /tmp/worker /tmp/musicgen-smoke/",
+      "PYTHONPATH=/tmp/musicgen-smoke \"$VENV_DIR/bin/python\" /tmp/musicgen-smoke-check.py \"$MODEL_DIR\"",
+      "rm -rf /tmp/musicgen-requirements.txt /tmp/musicgen-smoke-check.py /tmp/musicgen-smoke",
     ]
   }
 }
