@@ -185,6 +185,12 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         store,
         should_stop=lambda: terminated.is_set() or (watcher is not None and watcher.interrupted),
     )
+    log.info(
+        "worker %s: CUDA_VISIBLE_DEVICES=%s, %d CPU threads, cost rate $%.4f/h (the instance's $%s/h"
+        " shared by %d GPU workers)",
+        settings.worker_id, os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), settings.threads,
+        settings.hourly_cost_usd, args.hourly_cost, settings.gpu_count,
+    )
     try:
         runner.upload_spooled(prompts.jobs)
         pending = runner.pending_jobs(prompts.jobs)
@@ -196,11 +202,6 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
                 from .engine import Engine
 
                 load_engine = functools.partial(Engine.from_pretrained, dtype=settings.dtype)
-            log.info(
-                "worker %s: %d CPU threads; cost rate $%.4f/h (the instance's $%s/h shared by %d GPU workers)",
-                settings.worker_id, settings.threads, settings.hourly_cost_usd, args.hourly_cost,
-                settings.gpu_count,
-            )
             try:
                 engine = load_engine(settings.model)
             except OSError as error:  # no such folder, or the hub is out of reach
