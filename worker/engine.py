@@ -20,6 +20,7 @@ from transformers import AutoProcessor, MusicgenForConditionalGeneration
 from transformers.cache_utils import Cache
 
 from .kvcache import window_cache
+from .memory import batch_for_memory, bytes_per_song
 from .onednn import can_pack, pack_linears
 from .precision import choose_dtype, gpu_of
 from .settings import GenerationParams
@@ -27,7 +28,6 @@ from .settings import GenerationParams
 log = logging.getLogger(__name__)
 
 CPU_BATCH_SIZE = 8
-MAX_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -140,13 +140,16 @@ class Engine:
             return CPU_BATCH_SIZE
         free_bytes, _ = torch.cuda.mem_get_info(self.device)
         config = self.model.decoder.config
-        rows = 2 if self.params.guidance_scale != 1 else 1
-        width = torch.finfo(self.dtype).bits // 8
-        positions = window_frames + self.num_codebooks
-        kv_cache = rows * config.num_hidden_layers * 2 * config.hidden_size * positions * width
-        sampling = rows * self.num_codebooks * config.vocab_size * 4 * 4
-        per_song = kv_cache + sampling
-        return max(1, min(MAX_BATCH_SIZE, int(0.7 * free_bytes) // per_song))
+        per_song = bytes_per_song(
+            layers=config.num_hidden_layers,
+            hidden=config.hidden_size,
+            codebooks=self.num_codebooks,
+            vocab=config.vocab_size,
+            window_frames=window_frames,
+            dtype_bytes=torch.finfo(self.dtype).bits // 8,
+            guidance=self.params.guidance_scale != 1,
+        )
+        return batch_for_memory(free_bytes, per_song)
 
     @torch.inference_mode()
     def condition(self, prompt: str) -> Conditioning:
