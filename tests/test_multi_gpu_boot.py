@@ -136,7 +136,7 @@ def test_every_gpu_runs_its_own_worker_and_the_end_of_batch_action_runs_once(mac
     for i, unit in enumerate(worker_units):
         output = unit_output(paths, unit)
         found = re.search(rf"INFO worker (\S+-gpu{i}): CUDA_VISIBLE_DEVICES={i}, 1 CPU threads, "
-                          r"cost rate \$0\.5000/h \(the instance's \$2\.0/h shared by 4 GPU workers\)", output)
+                          r"cost rate \$0\.5000/h \(the instance's \$2/h shared by 4 GPU workers\)", output)
         assert found, output
         ids.append(found[1])
         assert "bootstrap: worker exited 0" in output

@@ -186,10 +186,10 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         should_stop=lambda: terminated.is_set() or (watcher is not None and watcher.interrupted),
     )
     log.info(
-        "worker %s: CUDA_VISIBLE_DEVICES=%s, %d CPU threads, cost rate $%.4f/h (the instance's $%s/h"
+        "worker %s: CUDA_VISIBLE_DEVICES=%s, %d CPU threads, cost rate $%.4f/h (the instance's $%g/h"
         " shared by %d GPU workers)",
         settings.worker_id, os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), settings.threads,
-        settings.hourly_cost_usd, args.hourly_cost, settings.gpu_count,
+        settings.hourly_cost_usd, settings.hourly_cost_usd * settings.gpu_count, settings.gpu_count,
     )
     try:
         runner.upload_spooled(prompts.jobs)
