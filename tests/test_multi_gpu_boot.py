@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -214,3 +215,22 @@ def test_units_pin_one_gpu_each_and_the_boot_unit_waits_for_them() -> None:
         assert line in boot_unit.splitlines()
     assert "WantedBy=multi-user.target" in boot_unit
     assert 'exec /bin/bash "$checkout/worker/bootstrap.sh" "$@"' in heredoc(START)
+
+
+def test_systemd_accepts_both_units(tmp_path: Path) -> None:
+    """`systemd-analyze verify` on the unit texts, in a root with this machine's system units."""
+    if shutil.which("systemd-analyze") is None or not Path("/usr/lib/systemd/system").is_dir():
+        pytest.skip("SYSTEMD-ANALYZE NOT RUN: no systemd on this machine (apt-get install systemd)")
+    shutil.copytree("/usr/lib/systemd/system", tmp_path / "usr" / "lib" / "systemd" / "system", symlinks=True)
+    units = tmp_path / "etc" / "systemd" / "system"
+    units.mkdir(parents=True)
+    for unit in ("musicgen-worker.service", "musicgen-worker@.service"):
+        (units / unit).write_text(heredoc(f"/etc/systemd/system/{unit}"))
+    (tmp_path / "usr" / "local" / "sbin").mkdir(parents=True)
+    executable(tmp_path / START.lstrip("/"), heredoc(START))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={tmp_path}", "--man=no",
+         "/etc/systemd/system/musicgen-worker.service", "/etc/systemd/system/musicgen-worker@3.service"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
