@@ -13,8 +13,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -101,14 +103,14 @@ def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_d
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
 
     def boot() -> tuple[int, list[dict]]:
-        done = subprocess.run(
-            [str(bin_dir / "systemctl"), "start", "--wait", "musicgen-worker.service"],
-            env=env, capture_output=True, text=True, timeout=600, check=False,
-        )
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
         events = [json.loads(line) for line in journal.read_text().splitlines()]
         return done.returncode, events
 
-    return boot, {"marker": marker, "journal": journal.parent, "prompts": prompts}
+    command = [str(bin_dir / "systemctl"), "start", "--wait", "musicgen-worker.service"]
+    return boot, {
+        "marker": marker, "journal": journal.parent, "prompts": prompts, "command": command, "env": env
+    }
 
 
 def unit_output(paths: dict, unit: str) -> str:
@@ -234,3 +236,36 @@ def test_systemd_accepts_both_units(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_a_shutdown_mid_batch_stops_every_worker_with_its_checkpoint(machine) -> None:
+    _, paths = machine
+    paths["prompts"].write_text("".join(f"a long ambient piano song {i} ; 120 ; long{i}\n" for i in range(GPUS)))
+    # Its own process group stands in for the instance: a shutdown signals every unit at once.
+    process = subprocess.Popen(
+        paths["command"], env=paths["env"], start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while len([k for k in keys("musicgen-batch-gpus") if k.startswith(".checkpoints/")]) < GPUS:
+            assert process.poll() is None and time.monotonic() < deadline, "not every GPU saved a window"
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 150
+        while not [k for k in keys("musicgen-batch-gpus") if re.match(r"logs/.*-boot-", k)]:
+            assert time.monotonic() < deadline, "the boot unit uploaded no log"
+            time.sleep(0.5)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    boot_log = unit_output(paths, "musicgen-worker.service")
+    assert "SIGTERM: waiting for the workers to save their checkpoints" in boot_log
+    for i in range(GPUS):
+        assert f"worker on GPU {i} exited 3" in boot_log
+        assert re.search(r"saved long\d\.wav at window", unit_output(paths, f"musicgen-worker@{i}.service"))
+    assert "workers exited 3" in boot_log
+    assert not paths["marker"].exists()
+    assert not [k for k in keys("musicgen-batch-gpus") if k.endswith(".wav")]

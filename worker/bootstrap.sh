@@ -209,10 +209,20 @@ case "$mode" in
     rm -rf "$run_dir"
     mkdir -p "$run_dir"
     log "$count GPU(s): starting ${units[*]} and waiting for all of them"
+    # A shutdown stops this unit and the workers' at the same time: systemctl then returns at
+    # once, while the workers still save their checkpoints. Their exit statuses are waited for
+    # (within their 100 s stop timeout) so that this log says how each one ended.
+    terminated=0
+    trap 'terminated=1; log "SIGTERM: waiting for the workers to save their checkpoints"' TERM
     set +e
     # systemd supervises the workers; --wait returns once every one of them has stopped.
     systemctl start --wait "${units[@]}" 2>&1 | to_log
     set -e
+    for ((waited = 0; terminated && waited < 100; waited++)); do
+      reported=("$run_dir"/gpu*.exit)
+      [ -e "${reported[0]}" ] && [ "${#reported[@]}" -ge "$count" ] && break
+      sleep 1
+    done
     status=0
     for ((i = 0; i < count; i++)); do
       code="$(cat "$run_dir/gpu$i.exit" 2>/dev/null || true)"
