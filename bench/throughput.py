@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import math
 import platform
 import resource
@@ -44,6 +45,7 @@ from typing import Self
 from tests.tiny_model import random_musicgen
 from worker.engine import Engine, pick_device
 from worker.kvcache import window_cache
+from worker.precision import DTYPE_CHOICES
 from worker.prompts import Job
 from worker.scheduler import BatchScheduler, Callbacks, Song
 from worker.windows import plan_windows, song_frames, song_samples, steps_for
@@ -262,20 +264,22 @@ def main() -> None:
     parser.add_argument("--baseline-songs", type=int, default=2)
     parser.add_argument("--sweep", default=None,
                         help="comma-separated batch sizes, e.g. 1,8,32; each runs one full batch of songs")
-    parser.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"], default="auto",
-                        help="default: the worker's choice (bf16 on GPUs that support it, else fp16; fp32 on the CPU)")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                        help="the worker's --dtype; auto: bf16 on GPUs with native bf16 (compute capability 8.0+), "
+                             "else fp16; fp32 on the CPU")
+    parser.add_argument("--duration-s", type=float, default=None,
+                        help="every song this long (at scale 1), instead of 3 to 4.8 minutes; a short GPU run")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    device, dtype = pick_device()
-    if args.dtype != "auto":
-        dtype = getattr(torch, args.dtype)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the engine's precision line
+    device, dtype = pick_device(args.dtype)
     scale = args.scale if args.scale is not None else (1.0 if device.type == "cuda" else 0.05)
     window_s, stride_s = 30 * scale, 18 * scale
     # 3 to 4.8 minutes at full scale: between 7 and 11 windows per song.
-    durations = [round((180 + 108 * (i % 5) / 4) * scale, 3) for i in range(args.songs)]
+    durations = [round((args.duration_s or 180 + 108 * (i % 5) / 4) * scale, 3) for i in range(args.songs)]
     batch_size = args.batch_size or args.songs
     total_audio = sum(durations)
 

@@ -16,7 +16,19 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
-from launcher import aws, batch, checks, download, estimate, gitinfo, gitremote, instances, prices, region
+from launcher import (
+    aws,
+    batch,
+    checks,
+    download,
+    estimate,
+    gitinfo,
+    gitremote,
+    gpus,
+    instances,
+    prices,
+    region,
+)
 from launcher.money import usd
 from launcher.tf import TerraformError, TerraformRoot, terraform_installed
 from worker.prompts import PromptFile, read_prompts
@@ -134,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--realtime-factor",
         type=float,
         default=estimate.DEFAULT_REALTIME_FACTOR,
-        help="audio seconds generated per second, an assumption (default: %(default)g)",
+        help="audio seconds generated per second per GPU, an assumption (default: %(default)g)",
     )
     parser.add_argument(
         "--boot-overhead-min",
@@ -281,6 +293,10 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         out.say("Nothing launched.")
         return 0
     audio_s = sum(job.duration_s for job in to_generate)
+    try:
+        instance_gpus = gpus.describe_gpus(ec2, args.instance_type)
+    except gpus.NoGpuError as exc:
+        raise UsageError(f"--instance-type: {exc}") from None
     out.say(
         *estimate.format_estimate(
             estimate.estimate_batch(
@@ -289,11 +305,14 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
                 max_price=args.max_price,
                 worker_count=args.worker_count,
                 boot_overhead_min=args.boot_overhead_min,
+                gpus_per_instance=instance_gpus.count,
+                songs=len(to_generate),
             ),
             realtime_factor=args.realtime_factor,
             max_price=args.max_price,
             worker_count=args.worker_count,
             boot_overhead_min=args.boot_overhead_min,
+            gpus=instance_gpus,
         ),
         f"Worker code: {git_url} @ {git_ref}",
         "",

@@ -1,5 +1,5 @@
 # Worker AMI: NVIDIA driver base + a venv with the worker's dependencies + the MusicGen weights,
-# checked by generating one second of audio on the build instance's GPU.
+# checked by the worker's own engine generating one second of audio on every GPU of the build instance.
 #   packer init packer/ && packer build packer/
 packer {
   required_plugins {
@@ -117,6 +117,13 @@ build {
     destination = "/tmp/musicgen-smoke-check.py"
   }
 
+  # The smoke check runs the worker's own engine, so it needs the worker package (no trailing
+  # slash: the folder itself lands in /tmp, as /tmp/worker).
+  provisioner "file" {
+    source      = "${path.root}/../worker"
+    destination = "/tmp"
+  }
+
   provisioner "shell" {
     environment_vars = [
       "PYTHON=${var.python}",
@@ -137,7 +144,8 @@ build {
       "mkdir -p \"$MODEL_DIR\"",
       "\"$VENV_DIR/bin/python\" -c 'import os, huggingface_hub; huggingface_hub.snapshot_download(os.environ[\"MODEL_ID\"], local_dir=os.environ[\"MODEL_DIR\"])'",
       "rm -rf \"$MODEL_DIR/.cache\"",
-      "\"$VENV_DIR/bin/python\" /tmp/musicgen-smoke-check.py \"$MODEL_DIR\"",
+      "mkdir -p /tmp/musicgen-smoke && mv /tmp/worker /tmp/musicgen-smoke/",
+      "PYTHONPATH=/tmp/musicgen-smoke \"$VENV_DIR/bin/python\" /tmp/musicgen-smoke-check.py \"$MODEL_DIR\"",
       # The worker's unprivileged user (no login shell, home = its systemd StateDirectory): it owns
       # the checkout; the venv and the model stay root's and read-only to it.
       "useradd --system --user-group --home-dir /var/lib/musicgen-batch --no-create-home --shell /usr/sbin/nologin musicgen",
@@ -145,8 +153,8 @@ build {
       "chown -R root:root \"$VENV_DIR\" \"$MODEL_DIR\"",
       "chmod -R u+rwX,go+rX,go-w \"$VENV_DIR\" \"$MODEL_DIR\"",
       # CUDA and the read-only model as that user, with no way to gain privileges, as in its unit.
-      "setpriv --reuid=musicgen --regid=musicgen --clear-groups --no-new-privs --bounding-set=-all env HOME=/nonexistent XDG_CACHE_HOME=/tmp/musicgen-smoke-cache \"$VENV_DIR/bin/python\" /tmp/musicgen-smoke-check.py \"$MODEL_DIR\"",
-      "rm -rf /tmp/musicgen-requirements.txt /tmp/musicgen-smoke-check.py /tmp/musicgen-smoke-cache",
+      "setpriv --reuid=musicgen --regid=musicgen --clear-groups --no-new-privs --bounding-set=-all env HOME=/nonexistent XDG_CACHE_HOME=/tmp/musicgen-smoke-cache PYTHONPATH=/tmp/musicgen-smoke \"$VENV_DIR/bin/python\" /tmp/musicgen-smoke-check.py \"$MODEL_DIR\"",
+      "rm -rf /tmp/musicgen-requirements.txt /tmp/musicgen-smoke-check.py /tmp/musicgen-smoke /tmp/musicgen-smoke-cache",
     ]
   }
 }

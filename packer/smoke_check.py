@@ -1,58 +1,93 @@
-"""Build-time check of the AMI: the baked model folder loads on the GPU and generates audio.
+"""Build-time check of the AMI: the worker's own engine loads the baked model on every GPU, picks
+the dtype the worker would, and generates one second of audio on each.
 
-Run by packer/musicgen.pkr.hcl as `python smoke_check.py MODEL_DIR`; exits non-zero (failing the
-build) when CUDA is missing or the audio is empty or not finite.
+Run by packer/musicgen.pkr.hcl as `PYTHONPATH=DIR_WITH_worker python smoke_check.py MODEL_DIR`
+(from a checkout: `PYTHONPATH=. python packer/smoke_check.py MODEL_DIR --device cpu`). Prints each
+GPU's name, capability, dtype and decoding steps per second, so the build log shows its speed, and
+exits 1 (failing the build) when CUDA is missing, the dtype is not the expected one, or the audio
+is not finite or not exactly one second long.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+from worker.engine import Engine, WindowRequest
+from worker.precision import DTYPE_CHOICES, choose_dtype, gpu_of
+
+PROMPT = "calm piano with soft drums"
 
 
-def generate_one_second(model_dir: str, device: str) -> tuple[np.ndarray, int]:
-    """One second of audio for a short prompt, and its sampling rate."""
-    # float16 is what the worker runs on the GPU; CPU kernels need float32.
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    processor = AutoProcessor.from_pretrained(model_dir)
-    model = MusicgenForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).to(device)
-    inputs = processor(text=["calm piano with soft drums"], padding=True, return_tensors="pt").to(
-        device
+class SmokeCheckFailed(Exception):
+    pass
+
+
+def devices(kind: str) -> list[torch.device]:
+    """Every GPU the build instance has (the AMI may run on a larger type), or the CPU."""
+    if kind == "cpu":
+        return [torch.device("cpu")]
+    if not torch.cuda.is_available():
+        raise SmokeCheckFailed("CUDA is not available (driver or torch build)")
+    return [torch.device("cuda", index) for index in range(torch.cuda.device_count())]
+
+
+def check_device(model_dir: str, device: torch.device, dtype: str) -> str:
+    """One second of audio through the worker's Engine on `device`; returns the report line."""
+    gpu = gpu_of(torch.cuda, device.index or 0) if device.type == "cuda" else None
+    expected = getattr(torch, choose_dtype(gpu.capability if gpu else None, device.type, dtype))
+    engine = Engine.from_pretrained(model_dir, device=device, dtype=dtype)
+    where = gpu.describe() if gpu else "the CPU"
+    if engine.dtype != expected or next(engine.model.decoder.parameters()).dtype != expected:
+        raise SmokeCheckFailed(f"{where}: the engine runs in {engine.dtype}, expected {expected}")
+
+    frames = math.ceil(engine.frame_rate)
+    row = WindowRequest(
+        conditioning=engine.condition(PROMPT),
+        prompt=torch.zeros((engine.num_codebooks, 0), dtype=torch.long),
+        new_frames=frames,
+        seed=0,
     )
-    frame_rate = model.config.audio_encoder.frame_rate
-    with torch.inference_mode():
-        # The codebook delay pattern needs num_codebooks - 1 extra steps past the audio frames.
-        audio = model.generate(
-            **inputs, max_new_tokens=frame_rate + model.decoder.num_codebooks - 1
-        )
-    return audio[0, 0].float().cpu().numpy(), model.config.audio_encoder.sampling_rate
+    steps = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    (codes,) = engine.generate([row], on_step=steps.append)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    samples = engine.decode(codes, engine.sample_rate)
+    if samples.shape != (engine.sample_rate,):
+        raise SmokeCheckFailed(f"{where}: {samples.shape[0]} samples, expected {engine.sample_rate}")
+    if not np.isfinite(samples).all():
+        raise SmokeCheckFailed(f"{where}: the audio is not finite")
+    name = str(engine.dtype).removeprefix("torch.")
+    return (
+        f"smoke check passed: 1.00 s of audio at {engine.sample_rate} Hz on {device} ({where}), "
+        f"{name}, {len(steps) / seconds:.1f} decoding steps/s at batch 1"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", help="folder saved with save_pretrained (weights + processor)")
-    parser.add_argument("--device", default="cuda", help="torch device (default cuda)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="cuda: every GPU of this machine (default); cpu: the CPU only")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                        help="the worker's --dtype (default auto: the worker's own choice)")
     args = parser.parse_args(argv)
-
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("smoke check failed: CUDA is not available (driver or torch build)", file=sys.stderr)
+    try:
+        for device in devices(args.device):
+            print(check_device(args.model_dir, device, args.dtype), flush=True)
+    except SmokeCheckFailed as error:
+        print(f"smoke check failed: {error}", file=sys.stderr)
         return 1
-    samples, sampling_rate = generate_one_second(args.model_dir, args.device)
-    if samples.size == 0 or not np.isfinite(samples).all():
-        print(
-            f"smoke check failed: {samples.size} samples, finite={np.isfinite(samples).all()}",
-            file=sys.stderr,
-        )
-        return 1
-    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
-    print(
-        f"smoke check passed: {samples.size / sampling_rate:.2f} s of audio at {sampling_rate} Hz on {where}"
-    )
     return 0
 
 

@@ -3,9 +3,12 @@ rendered by the real terraform binary, the files its heredocs write, and those f
 under a temporary root for ``systemd-analyze``.
 
 - ``render_user_data(settings)``: the UserData script for the worker module's variables.
-- ``written_files(script)``: ``{absolute path: text}`` of every ``cat > PATH <<'TAG'`` heredoc.
-- ``worker_units(files)``: every worker unit (``musicgen-worker.service``, a template such as
-  ``musicgen-worker@.service`` alike) with its drop-ins merged, as systemd reads it.
+- ``written_files(script)``: ``{absolute path: text}`` of every ``cat > PATH <<'TAG'`` heredoc, and
+  of every ``install -m MODE SOURCE PATH`` copy of one.
+- ``worker_units(files)``: every unit that runs code from the git checkout (each GPU's
+  ``musicgen-worker@.service``, ``musicgen-checkout.service``) with its drop-ins merged, as
+  systemd reads it. The boot unit ``musicgen-worker.service`` is not one: it runs as root and only
+  starts them.
 - ``unit_root(dest, files)``: a root folder for ``systemd-analyze --root``: the written files,
   the host's own system units, and an executable stand-in for any program a unit runs that the
   script does not write (the AMI provides those).
@@ -23,8 +26,10 @@ from tests import tf_support
 
 WORKER_MODULE = tf_support.TERRAFORM_DIR / "modules" / "worker"
 UNIT_DIR = "/etc/systemd/system"
-WORKER_UNIT = re.compile(r"musicgen-worker(@[^/]*)?\.service")
+WORKER_UNIT = re.compile(r"musicgen-(worker@[^/]*|checkout)\.service")
+BOOT_UNIT = "musicgen-worker.service"
 HEREDOC = re.compile(r"^cat > (\S+) <<'(\w+)'\n(.*?)\n\2$", re.MULTILINE | re.DOTALL)
+COPY = re.compile(r"^install -m [0-7]+ (/\S+) (/\S+)$", re.MULTILINE)
 HOST_UNITS = Path("/lib/systemd/system")
 
 # The worker module's variables without a default, as the root module passes them.
@@ -87,7 +92,10 @@ def render_user_data(workdir: Path, settings: dict[str, str] | None = None) -> s
 
 
 def written_files(script: str) -> dict[str, str]:
-    return {path: body + "\n" for path, _, body in HEREDOC.findall(script)}
+    files = {path: body + "\n" for path, _, body in HEREDOC.findall(script)}
+    for source, dest in COPY.findall(script):
+        files[dest] = files[source]
+    return files
 
 
 def parse_unit(text: str) -> dict[str, list[tuple[str, str]]]:

@@ -1,8 +1,9 @@
 """worker/bootstrap.sh end to end, without systemd: a file:// copy of this project as the git
 remote, moto's S3 server as the bucket, this venv as the AMI's venv and the tiny model. After each
-run the unit's root ExecStopPost helper (from the rendered UserData) gets the exit status, as
-systemd would hand it over, with a stand-in `systemctl` that records the power-off. One run goes
-as an unprivileged user in the folders the unit declares."""
+run the boot unit's root script (from the rendered UserData) gets the exit status as the worker
+unit leaves it, with a stand-in `systemctl` that records the power-off. One run goes as an
+unprivileged user in the folders the units declare, as the checkout unit and a GPU's worker unit
+run it."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.systemd_units import exec_programs, values, worker_units
+from tests.systemd_units import BOOT_UNIT, exec_programs, unit_with_dropins, values, worker_units
 from tests.tf_support import REPO_ROOT
 
 BOOTSTRAP = REPO_ROOT / "worker" / "bootstrap.sh"
@@ -104,33 +105,40 @@ def run_bootstrap(env_file: Path) -> subprocess.CompletedProcess[str]:
 
 
 def stop_post(files: dict[str, str], env_file: Path, status: int, tmp_path: Path) -> None:
-    """Run musicgen-worker.service's root ExecStopPost helper as systemd does once the bootstrap
-    exited with `status`; a power-off it asks for leaves tmp_path/shutdown-requested."""
-    unit = worker_units(files)["musicgen-worker.service"]
-    (program,) = [p for s, pre, p in exec_programs(unit) if s == "ExecStopPost" and "+" in pre]
-    helper = tmp_path / "musicgen-worker-done"
-    helper.write_text(files[program])
+    """Run musicgen-worker.service's root script as systemd does on a machine without GPUs, its
+    one worker unit leaving `status` in the run folder, as the bootstrap exited; a power-off it
+    asks for leaves tmp_path/shutdown-requested."""
+    ((_, _, program),) = exec_programs(unit_with_dropins(BOOT_UNIT, files))
+    script = tmp_path / "musicgen-batch-run"
+    script.write_text(files[program])
+    run_dir = tmp_path / "run-boot"
     fake_bin = tmp_path / "fake-bin"
     fake_bin.mkdir(exist_ok=True)
     systemctl = fake_bin / "systemctl"
     systemctl.write_text(
-        f'#!/bin/sh\n[ "$*" = "--no-block poweroff" ] && touch {tmp_path / "shutdown-requested"}\n'
+        f'#!/bin/sh\ncase "$*" in\n'
+        f'  "start --wait musicgen-checkout.service") exit 0 ;;\n'
+        f'  "start --wait musicgen-worker@0.service")\n'
+        f'    mkdir -p {run_dir} && echo {status} > {run_dir}/gpu0.exit; exit {min(status, 1)} ;;\n'
+        f'  "--no-block poweroff") touch {tmp_path / "shutdown-requested"} ;;\n'
+        f'  *) exit 1 ;;\nesac\n'
     )
     systemctl.chmod(0o755)
+    (fake_bin / "nvidia-smi").write_text("#!/bin/sh\nexit 9\n")  # no GPU driver here
+    (fake_bin / "nvidia-smi").chmod(0o755)
     result = subprocess.run(
-        ["bash", str(helper)],
+        ["bash", str(script)],
         env={
             "PATH": f"{fake_bin}:{os.environ['PATH']}",
             "MUSICGEN_ENV_FILE": str(env_file),
-            "SERVICE_RESULT": "success" if status == 0 else "exit-code",
-            "EXIT_CODE": "exited",
-            "EXIT_STATUS": str(status),
+            "MUSICGEN_RUN_DIR": str(run_dir),
         },
         capture_output=True,
         text=True,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == status, result.stdout + result.stderr
+    assert f"worker on GPU 0 exited {status}" in result.stdout
 
 
 def keys(bucket: str) -> list[str]:
@@ -319,20 +327,29 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
     user_data_files: dict[str, str],
     worker_user: tuple[int, int],
 ) -> None:
-    """The instance's layout under a temporary root: the folders the worker unit declares made
-    the way systemd and its ExecStartPre make them, the model and the venv root-owned and
-    read-only, and the unit's ExecStart (clone, then the checkout's bootstrap) run as an
-    unprivileged user. It must finish the batch and own nothing outside the checkout, the state
-    (spool), cache and log folders."""
-    unit = worker_units(user_data_files)["musicgen-worker.service"]
+    """The instance's layout under a temporary root: the folders the worker units declare made
+    the way systemd and their ExecStartPre make them, the model and the venv root-owned and
+    read-only, and the units' ExecStart (clone, then the checkout's bootstrap) run as an
+    unprivileged user: the checkout unit's, then GPU 0's worker unit's. They must finish the
+    batch and own nothing outside the checkout, the state (spool), cache, log and runtime
+    (exit status) folders."""
+    units = worker_units(user_data_files)
+    unit = units["musicgen-worker@.service"]
     uid, gid = worker_user
     base = Path(tempfile.mkdtemp(prefix="musicgen-instance-"))
     try:
         base.chmod(0o755)
         venv = venv_for_others(base / "opt/musicgen/venv")
-        system_dirs = {"%S": base / "var/lib", "%C": base / "var/cache", "%L": base / "var/log"}
+        system_dirs = {
+            "%S": base / "var/lib", "%C": base / "var/cache", "%L": base / "var/log", "%t": base / "run"
+        }
         folders = {}
-        declared = (("StateDirectory", "%S"), ("CacheDirectory", "%C"), ("LogsDirectory", "%L"))
+        declared = (
+            ("StateDirectory", "%S"),
+            ("CacheDirectory", "%C"),
+            ("LogsDirectory", "%L"),
+            ("RuntimeDirectory", "%t"),
+        )
         for setting, specifier in declared:
             (name,) = values(unit, "Service", setting)
             folder = folders[setting] = system_dirs[specifier] / name
@@ -367,7 +384,7 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
                 key, value = assignment.split("=", 1)
                 for specifier, folder in system_dirs.items():
                     value = value.replace(specifier, str(folder))
-                unit_env[key] = value
+                unit_env[key] = value.replace("%i", "0")
         settings = {
             "MUSICGEN_REPO_URL": f"file://{source}",
             "MUSICGEN_REPO_REF": "main",
@@ -390,11 +407,17 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
             **unit_env,
             "HOME": str(state_dir),
             "TMPDIR": str(private_tmp),
+            # The units' RuntimeDirectory, where /run/musicgen-batch would be.
+            "MUSICGEN_RUN_DIR": str(folders["RuntimeDirectory"]),
         }
-        # The unit's own ExecStart (reading this run's settings file): on a first boot cut short
-        # it finds a half-made checkout, clears it as the worker and clones, then hands over to
-        # the checkout's bootstrap.
-        (start_program,) = values(unit, "Service", "ExecStart")
+        # The units' own ExecStart (reading this run's settings file): on a first boot cut short
+        # the checkout unit finds a half-made checkout, clears it as the worker and clones, then
+        # hands over to the checkout's bootstrap; GPU 0's worker unit then runs the batch.
+        (checkout_start,) = values(units["musicgen-checkout.service"], "Service", "ExecStart")
+        (worker_start,) = values(unit, "Service", "ExecStart")
+        start_program, *checkout_args = checkout_start.split()
+        assert worker_start.split()[0] == start_program
+        worker_args = [arg.replace("%i", "0") for arg in worker_start.split()[1:]]
         start = base / "musicgen-worker-start"
         start.write_text(
             user_data_files[start_program].replace("/etc/musicgen-batch/worker.env", str(env_file))
@@ -403,17 +426,25 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
         leftover = checkout / "interrupted-clone"
         leftover.write_text("left by a first boot cut short\n")
         os.chown(leftover, uid, gid)
-        run = as_user(worker_user, [str(start)], env=env, cwd=base, timeout=600)
+        pulled = as_user(worker_user, [str(start), *checkout_args], env=env, cwd=base, timeout=600)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        assert "commit " in pulled.stdout and not leftover.exists()
+        run = as_user(worker_user, [str(start), *worker_args], env=env, cwd=base, timeout=600)
         assert run.returncode == 0, run.stdout + run.stderr
-        assert "commit " in run.stdout and not leftover.exists()
+        assert "commit " not in run.stdout  # the checkout unit brought it up to date
         assert {"calm.wav", "epic.wav", "cost_report.csv"} <= set(keys(bucket))
 
-        # The checkout, the spool and the log were written by the worker, as the worker.
+        # The checkout, the spool, the logs and the exit status were written by the worker, as
+        # the worker.
         spool = Path(unit_env["MUSICGEN_SPOOL_DIR"])
         cache = Path(unit_env["XDG_CACHE_HOME"])
-        logs = list(folders["LogsDirectory"].glob("run-*.log"))
-        assert logs
-        for path in (checkout / ".git", spool, *logs):
+        logs = [
+            *folders["LogsDirectory"].glob("checkout-*.log"), *folders["LogsDirectory"].glob("gpu0-*.log")
+        ]
+        assert len(logs) == 2, logs
+        exit_status = folders["RuntimeDirectory"] / "gpu0.exit"
+        assert exit_status.read_text() == "0\n"
+        for path in (checkout / ".git", spool, *logs, exit_status):
             assert path.stat().st_uid == uid, path
         assert spool.is_relative_to(state_dir)
         # The cache is the user's to write; the model and the venv are not.
@@ -429,8 +460,8 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
         assert owned
         assert [p for p in owned if not any(p.is_relative_to(w) for w in writable)] == []
 
-        # The root helper then powers the instance off: every song exists.
-        stop_post(user_data_files, env_file, run.returncode, base)
+        # The boot unit's root script then powers the instance off: every song exists.
+        stop_post(user_data_files, env_file, int(exit_status.read_text()), base)
         assert (base / "shutdown-requested").exists()
     finally:
         shutil.rmtree(base, ignore_errors=True)

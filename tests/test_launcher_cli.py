@@ -76,6 +76,7 @@ Batch: 2 songs in prompts.txt, 7.0 min of audio requested
 ESTIMATE_LINES = """\
 Estimate (upper bound, at the max price): $0.16
   7.0 min of audio at 0.5 audio-s per second = 0.23 h of generation
+  1 × NVIDIA T4 (16 GiB) per instance: 1 worker, up to 35 songs at once (its default batch)
   + 1 × 10 min boot and model load = 0.40 instance-h × $0.40/h
   about 0.4 h until the last song is in the bucket
 Worker code: https://github.com/example/musicgen-batch.git @ main
@@ -682,3 +683,25 @@ def test_status_prices_a_spot_worker_at_its_own_max_price(launcher: Launcher) ->
         + "  accrued so far (upper bound, at the max price): $1.10\n"
         "Bucket none-yet: does not exist\n"
     )
+
+
+def test_a_four_gpu_type_runs_four_songs_at_a_time(launcher: Launcher, terraform: FakeTerraform) -> None:
+    result = launcher(*GIT, "--instance-type", "g4dn.12xlarge", "--max-price", "4", "--dry-run")
+
+    assert result.code == 0, result.err
+    assert (
+        "Estimate (upper bound, at the max price): $1.13\n"
+        "  7.0 min of audio at 0.5 audio-s per second per GPU = 0.23 GPU-h of generation,"
+        " 0.12 h on 2 GPUs at once\n"
+        "  4 × NVIDIA T4 (16 GiB) per instance: 4 workers, one per GPU, each up to 35 songs at once"
+        " (its default batch)\n"
+        "  + 1 × 10 min boot and model load = 0.28 instance-h × $4.00/h\n"
+        "  about 0.3 h until the last song is in the bucket\n"
+    ) in result.out
+
+
+def test_an_instance_type_without_a_gpu_is_refused(launcher: Launcher, terraform: FakeTerraform) -> None:
+    result = launcher(*GIT, "--instance-type", "m5.large", "--dry-run")
+
+    assert (result.code, result.err) == (2, "error: --instance-type: instance type m5.large has no GPU\n")
+    assert terraform.argvs() == []

@@ -4,17 +4,21 @@ pyproject.toml, and the AMI's smoke check run on the tiny model."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import tomllib
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
+import torch
 
 from tests.hcl import blocks, load
 from tests.systemd_units import values, worker_units
 from tests.tf_support import REPO_ROOT
+from worker.engine import Engine
 
 PACKER_DIR = REPO_ROOT / "packer"
 TEMPLATE = PACKER_DIR / "musicgen.pkr.hcl"
@@ -88,7 +92,13 @@ def test_provisioners_install_the_venv_download_the_model_and_smoke_check() -> N
     assert variables["model_id"]["default"] == "facebook/musicgen-small"
     (build,) = load(TEMPLATE)["build"]
     uploads = {p["file"]["source"] for p in build["provisioner"] if "file" in p}
-    assert uploads == {"${path.root}/requirements.txt", "${path.root}/smoke_check.py"}
+    assert uploads == {
+        "${path.root}/requirements.txt", "${path.root}/smoke_check.py", "${path.root}/../worker"
+    }
+    (worker_upload,) = [
+        p["file"] for p in build["provisioner"] if p.get("file", {}).get("source", "").endswith("/worker")
+    ]
+    assert worker_upload["destination"] == "/tmp"
     (shell,) = [p["shell"] for p in build["provisioner"] if "shell" in p]
     script = "\n".join(shell["inline"])
     assert '\\"$PYTHON\\" -m venv \\"$VENV_DIR\\"' in script
@@ -97,6 +107,10 @@ def test_provisioners_install_the_venv_download_the_model_and_smoke_check() -> N
     assert 'pip\\" install --no-cache-dir -r /tmp/musicgen-requirements.txt' in script
     assert "snapshot_download" in script and "MODEL_DIR" in script
     assert 'musicgen-smoke-check.py \\"$MODEL_DIR\\"' in script
+    # The check imports the worker package uploaded next to it.
+    assert "mv /tmp/worker /tmp/musicgen-smoke/" in script
+    assert 'PYTHONPATH=/tmp/musicgen-smoke \\"$VENV_DIR/bin/python\\" /tmp/musicgen-smoke-check.py' in script
+    assert script.index("snapshot_download") < script.index("PYTHONPATH=/tmp/musicgen-smoke")
     assert "{{ .Vars }}" in shell["execute_command"]
     assert "VENV_DIR=${var.venv_dir}" in shell["environment_vars"]
     assert "MODEL_DIR=${var.model_dir}" in shell["environment_vars"]
@@ -124,12 +138,71 @@ def load_smoke_check() -> ModuleType:
     return module
 
 
+@pytest.fixture
+def engine_loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, torch.dtype]]:
+    """Every Engine.from_pretrained call (model, device, dtype asked, dtype run), passed through."""
+    calls = []
+    original = Engine.from_pretrained.__func__
+
+    def recording(cls, model_id, device=None, dtype="auto"):
+        engine = original(cls, model_id, device=device, dtype=dtype)
+        calls.append((model_id, str(device), dtype, engine.dtype))
+        return engine
+
+    monkeypatch.setattr(Engine, "from_pretrained", classmethod(recording))
+    return calls
+
+
 def test_smoke_check_generates_finite_audio_from_a_saved_model(
-    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], engine_loads: list
 ) -> None:
     """The AMI's smoke check, on CPU with the tiny model (the build runs it on the GPU)."""
     assert load_smoke_check().main([str(tiny_model_dir), "--device", "cpu"]) == 0
-    assert "smoke check passed: 1.00 s of audio" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "smoke check passed: 1.00 s of audio" in out
+    assert re.search(r"on cpu \(the CPU\), float32, [0-9.]+ decoding steps/s at batch 1", out)
+    # The worker's own engine, with the worker's own dtype choice, not a stock generate call.
+    assert engine_loads == [(str(tiny_model_dir), "cpu", "auto", torch.float32)]
+
+
+def test_smoke_check_runs_the_dtype_it_is_given(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], engine_loads: list
+) -> None:
+    smoke_check = load_smoke_check()
+    assert smoke_check.main([str(tiny_model_dir), "--device", "cpu", "--dtype", "float16"]) == 0
+    assert "float16" in capsys.readouterr().out
+    assert engine_loads == [(str(tiny_model_dir), "cpu", "float16", torch.float16)]
+
+
+def test_smoke_check_fails_when_the_engine_runs_another_dtype(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine that ignored the choice (as the old emulated-bf16 pick on a T4 did) fails."""
+    original = Engine.from_pretrained.__func__
+    monkeypatch.setattr(
+        Engine, "from_pretrained",
+        classmethod(lambda cls, model_id, device=None, dtype="auto": original(cls, model_id, device, "bfloat16")),
+    )
+    assert load_smoke_check().main([str(tiny_model_dir), "--device", "cpu"]) == 1
+    assert "smoke check failed: the CPU: the engine runs in torch.bfloat16, expected torch.float32" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    ("audio", "message"),
+    [
+        (lambda n: np.full(n, np.nan, dtype=np.float32), "the audio is not finite"),
+        (lambda n: np.zeros(n - 1, dtype=np.float32), "samples, expected"),
+    ],
+)
+def test_smoke_check_fails_on_bad_audio(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    audio, message: str,
+) -> None:
+    monkeypatch.setattr(Engine, "decode", lambda self, codes, num_samples: audio(num_samples))
+    assert load_smoke_check().main([str(tiny_model_dir), "--device", "cpu"]) == 1
+    assert message in capsys.readouterr().err
 
 
 def test_smoke_check_fails_without_cuda(

@@ -1,7 +1,8 @@
 """The worker's systemd units, rendered from the real UserData template: `systemd-analyze verify`,
-`systemd-analyze security --offline=yes --threshold=40` on every worker unit (a per-GPU template
-unit included, whatever its name after `musicgen-worker`), the sandbox settings themselves, what
-runs as root, where secrets may come from, and the root helper that powers off after a batch."""
+`systemd-analyze security --offline=yes --threshold=40` on every unit that runs code from the git
+checkout (each GPU's `musicgen-worker@.service`, `musicgen-checkout.service`), the sandbox settings
+themselves, what runs as root, where secrets may come from, and the root boot unit's script that
+starts them and powers off once after a complete batch."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.systemd_units import (
+    BOOT_UNIT,
     UNIT_DIR,
     exec_programs,
     instance_name,
+    render_user_data,
     unit_names,
     unit_root,
     unit_with_dropins,
@@ -82,6 +85,8 @@ SERVICE_SETTING_SINCE = {
             "DevicePolicy",
             "DeviceAllow",
             "RemainAfterExit",
+            "RuntimeDirectory",
+            "RuntimeDirectoryMode",
         ],
         0,
     ),
@@ -106,6 +111,7 @@ SERVICE_SETTING_SINCE = {
     "CacheDirectoryMode": 235,
     "LogsDirectory": 235,
     "LogsDirectoryMode": 235,
+    "RuntimeDirectoryPreserve": 235,
     "LockPersonality": 235,
     "KeyringMode": 235,
     "PrivateMounts": 239,
@@ -133,7 +139,8 @@ def root(user_data_files: dict[str, str], tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def workers(user_data_files: dict[str, str]) -> dict[str, dict]:
     found = worker_units(user_data_files)
-    assert "musicgen-worker.service" in found or "musicgen-worker@.service" in found, found
+    assert {"musicgen-worker@.service", "musicgen-checkout.service"} <= set(found), found
+    assert BOOT_UNIT not in found
     return found
 
 
@@ -159,6 +166,14 @@ def test_user_data_writes_every_file_literally(user_data_script: str) -> None:
     assert f"{UNIT_DIR}/musicgen-worker.service" in user_data_script
 
 
+def test_user_data_leaves_room_under_ec2s_16_kb_limit(tmp_path: Path) -> None:
+    """EC2 refuses UserData over 16 KB; the biggest rendering (the private repository's helper
+    included) keeps 1 KB free for the user's own URL, ref and parameter name."""
+    script = render_user_data(tmp_path, {"git_token_parameter": "/music/git-token"})
+    assert "git-credential-ssm.py <<'HELPER'" in script
+    assert len(script.encode()) <= 16 * 1024 - 1024, len(script.encode())
+
+
 def test_every_unit_passes_systemd_analyze_verify(
     user_data_files: dict[str, str], root: Path
 ) -> None:
@@ -182,15 +197,18 @@ def test_every_worker_unit_has_an_exposure_of_4_or_less(
         assert float(level) <= MAX_EXPOSURE, result.stdout
 
 
-def test_the_unscored_baseline_would_fail_the_threshold(root: Path, tmp_path: Path) -> None:
-    """The threshold check can fail: the worker unit without its sandbox rates UNSAFE."""
-    bare = tmp_path / "root"
-    shutil.copytree(root, bare, symlinks=True)
-    shutil.rmtree(bare / UNIT_DIR.lstrip("/") / "musicgen-worker.service.d")
-    result = analyze(
-        "security", "--offline=yes", "--threshold=40", f"--root={bare}", "musicgen-worker.service"
-    )
-    assert result.returncode != 0 and "UNSAFE" in result.stdout
+def test_the_unscored_baseline_would_fail_the_threshold(
+    workers: dict[str, dict], root: Path, tmp_path: Path
+) -> None:
+    """The threshold check can fail: each unit without its sandbox drop-in rates UNSAFE."""
+    for name in workers:
+        bare = tmp_path / f"root-{name}"
+        shutil.copytree(root, bare, symlinks=True)
+        shutil.rmtree(bare / UNIT_DIR.lstrip("/") / f"{name}.d")
+        result = analyze(
+            "security", "--offline=yes", "--threshold=40", f"--root={bare}", instance_name(name)
+        )
+        assert result.returncode != 0 and "UNSAFE" in result.stdout, name
 
 
 def test_every_worker_unit_holds_the_whole_sandbox(workers: dict[str, dict]) -> None:
@@ -283,60 +301,136 @@ def test_gpu_devices_are_prepared_by_root_before_every_worker(
     (program,) = [p for _, _, p in exec_programs(devices)]
     script = user_data_files[program]
     assert "nvidia-modprobe -u -c 0 -c 1" in script and "nvidia-modprobe -c 255" in script
-    for name, unit in workers.items():
+    # The GPU workers, and the boot unit that counts the GPUs with nvidia-smi.
+    gpu_units = {n: u for n, u in workers.items() if "@" in n}
+    assert gpu_units
+    gpu_units[BOOT_UNIT] = unit_with_dropins(BOOT_UNIT, user_data_files)
+    for name, unit in gpu_units.items():
         assert "musicgen-gpu-devices.service" in " ".join(values(unit, "Unit", "After")), name
         assert "musicgen-gpu-devices.service" in " ".join(values(unit, "Unit", "Wants")), name
 
 
+def test_the_boot_unit_is_root_and_runs_only_its_userdata_script(
+    workers: dict[str, dict], user_data_files: dict[str, str]
+) -> None:
+    """Root by design, like the devices unit: its one program is the script UserData wrote,
+    which starts the sandboxed units through systemd and never runs the checkout's code."""
+    boot = unit_with_dropins(BOOT_UNIT, user_data_files)
+    assert not [p for p in user_data_files if p.startswith(f"{UNIT_DIR}/{BOOT_UNIT}.d/")]
+    assert values(boot, "Service", "Type") == ["oneshot"]
+    assert values(boot, "Install", "WantedBy") == ["multi-user.target"]
+    ((setting, prefixes, program),) = exec_programs(boot)
+    assert (setting, prefixes) == ("ExecStart", "")
+    assert program.startswith("/usr/local/sbin/") and program in user_data_files
+    script = user_data_files[program]
+    for checkout_code in ("bootstrap.sh", CHECKOUT, "MUSICGEN_CHECKOUT_DIR", "MUSICGEN_VENV", "python"):
+        assert checkout_code not in script, checkout_code
+    assert "systemctl start --wait musicgen-checkout.service" in script
+    # The units it starts are the sandboxed ones, run as the musicgen user.
+    for name in ("musicgen-checkout.service", "musicgen-worker@.service"):
+        assert values(workers[name], "Service", "User") == ["musicgen"], name
+    # The power-off is the boot unit's, once; no worker unit has one of its own.
+    for name, unit in workers.items():
+        assert not [s for s, _, _ in exec_programs(unit) if s == "ExecStopPost"], name
+
+
+def boot_run(
+    user_data_files: dict[str, str],
+    tmp_path: Path,
+    *,
+    when_done: str,
+    gpus: int,
+    statuses: list[str | None],
+    checkout_status: int = 0,
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The boot unit's root script with a stand-in `systemctl` (each worker unit leaves the given
+    status in the run folder, None: none) and `nvidia-smi` listing `gpus` GPUs. Returns the run
+    and the systemctl calls in order."""
+    boot = unit_with_dropins(BOOT_UNIT, user_data_files)
+    ((_, _, program),) = exec_programs(boot)
+    script = tmp_path / "musicgen-batch-run"
+    script.write_text(user_data_files[program])
+    env_file = tmp_path / "worker.env"
+    env_file.write_text(f"MUSICGEN_SHUTDOWN_WHEN_DONE='{when_done}'\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "gpu0.exit").write_text("0\n")  # left by an earlier run in this boot
+    calls = tmp_path / "systemctl-calls"
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    writes = "".join(
+        f"echo {code} > {run_dir}/gpu{i}.exit\n" for i, code in enumerate(statuses) if code is not None
+    )
+    (fake_bin / "systemctl").write_text(
+        f'#!/bin/bash\necho "$*" >> {calls}\n'
+        f'case "$*" in\n'
+        f'  "start --wait musicgen-checkout.service") exit {checkout_status} ;;\n'
+        f'  "start --wait musicgen-worker@"*) {writes.strip() or ":"}\n'
+        f'    grep -qvx 0 {run_dir}/gpu*.exit && exit 1; exit 0 ;;\n'
+        f'  "--no-block poweroff") exit 0 ;;\n'
+        f'esac\nexit 1\n'
+    )
+    listing = "".join(f"echo 'GPU {i}: Tesla T4 (UUID: GPU-{i})'\n" for i in range(gpus))
+    (fake_bin / "nvidia-smi").write_text(f'#!/bin/bash\n[ "$1" = -L ] || exit 9\n{listing}')
+    for tool in fake_bin.iterdir():
+        tool.chmod(0o755)
+    run = subprocess.run(
+        ["bash", str(script)],
+        env={
+            "PATH": f"{fake_bin}:/usr/bin:/bin",
+            "MUSICGEN_ENV_FILE": str(env_file),
+            "MUSICGEN_RUN_DIR": str(run_dir),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return run, calls.read_text().splitlines() if calls.exists() else []
+
+
 @pytest.mark.parametrize(
-    ("when_done", "result", "code", "status", "powers_off"),
+    ("when_done", "gpus", "statuses", "status", "powers_off"),
     [
-        ("1", "success", "exited", "0", True),
-        ("0", "success", "exited", "0", False),
-        ("1", "exit-code", "exited", "1", False),
-        ("1", "exit-code", "exited", "3", False),
-        ("1", "signal", "killed", "15", False),
-        ("1", "timeout", "exited", "0", False),
+        ("1", 4, ["0", "0", "0", "0"], 0, True),
+        ("0", 4, ["0", "0", "0", "0"], 0, False),
+        ("1", 4, ["0", "1", "0", "0"], 1, False),
+        ("1", 4, ["3", "3", "3", "3"], 3, False),
+        ("1", 4, ["0", "0", "0", None], 1, False),  # a worker killed before it reported
+        ("1", 4, ["0", "0", "0", "x"], 1, False),
+        ("1", 0, ["0"], 0, True),  # no GPU: one worker
+        ("1", 0, [None], 1, False),  # a stale status from an earlier run does not count
     ],
 )
-def test_the_root_helper_powers_off_only_after_a_complete_batch(
-    workers: dict[str, dict],
+def test_the_boot_unit_powers_off_once_only_after_every_worker_succeeded(
     user_data_files: dict[str, str],
     tmp_path: Path,
     when_done: str,
-    result: str,
-    code: str,
-    status: str,
+    gpus: int,
+    statuses: list[str | None],
+    status: int,
     powers_off: bool,
 ) -> None:
-    for name, unit in workers.items():
-        (program,) = [p for s, pre, p in exec_programs(unit) if s == "ExecStopPost" and "+" in pre]
-        helper = tmp_path / "done"
-        helper.write_text(user_data_files[program])
-        env_file = tmp_path / "worker.env"
-        env_file.write_text(f"MUSICGEN_SHUTDOWN_WHEN_DONE='{when_done}'\n")
-        calls = tmp_path / "systemctl-calls"
-        calls.unlink(missing_ok=True)
-        fake_bin = tmp_path / "bin"
-        fake_bin.mkdir(exist_ok=True)
-        (fake_bin / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
-        (fake_bin / "systemctl").chmod(0o755)
-        run = subprocess.run(
-            ["bash", str(helper)],
-            env={
-                "PATH": f"{fake_bin}:/usr/bin:/bin",
-                "MUSICGEN_ENV_FILE": str(env_file),
-                "SERVICE_RESULT": result,
-                "EXIT_CODE": code,
-                "EXIT_STATUS": status,
-            },
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert run.returncode == 0, (name, run.stderr)
-        called = calls.read_text().split("\n")[0] if calls.exists() else ""
-        assert (called == "--no-block poweroff") is powers_off, (name, called)
+    run, calls = boot_run(
+        user_data_files, tmp_path, when_done=when_done, gpus=gpus, statuses=statuses
+    )
+    assert run.returncode == status, run.stdout + run.stderr
+    workers = [f"musicgen-worker@{i}.service" for i in range(max(gpus, 1))]
+    expected = ["start --wait musicgen-checkout.service", f"start --wait {' '.join(workers)}"]
+    # The power-off: exactly once, after the last worker had stopped, or not at all.
+    assert calls == expected + ["--no-block poweroff"] * powers_off, calls
+    assert f"workers exited {status}" in run.stdout
+
+
+def test_the_boot_unit_starts_no_worker_without_a_checkout(
+    user_data_files: dict[str, str], tmp_path: Path
+) -> None:
+    run, calls = boot_run(
+        user_data_files, tmp_path, when_done="1", gpus=4, statuses=[], checkout_status=1
+    )
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert calls == ["start --wait musicgen-checkout.service"]
+    assert "not starting the workers" in run.stdout
 
 
 def test_helper_scripts_are_valid_bash(user_data_files: dict[str, str], tmp_path: Path) -> None:
@@ -353,24 +447,22 @@ def test_helper_scripts_are_valid_bash(user_data_files: dict[str, str], tmp_path
             assert check.returncode == 0, check.stdout
 
 
-def test_a_per_gpu_template_unit_is_held_to_the_same_sandbox(
-    user_data_files: dict[str, str], tmp_path: Path
+def test_every_unit_running_the_checkout_is_held_to_the_sandbox(
+    workers: dict[str, dict], user_data_files: dict[str, str]
 ) -> None:
-    """A worker template unit is found and rated like the plain one: with the sandbox drop-in in
-    its own folder it passes, added without it it fails."""
-    plain = f"{UNIT_DIR}/musicgen-worker.service"
-    template = f"{UNIT_DIR}/musicgen-worker@.service"
-    sandboxed = {
-        path.replace("musicgen-worker.service", "musicgen-worker@.service"): text
-        for path, text in user_data_files.items()
-    }
-    bare = {**user_data_files, template: user_data_files[plain]}
-    for files, passes in ((sandboxed, True), (bare, False)):
-        assert "musicgen-worker@.service" in worker_units(files)
-        root = unit_root(tmp_path / f"root-{passes}", files)
-        name = instance_name("musicgen-worker@.service")
-        result = analyze("security", "--offline=yes", "--threshold=40", f"--root={root}", name)
-        assert (result.returncode == 0) is passes, result.stdout
+    """Whatever its name, a unit whose ExecStart runs the start script (the clone, then the
+    checkout's bootstrap) is one of the units rated and checked above, each with the one
+    sandbox drop-in in its own folder."""
+    (sandbox,) = {t for p, t in user_data_files.items() if p.endswith("/sandbox.conf")}
+    running_checkout = []
+    for name in unit_names(user_data_files):
+        unit = unit_with_dropins(name, user_data_files)
+        for _, _, program in exec_programs(unit):
+            if "bootstrap.sh" in user_data_files.get(program, ""):
+                running_checkout.append(name)
+    assert sorted(set(running_checkout)) == sorted(workers)
+    for name in workers:
+        assert user_data_files[f"{UNIT_DIR}/{name}.d/sandbox.conf"] == sandbox, name
 
 
 def test_unit_paths_match_the_settings_and_the_bootstrap(
@@ -386,6 +478,12 @@ def test_unit_paths_match_the_settings_and_the_bootstrap(
         ], name
         (logs,) = values(unit, "Service", "LogsDirectory")
         assert f'log_dir="${{MUSICGEN_LOG_DIR:-/var/log/{logs}}}"' in bootstrap, name
+        # The workers leave their exit statuses where the root boot script reads them.
+        (runtime,) = values(unit, "Service", "RuntimeDirectory")
+        assert values(unit, "Service", "RuntimeDirectoryPreserve") == ["yes"], name
+        run_dir = f'run_dir="${{MUSICGEN_RUN_DIR:-/run/{runtime}}}"'
+        assert run_dir in bootstrap, name
+        assert run_dir in user_data_files["/usr/local/sbin/musicgen-batch-run"], name
         for read_only in ("MUSICGEN_VENV", "MUSICGEN_MODEL"):
             assert not settings[read_only].strip("'").startswith(CHECKOUT), read_only
 

@@ -239,9 +239,11 @@ def check_user_data(script: str, bucket: str, tmp_path: Path) -> None:
     assert "musicgen-worker.service" in script
     assert "Restart=no" in script and "After=network-online.target" in script
     assert 'exec /bin/bash "$checkout/worker/bootstrap.sh"' in script
-    # The applied UserData is the one the unit tests render: the worker runs sandboxed.
+    # The applied UserData is the one the unit tests render: the checkout and every GPU's worker
+    # run sandboxed.
     units = systemd_units.worker_units(systemd_units.written_files(script))
-    assert systemd_units.values(units["musicgen-worker.service"], "Service", "User") == ["musicgen"]
+    for name in ("musicgen-checkout.service", "musicgen-worker@.service"):
+        assert systemd_units.values(units[name], "Service", "User") == ["musicgen"], name
     path = tmp_path / "user_data.sh"
     path.write_text(script)
     subprocess.run(["bash", "-n", str(path)], check=True)

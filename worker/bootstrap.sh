@@ -1,16 +1,39 @@
 #!/bin/bash
-# Runs on every boot of a worker (systemd unit musicgen-worker.service): bring the checkout to the
-# configured ref, run the batch, upload the run's log to the bucket.
+# Runs on every boot of a worker instance, in one of three ways:
+#   bootstrap.sh checkout      musicgen-checkout.service: bring the checkout to the configured ref,
+#                              once per boot, before any worker starts.
+#   bootstrap.sh worker INDEX  musicgen-worker@INDEX.service: one worker process pinned to GPU
+#                              INDEX, with its own worker id (instance + GPU) and its own log, on the
+#                              checkout brought up to date; its exit status goes to
+#                              $MUSICGEN_RUN_DIR/gpuINDEX.exit for the instance's boot unit.
+#   bootstrap.sh               checkout and one worker in this process (a machine without systemd).
+# Each run uploads its log to the bucket's logs/.
 #
-# It runs as the unprivileged musicgen user inside the unit's sandbox and needs no root: the
-# shutdown after a complete batch is the unit's root ExecStopPost (written by UserData), which
-# reads this script's exit status.
+# It runs as the unprivileged musicgen user inside the units' sandbox and needs no root: the boot
+# unit musicgen-worker.service (a root-owned script written by UserData) starts these units, reads
+# the workers' exit statuses and powers off after a complete batch.
 #
 # Settings come from MUSICGEN_ENV_FILE (default /etc/musicgen-batch/worker.env, written by the
 # instance's UserData). Every path has a MUSICGEN_* setting so the script also runs outside EC2.
 # Exit status: the worker's (0 all songs exist, 1 some song failed, 2 unusable input, 3 stopped by
-# a spot notice or shutdown), or 4 when the checkout cannot be brought up to date.
+# a spot notice or shutdown; 0 for `checkout`), or 4 when the checkout cannot be brought up to date.
 set -euo pipefail
+
+mode="${1:-single}"
+case "$mode" in
+  single | checkout) ;;
+  worker)
+    gpu_index="${2:-}"
+    if ! [[ "$gpu_index" =~ ^[0-9]+$ ]]; then
+      echo "bootstrap: worker needs a GPU index (0, 1, ...), got '$gpu_index'" >&2
+      exit 2
+    fi
+    ;;
+  *)
+    echo "usage: bootstrap.sh [checkout | worker GPU_INDEX]" >&2
+    exit 2
+    ;;
+esac
 
 env_file="${MUSICGEN_ENV_FILE:-/etc/musicgen-batch/worker.env}"
 if [ -r "$env_file" ]; then
@@ -26,6 +49,9 @@ repo_ref="${MUSICGEN_REPO_REF:-main}"
 checkout="${MUSICGEN_CHECKOUT_DIR:-/opt/musicgen/app}"
 venv="${MUSICGEN_VENV:-/opt/musicgen/venv}"
 log_dir="${MUSICGEN_LOG_DIR:-/var/log/musicgen-batch}"
+# Where each GPU's worker leaves its exit status for the boot unit: the units' RuntimeDirectory
+# (tmpfs: a reboot starts clean).
+run_dir="${MUSICGEN_RUN_DIR:-/run/musicgen-batch}"
 python="$venv/bin/python"
 
 # The worker reads these; the bucket root is its output so that the IAM policy's
@@ -37,13 +63,18 @@ export PYTHONUNBUFFERED=1
 
 mkdir -p "$log_dir"
 started="$(date -u +%Y%m%dT%H%M%SZ)"
-log_file="$log_dir/run-$started.log"
+case "$mode" in
+  single) log_name="run-$started" key_suffix="" ;;
+  checkout) log_name="checkout-$started" key_suffix="-checkout" ;;
+  worker) log_name="gpu$gpu_index-$started" key_suffix="-gpu$gpu_index" ;;
+esac
+log_file="$log_dir/$log_name.log"
 
 log() {
   echo "bootstrap: $*" | tee -a "$log_file"
 }
 
-# systemd stops the unit (the instance shutting down) by sending SIGTERM to every process in it.
+# systemd stops a unit (the instance shutting down) by sending SIGTERM to every process in it.
 # The worker answers by saving its checkpoints and exiting 3; this script and the tee writing the
 # log must outlive that to upload the log, so the script only notes the signal and tee ignores it.
 trap 'log "SIGTERM: waiting for the worker to save its checkpoints"' TERM
@@ -52,18 +83,14 @@ to_log() {
   exec tee -a "$log_file"
 }
 
-# Uploads with the AMI's venv (boto3), not the AWS CLI, which the AMI need not have. The key names
-# the instance (IMDSv2) when MUSICGEN_IMDS_ENDPOINT is set, else the host.
-upload_log() {
-  "$python" - "$log_file" "$MUSICGEN_BUCKET" "$started" <<'PY' || echo "bootstrap: log upload failed" >&2
+# This instance's id (IMDSv2) when MUSICGEN_IMDS_ENDPOINT is set, else the host name: it names
+# the logs and the workers. Uses the AMI's venv, not the AWS CLI, which the AMI need not have.
+instance_name() {
+  "$python" - <<'PY'
 import os
 import socket
-import sys
 import urllib.request
 
-import boto3
-
-log_file, bucket, started = sys.argv[1:4]
 name = socket.gethostname()
 imds = os.environ.get("MUSICGEN_IMDS_ENDPOINT", "").rstrip("/")
 if imds:
@@ -81,7 +108,20 @@ if imds:
         name = urllib.request.urlopen(id_request, timeout=2).read().decode().strip() or name
     except OSError:
         pass
-key = f"logs/{name}-{started}.log"
+print(name)
+PY
+}
+
+upload_log() {
+  local name
+  name="$(instance_name)"
+  "$python" - "$log_file" "$MUSICGEN_BUCKET" "logs/$name$key_suffix-$started.log" <<'PY' || echo "bootstrap: log upload failed" >&2
+import os
+import sys
+
+import boto3
+
+log_file, bucket, key = sys.argv[1:4]
 region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 boto3.client("s3", region_name=region).upload_file(log_file, bucket, key)
 print(f"bootstrap: log uploaded to s3://{bucket}/{key}")
@@ -114,20 +154,59 @@ sync_checkout() {
     git -C "$checkout" reset --quiet --hard FETCH_HEAD
 }
 
-log "checkout $MUSICGEN_REPO_URL ($repo_ref) into $checkout"
-if ! sync_checkout 2>&1 | to_log; then
-  log "cannot update the checkout; not running the worker"
-  upload_log
-  exit 4
-fi
-log "commit $(git -C "$checkout" rev-parse HEAD)"
+checkout_or_exit() {
+  log "checkout $MUSICGEN_REPO_URL ($repo_ref) into $checkout"
+  if ! sync_checkout 2>&1 | to_log; then
+    log "cannot update the checkout; not running the worker"
+    upload_log
+    exit 4
+  fi
+  log "commit $(git -C "$checkout" rev-parse HEAD)"
+}
 
-log "worker: output $MUSICGEN_OUTPUT, prompts $MUSICGEN_PROMPTS, model $MUSICGEN_MODEL"
-set +e
-# exec: the worker itself, not a subshell that a SIGTERM could end first, is the pipeline's head.
-(cd "$checkout" && exec "$python" -m worker) 2>&1 | to_log
-status="${PIPESTATUS[0]}"
-set -e
-log "worker exited $status"
-upload_log
+# GPUs of this machine, from the driver; a machine without GPUs (or without the driver) runs one
+# worker, on the CPU.
+gpu_count() {
+  local count
+  count="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU [0-9]' || true)"
+  echo "$((count > 0 ? count : 1))"
+}
+
+run_worker() {
+  log "worker: output $MUSICGEN_OUTPUT, prompts $MUSICGEN_PROMPTS, model $MUSICGEN_MODEL"
+  set +e
+  # exec: the worker itself, not a subshell that a SIGTERM could end first, is the pipeline's head.
+  (cd "$checkout" && exec "$python" -m worker) 2>&1 | to_log
+  status="${PIPESTATUS[0]}"
+  set -e
+}
+
+case "$mode" in
+  single)
+    checkout_or_exit
+    run_worker
+    log "worker exited $status"
+    upload_log
+    ;;
+
+  checkout)
+    checkout_or_exit
+    upload_log
+    status=0
+    ;;
+
+  worker)
+    # The unit pins the GPU; the worker's id names the instance and the GPU, so each GPU's leases
+    # and records are its own. Every worker gets its share of the cores and of the hourly cost.
+    export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-$gpu_index}"
+    export MUSICGEN_GPU_COUNT="${MUSICGEN_GPU_COUNT:-$(gpu_count)}"
+    export MUSICGEN_WORKER_ID="${MUSICGEN_WORKER_ID:-$(instance_name)}-gpu$gpu_index"
+    log "worker $MUSICGEN_WORKER_ID on GPU $gpu_index of $MUSICGEN_GPU_COUNT (CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES)"
+    run_worker
+    log "worker exited $status"
+    upload_log
+    mkdir -p "$run_dir"
+    echo "$status" >"$run_dir/gpu$gpu_index.exit"
+    ;;
+esac
 exit "$status"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -16,7 +17,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws
 from .page import PAGE_KEY
+from .precision import DTYPE_CHOICES, default_threads
 from .prompts import read_prompts
+from .report import worker_hourly_rate
 from .settings import GenerationParams, RunSettings
 from .spot import SpotWatcher
 from .store import Store, open_store
@@ -48,6 +51,14 @@ def _typed(convert: Callable, name: str, value: str | None, check: Callable | No
     return result
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which a container or systemd may narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m worker",
@@ -70,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("--spool-dir", "MUSICGEN_SPOOL_DIR", ".spool", "finished songs wait here until stored"),
         ("--imds-endpoint", "MUSICGEN_IMDS_ENDPOINT", None, "instance metadata URL; set on EC2 to watch for spot interruptions"),
         ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S", "5", "seconds between interruption checks"),
+        ("--dtype", "MUSICGEN_DTYPE", "auto", "auto, float16, bfloat16 or float32; auto: bf16 on GPUs with native bf16 (compute capability 8.0+), else fp16; fp32 on the CPU"),
+        ("--gpu-count", "MUSICGEN_GPU_COUNT", "1", "GPU workers on this machine: they share its cores and its hourly cost"),
+        ("--threads", "MUSICGEN_THREADS", None, "torch CPU threads (default: CPU cores / GPU count, at least 1)"),
     ]
     for flag, env, default, text in options:
         parser.add_argument(flag, default=_env(env, default), help=f"{text} [{env}, default {default}]")
@@ -93,9 +107,18 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if args.dtype not in DTYPE_CHOICES:
+        raise UsageError(f"--dtype/MUSICGEN_DTYPE={args.dtype!r}: must be one of {', '.join(DTYPE_CHOICES)}")
+    dtype = args.dtype
+    at_least_one = (lambda v: v >= 1, "must be >= 1")
+    gpu_count = _typed(int, "--gpu-count/MUSICGEN_GPU_COUNT", args.gpu_count, *at_least_one)
+    threads = _typed(int, "--threads/MUSICGEN_THREADS", args.threads, *at_least_one)
+    if threads is None:
+        threads = default_threads(usable_cpus(), gpu_count)
     settings = RunSettings(
         model=args.model,
-        hourly_cost_usd=hourly,
+        # Each GPU's worker is charged its share of the instance (see worker_hourly_rate).
+        hourly_cost_usd=worker_hourly_rate(hourly, gpu_count),
         batch_size=batch,
         window=window,
         seed=_typed(int, "--seed/MUSICGEN_SEED", args.seed),
@@ -106,6 +129,9 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         spool_dir=args.spool_dir,
         imds_endpoint=args.imds_endpoint,
         imds_poll_s=_typed(float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, *positive),
+        dtype=dtype,
+        threads=threads,
+        gpu_count=gpu_count,
     )
     return settings, params
 
@@ -161,14 +187,23 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         store,
         should_stop=lambda: terminated.is_set() or (watcher is not None and watcher.interrupted),
     )
+    log.info(
+        "worker %s: CUDA_VISIBLE_DEVICES=%s, %d CPU threads, cost rate $%.4f/h (the instance's $%g/h"
+        " shared by %d GPU workers)",
+        settings.worker_id, os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), settings.threads,
+        settings.hourly_cost_usd, settings.hourly_cost_usd * settings.gpu_count, settings.gpu_count,
+    )
     try:
         runner.upload_spooled(prompts.jobs)
         pending = runner.pending_jobs(prompts.jobs)
         if pending and not runner.should_stop():
+            from .engine import limit_threads
+
+            limit_threads(settings.threads)
             if load_engine is None:
                 from .engine import Engine
 
-                load_engine = Engine.from_pretrained
+                load_engine = functools.partial(Engine.from_pretrained, dtype=settings.dtype)
             try:
                 engine = load_engine(settings.model)
             except OSError as error:  # no such folder, or the hub is out of reach

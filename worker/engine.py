@@ -20,13 +20,14 @@ from transformers import AutoProcessor, MusicgenForConditionalGeneration
 from transformers.cache_utils import Cache
 
 from .kvcache import window_cache
+from .memory import batch_for_memory, bytes_per_song
 from .onednn import can_pack, pack_linears
+from .precision import choose_dtype, gpu_of
 from .settings import GenerationParams
 
 log = logging.getLogger(__name__)
 
 CPU_BATCH_SIZE = 8
-MAX_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,24 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def pick_device() -> tuple[torch.device, torch.dtype]:
-    if torch.cuda.is_available():
-        # bf16 keeps fp32's range (no overflow in long attention sums) at fp16's speed on
-        # Ampere and newer; older GPUs such as the T4 in g4dn only do fp16 fast.
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.device("cuda"), dtype
-    return torch.device("cpu"), torch.float32
+def pick_device(dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """The first visible device and its dtype (see worker/precision.py for the choice)."""
+    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    return device, device_dtype(device, dtype)
+
+
+def device_dtype(device: torch.device, override: str = "auto") -> torch.dtype:
+    """The dtype for `device`: its GPU's capability decides unless `override` names one."""
+    gpu = gpu_of(torch.cuda, device.index or 0) if device.type == "cuda" else None
+    name = choose_dtype(gpu.capability if gpu else None, device.type, override)
+    how = "as asked" if override != "auto" else "chosen"
+    log.info("precision: %s %s on %s", name, how, gpu.describe() if gpu else "the CPU")
+    return getattr(torch, name)
+
+
+def limit_threads(threads: int) -> None:
+    """torch's intra-op CPU threads for this process (its share of the machine's cores)."""
+    torch.set_num_threads(threads)
 
 
 class Engine:
@@ -98,9 +110,14 @@ class Engine:
             pack_linears(model.decoder)
 
     @classmethod
-    def from_pretrained(cls, model_id: str, device: torch.device | None = None) -> Engine:
-        """Load once: a hub id or a folder written by save_pretrained (works offline)."""
-        dev, dtype = pick_device() if device is None else (device, torch.float32)
+    def from_pretrained(
+        cls, model_id: str, device: torch.device | None = None, dtype: str = "auto"
+    ) -> Engine:
+        """Load once: a hub id or a folder written by save_pretrained (works offline).
+
+        `dtype` is a name from worker.precision.DTYPE_CHOICES; "auto" picks it for the device.
+        """
+        dev, dtype = pick_device(dtype) if device is None else (device, device_dtype(device, dtype))
         # transformers picks SDPA attention for the decoder by default (EnCodec has none to pick).
         model = MusicgenForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
         model.to(dev).eval()
@@ -123,13 +140,16 @@ class Engine:
             return CPU_BATCH_SIZE
         free_bytes, _ = torch.cuda.mem_get_info(self.device)
         config = self.model.decoder.config
-        rows = 2 if self.params.guidance_scale != 1 else 1
-        width = torch.finfo(self.dtype).bits // 8
-        positions = window_frames + self.num_codebooks
-        kv_cache = rows * config.num_hidden_layers * 2 * config.hidden_size * positions * width
-        sampling = rows * self.num_codebooks * config.vocab_size * 4 * 4
-        per_song = kv_cache + sampling
-        return max(1, min(MAX_BATCH_SIZE, int(0.7 * free_bytes) // per_song))
+        per_song = bytes_per_song(
+            layers=config.num_hidden_layers,
+            hidden=config.hidden_size,
+            codebooks=self.num_codebooks,
+            vocab=config.vocab_size,
+            window_frames=window_frames,
+            dtype_bytes=torch.finfo(self.dtype).bits // 8,
+            guidance=self.params.guidance_scale != 1,
+        )
+        return batch_for_memory(free_bytes, per_song)
 
     @torch.inference_mode()
     def condition(self, prompt: str) -> Conditioning:

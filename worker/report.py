@@ -23,6 +23,13 @@ REPORT_COLUMNS = (
 )
 
 
+def worker_hourly_rate(hourly_cost_usd: float, gpu_count: int) -> float:
+    """One GPU worker's share of the instance's hourly price: N GPUs each run their own songs,
+    so each song is charged for the hardware it used, and the songs' costs add up to the
+    instance's."""
+    return hourly_cost_usd / max(1, gpu_count)
+
+
 def estimated_cost(generation_time_s: float, hourly_cost_usd: float) -> float:
     """An upper bound: the hourly price is the spot *max* price, not what the market charged."""
     return generation_time_s / 3600.0 * hourly_cost_usd

@@ -34,3 +34,6 @@ class RunSettings:
     spool_dir: str = ".spool"
     imds_endpoint: str | None = None  # set on EC2: watch for spot interruption notices
     imds_poll_s: float = 5.0
+    dtype: str = "auto"  # a name from worker.precision.DTYPE_CHOICES
+    threads: int = 1  # torch CPU threads of this process
+    gpu_count: int = 1  # GPU workers on this machine, sharing its cores and its hourly cost

@@ -1,0 +1,56 @@
+"""The GPUs of an instance type (DescribeInstanceTypes) and how many songs each takes at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from worker.memory import batch_for_memory, bytes_per_song
+
+# facebook/musicgen-small, the model the AMI bakes in, at the worker's default 30 s window
+# (50 frames per second) with guidance, in half precision (fp16 or bf16, both 2 bytes).
+MUSICGEN_SMALL_PER_SONG = bytes_per_song(
+    layers=24, hidden=1024, codebooks=4, vocab=2048, window_frames=1500, dtype_bytes=2, guidance=True
+)
+# What a GPU holds before the songs: the CUDA context and the model's weights (about 1.2 GB in
+# half precision). An assumption on the safe side; the worker measures its real free memory.
+RESERVED_MIB = 2048
+
+
+class NoGpuError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class InstanceGpus:
+    instance_type: str
+    count: int
+    name: str
+    memory_mib: int  # per GPU
+
+    @property
+    def default_batch(self) -> int:
+        """The worker's default batch (--batch-size 0) on one of these GPUs with musicgen-small."""
+        free = max(0, self.memory_mib - RESERVED_MIB) * 2**20
+        return batch_for_memory(free, MUSICGEN_SMALL_PER_SONG)
+
+    def describe(self) -> str:
+        songs = f"{self.default_batch} song{'' if self.default_batch == 1 else 's'} at once (its default batch)"
+        workers = "1 worker, up to" if self.count == 1 else f"{self.count} workers, one per GPU, each up to"
+        return f"{self.count} × {self.name} ({self.memory_mib / 1024:.0f} GiB) per instance: {workers} {songs}"
+
+
+def describe_gpus(ec2: Any, instance_type: str) -> InstanceGpus:
+    """GPU count, model and memory of `instance_type` from EC2's own catalogue."""
+    (info,) = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
+    gpus = info.get("GpuInfo", {}).get("Gpus", [])
+    if not gpus:
+        raise NoGpuError(f"instance type {instance_type} has no GPU")
+    count = sum(gpu["Count"] for gpu in gpus)
+    names = {f"{gpu.get('Manufacturer', '')} {gpu['Name']}".strip() for gpu in gpus}
+    return InstanceGpus(
+        instance_type=instance_type,
+        count=count,
+        name=" + ".join(sorted(names)),
+        memory_mib=min(gpu["MemoryInfo"]["SizeInMiB"] for gpu in gpus),
+    )

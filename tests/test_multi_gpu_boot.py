@@ -1,0 +1,284 @@
+"""The instance's boot on a 4-GPU machine, through the systemd unit texts of the UserData.
+
+The start script, the boot unit's root script and the units are taken from terraform's user_data
+template as written there. A fake `nvidia-smi` lists 4 GPUs; a fake `systemctl`
+(tests/fake_systemctl.py) runs each unit's ExecStart with its Environment= lines and notes the
+power-off. The worker processes are real: the tiny model, one moto bucket, a file:// git remote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.test_bootstrap import keys, remote, settings_for, write_env_file  # noqa: F401
+from tests.tf_support import REPO_ROOT
+from worker.report import SongRecord, parse_report
+
+TEMPLATE = REPO_ROOT / "terraform" / "modules" / "worker" / "templates" / "user_data.sh.tftpl"
+START = "/usr/local/sbin/musicgen-worker-start"
+BATCH_RUN = "/usr/local/sbin/musicgen-batch-run"
+UNITS = ("musicgen-worker.service", "musicgen-checkout.service", "musicgen-worker@.service")
+ENV_FILE = "/etc/musicgen-batch/worker.env"
+GPUS = 4
+SONGS = [f"tune{i}" for i in range(6)]
+NVIDIA_SMI = "".join(
+    f"echo 'GPU {i}: Tesla T4 (UUID: GPU-0000000{i}-1111-2222-3333-444444444444)'\n" for i in range(GPUS)
+)
+
+
+def heredoc(path: str) -> str:
+    """The text the template writes to `path` (a quoted heredoc, so only terraform's `$${`
+    escape is undone)."""
+    text = TEMPLATE.read_text()
+    match = re.search(rf"^cat > {re.escape(path)} <<'(\w+)'\n(.*?)^\1$", text, re.MULTILINE | re.DOTALL)
+    assert match, f"{path} is not written by the template"
+    body = match[2]
+    assert not re.search(r"(?<!\$)\$\{", body), "a unit or script depends on a template variable"
+    return body.replace("$${", "${")
+
+
+def executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_dir: Path):  # noqa: F811
+    """A 4-GPU instance after its UserData ran: settings, start script, boot script, units and a
+    PATH with the fake driver and systemctl. Returns (run the boot unit, paths)."""
+    boto3.client("s3").create_bucket(Bucket="musicgen-batch-gpus")
+    url, _ = remote
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"tiny tune number {i} ; 1 ; {name}\n" for i, name in enumerate(SONGS)))
+    run_dir = tmp_path / "run"
+    settings = {
+        **settings_for(tmp_path, url, "musicgen-batch-gpus", tiny_model_dir),
+        "MUSICGEN_PROMPTS": str(prompts),
+        "MUSICGEN_BATCH_SIZE": "1",
+        "HOURLY_COST_USD": "2.0",
+        "MUSICGEN_RUN_DIR": str(run_dir),
+    }
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        settings[name] = aws_env if name == "AWS_ENDPOINT_URL" else os.environ[name]
+    env_file = write_env_file(tmp_path / "worker.env", settings)
+
+    units = tmp_path / "units"
+    units.mkdir()
+    for unit in UNITS:
+        (units / unit).write_text(heredoc(f"/etc/systemd/system/{unit}"))
+    sbin = tmp_path / "sbin"
+    sbin.mkdir()
+    start = executable(sbin / "musicgen-worker-start", heredoc(START).replace(ENV_FILE, str(env_file)))
+    batch_run = executable(sbin / "musicgen-batch-run", heredoc(BATCH_RUN).replace(ENV_FILE, str(env_file)))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    executable(bin_dir / "nvidia-smi", f"#!/bin/bash\n[ \"$1\" = -L ] || exit 9\n{NVIDIA_SMI}")
+    journal = tmp_path / "journal" / "journal.jsonl"
+    journal.parent.mkdir()
+    # The fake's settings live in its wrapper, as systemd's live in the manager: the units'
+    # clean environments do not carry them.
+    fake_settings = {
+        "FAKE_SYSTEMD_UNIT_DIR": str(units),
+        "FAKE_SYSTEMD_PATHS": json.dumps({START: str(start), BATCH_RUN: str(batch_run)}),
+        "FAKE_SYSTEMD_JOURNAL": str(journal),
+    }
+    exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in fake_settings.items())
+    executable(
+        bin_dir / "systemctl",
+        f"#!/bin/bash\n{exports}exec {sys.executable} {REPO_ROOT / 'tests' / 'fake_systemctl.py'} \"$@\"\n",
+    )
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+
+    def boot() -> tuple[int, list[dict]]:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+        events = [json.loads(line) for line in journal.read_text().splitlines()]
+        return done.returncode, events
+
+    command = [str(bin_dir / "systemctl"), "start", "--wait", "musicgen-worker.service"]
+    return boot, {
+        "journal": journal.parent, "prompts": prompts, "command": command, "env": env, "run": run_dir
+    }
+
+
+def unit_output(paths: dict, unit: str) -> str:
+    return (paths["journal"] / f"{unit}.log").read_text()
+
+
+def test_every_gpu_runs_its_own_worker_and_the_end_of_batch_action_runs_once(machine) -> None:
+    boot, paths = machine
+    code, events = boot()
+    boot_log = unit_output(paths, "musicgen-worker.service")
+    assert code == 0, boot_log
+
+    # The boot unit ran the checkout unit, then one worker unit per GPU, each pinned to its GPU,
+    # all at once.
+    worker_units = [f"musicgen-worker@{i}.service" for i in range(GPUS)]
+    starts = {e["unit"]: e for e in events if e["event"] == "start"}
+    assert sorted(starts) == sorted(["musicgen-worker.service", "musicgen-checkout.service", *worker_units])
+    assert starts["musicgen-checkout.service"]["command"][1:] == ["checkout"]
+    for i, unit in enumerate(worker_units):
+        assert starts[unit]["env"]["CUDA_VISIBLE_DEVICES"] == str(i)
+        assert starts[unit]["command"][1:] == ["worker", str(i)]
+    stops = {e["unit"]: e for e in events if e["event"] == "stop"}
+    assert {unit: stops[unit]["status"] for unit in worker_units} == dict.fromkeys(worker_units, 0)
+    assert stops["musicgen-checkout.service"]["time"] < min(starts[unit]["time"] for unit in worker_units)
+    assert "4 GPU(s): starting musicgen-worker@0.service musicgen-worker@1.service" in boot_log
+
+    # Four real worker processes, each with its own id and GPU, its share of cores and cost.
+    ids = []
+    for i, unit in enumerate(worker_units):
+        output = unit_output(paths, unit)
+        found = re.search(rf"INFO worker (\S+-gpu{i}): CUDA_VISIBLE_DEVICES={i}, 1 CPU threads, "
+                          r"cost rate \$0\.5000/h \(the instance's \$2/h shared by 4 GPU workers\)", output)
+        assert found, output
+        ids.append(found[1])
+        assert "bootstrap: worker exited 0" in output
+        assert "checkout" not in output  # the checkout unit brought it up to date, once
+    assert len(set(ids)) == GPUS
+    assert unit_output(paths, "musicgen-checkout.service").count("bootstrap: checkout ") == 1
+
+    # Every song exactly once, across the workers.
+    generated = re.findall(
+        r"generated (tune\d)\.wav", "".join(unit_output(paths, unit) for unit in worker_units)
+    )
+    assert sorted(generated) == SONGS
+    found_keys = keys("musicgen-batch-gpus")
+    assert sorted(k for k in found_keys if k.endswith(".wav")) == [f"{s}.wav" for s in SONGS]
+    s3 = boto3.client("s3")
+    for song in SONGS:
+        record = SongRecord.from_json(
+            s3.get_object(Bucket="musicgen-batch-gpus", Key=f".records/{song}.wav.json")["Body"].read()
+        )
+        assert record.worker in ids
+        assert record.estimated_cost_usd == pytest.approx(record.generation_time_s / 3600 * 2.0 / GPUS)
+    rows = parse_report(s3.get_object(Bucket="musicgen-batch-gpus", Key="cost_report.csv")["Body"].read())
+    assert [r["s3_filename"] for r in rows] == [f"{s}.wav" for s in SONGS]
+
+    # Each unit's log in logs/: one per GPU and the checkout's (the boot unit's is the journal).
+    logs = [k for k in found_keys if k.startswith("logs/")]
+    assert len(logs) == GPUS + 1
+    assert sorted(re.sub(r"^logs/.*?-(checkout|gpu\d)-\d{8}T\d{6}Z\.log$", r"\1", k) for k in logs) == [
+        "checkout", "gpu0", "gpu1", "gpu2", "gpu3"
+    ]
+
+    # The end-of-batch action: once, after the last worker had stopped and reported 0.
+    (poweroff,) = [e for e in events if e["event"] == "poweroff"]
+    assert poweroff["time"] > max(stops[unit]["time"] for unit in worker_units)
+    assert sorted(p.read_text() for p in paths["run"].glob("gpu*.exit")) == ["0\n"] * GPUS
+    for i in range(GPUS):
+        assert f"worker on GPU {i} exited 0" in boot_log
+    assert "workers exited 0" in boot_log and "every song exists; powering off" in boot_log
+
+
+def test_a_failed_worker_keeps_the_instance_up_and_sets_the_boot_status(machine) -> None:
+    boot, paths = machine
+    paths["prompts"].unlink()  # every worker: unusable input, exit 2, before any model loads
+    code, events = boot()
+    boot_log = unit_output(paths, "musicgen-worker.service")
+    assert code == 1  # the boot unit failed, as systemd would show it
+    assert {e["unit"]: e["status"] for e in events if e["event"] == "stop"}["musicgen-worker.service"] == 2
+    for i in range(GPUS):
+        assert f"worker on GPU {i} exited 2" in boot_log
+    assert "workers exited 2" in boot_log
+    assert not [e for e in events if e["event"] == "poweroff"]
+    assert len([k for k in keys("musicgen-batch-gpus") if k.startswith("logs/")]) == GPUS + 1
+
+
+def test_a_machine_without_gpus_runs_one_worker(machine, tmp_path: Path) -> None:
+    boot, paths = machine
+    (tmp_path / "bin" / "nvidia-smi").unlink()
+    paths["prompts"].write_text("one tiny tune ; 1 ; solo\n")
+    code, events = boot()
+    assert code == 0, unit_output(paths, "musicgen-worker.service")
+    assert sorted(e["unit"] for e in events if e["event"] == "start") == [
+        "musicgen-checkout.service", "musicgen-worker.service", "musicgen-worker@0.service"
+    ]
+    assert "1 GPU(s)" in unit_output(paths, "musicgen-worker.service")
+    assert "shared by 1 GPU workers" in unit_output(paths, "musicgen-worker@0.service")
+    assert len([e for e in events if e["event"] == "poweroff"]) == 1
+
+
+def test_units_pin_one_gpu_each_and_the_boot_unit_waits_for_them() -> None:
+    template = heredoc("/etc/systemd/system/musicgen-worker@.service")
+    assert "Environment=CUDA_VISIBLE_DEVICES=%i" in template.splitlines()
+    assert f"ExecStart={START} worker %i" in template.splitlines()
+    assert "[Install]" not in template  # started by the boot unit only
+    checkout = heredoc("/etc/systemd/system/musicgen-checkout.service")
+    for line in ("Type=oneshot", f"ExecStart={START} checkout"):
+        assert line in checkout.splitlines()
+    assert "[Install]" not in checkout
+    boot_unit = heredoc("/etc/systemd/system/musicgen-worker.service")
+    for line in ("Type=oneshot", f"ExecStart={BATCH_RUN}", "TimeoutStartSec=infinity", "Restart=no"):
+        assert line in boot_unit.splitlines()
+    assert "WantedBy=multi-user.target" in boot_unit
+    assert 'exec /bin/bash "$checkout/worker/bootstrap.sh" "$@"' in heredoc(START)
+    assert "systemctl start --wait \"${units[@]}\"" in heredoc(BATCH_RUN)
+
+
+def test_systemd_accepts_the_units(tmp_path: Path) -> None:
+    """`systemd-analyze verify` on the unit texts, in a root with this machine's system units."""
+    if shutil.which("systemd-analyze") is None or not Path("/usr/lib/systemd/system").is_dir():
+        pytest.skip("SYSTEMD-ANALYZE NOT RUN: no systemd on this machine (apt-get install systemd)")
+    shutil.copytree("/usr/lib/systemd/system", tmp_path / "usr" / "lib" / "systemd" / "system", symlinks=True)
+    units = tmp_path / "etc" / "systemd" / "system"
+    units.mkdir(parents=True)
+    for unit in UNITS:
+        (units / unit).write_text(heredoc(f"/etc/systemd/system/{unit}"))
+    (tmp_path / "usr" / "local" / "sbin").mkdir(parents=True)
+    executable(tmp_path / START.lstrip("/"), heredoc(START))
+    executable(tmp_path / BATCH_RUN.lstrip("/"), heredoc(BATCH_RUN))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={tmp_path}", "--man=no",
+         "/etc/systemd/system/musicgen-worker.service", "/etc/systemd/system/musicgen-checkout.service",
+         "/etc/systemd/system/musicgen-worker@3.service"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_a_shutdown_mid_batch_stops_every_worker_with_its_checkpoint(machine) -> None:
+    _, paths = machine
+    paths["prompts"].write_text("".join(f"a long ambient piano song {i} ; 120 ; long{i}\n" for i in range(GPUS)))
+    # Its own process group stands in for the instance: a shutdown signals every unit at once.
+    process = subprocess.Popen(
+        paths["command"], env=paths["env"], start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while len([k for k in keys("musicgen-batch-gpus") if k.startswith(".checkpoints/")]) < GPUS:
+            assert process.poll() is None and time.monotonic() < deadline, "not every GPU saved a window"
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 150
+        # The boot unit's script ends after every worker has reported (its journal says so).
+        while "workers exited" not in unit_output(paths, "musicgen-worker.service"):
+            assert time.monotonic() < deadline, "the boot unit did not end"
+            time.sleep(0.5)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    boot_log = unit_output(paths, "musicgen-worker.service")
+    assert "SIGTERM: waiting for the workers to save their checkpoints" in boot_log
+    for i in range(GPUS):
+        assert f"worker on GPU {i} exited 3" in boot_log
+        assert re.search(r"saved long\d\.wav at window", unit_output(paths, f"musicgen-worker@{i}.service"))
+    assert "workers exited 3" in boot_log
+    events = [json.loads(line) for line in (paths["journal"] / "journal.jsonl").read_text().splitlines()]
+    assert not [e for e in events if e["event"] == "poweroff"]
+    assert not [k for k in keys("musicgen-batch-gpus") if k.endswith(".wav")]

@@ -1,0 +1,33 @@
+"""How many songs fit on a GPU at once: pure arithmetic shared by the engine's default batch and
+the launcher's estimate."""
+
+from __future__ import annotations
+
+MAX_BATCH_SIZE = 64
+# The rest is headroom for activations, the prompt's prefill and the allocator.
+MEMORY_SHARE = 0.7
+
+
+def bytes_per_song(
+    *,
+    layers: int,
+    hidden: int,
+    codebooks: int,
+    vocab: int,
+    window_frames: int,
+    dtype_bytes: int,
+    guidance: bool,
+) -> int:
+    """The self-attention KV cache of a full window for the conditional and the unconditional row
+    (layers x 2 x hidden x positions x bytes, allocated once per window), plus the float32 logits
+    and sampling buffers."""
+    rows = 2 if guidance else 1
+    positions = window_frames + codebooks
+    kv_cache = rows * layers * 2 * hidden * positions * dtype_bytes
+    sampling = rows * codebooks * vocab * 4 * 4
+    return kv_cache + sampling
+
+
+def batch_for_memory(free_bytes: int, per_song_bytes: int) -> int:
+    """Songs per batch in MEMORY_SHARE of the free memory, between 1 and MAX_BATCH_SIZE."""
+    return max(1, min(MAX_BATCH_SIZE, int(MEMORY_SHARE * free_bytes) // per_song_bytes))
