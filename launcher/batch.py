@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,15 +32,38 @@ class CostReport:
     total_usd: float
 
 
-def songs_in_bucket(s3: Any, bucket: str) -> set[str] | None:
-    """Names of the objects at the bucket's root; None when the bucket does not exist yet.
+# The characters botocore lets through to S3, checked here so that a typo gets one line
+# instead of botocore's validation regex (S3 itself then answers for the stricter rules).
+BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 
-    Only the root is listed: songs live there, while the worker's bookkeeping under
+
+def split_bucket(text: str) -> tuple[str, str]:
+    """(bucket, prefix) from `name`, `name/prefix` or `s3://name/prefix` (as the worker's
+    --output takes it); the prefix ends in '/' unless empty. ValueError says what is wrong."""
+    rest = text[len("s3://") :] if text[:5].lower() == "s3://" else text
+    bucket, _, prefix = rest.partition("/")
+    if not BUCKET_NAME.fullmatch(bucket):
+        raise ValueError(
+            f"{bucket!r} is not an S3 bucket name (lower-case letters, digits, '.' and '-')"
+        )
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+def songs_in_bucket(s3: Any, bucket: str, prefix: str = "") -> set[str] | None:
+    """Names of the objects at the bucket's root (or the prefix's top level), relative to the
+    prefix; None when the bucket does not exist yet.
+
+    Only the top level is listed: songs live there, while the worker's bookkeeping under
     .checkpoints/, .records/, .leases/ and logs/ can hold many more objects.
     """
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Delimiter="/")
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Delimiter="/", **({"Prefix": prefix} if prefix else {})
+    )
     try:
-        return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+        return {
+            obj["Key"][len(prefix) :] for page in pages for obj in page.get("Contents", [])
+        }
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
             return None
@@ -70,15 +95,23 @@ def parse_cost_report(text: str) -> CostReport:
     return CostReport(songs=songs, total_usd=total)
 
 
-def read_cost_report(s3: Any, bucket: str) -> str | None:
+def read_cost_report(s3: Any, bucket: str, prefix: str = "") -> str | None:
     """The report's text, or None while the worker has not written one."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=REPORT_KEY)["Body"]
+        body = s3.get_object(Bucket=bucket, Key=prefix + REPORT_KEY)["Body"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket"):
             return None
         raise
-    return body.read().decode("utf-8-sig")
+    return decode_report(body.read())
+
+
+def decode_report(data: bytes) -> str:
+    """UTF-8 as the worker writes it, or UTF-16 with a BOM as a spreadsheet may save it; bytes
+    that are neither come out as replacement characters, for the parser to call unreadable."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace")
+    return data.decode("utf-8-sig", errors="replace")
 
 
 def format_prompts(path: str, prompt_file: PromptFile) -> list[str]:
@@ -110,10 +143,12 @@ def format_bucket_for_launch(bucket: str | None, progress: Progress | None) -> l
     ]
 
 
-def format_progress(bucket: str, progress: Progress, report: str | None) -> list[str]:
+def format_progress(
+    bucket: str, progress: Progress, report: str | None, prefix: str = ""
+) -> list[str]:
     total = len(progress.done) + len(progress.missing)
     lines = [
-        f"Songs in s3://{bucket}/: {len(progress.done)} of {total} done, "
+        f"Songs in s3://{bucket}/{prefix}: {len(progress.done)} of {total} done, "
         + f"{len(progress.missing)} missing"
     ]
     if progress.done:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -292,12 +293,28 @@ def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     if progress is None:
         out.say(f"Bucket {bucket}: does not exist")
         return 0
-    out.say(*batch.format_progress(bucket, progress, batch.read_cost_report(s3, bucket)))
+    name, prefix = _split_bucket(bucket)
+    report = batch.read_cost_report(s3, name, prefix)
+    out.say(*batch.format_progress(name, progress, report, prefix))
     return 0
+
+
+# AWS keeps 90 days of spot price history.
+MAX_PRICE_WINDOW_HOURS = 90 * 24
 
 
 def _check_options(args: argparse.Namespace) -> dict[str, str]:
     """Extra terraform variables from --var, after rejecting values no launch could use."""
+    for option in ("max_price", "realtime_factor", "boot_overhead_min", "price_window_hours"):
+        value = getattr(args, option)
+        # nan slips through every comparison below, and would reach terraform's variables.
+        if not math.isfinite(value):
+            raise UsageError(f"--{option.replace('_', '-')} must be a finite number (got {value:g})")
+    if args.price_window_hours > MAX_PRICE_WINDOW_HOURS:
+        raise UsageError(
+            f"--price-window-hours must be at most {MAX_PRICE_WINDOW_HOURS} (90 days of spot "
+            f"price history; got {args.price_window_hours:g})"
+        )
     if args.max_price <= 0:
         raise UsageError(f"--max-price must be more than 0 USD/h (got {args.max_price:g})")
     if args.worker_count < 1:
@@ -377,10 +394,17 @@ def _bucket(
     return args.bucket or extra_vars.get("bucket_name") or root.outputs().get("bucket_name")
 
 
+def _split_bucket(bucket: str) -> tuple[str, str]:
+    try:
+        return batch.split_bucket(bucket)
+    except ValueError as exc:
+        raise UsageError(f"--bucket: {exc}") from None
+
+
 def _progress(s3: Any, bucket: str | None, prompt_file: PromptFile) -> batch.Progress | None:
     if bucket is None:
         return None
-    keys = batch.songs_in_bucket(s3, bucket)
+    keys = batch.songs_in_bucket(s3, *_split_bucket(bucket))
     return None if keys is None else batch.split_progress(prompt_file.jobs, keys)
 
 
