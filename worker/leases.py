@@ -73,7 +73,7 @@ class Leases:
         owner, expires_at = _parse_lease(data)
         # A lease expiring further ahead than any worker writes one was edited by hand.
         if expires_at > self.clock() + MAX_LEASE_S:
-            log.warning("ignored the lease on %s: expires too far ahead (%s)", file_name, time.ctime(expires_at))
+            log.warning("ignored the lease on %s: its expiry %r is further ahead than any lease", file_name, expires_at)
             owner, expires_at = "?", 0.0
         ours = owner == self.owner or self.earlier_self(owner)
         if not ours and expires_at > self.clock():
