@@ -24,10 +24,14 @@ from tests.test_launcher_cli import CALM_MARKET, Launcher, terraform, workdir  #
 from worker.cli import main
 from worker.report import parse_report
 
-FUZZ = settings(
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+
+def fuzz(examples: int) -> settings:
+    # Few examples each: every one runs the worker or the launcher, on busy CPUs.
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 WORKER_OPTIONS = [
     ("--prompts", "MUSICGEN_PROMPTS"),
@@ -88,8 +92,7 @@ def _example_folder(base: Path) -> Path:
     return folder
 
 
-@FUZZ
-@settings(max_examples=150)
+@fuzz(150)
 @given(drawn=settings_drawn, check=st.booleans())
 def test_any_worker_command_line_and_environment_exits_cleanly(fuzz_home, capsys, drawn, check):
     folder = _example_folder(fuzz_home)
@@ -131,8 +134,7 @@ LAUNCHER_OPTIONS = [
 launcher_values = st.one_of(st.sampled_from(SPECIAL), st.sampled_from(PLACES), numbers, text)
 
 
-@FUZZ
-@settings(max_examples=80)
+@fuzz(80)
 @given(
     command=st.sampled_from([["--dry-run"], ["status"]]),
     drawn=st.lists(st.tuples(st.sampled_from(LAUNCHER_OPTIONS), launcher_values), max_size=4),
@@ -177,8 +179,7 @@ edits = st.dictionaries(
 )
 
 
-@FUZZ
-@settings(max_examples=40)
+@fuzz(40)
 @given(edits=edits)
 def test_hand_edited_bookkeeping_never_stops_a_run(tmp_path_factory, capsys, edits):
     out = tmp_path_factory.mktemp("out")
