@@ -6,12 +6,13 @@ import codecs
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from launcher.money import cents
+from worker.changes import REGENERATE_HINT, describe_change
 from worker.prompts import Job, PromptFile
 from worker.report import COST_COLUMN, REPORT_KEY
 
@@ -20,6 +21,8 @@ from worker.report import COST_COLUMN, REPORT_KEY
 class Progress:
     done: list[Job]
     missing: list[Job]
+    # Done songs whose line now asks for something else: (job, what changed).
+    changed: list[tuple[Job, str]] = field(default_factory=list)
 
     @property
     def missing_audio_s(self) -> float:
@@ -76,6 +79,30 @@ def split_progress(jobs: list[Job], keys: set[str]) -> Progress:
         done=[job for job in jobs if job.file_name in keys],
         missing=[job for job in jobs if job.file_name not in keys],
     )
+
+
+def changed_songs(s3: Any, bucket: str, done: list[Job], prefix: str = "") -> list[tuple[Job, str]]:
+    """Done songs whose stored WAV was generated from another prompt or duration (its S3
+    metadata says which), one HEAD per song."""
+    changed = []
+    for job in done:
+        try:
+            metadata = s3.head_object(Bucket=bucket, Key=prefix + job.file_name).get("Metadata", {})
+        except ClientError:
+            continue  # gone meanwhile, or not readable: nothing to say about it
+        change = describe_change(job, metadata.get("prompt-hash"), metadata.get("duration-s"))
+        if change is not None:
+            changed.append((job, change))
+    return changed
+
+
+def _format_changed(progress: Progress) -> list[str]:
+    if not progress.changed:
+        return []
+    return [
+        f"  changed since generated ({REGENERATE_HINT}):",
+        *(f"    {job.file_name}  (line {job.line_no}: {change})" for job, change in progress.changed),
+    ]
 
 
 def parse_cost_report(text: str) -> CostReport:
@@ -139,7 +166,8 @@ def format_bucket_for_launch(bucket: str | None, progress: Progress | None) -> l
             f"Bucket {bucket}: {_songs(len(progress.done))} already there (skipped), "
             f"{_songs(len(progress.missing))} to generate "
             f"({progress.missing_audio_s / 60:.1f} min of audio)"
-        )
+        ),
+        *_format_changed(progress),
     ]
 
 
@@ -154,6 +182,7 @@ def format_progress(
     if progress.done:
         lines.append("  done:")
         lines.extend(f"    {job.file_name}" for job in progress.done)
+    lines.extend(_format_changed(progress))
     if progress.missing:
         lines.append("  missing:")
         lines.extend(

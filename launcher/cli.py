@@ -404,8 +404,13 @@ def _split_bucket(bucket: str) -> tuple[str, str]:
 def _progress(s3: Any, bucket: str | None, prompt_file: PromptFile) -> batch.Progress | None:
     if bucket is None:
         return None
-    keys = batch.songs_in_bucket(s3, *_split_bucket(bucket))
-    return None if keys is None else batch.split_progress(prompt_file.jobs, keys)
+    name, prefix = _split_bucket(bucket)
+    keys = batch.songs_in_bucket(s3, name, prefix)
+    if keys is None:
+        return None
+    progress = batch.split_progress(prompt_file.jobs, keys)
+    changed = batch.changed_songs(s3, name, progress.done, prefix)
+    return batch.Progress(progress.done, progress.missing, changed)
 
 
 def _confirmed(args: argparse.Namespace, out: Console) -> bool:

@@ -21,10 +21,11 @@ import torch
 from tqdm import tqdm
 
 from .audio import write_wav
+from .changes import REGENERATE_HINT, describe_change, duration_text
 from .checkpoints import Checkpoint, Identity, checkpoint_key
 from .engine import Engine, derive_seed
 from .leases import Leases
-from .prompts import Job
+from .prompts import Job, prompt_hash
 from .report import (
     RECORDS_PREFIX,
     REPORT_KEY,
@@ -104,10 +105,33 @@ class Runner:
                 self.result.failed.append(job.file_name)
             elif self.store.exists(job.file_name):
                 log.info("skipped %s: already at %s", job.file_name, self.store.uri(job.file_name))
+                self._warn_if_changed(job)
                 self.result.skipped.append(job.file_name)
             else:
                 pending.append(job)
         return pending
+
+    def _warn_if_changed(self, job: Job) -> None:
+        """Tell the user when the prompts file no longer says what the stored song was made
+        from; the stored song stays (every write is conditional)."""
+        try:
+            metadata = self.store.metadata(job.file_name) or {}
+            stored_hash, stored_duration = metadata.get("prompt-hash"), metadata.get("duration-s")
+            if stored_hash is None:
+                found = self.store.read(record_key(job.file_name))
+                if found is None:
+                    return
+                record = SongRecord.from_json(found[0])
+                stored_hash, stored_duration = prompt_hash(record.prompt), duration_text(record.requested_duration_s)
+        except (ValueError, TypeError) as error:
+            log.debug("cannot tell whether %s changed: %s", job.file_name, error)
+            return
+        change = describe_change(job, stored_hash, stored_duration)
+        if change is not None:
+            log.warning(
+                "line %d: %s was generated before %s changed; kept the stored file (%s)",
+                job.line_no, job.file_name, change, REGENERATE_HINT,
+            )
 
     # -- the spool: finished songs whose upload has not gone through yet -------------------
 
@@ -166,7 +190,7 @@ class Runner:
             "prompt-hash": job.prompt_hash,
             "seed": str(record.seed),
             "model": record.model,
-            "duration-s": f"{job.duration_s:g}",
+            "duration-s": duration_text(job.duration_s),
         }
         try:
             # Ours also when an earlier try uploaded this very WAV and only the record failed.

@@ -33,6 +33,7 @@ class Store(Protocol):
     def delete(self, key: str) -> None: ...
     def holds(self, path: Path, key: str, metadata: dict[str, str]) -> bool: ...
     def problem(self) -> str | None: ...
+    def metadata(self, key: str) -> dict[str, str] | None: ...
 
 
 def _status(error: ClientError) -> int:
@@ -203,6 +204,15 @@ class S3Store:
             raise
         return head.get("Metadata") == metadata and head.get("ContentLength") == path.stat().st_size
 
+    def metadata(self, key: str) -> dict[str, str] | None:
+        """The object's user metadata (prompt hash, seed, model, duration), or None."""
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key)).get("Metadata")
+        except ClientError as error:
+            if _status(error) == 404:
+                return None
+            raise
+
     def problem(self) -> str | None:
         """Why this output cannot be used (checked before the model loads), or None."""
         try:
@@ -315,6 +325,9 @@ class LocalStore:
 
     def problem(self) -> str | None:
         return None
+
+    def metadata(self, key: str) -> dict[str, str] | None:
+        return None  # a folder keeps none; the song's record tells the same
 
 
 def is_s3_uri(output: str) -> bool:
