@@ -397,3 +397,17 @@ def test_no_traceback_for_bad_input_in_a_real_process(tmp_path, prompts):
         )
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert len(done.stderr.splitlines()) == 1
+
+
+def test_spooled_song_without_its_output_is_left_alone_and_named(tmp_path, prompts, capsys):
+    spool, out = tmp_path / "spool", tmp_path / "out"
+    spool.mkdir()
+    record = SongRecord("calm.wav", "calm piano", 2, 1.0, 0.1, "calm.wav", 1, "facebook/musicgen-small", 1, 1, "a", "b", "w")
+    soundfile.write(spool / "calm.wav", np.zeros(16000), 8000, subtype="PCM_16")
+    (spool / "calm.wav.record.json").write_bytes(record.to_json())  # as older versions wrote it
+    argv = ["--prompts", str(prompts), "--output", str(out), "--spool-dir", str(spool)]
+    assert main(argv, load_engine=fake) == 1
+    err = capsys.readouterr().err
+    assert f"left {spool / 'calm.wav'} in the spool: its record does not name the output" in err
+    assert not (out / "calm.wav").exists() and (spool / "calm.wav").exists()
+    assert wav_frames(out / "drums.wav") == 3 * 8000

@@ -151,6 +151,13 @@ class Runner:
                 log.warning("left %s in the spool: its record %s is unreadable (%s)", wav, record_file, error)
                 self.foreign_spool.add(file_name)
                 continue
+            if output is None:
+                log.warning(
+                    "left %s in the spool: its record does not name the output it was made for "
+                    "(written by an older version); upload it by hand or move it away", wav,
+                )
+                self.foreign_spool.add(file_name)
+                continue
             if (output, record.model) != (self._location(), self.settings.model):
                 log.warning(
                     "left %s in the spool: it was made for %s with the model %s, not for this run's "
@@ -172,12 +179,12 @@ class Runner:
         uri = self.store.uri("")
         return uri if is_s3_uri(uri) else str(Path(uri).resolve())
 
-    def _read_spooled(self, record_file: Path) -> tuple[str, SongRecord]:
+    def _read_spooled(self, record_file: Path) -> tuple[str | None, SongRecord]:
         raw = json.loads(record_file.read_bytes())
         if not isinstance(raw, dict):
             raise TypeError("not a JSON object")
         output = raw.pop(SPOOL_OUTPUT_KEY, None)
-        return str(output), SongRecord.from_dict(raw)
+        return None if output is None else str(output), SongRecord.from_dict(raw)
 
     def _spooled(self, file_name: str) -> tuple[Path, Path]:
         return self.spool / file_name, self.spool / f"{file_name}{SPOOL_RECORD_SUFFIX}"
