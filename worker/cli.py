@@ -108,17 +108,17 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
     batch = _typed(int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, not_negative, _at_most(MAX_BATCH_SIZE))
     window_s = _typed(float, "--window-s/MUSICGEN_WINDOW_S", args.window_s, positive, _at_most(MAX_WINDOW_S))
     stride_s = _typed(float, "--stride-s/MUSICGEN_STRIDE_S", args.stride_s, positive)
-    top_k = _typed(int, "--top-k/MUSICGEN_TOP_K", args.top_k)
-    temperature = _typed(float, "--temperature/MUSICGEN_TEMPERATURE", args.temperature)
-    guidance = _typed(float, "--guidance-scale/MUSICGEN_GUIDANCE_SCALE", args.guidance_scale)
+    # Lower bounds: GenerationParams names them.
+    top_k = _typed(int, "--top-k/MUSICGEN_TOP_K", args.top_k, _at_most(MAX_TOP_K))
+    temperature = _typed(float, "--temperature/MUSICGEN_TEMPERATURE", args.temperature, _at_most(MAX_TEMPERATURE))
+    guidance = _typed(
+        float, "--guidance-scale/MUSICGEN_GUIDANCE_SCALE", args.guidance_scale, _at_most(MAX_GUIDANCE_SCALE)
+    )
     try:
         window = WindowSettings(window_s=window_s, stride_s=stride_s)
         params = GenerationParams(top_k=top_k, temperature=temperature, guidance_scale=guidance)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    _typed(int, "--top-k/MUSICGEN_TOP_K", args.top_k, _at_most(MAX_TOP_K))
-    _typed(float, "--temperature/MUSICGEN_TEMPERATURE", args.temperature, _at_most(MAX_TEMPERATURE))
-    _typed(float, "--guidance-scale/MUSICGEN_GUIDANCE_SCALE", args.guidance_scale, _at_most(MAX_GUIDANCE_SCALE))
     worker_id = args.worker_id
     if worker_id is not None and (not worker_id.strip() or not worker_id.isprintable()):
         raise UsageError(f"--worker-id/MUSICGEN_WORKER_ID={worker_id!r}: must be printable text")
