@@ -61,3 +61,16 @@ def worker_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
         if name.startswith("MUSICGEN_") or name == "HOURLY_COST_USD":
             monkeypatch.delenv(name)
     monkeypatch.setenv("MUSICGEN_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The worker's main() points the root logger at the stderr of its moment (a test's capture);
+    a later test must not log into that closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
