@@ -8,6 +8,7 @@ a function call; test_worker_faults.py runs a few of the same inputs as real pro
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -183,17 +184,39 @@ edits = st.dictionaries(
 @given(edits=edits)
 def test_hand_edited_bookkeeping_never_stops_a_run(tmp_path_factory, capsys, edits):
     out = tmp_path_factory.mktemp("out")
-    prompts = out.parent / f"{out.name}.txt"
-    prompts.write_text("".join(f"song {name};{seconds:g};{name}\n" for name, seconds in SONGS.items()))
     for (folder, name), body in edits.items():
         (out / folder).mkdir(exist_ok=True)
         (out / folder / f"{name}.json").write_bytes(body)
-    argv = ["--prompts", str(prompts), "--output", str(out), "--window-s", "1", "--stride-s", "0.5"]
+    _run_batch(out.parent / f"{out.name}.txt", str(out), capsys)
+    _check_batch({name: (out / name).read_bytes() for name in [*SONGS, "cost_report.csv"]})
+    assert not (out / ".leases").exists() or not list((out / ".leases").iterdir())
+
+
+@fuzz(8)
+@given(edits=edits)
+def test_hand_edited_bookkeeping_in_a_bucket_never_stops_a_run(aws_env, tmp_path_factory, capsys, edits):
+    s3 = boto3.client("s3")
+    bucket = f"fuzz-{time.monotonic_ns()}"
+    s3.create_bucket(Bucket=bucket)
+    for (folder, name), body in edits.items():
+        s3.put_object(Bucket=bucket, Key=f"run/{folder}{name}.json", Body=body)
+    prompts = tmp_path_factory.mktemp("p") / "prompts.txt"
+    _run_batch(prompts, f"s3://{bucket}/run", capsys)
+    files = {name: s3.get_object(Bucket=bucket, Key=f"run/{name}")["Body"].read() for name in [*SONGS, "cost_report.csv"]}
+    _check_batch(files)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="run/.leases/")
+
+
+def _run_batch(prompts: Path, output: str, capsys) -> None:
+    prompts.write_text("".join(f"song {name};{seconds:g};{name}\n" for name, seconds in SONGS.items()))
+    argv = ["--prompts", str(prompts), "--output", output, "--window-s", "1", "--stride-s", "0.5"]
     code = main(argv, load_engine=lambda model: FakeEngine())
     err = capsys.readouterr().err
     assert code == 0, err
+
+
+def _check_batch(files: dict[str, bytes]) -> None:
     for name, seconds in SONGS.items():
-        assert soundfile.info(out / name).frames == round(seconds * 8000)
-    rows = parse_report((out / "cost_report.csv").read_bytes())
-    assert sorted(row["s3_filename"] for row in rows) == sorted(SONGS)
-    assert not list((out / ".leases").glob("*")) if (out / ".leases").exists() else True
+        assert soundfile.info(io.BytesIO(files[name])).frames == round(seconds * 8000)
+    rows = parse_report(files["cost_report.csv"])
+    assert sorted(row["s3_filename"].removeprefix("run/") for row in rows) == sorted(SONGS)
