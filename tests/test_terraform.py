@@ -296,6 +296,7 @@ def check_role(profile_arn: str, bucket: str) -> None:
         ("s3:ListBucket", arn),
         ("s3:DeleteObject", f"{arn}/.checkpoints/*"),
         ("s3:DeleteObject", f"{arn}/.leases/*"),
+        ("s3:AbortMultipartUpload", f"{arn}/*"),
     }
 
 
