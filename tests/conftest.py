@@ -80,3 +80,14 @@ def user_data_files(user_data_script: str) -> dict[str, str]:
     from tests import systemd_units
 
     return systemd_units.written_files(user_data_script)
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The worker's main() points the root logger at the stderr of its moment (a test's capture);
+    a later test must not log into that closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

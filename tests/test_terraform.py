@@ -305,6 +305,7 @@ def check_role(profile_arn: str, bucket: str) -> None:
         ("s3:DeleteObject", f"{arn}/.leases/*"),
         # moto's account; a parameter path has no double slash in its ARN.
         ("ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/music/git-token"),
+        ("s3:AbortMultipartUpload", f"{arn}/*"),
     }
 
 

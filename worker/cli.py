@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
-import socket
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from . import aws
+from .identity import default_worker_id, earlier_self
+from .leases import MAX_LEASE_S
 from .page import PAGE_KEY
 from .prompts import read_prompts
 from .settings import GenerationParams, RunSettings
 from .spot import SpotWatcher
-from .store import Store, open_store
+from .store import Store, is_s3_uri, local_path, make_folder, open_store
 from .windows import WindowSettings
 
 log = logging.getLogger("worker")
@@ -36,16 +39,37 @@ def _env(name: str, default: str | None) -> str | None:
     return value if value.strip() else default
 
 
-def _typed(convert: Callable, name: str, value: str | None, check: Callable | None = None, what: str = ""):
+def _typed(convert: Callable, name: str, value: str | None, *checks: tuple[Callable, str]):
+    """`value` converted, or UsageError naming the option, its variable and the value."""
     if value is None:
         return None
     try:
         result = convert(value)
     except ValueError:
         raise UsageError(f"{name}={value!r} is not a valid {convert.__name__}") from None
-    if check is not None and not check(result):
-        raise UsageError(f"{name}={value!r}: {what}")
+    # nan passes every comparison as False, and inf overflows the frame arithmetic.
+    if isinstance(result, float) and not math.isfinite(result):
+        raise UsageError(f"{name}={value!r}: must be a finite number")
+    for check, what in checks:
+        if not check(result):
+            raise UsageError(f"{name}={value!r}: {what}")
     return result
+
+
+def _at_most(high: float) -> tuple[Callable, str]:
+    return (lambda v: v <= high), f"must be <= {high:g}"
+
+
+# Bounds a working setting never reaches; beyond them a value is a typo (18000 for 1.8) or
+# would overflow tensor sizes and timers.
+MAX_HOURLY_COST_USD = 1000.0
+MAX_BATCH_SIZE = 1024
+MAX_WINDOW_S = 600.0
+MAX_TOP_K = 1 << 20
+MAX_TEMPERATURE = 100.0
+MAX_GUIDANCE_SCALE = 100.0
+MAX_SEED = (1 << 63) - 1
+MAX_POLL_S = 3600.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,34 +104,93 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationParams]:
     positive = (lambda v: v > 0, "must be > 0")
-    hourly = _typed(float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, lambda v: v >= 0, "must be >= 0")
-    batch = _typed(int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, lambda v: v >= 0, "must be >= 0")
-    window_s = _typed(float, "--window-s/MUSICGEN_WINDOW_S", args.window_s, *positive)
-    stride_s = _typed(float, "--stride-s/MUSICGEN_STRIDE_S", args.stride_s, *positive)
+    not_negative = (lambda v: v >= 0, "must be >= 0")
+    hourly = _typed(float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, not_negative, _at_most(MAX_HOURLY_COST_USD))
+    batch = _typed(int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, not_negative, _at_most(MAX_BATCH_SIZE))
+    window_s = _typed(float, "--window-s/MUSICGEN_WINDOW_S", args.window_s, positive, _at_most(MAX_WINDOW_S))
+    stride_s = _typed(float, "--stride-s/MUSICGEN_STRIDE_S", args.stride_s, positive)
+    # Lower bounds: GenerationParams names them.
+    top_k = _typed(int, "--top-k/MUSICGEN_TOP_K", args.top_k, _at_most(MAX_TOP_K))
+    temperature = _typed(float, "--temperature/MUSICGEN_TEMPERATURE", args.temperature, _at_most(MAX_TEMPERATURE))
+    guidance = _typed(
+        float, "--guidance-scale/MUSICGEN_GUIDANCE_SCALE", args.guidance_scale, _at_most(MAX_GUIDANCE_SCALE)
+    )
     try:
         window = WindowSettings(window_s=window_s, stride_s=stride_s)
-        params = GenerationParams(
-            top_k=_typed(int, "--top-k/MUSICGEN_TOP_K", args.top_k),
-            temperature=_typed(float, "--temperature/MUSICGEN_TEMPERATURE", args.temperature),
-            guidance_scale=_typed(float, "--guidance-scale/MUSICGEN_GUIDANCE_SCALE", args.guidance_scale),
-        )
+        params = GenerationParams(top_k=top_k, temperature=temperature, guidance_scale=guidance)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    worker_id = args.worker_id
+    if worker_id is not None and (not worker_id.strip() or not worker_id.isprintable()):
+        raise UsageError(f"--worker-id/MUSICGEN_WORKER_ID={worker_id!r}: must be printable text")
     settings = RunSettings(
         model=args.model,
         hourly_cost_usd=hourly,
         batch_size=batch,
         window=window,
-        seed=_typed(int, "--seed/MUSICGEN_SEED", args.seed),
-        # Stable across restarts of the same machine, so a rerun after a crash may take over
-        # its own leases at once instead of waiting for them to expire.
-        worker_id=args.worker_id or socket.gethostname(),
-        lease_s=_typed(float, "--lease-s/MUSICGEN_LEASE_S", args.lease_s, *positive),
-        spool_dir=args.spool_dir,
-        imds_endpoint=args.imds_endpoint,
-        imds_poll_s=_typed(float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, *positive),
+        seed=_typed(int, "--seed/MUSICGEN_SEED", args.seed, (lambda v: abs(v) <= MAX_SEED, "must fit in 63 bits")),
+        # Unique per process (host, pid, start time), so two workers on one host never take
+        # each other's leases; a rerun still recognises its own dead predecessor's leases.
+        worker_id=worker_id or default_worker_id(),
+        lease_s=_typed(float, "--lease-s/MUSICGEN_LEASE_S", args.lease_s, positive, _at_most(MAX_LEASE_S)),
+        spool_dir=str(local_path(args.spool_dir)),
+        imds_endpoint=_imds_endpoint(args.imds_endpoint),
+        imds_poll_s=_typed(float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, positive, _at_most(MAX_POLL_S)),
     )
+    _check_model(settings.model)
     return settings, params
+
+
+def _imds_endpoint(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UsageError(
+            f"--imds-endpoint/MUSICGEN_IMDS_ENDPOINT={value!r}: must be an http:// URL "
+            "such as http://169.254.169.254"
+        )
+    return value
+
+
+def _check_model(model: str) -> None:
+    """A hub id is `name` or `org/name`; anything else is meant as a folder, which must exist."""
+    if not model.strip():
+        raise UsageError("--model/MUSICGEN_MODEL is empty")
+    path = local_path(model)
+    looks_like_path = (
+        model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model or path.exists()
+    )
+    if not looks_like_path:
+        return
+    if not path.exists():
+        raise UsageError(f"--model/MUSICGEN_MODEL: folder {model!r} does not exist")
+    if not path.is_dir():
+        raise UsageError(f"--model/MUSICGEN_MODEL: {model!r} is a file, not a save_pretrained folder")
+    if not (path / "config.json").is_file():
+        raise UsageError(f"--model/MUSICGEN_MODEL: folder {model!r} has no config.json (not a saved model)")
+
+
+def _check_places(output: str, spool_dir: str) -> None:
+    """The spool must be a folder of its own: inside the output (or the output inside it), a
+    stored song would be deleted as a spooled copy right after its upload."""
+    spool = Path(spool_dir)
+    if not is_s3_uri(output):
+        out = local_path(output).resolve()
+        here = spool.resolve()
+        if here == out or here.is_relative_to(out) or out.is_relative_to(here):
+            raise UsageError(
+                f"the spool {spool_dir!r} and the output {output!r} overlap; "
+                "give --spool-dir/MUSICGEN_SPOOL_DIR a folder outside the output"
+            )
+    try:
+        make_folder(spool, "--spool-dir/MUSICGEN_SPOOL_DIR")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
@@ -143,9 +226,20 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         return EXIT_USAGE
 
     try:
+        _check_places(args.output, settings.spool_dir)
         store = open_store(args.output, s3_client or aws.s3_client)
-    except ValueError as error:
+        problem = store.problem()
+    except (UsageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ParamValidationError as error:  # a bucket name S3 cannot have
+        print(f"error: output {args.output!r}: {error}".replace("\n", " "), file=sys.stderr)
+        return EXIT_USAGE
+    except (BotoCoreError, ClientError) as error:
+        print(f"error: cannot use the output {args.output}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if problem is not None:
+        print(f"error: output {args.output}: {problem}", file=sys.stderr)
         return EXIT_USAGE
     from .runner import Runner  # torch loads here, after the input has been checked
 
@@ -154,17 +248,26 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         watcher = SpotWatcher(settings.imds_endpoint, settings.imds_poll_s).start()
     # A shutdown (systemd's SIGTERM when the instance stops) ends the run like a spot notice:
     # checkpoints saved, leases released, report written.
+    # Ctrl-C is the same request from a person at a terminal.
     terminated = threading.Event()
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    previous_handlers = {
+        number: signal.signal(number, lambda *_: terminated.set())
+        for number in (signal.SIGTERM, signal.SIGINT)
+    }
     runner = Runner(
         settings,
         store,
         should_stop=lambda: terminated.is_set() or (watcher is not None and watcher.interrupted),
+        earlier_self=(lambda owner: False) if args.worker_id else (
+            lambda owner: earlier_self(owner, settings.worker_id)
+        ),
     )
     try:
         runner.upload_spooled(prompts.jobs)
         pending = runner.pending_jobs(prompts.jobs)
-        if pending and not runner.should_stop():
+        if pending and runner.should_stop():
+            runner.result.unfinished += [job.file_name for job in pending]
+        elif pending:
             if load_engine is None:
                 from .engine import Engine
 
@@ -181,7 +284,8 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         log.error("cannot use the output %s: %s", args.output, error)
         return EXIT_FAILED
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
         if watcher is not None:
             watcher.stop()
     result = runner.result

@@ -85,6 +85,8 @@ class Engine:
         self.params = GenerationParams()
         decoder_config = model.decoder.config
         self.num_codebooks: int = decoder_config.num_codebooks
+        # Valid codes are 0 .. codebook_size - 1 (the pad token sits just above them).
+        self.codebook_size: int = decoder_config.vocab_size
         self.pad_token_id: int = model.generation_config.pad_token_id
         if getattr(decoder_config, "audio_channels", 1) != 1:
             raise ValueError("only mono MusicGen checkpoints are supported")

@@ -6,8 +6,10 @@ show the same errors the worker would, without loading a model.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import math
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,15 @@ from pathlib import Path
 # Half an hour: far beyond the 3-5 minute songs this tool is for, yet a typo such as
 # 18000 instead of 180 is caught before it buys five GPU hours.
 MAX_DURATION_S = 1800.0
+# Below a second the continuation loop has nothing to continue, and 1e-9 s is a one-frame WAV.
+MIN_DURATION_S = 1.0
 MAX_FILE_NAME_CHARS = 200
+# File systems limit names in bytes (255 on ext4 and in S3 keys' parts), and CJK characters
+# take three bytes each in UTF-8; the spool adds a suffix of its own.
+MAX_FILE_NAME_BYTES = 200
+# Names Windows cannot hold, so a bucket synced to a Windows machine would lose them.
+WINDOWS_RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?", re.IGNORECASE)
+WINDOWS_FORBIDDEN = set('<>:"|?*')
 # MusicGen's text encoder reads at most 512 tokens; a longer "prompt" is a pasted file.
 MAX_PROMPT_CHARS = 2000
 WAV_SUFFIX = ".wav"
@@ -62,6 +72,8 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"duration {text!r} is not a number of seconds") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"duration {text!r} must be a positive number of seconds")
+    if value < MIN_DURATION_S:
+        raise ValueError(f"duration {text!r} is under the minimum of {MIN_DURATION_S:g} s")
     if value > MAX_DURATION_S:
         raise ValueError(f"duration {text!r} is over the maximum of {MAX_DURATION_S:g} s")
     return value
@@ -80,10 +92,19 @@ def normalize_file_name(text: str) -> str:
         raise ValueError(f"file name {name!r} must not contain '..'")
     if name.startswith("."):
         raise ValueError(f"file name {name!r} must not start with '.'")
+    forbidden = sorted(WINDOWS_FORBIDDEN.intersection(name))
+    if forbidden:
+        raise ValueError(f"file name {name!r} must not contain {' '.join(forbidden)} (Windows cannot hold them)")
+    if name.endswith((".", " ")):
+        raise ValueError(f"file name {name!r} must not end with a dot or a space (Windows cannot hold it)")
     if not name.lower().endswith(WAV_SUFFIX):
         name += WAV_SUFFIX
+    if WINDOWS_RESERVED.fullmatch(name):
+        raise ValueError(f"file name {name!r} is a device name on Windows")
     if len(name) > MAX_FILE_NAME_CHARS:
         raise ValueError(f"file name is longer than {MAX_FILE_NAME_CHARS} characters")
+    if len(name.encode("utf-8")) > MAX_FILE_NAME_BYTES:
+        raise ValueError(f"file name is longer than {MAX_FILE_NAME_BYTES} bytes in UTF-8")
     return name
 
 
@@ -101,6 +122,8 @@ def parse_line(line_no: int, line: str) -> Job | LineError | None:
         return LineError(line_no, "prompt is empty")
     if len(prompt) > MAX_PROMPT_CHARS:
         return LineError(line_no, f"prompt is longer than {MAX_PROMPT_CHARS} characters")
+    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in prompt):
+        return LineError(line_no, "prompt contains control characters (only tab is allowed)")
     try:
         duration = parse_duration(duration_text)
         file_name = normalize_file_name(name_text)
@@ -118,7 +141,9 @@ def read_prompts(path: str | Path) -> PromptFile:
 
     Raises OSError when the file cannot be read.
     """
-    data = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf")
+    data = _as_utf8(Path(path).read_bytes())
+    if isinstance(data, LineError):
+        return PromptFile(jobs=[], errors=[data])
     numbered: list[tuple[int, str | LineError]] = []
     for line_no, raw in enumerate(_split_lines(data), start=1):
         try:
@@ -128,14 +153,31 @@ def read_prompts(path: str | Path) -> PromptFile:
     return _parse_lines(numbered)
 
 
+def _as_utf8(data: bytes) -> bytes | LineError:
+    """The file's bytes as UTF-8: a UTF-16 file with its BOM (Notepad's "Unicode") is decoded;
+    one without a BOM, which no line could survive, is one error for the whole file."""
+    for bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        if data.startswith(bom):
+            try:
+                return data.decode("utf-16").encode("utf-8")
+            except UnicodeDecodeError:
+                return LineError(1, "the file looks like UTF-16 but does not decode; save it as UTF-8")
+    if b"\x00" in data[:200] and data.count(b"\x00") * 3 >= len(data):
+        return LineError(1, "the file looks like UTF-16 without a byte order mark; save it as UTF-8")
+    return data.removeprefix(codecs.BOM_UTF8)
+
+
+_LINE_END = {str: re.compile("\r\n|\n|\r"), bytes: re.compile(b"\r\n|\n|\r")}
+
+
 def _split_lines(text: str | bytes) -> list:
-    # Only LF and CRLF end a line: str.splitlines would also split on form feeds and
-    # Unicode separators, and the line numbers would no longer match the user's editor.
-    newline, carriage_return = ("\n", "\r") if isinstance(text, str) else (b"\n", b"\r")
-    lines = text.split(newline)
+    # LF, CRLF and a lone CR (old Mac editors) end a line. str.splitlines would also split on
+    # form feeds and Unicode separators, and the line numbers would no longer match the
+    # user's editor.
+    lines = _LINE_END[type(text)].split(text)
     if not lines[-1]:
         lines.pop()
-    return [line.removesuffix(carriage_return) for line in lines]
+    return lines
 
 
 def _parse_lines(numbered) -> PromptFile:
