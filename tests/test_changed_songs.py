@@ -11,7 +11,7 @@ import soundfile
 
 from launcher import aws
 from tests.engines import FakeEngine
-from tests.test_launcher_cli import launcher, terraform, workdir  # noqa: F401 - fixtures
+from tests.test_launcher_cli import GIT, launcher, source, terraform, workdir  # noqa: F401 - fixtures
 from worker.changes import describe_change
 from worker.cli import main
 from worker.prompts import Job, prompt_hash
@@ -81,5 +81,5 @@ def test_launcher_status_lists_songs_changed_since_generated(launcher):
         "  changed since generated (rename the song or delete the stored file to generate it again):\n"
         "    synthwave.wav  (line 2: the prompt)\n"
     ) in result.out
-    dry = launcher("--git-url", "https://github.com/example/m.git", "--git-ref", "main", "--bucket", "songs", "--dry-run")
+    dry = launcher(*GIT, "--bucket", "songs", "--dry-run")
     assert "    synthwave.wav  (line 2: the prompt)\n" in dry.out

@@ -12,6 +12,7 @@ from tests.test_launcher_cli import (  # noqa: F401 - fixtures
     REPORT,
     Result,
     launcher,
+    source,
     terraform,
     workdir,
 )
