@@ -18,9 +18,10 @@ import pyloudnorm
 import soundfile
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
+from .settings import MasteringSettings
+
 # container and subtype for soundfile; FLAC keeps the same 16-bit samples, losslessly compressed.
 FORMATS: dict[str, tuple[str, str]] = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
-CONTENT_TYPES = {".wav": "audio/wav", ".flac": "audio/flac"}
 PEAK_CEILING_DBFS = -1.0
 # The limiter lowers the gain this long before a peak and holds it this long after, so the gain
 # moves smoothly instead of squaring off the waveform (which would sound like clipping).
@@ -31,15 +32,9 @@ MAX_WAV_TAG_BYTES = 2000
 
 
 @dataclass(frozen=True)
-class MasteringSettings:
-    loudness_lufs: float | None = -14.0  # None: keep the decoder's level
-    fade_out_s: float = 3.0  # 0: no fade
-
-
-@dataclass(frozen=True)
 class Mastered:
     samples: np.ndarray
-    measured_lufs: float | None  # before the gain; None when not measured (off, too short, silent)
+    measured_lufs: float | None  # before the gain; None for audio too short or silent to measure
     gain_db: float
     limited_samples: int  # samples the limiter turned down
     clipped_samples: int  # samples beyond full scale, cut off when written as 16-bit PCM
@@ -127,8 +122,10 @@ def limit_peaks(
 def master(samples: np.ndarray, sample_rate: int, settings: MasteringSettings) -> Mastered:
     require_finite(samples)
     out = fade_out(samples, sample_rate, settings.fade_out_s) if settings.fade_out_s > 0 else samples
-    measured, gain_db, limited = None, 0.0, 0
-    if settings.loudness_lufs is not None:
+    gain_db, limited = 0.0, 0
+    if settings.loudness_lufs is None:
+        measured = measure_loudness(out, sample_rate)  # for the log only
+    else:
         out, measured, gain_db = normalise_loudness(out, sample_rate, settings.loudness_lufs)
         out, limited = limit_peaks(out, sample_rate)
     clipped = int(np.count_nonzero(np.abs(out) > 1.0))

@@ -43,6 +43,10 @@ class SongRecord:
     started_at: str
     finished_at: str
     worker: str
+    # Mastering, for anyone checking a song's level later; absent from older records.
+    measured_lufs: float | None = None
+    gain_db: float = 0.0
+    clipped_samples: int = 0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
