@@ -29,6 +29,7 @@ SETTINGS = {
     "worker_count": "2",
     "batch_size": "3",
     "shutdown_when_done": "true",
+    "audio_format": "flac",
     "model_path": "/opt/musicgen/models/musicgen-small",
     "availability_zone": "us-east-1b",
 }
@@ -95,6 +96,7 @@ def test_bad_variables_fail_at_plan(workspace: Workspace, aws_env: str) -> None:
         "worker_count": ("1.5", "worker_count must be a whole number >= 0"),
         "root_volume_size_gb": ("50", "root_volume_size_gb must be a whole number >= 100"),
         "ami_id": ("ubuntu", "ami_id must be empty or an AMI id"),
+        "audio_format": ("mp3", "audio_format must be wav or flac"),
     }
     settings = {**SETTINGS, **{name: value for name, (value, _) in bad.items()}}
     with pytest.raises(AssertionError) as failure:
@@ -226,6 +228,7 @@ def check_user_data(script: str, bucket: str, tmp_path: Path) -> None:
         "MUSICGEN_MODEL='/opt/musicgen/models/musicgen-small'",
         "HOURLY_COST_USD='0.55'",
         "MUSICGEN_BATCH_SIZE='3'",
+        "MUSICGEN_FORMAT='flac'",
         "MUSICGEN_SHUTDOWN_WHEN_DONE='1'",
         "MUSICGEN_IMDS_ENDPOINT='http://169.254.169.254'",
         "AWS_REGION='us-east-1'",
