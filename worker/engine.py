@@ -20,6 +20,7 @@ from transformers import AutoProcessor, MusicgenForConditionalGeneration
 from transformers.cache_utils import Cache
 
 from .kvcache import window_cache
+from .modelsize import DecoderShape
 from .onednn import can_pack, pack_linears
 from .settings import GenerationParams
 
@@ -112,7 +113,13 @@ class Engine:
         model = MusicgenForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
         model.to(dev).eval()
         processor = AutoProcessor.from_pretrained(model_id)
-        log.info("loaded %s on %s (%s)", model_id, dev, str(dtype).removeprefix("torch."))
+        shape = DecoderShape.from_config(model.decoder.config)
+        log.info(
+            "loaded %s on %s (%s): %s, decoder of %d layers x %d hidden, %d codebooks, %.2f B parameters",
+            model_id, dev, str(dtype).removeprefix("torch."),
+            "stereo" if shape.audio_channels == 2 else "mono",
+            shape.layers, shape.hidden, shape.codebooks, shape.parameters / 1e9,
+        )
         return cls(model, processor, dev, dtype)
 
     def set_generation_params(self, **changes) -> None:
@@ -129,12 +136,11 @@ class Engine:
         if self.device.type != "cuda":
             return CPU_BATCH_SIZE
         free_bytes, _ = torch.cuda.mem_get_info(self.device)
-        config = self.model.decoder.config
+        shape = DecoderShape.from_config(self.model.decoder.config)
         rows = 2 if self.params.guidance_scale != 1 else 1
         width = torch.finfo(self.dtype).bits // 8
-        positions = window_frames + self.delays[-1] + 1
-        kv_cache = rows * config.num_hidden_layers * 2 * config.hidden_size * positions * width
-        sampling = rows * self.num_codebooks * config.vocab_size * 4 * 4
+        kv_cache = shape.kv_cache_bytes(shape.window_positions(window_frames), rows, width)
+        sampling = rows * self.num_codebooks * shape.vocab * 4 * 4
         per_song = kv_cache + sampling
         return max(1, min(MAX_BATCH_SIZE, int(0.7 * free_bytes) // per_song))
 
