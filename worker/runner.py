@@ -288,9 +288,13 @@ class Runner:
             self._record_failure(job, error)
             self.leases.release(job.file_name)
             return
-        measured = "unmeasured" if mastered.measured_lufs is None else f"{mastered.measured_lufs:.1f} LUFS"
+        measured = (
+            "loudness not measurable (under 0.4 s, or silent)"
+            if mastered.measured_lufs is None
+            else f"{mastered.measured_lufs:.1f} LUFS measured"
+        )
         log.info(
-            "level %s: %s measured, gain %+.1f dB, %d samples limited, %d samples clipped",
+            "level %s: %s, gain %+.1f dB, %d samples limited, %d samples clipped",
             job.file_name, measured, mastered.gain_db, mastered.limited_samples, mastered.clipped_samples,
         )
         record = SongRecord(
