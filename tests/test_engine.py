@@ -86,7 +86,7 @@ def test_continuation_from_codes_matches_transformers_decoder_input_ids(any_engi
         assert torch.equal(got[i], expected[i, :, 8:])
 
 
-def test_stereo_pairs_share_a_delay_so_a_window_takes_frames_plus_3_steps(tiny_engine, any_engine):
+def test_stereo_pairs_share_a_delay_so_a_window_takes_frames_plus_3_steps(any_engine):
     assert any_engine.delays == ([0, 1, 2, 3] if any_engine.audio_channels == 1 else [0, 0, 1, 1, 2, 2, 3, 3])
     steps = []
     any_engine.generate(rows_for(any_engine, PROMPTS[:1], 20), on_step=steps.append)
