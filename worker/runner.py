@@ -23,7 +23,7 @@ from .audio import master, song_comment, write_song
 from .checkpoints import Checkpoint, Identity, checkpoint_key
 from .engine import Engine, derive_seed
 from .leases import Leases
-from .prompts import Job
+from .prompts import SUFFIXES, WAV_SUFFIX, Job
 from .report import (
     RECORDS_PREFIX,
     REPORT_KEY,
@@ -56,10 +56,17 @@ class RunResult:
 
 
 def song_seed(base_seed: int | None, job: Job) -> int:
-    """Random per song unless a base seed is set; then reproducible per file name."""
+    """Random per song unless a base seed is set; then reproducible per file name.
+
+    The seed ignores the format: a FLAC is the same song as the WAV of the same line, and WAV
+    songs keep the seeds they always had."""
     if base_seed is None:
         return secrets.randbits(63)
-    return derive_seed(base_seed, job.file_name)
+    name = job.file_name
+    for suffix in SUFFIXES.values():
+        if suffix != WAV_SUFFIX and name.lower().endswith(suffix):
+            name = name[: -len(suffix)] + WAV_SUFFIX
+    return derive_seed(base_seed, name)
 
 
 def _now() -> str:
