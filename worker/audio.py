@@ -111,8 +111,10 @@ def limit_peaks(
     size = lookahead + release + 1
     # origin shifts the window to [n - release, n + lookahead].
     held = minimum_filter1d(needed, size, mode="nearest", origin=(size - 1) // 2 - lookahead)
-    smooth_size = lookahead | 1  # odd, so the average is centred and spans at most the look-ahead
-    gain = np.minimum(uniform_filter1d(held, smooth_size, mode="nearest"), needed)  # float rounding of the average must not let a peak through
+    # Odd, so the average is centred and reaches at most half the look-ahead to either side;
+    # the minimum with `needed` keeps the average's float rounding from letting a peak through.
+    smooth_size = lookahead | 1
+    gain = np.minimum(uniform_filter1d(held, smooth_size, mode="nearest"), needed)
     limited = int(np.count_nonzero(gain < 1.0))
     if samples.ndim > 1:
         gain = gain[:, None]
