@@ -31,7 +31,7 @@ from launcher import (
 )
 from launcher.money import usd
 from launcher.tf import TerraformError, TerraformRoot, terraform_installed
-from worker.prompts import PromptFile, read_prompts
+from worker.prompts import SUFFIXES, PromptFile, read_prompts
 from worker.report import REPORT_KEY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
 def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
     _require_terraform()
-    prompt_file = _read_prompts(args.prompts)
+    prompt_file = _read_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
     root = TerraformRoot(args.terraform_dir)
 
     ec2 = deps.ec2_client(args.region)
@@ -339,7 +339,7 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
 
 def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
-    prompt_file = _read_prompts(args.prompts)
+    prompt_file = _read_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
     ec2 = deps.ec2_client(args.region)
     workers = instances.find_workers(ec2)
     if workers:
@@ -485,9 +485,13 @@ def _require_terraform() -> None:
         )
 
 
-def _read_prompts(path: str) -> PromptFile:
+def _read_prompts(path: str, audio_format: str) -> PromptFile:
+    """The songs as the worker will name them: the extension follows the worker's format
+    (terraform's audio_format), so progress looks for the real keys."""
+    if audio_format not in SUFFIXES:
+        raise UsageError(f"--var audio_format={audio_format!r}: must be one of {', '.join(SUFFIXES)}")
     try:
-        prompt_file = read_prompts(path)
+        prompt_file = read_prompts(path, audio_format)
     except FileNotFoundError:
         raise UsageError(f"prompts file not found: {path}") from None
     except OSError as exc:

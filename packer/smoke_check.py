@@ -16,7 +16,7 @@ from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
 
 def generate_one_second(model_dir: str, device: str) -> tuple[np.ndarray, int]:
-    """One second of audio for a short prompt, and its sampling rate."""
+    """One second of audio (samples, channels) for a short prompt, and its sampling rate."""
     # float16 is what the worker runs on the GPU; CPU kernels need float32.
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     processor = AutoProcessor.from_pretrained(model_dir)
@@ -25,12 +25,14 @@ def generate_one_second(model_dir: str, device: str) -> tuple[np.ndarray, int]:
         device
     )
     frame_rate = model.config.audio_encoder.frame_rate
+    # The delay pattern needs as many extra steps as the largest codebook delay: K - 1 for mono,
+    # K / 2 - 1 for stereo checkpoints, whose left/right codebook pairs share a delay.
+    channels = model.decoder.config.audio_channels
     with torch.inference_mode():
-        # The codebook delay pattern needs num_codebooks - 1 extra steps past the audio frames.
         audio = model.generate(
-            **inputs, max_new_tokens=frame_rate + model.decoder.num_codebooks - 1
+            **inputs, max_new_tokens=frame_rate + model.decoder.num_codebooks // channels - 1
         )
-    return audio[0, 0].float().cpu().numpy(), model.config.audio_encoder.sampling_rate
+    return audio[0].float().cpu().numpy().T, model.config.audio_encoder.sampling_rate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("smoke check failed: CUDA is not available (driver or torch build)", file=sys.stderr)
         return 1
     samples, sampling_rate = generate_one_second(args.model_dir, args.device)
-    if samples.size == 0 or not np.isfinite(samples).all():
+    if samples.shape[0] == 0 or not np.isfinite(samples).all():
         print(
             f"smoke check failed: {samples.size} samples, finite={np.isfinite(samples).all()}",
             file=sys.stderr,
@@ -51,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
     print(
-        f"smoke check passed: {samples.size / sampling_rate:.2f} s of audio at {sampling_rate} Hz on {where}"
+        f"smoke check passed: {samples.shape[0] / sampling_rate:.2f} s of audio at {sampling_rate} Hz,"
+        f" {samples.shape[1]} channel(s), on {where}"
     )
     return 0
 

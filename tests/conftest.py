@@ -46,6 +46,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny-musicgen"))
 
 
+@pytest.fixture(scope="session")
+def tiny_stereo_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The same, stereo: audio_channels=2 and 8 interleaved codebooks, like musicgen-stereo-*."""
+    from tests.tiny_model import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-musicgen-stereo"), audio_channels=2)
+
+
 @pytest.fixture
 def tiny_engine(tiny_model_dir):
     """A fresh engine per test: tests change its generation settings."""

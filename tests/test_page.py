@@ -189,6 +189,15 @@ def test_a_hand_edited_waveform_is_dropped_and_the_song_keeps_its_row(waveform):
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "default"),
+    [("measured_lufs", "loud", None), ("gain_db", float("inf"), 0.0), ("clipped_samples", -3, 0)],
+)
+def test_a_hand_edited_level_falls_back_to_its_default(field, value, default):
+    loaded = SongRecord.from_dict({**asdict(CALM), field: value})
+    assert loaded == replace(CALM, **{field: default})
+
+
+@pytest.mark.parametrize(
     ("points", "path"),
     [
         ([[-1.0, 1.0]], "M0.5 0.0V100.0"),

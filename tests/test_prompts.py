@@ -85,3 +85,32 @@ def test_read_prompts_reports_undecodable_lines_and_keeps_the_rest(tmp_path):
 def test_read_prompts_missing_file_raises(tmp_path):
     with pytest.raises(OSError):
         read_prompts(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize(
+    ("audio_format", "name", "expected"),
+    [
+        ("wav", "song", "song.wav"),
+        ("wav", "Song.WAV", "Song.WAV"),
+        ("flac", "song", "song.flac"),
+        ("flac", "song.flac", "song.flac"),
+        ("flac", "song.FLAC", "song.FLAC"),
+        ("flac", "take.2", "take.2.flac"),
+    ],
+)
+def test_the_extension_follows_the_format(audio_format, name, expected):
+    assert parse_prompts(f"p;1;{name}\n", audio_format).jobs == [Job(1, "p", 1, expected)]
+
+
+@pytest.mark.parametrize(
+    ("audio_format", "name", "reason"),
+    [
+        ("flac", "x.wav", "file name 'x.wav' ends in .wav, but the format is flac"),
+        ("flac", "x.Wav", "file name 'x.Wav' ends in .wav, but the format is flac"),
+        ("wav", "x.flac", "file name 'x.flac' ends in .flac, but the format is wav"),
+    ],
+)
+def test_a_name_with_the_other_formats_extension_is_an_error_on_its_line(audio_format, name, reason):
+    result = parse_prompts(f"good;1;a\np;1;{name}\n", audio_format)
+    assert [str(e) for e in result.errors] == [f"line 2: {reason}"]
+    assert [j.file_name for j in result.jobs] == [f"a.{audio_format}"]

@@ -28,6 +28,7 @@ LAUNCHER_VARIABLES = {
     "bucket_name": "",
     "model_path": "/opt/musicgen/models/musicgen-small",
     "batch_size": 0,
+    "audio_format": "wav",
     "shutdown_when_done": False,
     "root_volume_size_gb": 100,
     "git_token_parameter": "",

@@ -19,8 +19,8 @@ from . import aws
 from .identity import default_worker_id, earlier_self
 from .leases import MAX_LEASE_S
 from .page import PAGE_KEY
-from .prompts import read_prompts
-from .settings import GenerationParams, RunSettings
+from .prompts import SUFFIXES, read_prompts
+from .settings import GenerationParams, MasteringSettings, RunSettings
 from .spot import SpotWatcher
 from .store import Store, is_s3_uri, local_path, make_folder, open_store
 from .windows import WindowSettings
@@ -94,12 +94,42 @@ def build_parser() -> argparse.ArgumentParser:
         ("--spool-dir", "MUSICGEN_SPOOL_DIR", ".spool", "finished songs wait here until stored"),
         ("--imds-endpoint", "MUSICGEN_IMDS_ENDPOINT", None, "instance metadata URL; set on EC2 to watch for spot interruptions"),
         ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S", "5", "seconds between interruption checks"),
+        ("--loudness-lufs", "MUSICGEN_LOUDNESS_LUFS", "-14", "integrated loudness of every song in LUFS, or off"),
+        ("--fade-out-s", "MUSICGEN_FADE_OUT_S", "3", "seconds of fade-out at each song's end; 0 = off"),
+        ("--format", "MUSICGEN_FORMAT", "wav", "audio file format: wav or flac"),
     ]
     for flag, env, default, text in options:
         parser.add_argument(flag, default=_env(env, default), help=f"{text} [{env}, default {default}]")
     parser.add_argument("--check", action="store_true", help="validate the prompts file only; exit 2 on any error")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
+
+
+# A target outside these bounds is a typo (-140, +14) rather than a level anyone masters to.
+LOUDNESS_RANGE_LUFS = (-50.0, -5.0)
+MAX_FADE_OUT_S = 60.0
+
+
+def mastering_from(args: argparse.Namespace) -> MasteringSettings:
+    low, high = LOUDNESS_RANGE_LUFS
+    loudness = None
+    if args.loudness_lufs.strip().lower() != "off":
+        loudness = _typed(
+            float, "--loudness-lufs/MUSICGEN_LOUDNESS_LUFS", args.loudness_lufs,
+            (lambda v: low <= v <= high, f"must be between {low:g} and {high:g} LUFS, or off"),
+        )
+    fade = _typed(
+        float, "--fade-out-s/MUSICGEN_FADE_OUT_S", args.fade_out_s,
+        (lambda v: 0 <= v <= MAX_FADE_OUT_S, f"must be between 0 and {MAX_FADE_OUT_S:g} seconds"),
+    )
+    return MasteringSettings(loudness_lufs=loudness, fade_out_s=fade)
+
+
+def audio_format_from(args: argparse.Namespace) -> str:
+    value = args.format.strip().lower()
+    if value not in SUFFIXES:
+        raise UsageError(f"--format/MUSICGEN_FORMAT={args.format!r}: must be one of {', '.join(SUFFIXES)}")
+    return value
 
 
 def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationParams]:
@@ -136,6 +166,8 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         spool_dir=str(local_path(args.spool_dir)),
         imds_endpoint=_imds_endpoint(args.imds_endpoint),
         imds_poll_s=_typed(float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, positive, _at_most(MAX_POLL_S)),
+        mastering=mastering_from(args),
+        audio_format=audio_format_from(args),
     )
     _check_model(settings.model)
     return settings, params
@@ -210,7 +242,7 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         return EXIT_USAGE
 
     try:
-        prompts = read_prompts(args.prompts)
+        prompts = read_prompts(args.prompts, settings.audio_format)
     except OSError as error:
         print(f"error: cannot read prompts file {args.prompts}: {error.strerror or error}", file=sys.stderr)
         return EXIT_USAGE

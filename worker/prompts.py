@@ -29,6 +29,8 @@ WINDOWS_FORBIDDEN = set('<>:"|?*')
 # MusicGen's text encoder reads at most 512 tokens; a longer "prompt" is a pasted file.
 MAX_PROMPT_CHARS = 2000
 WAV_SUFFIX = ".wav"
+# The audio formats the worker writes, each with the one extension its files get.
+SUFFIXES = {"wav": WAV_SUFFIX, "flac": ".flac"}
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,13 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def normalize_file_name(text: str) -> str:
-    """A plain file name ending in .wav; ValueError names what is wrong with it."""
+def normalize_file_name(text: str, audio_format: str = "wav") -> str:
+    """A plain file name ending in the format's extension; ValueError names what is wrong with it.
+
+    A name that ends in another format's extension is refused rather than renamed: the user
+    asked for that file, and `x.wav.flac` or a FLAC named `x.wav` would surprise them.
+    """
+    suffix = SUFFIXES[audio_format]
     name = text.strip()
     if not name:
         raise ValueError("file name is empty")
@@ -97,8 +104,11 @@ def normalize_file_name(text: str) -> str:
         raise ValueError(f"file name {name!r} must not contain {' '.join(forbidden)} (Windows cannot hold them)")
     if name.endswith((".", " ")):
         raise ValueError(f"file name {name!r} must not end with a dot or a space (Windows cannot hold it)")
-    if not name.lower().endswith(WAV_SUFFIX):
-        name += WAV_SUFFIX
+    for other in SUFFIXES.values():
+        if other != suffix and name.lower().endswith(other):
+            raise ValueError(f"file name {name!r} ends in {other}, but the format is {audio_format}")
+    if not name.lower().endswith(suffix):
+        name += suffix
     if WINDOWS_RESERVED.fullmatch(name):
         raise ValueError(f"file name {name!r} is a device name on Windows")
     if len(name) > MAX_FILE_NAME_CHARS:
@@ -108,7 +118,7 @@ def normalize_file_name(text: str) -> str:
     return name
 
 
-def parse_line(line_no: int, line: str) -> Job | LineError | None:
+def parse_line(line_no: int, line: str, audio_format: str = "wav") -> Job | LineError | None:
     """None for blank and comment lines."""
     stripped = line.strip()
     if not stripped or stripped.startswith("#"):
@@ -126,17 +136,17 @@ def parse_line(line_no: int, line: str) -> Job | LineError | None:
         return LineError(line_no, "prompt contains control characters (only tab is allowed)")
     try:
         duration = parse_duration(duration_text)
-        file_name = normalize_file_name(name_text)
+        file_name = normalize_file_name(name_text, audio_format)
     except ValueError as exc:
         return LineError(line_no, str(exc))
     return Job(line_no=line_no, prompt=prompt, duration_s=duration, file_name=file_name)
 
 
-def parse_prompts(text: str) -> PromptFile:
-    return _parse_lines(enumerate(_split_lines(text.removeprefix("\ufeff")), start=1))
+def parse_prompts(text: str, audio_format: str = "wav") -> PromptFile:
+    return _parse_lines(enumerate(_split_lines(text.removeprefix("\ufeff")), start=1), audio_format)
 
 
-def read_prompts(path: str | Path) -> PromptFile:
+def read_prompts(path: str | Path, audio_format: str = "wav") -> PromptFile:
     """Parse a prompts file; a line that is not UTF-8 is reported and the other lines still run.
 
     Raises OSError when the file cannot be read.
@@ -150,7 +160,7 @@ def read_prompts(path: str | Path) -> PromptFile:
             numbered.append((line_no, raw.decode("utf-8")))
         except UnicodeDecodeError:
             numbered.append((line_no, LineError(line_no, "line is not valid UTF-8")))
-    return _parse_lines(numbered)
+    return _parse_lines(numbered, audio_format)
 
 
 def _as_utf8(data: bytes) -> bytes | LineError:
@@ -180,12 +190,12 @@ def _split_lines(text: str | bytes) -> list:
     return lines
 
 
-def _parse_lines(numbered) -> PromptFile:
+def _parse_lines(numbered, audio_format: str = "wav") -> PromptFile:
     jobs: list[Job] = []
     errors: list[LineError] = []
     first_line_of: dict[str, int] = {}
     for line_no, line in numbered:
-        parsed = line if isinstance(line, LineError) else parse_line(line_no, line)
+        parsed = line if isinstance(line, LineError) else parse_line(line_no, line, audio_format)
         if parsed is None:
             continue
         if isinstance(parsed, LineError):

@@ -47,6 +47,10 @@ class SongRecord:
     # [[min, max], ...] of the written audio (worker.waveform); None in records written before
     # the listening page existed, which then shows no picture.
     waveform: list[list[float]] | None = None
+    # Mastering, for anyone checking a song's level later; absent from older records.
+    measured_lufs: float | None = None
+    gain_db: float = 0.0
+    clipped_samples: int = 0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
@@ -69,10 +73,13 @@ class SongRecord:
         required = {f.name for f in fields(cls) if f.default is MISSING}
         if not required <= set(raw) <= set(names):
             raise ValueError(f"a record has the fields {sorted(names)}, this one {sorted(map(str, raw))}")
+        # Fields added later are absent from older records and only informative: a bad
+        # hand-edited value falls back to its default instead of costing the song its row.
         raw = dict(raw)
-        # The picture is only decoration: a bad one is dropped, the song's row stays.
-        if not _is_envelope(raw.get("waveform")):
-            raw["waveform"] = None
+        for field in fields(cls):
+            check = OPTIONAL_CHECKS.get(field.name)
+            if check is not None and field.name in raw and not check(raw[field.name]):
+                raw[field.name] = field.default
         for name, kind in names.items():
             if name not in required:
                 continue
@@ -91,15 +98,23 @@ class SongRecord:
         return cls(**raw)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _is_envelope(value: object) -> bool:
     return isinstance(value, list) and all(
-        isinstance(pair, list)
-        and len(pair) == 2
-        and all(
-            isinstance(v, int | float) and not isinstance(v, bool) and -1 <= v <= 1 for v in pair
-        )
+        isinstance(pair, list) and len(pair) == 2 and all(_is_number(v) and -1 <= v <= 1 for v in pair)
         for pair in value
     )
+
+
+OPTIONAL_CHECKS = {
+    "waveform": _is_envelope,
+    "measured_lufs": lambda v: v is None or _is_number(v),
+    "gain_db": _is_number,
+    "clipped_samples": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+}
 
 
 def record_key(file_name: str) -> str:

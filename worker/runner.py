@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import write_wav
+from .audio import master, song_comment, write_song
 from .changes import REGENERATE_HINT, describe_change, duration_text
 from .checkpoints import Checkpoint, Identity, checkpoint_key
 from .engine import Engine, derive_seed
 from .leases import Leases
 from .page import PAGE_CONTENT_TYPE, PAGE_KEY, render_page
-from .prompts import Job, prompt_hash
+from .prompts import SUFFIXES, WAV_SUFFIX, Job, prompt_hash
 from .report import (
     RECORDS_PREFIX,
     REPORT_KEY,
@@ -61,10 +61,17 @@ class RunResult:
 
 
 def song_seed(base_seed: int | None, job: Job) -> int:
-    """Random per song unless a base seed is set; then reproducible per file name."""
+    """Random per song unless a base seed is set; then reproducible per file name.
+
+    The seed ignores the format: a FLAC is the same song as the WAV of the same line, and WAV
+    songs keep the seeds they always had."""
     if base_seed is None:
         return secrets.randbits(63)
-    return derive_seed(base_seed, job.file_name)
+    name = job.file_name
+    for suffix in SUFFIXES.values():
+        if suffix != WAV_SUFFIX and name.lower().endswith(suffix):
+            name = name[: -len(suffix)] + WAV_SUFFIX
+    return derive_seed(base_seed, name)
 
 
 def _now() -> str:
@@ -358,9 +365,40 @@ class Runner:
                     song.job.file_name, song.next_window, len(song.plans),
                 )
 
+    def _tags(self, song: Song, engine: Engine) -> tuple[str, str]:
+        """Title and comment written into the file, so a downloaded song tells how it was made."""
+        params = engine.params
+        details = {
+            "seed": song.seed,
+            "model": self.settings.model,
+            "duration_s": f"{song.job.duration_s:g}",
+            "window_s": f"{self.settings.window.window_s:g}",
+            "stride_s": f"{self.settings.window.stride_s:g}",
+            "top_k": params.top_k,
+            "temperature": f"{params.temperature:g}",
+            "guidance_scale": f"{params.guidance_scale:g}",
+        }
+        comment = song_comment(song.job.prompt, details, self.settings.audio_format)
+        return Path(song.job.file_name).stem, comment
+
     def _save_song(self, song: Song, audio: np.ndarray, engine: Engine, started_at: str) -> None:
         job = song.job
         wav, record_file = self._spooled(job.file_name)
+        try:
+            mastered = master(audio, engine.sample_rate, self.settings.mastering)
+        except ValueError as error:  # non-finite audio: this song fails, the batch goes on
+            self._record_failure(job, error)
+            self.leases.release(job.file_name)
+            return
+        measured = (
+            "loudness not measurable (under 0.4 s, or silent)"
+            if mastered.measured_lufs is None
+            else f"{mastered.measured_lufs:.1f} LUFS measured"
+        )
+        log.info(
+            "level %s: %s, gain %+.1f dB, %d samples limited, %d samples clipped",
+            job.file_name, measured, mastered.gain_db, mastered.limited_samples, mastered.clipped_samples,
+        )
         record = SongRecord(
             s3_filename=self.store.object_name(job.file_name),
             prompt=job.prompt,
@@ -375,11 +413,17 @@ class Runner:
             started_at=started_at,
             finished_at=_now(),
             worker=self.settings.worker_id,
-            waveform=envelope(audio),
+            waveform=envelope(mastered.samples),
+            measured_lufs=mastered.measured_lufs,
+            gain_db=mastered.gain_db,
+            clipped_samples=mastered.clipped_samples,
         )
+        title, comment = self._tags(song, engine)
         try:
             self.spool.mkdir(parents=True, exist_ok=True)
-            write_wav(wav, audio, engine.sample_rate)
+            write_song(
+                wav, mastered.samples, engine.sample_rate, self.settings.audio_format, title, comment
+            )
             spooled = {SPOOL_OUTPUT_KEY: self._location(), **json.loads(record.to_json())}
             record_file.write_bytes(json.dumps(spooled, ensure_ascii=False, indent=1).encode("utf-8"))
         except Exception as error:  # noqa: BLE001 - one bad song must not stop the batch

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from botocore.exceptions import ClientError
 
+CONTENT_TYPES = {".wav": "audio/wav", ".flac": "audio/flac"}
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 64 * 1024 * 1024
 
@@ -143,7 +144,7 @@ class S3Store:
             "Bucket": self.bucket,
             "Key": self._key(key),
             "Metadata": metadata,
-            "ContentType": "audio/wav",
+            "ContentType": CONTENT_TYPES.get(Path(key).suffix.lower(), "application/octet-stream"),
         }
         size = path.stat().st_size
 
