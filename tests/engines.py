@@ -77,7 +77,9 @@ class FakeEngine:
         self.conditioned = []
 
     def set_generation_params(self, **changes):
-        self.params = changes
+        from worker.settings import GenerationParams
+
+        self.params = GenerationParams(**changes)
 
     def auto_batch_size(self, window_frames):
         return 4

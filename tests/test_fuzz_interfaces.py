@@ -161,7 +161,7 @@ def test_any_launcher_command_line_exits_cleanly(aws_env, workdir, terraform, so
     assert "Traceback" not in result.err
     if result.code == 2:
         # One line per refusal: a dry run names every failed check, each on its own line.
-        lines = result.err.splitlines()
+        lines = result.err.split("\n")[:-1]
         assert lines and all(line.startswith("error: ") for line in lines), result.err
 
 

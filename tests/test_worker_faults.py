@@ -190,10 +190,10 @@ def test_a_rerun_writes_the_record_its_earlier_run_could_not(tmp_path, prompts, 
     argv = ["--prompts", str(prompts), "--output", str(out), "--spool-dir", str(spool)]
     real_write = LocalStore.write
 
-    def no_records(self, key, data):
+    def no_records(self, key, data, content_type=None):
         if key.startswith(".records/"):
             raise OSError("throttled")
-        real_write(self, key, data)
+        real_write(self, key, data, content_type)
 
     monkeypatch.setattr(LocalStore, "write", no_records)
     assert main(argv, load_engine=fake) == 1
