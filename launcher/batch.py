@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from launcher.money import cents
+from worker.changes import REGENERATE_HINT, describe_change
 from worker.prompts import Job, PromptFile
 from worker.report import COST_COLUMN, REPORT_KEY
 
@@ -18,6 +21,8 @@ from worker.report import COST_COLUMN, REPORT_KEY
 class Progress:
     done: list[Job]
     missing: list[Job]
+    # Done songs whose line now asks for something else: (job, what changed).
+    changed: list[tuple[Job, str]] = field(default_factory=list)
 
     @property
     def missing_audio_s(self) -> float:
@@ -30,15 +35,38 @@ class CostReport:
     total_usd: float
 
 
-def songs_in_bucket(s3: Any, bucket: str) -> set[str] | None:
-    """Names of the objects at the bucket's root; None when the bucket does not exist yet.
+# The characters botocore lets through to S3, checked here so that a typo gets one line
+# instead of botocore's validation regex (S3 itself then answers for the stricter rules).
+BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 
-    Only the root is listed: songs live there, while the worker's bookkeeping under
+
+def split_bucket(text: str) -> tuple[str, str]:
+    """(bucket, prefix) from `name`, `name/prefix` or `s3://name/prefix` (as the worker's
+    --output takes it); the prefix ends in '/' unless empty. ValueError says what is wrong."""
+    rest = text[len("s3://") :] if text[:5].lower() == "s3://" else text
+    bucket, _, prefix = rest.partition("/")
+    if not BUCKET_NAME.fullmatch(bucket):
+        raise ValueError(
+            f"{bucket!r} is not an S3 bucket name (lower-case letters, digits, '.' and '-')"
+        )
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+def songs_in_bucket(s3: Any, bucket: str, prefix: str = "") -> set[str] | None:
+    """Names of the objects at the bucket's root (or the prefix's top level), relative to the
+    prefix; None when the bucket does not exist yet.
+
+    Only the top level is listed: songs live there, while the worker's bookkeeping under
     .checkpoints/, .records/, .leases/ and logs/ can hold many more objects.
     """
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Delimiter="/")
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Delimiter="/", **({"Prefix": prefix} if prefix else {})
+    )
     try:
-        return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+        return {
+            obj["Key"][len(prefix) :] for page in pages for obj in page.get("Contents", [])
+        }
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
             return None
@@ -51,6 +79,30 @@ def split_progress(jobs: list[Job], keys: set[str]) -> Progress:
         done=[job for job in jobs if job.file_name in keys],
         missing=[job for job in jobs if job.file_name not in keys],
     )
+
+
+def changed_songs(s3: Any, bucket: str, done: list[Job], prefix: str = "") -> list[tuple[Job, str]]:
+    """Done songs whose stored WAV was generated from another prompt or duration (its S3
+    metadata says which), one HEAD per song."""
+    changed = []
+    for job in done:
+        try:
+            metadata = s3.head_object(Bucket=bucket, Key=prefix + job.file_name).get("Metadata", {})
+        except ClientError:
+            continue  # gone meanwhile, or not readable: nothing to say about it
+        change = describe_change(job, metadata.get("prompt-hash"), metadata.get("duration-s"))
+        if change is not None:
+            changed.append((job, change))
+    return changed
+
+
+def _format_changed(progress: Progress) -> list[str]:
+    if not progress.changed:
+        return []
+    return [
+        f"  changed since generated ({REGENERATE_HINT}):",
+        *(f"    {job.file_name}  (line {job.line_no}: {change})" for job, change in progress.changed),
+    ]
 
 
 def parse_cost_report(text: str) -> CostReport:
@@ -70,15 +122,23 @@ def parse_cost_report(text: str) -> CostReport:
     return CostReport(songs=songs, total_usd=total)
 
 
-def read_cost_report(s3: Any, bucket: str) -> str | None:
+def read_cost_report(s3: Any, bucket: str, prefix: str = "") -> str | None:
     """The report's text, or None while the worker has not written one."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=REPORT_KEY)["Body"]
+        body = s3.get_object(Bucket=bucket, Key=prefix + REPORT_KEY)["Body"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket"):
             return None
         raise
-    return body.read().decode("utf-8-sig")
+    return decode_report(body.read())
+
+
+def decode_report(data: bytes) -> str:
+    """UTF-8 as the worker writes it, or UTF-16 with a BOM as a spreadsheet may save it; bytes
+    that are neither come out as replacement characters, for the parser to call unreadable."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace")
+    return data.decode("utf-8-sig", errors="replace")
 
 
 def format_prompts(path: str, prompt_file: PromptFile) -> list[str]:
@@ -106,19 +166,23 @@ def format_bucket_for_launch(bucket: str | None, progress: Progress | None) -> l
             f"Bucket {bucket}: {_songs(len(progress.done))} already there (skipped), "
             f"{_songs(len(progress.missing))} to generate "
             f"({progress.missing_audio_s / 60:.1f} min of audio)"
-        )
+        ),
+        *_format_changed(progress),
     ]
 
 
-def format_progress(bucket: str, progress: Progress, report: str | None) -> list[str]:
+def format_progress(
+    bucket: str, progress: Progress, report: str | None, prefix: str = ""
+) -> list[str]:
     total = len(progress.done) + len(progress.missing)
     lines = [
-        f"Songs in s3://{bucket}/: {len(progress.done)} of {total} done, "
+        f"Songs in s3://{bucket}/{prefix}: {len(progress.done)} of {total} done, "
         + f"{len(progress.missing)} missing"
     ]
     if progress.done:
         lines.append("  done:")
         lines.extend(f"    {job.file_name}" for job in progress.done)
+    lines.extend(_format_changed(progress))
     if progress.missing:
         lines.append("  missing:")
         lines.extend(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -31,7 +32,7 @@ from launcher import (
 )
 from launcher.money import usd
 from launcher.tf import TerraformError, TerraformRoot, terraform_installed
-from worker.prompts import PromptFile, read_prompts
+from worker.prompts import SUFFIXES, PromptFile, read_prompts
 from worker.report import REPORT_KEY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
 def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
     _require_terraform()
-    prompt_file = _read_prompts(args.prompts)
+    prompt_file = _read_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
     root = TerraformRoot(args.terraform_dir)
 
     ec2 = deps.ec2_client(args.region)
@@ -346,7 +347,7 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
 
 def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
-    prompt_file = _read_prompts(args.prompts)
+    prompt_file = _read_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
     ec2 = deps.ec2_client(args.region)
     workers = instances.find_workers(ec2)
     if workers:
@@ -368,7 +369,9 @@ def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     if progress is None:
         out.say(f"Bucket {bucket}: does not exist")
         return 0
-    out.say(*batch.format_progress(bucket, progress, batch.read_cost_report(s3, bucket)))
+    name, prefix = _split_bucket(bucket)
+    report = batch.read_cost_report(s3, name, prefix)
+    out.say(*batch.format_progress(name, progress, report, prefix))
     return 0
 
 
@@ -382,8 +385,11 @@ def download_command(args: argparse.Namespace, extra_vars: dict[str, str], deps:
             f"no bucket to download from: no terraform outputs in "
             f"{os.path.join(_shown(args.terraform_dir), '')}; pass --bucket"
         )
-    prefix = args.prefix.strip("/")
-    prefix = f"{prefix}/" if prefix else ""
+    bucket, prefix = _split_bucket(bucket)
+    if args.prefix.strip("/"):
+        if prefix:
+            raise UsageError("give the batch's prefix once: in --bucket or with --prefix")
+        prefix = f"{args.prefix.strip('/')}/"
     source = f"s3://{bucket}/{prefix}"
     directory = Path(args.directory or DEFAULT_DOWNLOAD_DIR)
     if directory.exists() and not directory.is_dir():
@@ -428,12 +434,24 @@ def download_command(args: argparse.Namespace, extra_vars: dict[str, str], deps:
 
 def _files(count: int, noun: str = "file") -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+# AWS keeps 90 days of spot price history.
+MAX_PRICE_WINDOW_HOURS = 90 * 24
 
 
 def _check_options(args: argparse.Namespace) -> dict[str, str]:
     """Extra terraform variables from --var, after rejecting values no launch could use."""
     if args.directory is not None and args.command != "download":
         raise UsageError(f"unexpected argument {args.directory!r} (only download takes a DIR)")
+    for option in ("max_price", "realtime_factor", "boot_overhead_min", "price_window_hours"):
+        value = getattr(args, option)
+        # nan slips through every comparison below, and would reach terraform's variables.
+        if not math.isfinite(value):
+            raise UsageError(f"--{option.replace('_', '-')} must be a finite number (got {value:g})")
+    if args.price_window_hours > MAX_PRICE_WINDOW_HOURS:
+        raise UsageError(
+            f"--price-window-hours must be at most {MAX_PRICE_WINDOW_HOURS} (90 days of spot "
+            f"price history; got {args.price_window_hours:g})"
+        )
     if args.max_price <= 0:
         raise UsageError(f"--max-price must be more than 0 USD/h (got {args.max_price:g})")
     if args.worker_count < 1:
@@ -475,9 +493,13 @@ def _require_terraform() -> None:
         )
 
 
-def _read_prompts(path: str) -> PromptFile:
+def _read_prompts(path: str, audio_format: str) -> PromptFile:
+    """The songs as the worker will name them: the extension follows the worker's format
+    (terraform's audio_format), so progress looks for the real keys."""
+    if audio_format not in SUFFIXES:
+        raise UsageError(f"--var audio_format={audio_format!r}: must be one of {', '.join(SUFFIXES)}")
     try:
-        prompt_file = read_prompts(path)
+        prompt_file = read_prompts(path, audio_format)
     except FileNotFoundError:
         raise UsageError(f"prompts file not found: {path}") from None
     except OSError as exc:
@@ -576,11 +598,23 @@ def _bucket(
     return args.bucket or extra_vars.get("bucket_name") or root.outputs().get("bucket_name")
 
 
+def _split_bucket(bucket: str) -> tuple[str, str]:
+    try:
+        return batch.split_bucket(bucket)
+    except ValueError as exc:
+        raise UsageError(f"--bucket: {exc}") from None
+
+
 def _progress(s3: Any, bucket: str | None, prompt_file: PromptFile) -> batch.Progress | None:
     if bucket is None:
         return None
-    keys = batch.songs_in_bucket(s3, bucket)
-    return None if keys is None else batch.split_progress(prompt_file.jobs, keys)
+    name, prefix = _split_bucket(bucket)
+    keys = batch.songs_in_bucket(s3, name, prefix)
+    if keys is None:
+        return None
+    progress = batch.split_progress(prompt_file.jobs, keys)
+    changed = batch.changed_songs(s3, name, progress.done, prefix)
+    return batch.Progress(progress.done, progress.missing, changed)
 
 
 def _confirmed(args: argparse.Namespace, out: Console) -> bool:

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.memory import batch_for_memory, bytes_per_song
+from worker.modelsize import DecoderShape
 
 # facebook/musicgen-small, the model the AMI bakes in, at the worker's default 30 s window
 # (50 frames per second) with guidance, in half precision (fp16 or bf16, both 2 bytes).
-MUSICGEN_SMALL_PER_SONG = bytes_per_song(
-    layers=24, hidden=1024, codebooks=4, vocab=2048, window_frames=1500, dtype_bytes=2, guidance=True
-)
+MUSICGEN_SMALL = DecoderShape(layers=24, hidden=1024, ffn=4096, codebooks=4, vocab=2048)
+MUSICGEN_SMALL_PER_SONG = bytes_per_song(MUSICGEN_SMALL, window_frames=1500, dtype_bytes=2, guidance=True)
 # What a GPU holds before the songs: the CUDA context and the model's weights (about 1.2 GB in
 # half precision). An assumption on the safe side; the worker measures its real free memory.
 RESERVED_MIB = 2048

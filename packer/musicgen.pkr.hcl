@@ -29,13 +29,13 @@ variable "root_volume_size_gb" {
 }
 
 variable "model_id" {
-  description = "Hugging Face model baked into the AMI."
+  description = "Hugging Face model baked into the AMI: facebook/musicgen-small, -medium or -large, or facebook/musicgen-stereo-small, -medium or -large (see docs/audio.md for GPU memory per size)."
   type        = string
   default     = "facebook/musicgen-small"
 }
 
 variable "model_dir" {
-  description = "Folder of the baked model (terraform's model_path)."
+  description = "Folder of the baked model (terraform's model_path), whichever model_id is baked."
   type        = string
   default     = "/opt/musicgen/models/musicgen-small"
 }

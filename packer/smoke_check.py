@@ -63,8 +63,9 @@ def check_device(model_dir: str, device: torch.device, dtype: str) -> str:
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     samples = engine.decode(codes, engine.sample_rate)
-    if samples.shape != (engine.sample_rate,):
-        raise SmokeCheckFailed(f"{where}: {samples.shape[0]} samples, expected {engine.sample_rate}")
+    # (samples,) for mono checkpoints, (samples, 2) for stereo ones.
+    if samples.shape[0] != engine.sample_rate or samples.ndim != (1 if engine.audio_channels == 1 else 2):
+        raise SmokeCheckFailed(f"{where}: audio of shape {samples.shape}, expected {engine.sample_rate} samples")
     if not np.isfinite(samples).all():
         raise SmokeCheckFailed(f"{where}: the audio is not finite")
     name = str(engine.dtype).removeprefix("torch.")

@@ -39,6 +39,7 @@ module "worker" {
   git_ref            = var.git_ref
   model_path         = var.model_path
   batch_size         = var.batch_size
+  audio_format       = var.audio_format
   shutdown_when_done = var.shutdown_when_done
 
   git_token_parameter = var.git_token_parameter

@@ -120,6 +120,17 @@ variable "batch_size" {
   }
 }
 
+variable "audio_format" {
+  description = "File format of the songs: wav (16-bit PCM) or flac (the same samples, about half the size)."
+  type        = string
+  default     = "wav"
+
+  validation {
+    condition     = contains(["wav", "flac"], var.audio_format)
+    error_message = "audio_format must be wav or flac."
+  }
+}
+
 variable "shutdown_when_done" {
   description = "Terminate each worker (shutdown -h) once its batch finished with every song made; the bucket and its songs stay."
   type        = bool

@@ -46,6 +46,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny-musicgen"))
 
 
+@pytest.fixture(scope="session")
+def tiny_stereo_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The same, stereo: audio_channels=2 and 8 interleaved codebooks, like musicgen-stereo-*."""
+    from tests.tiny_model import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-musicgen-stereo"), audio_channels=2)
+
+
 @pytest.fixture
 def tiny_engine(tiny_model_dir):
     """A fresh engine per test: tests change its generation settings."""
@@ -80,3 +88,14 @@ def user_data_files(user_data_script: str) -> dict[str, str]:
     from tests import systemd_units
 
     return systemd_units.written_files(user_data_script)
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The worker's main() points the root logger at the stderr of its moment (a test's capture);
+    a later test must not log into that closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

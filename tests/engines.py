@@ -56,3 +56,50 @@ class SpyEngine:
 
     def generated_prompts(self):
         return [p for call in self.calls for p, _, _ in call]
+
+
+class FakeEngine:
+    """An engine without a model: silent codes and silence of the exact length, instantly.
+
+    For tests of the worker's bookkeeping (spool, leases, checkpoints, records), where what
+    matters is which song is stored where, not what it sounds like. `on_generate` runs before
+    every batched call (a test sends a signal from there).
+    """
+
+    num_codebooks = 2
+    codebook_size = 16
+    sample_rate = 8000
+    frame_rate = 50.0
+    hop_length = 160
+
+    def __init__(self, on_generate=None):
+        self.on_generate = on_generate
+        self.conditioned = []
+
+    def set_generation_params(self, **changes):
+        from worker.settings import GenerationParams
+
+        self.params = GenerationParams(**changes)
+
+    def auto_batch_size(self, window_frames):
+        return 4
+
+    def condition(self, prompt):
+        import torch
+
+        from worker.engine import Conditioning
+
+        self.conditioned.append(prompt)
+        return Conditioning(hidden=torch.zeros(1, 4), mask=torch.ones(1))
+
+    def generate(self, rows, on_step=None):
+        import torch
+
+        if self.on_generate is not None:
+            self.on_generate(rows)
+        return [torch.full((self.num_codebooks, row.new_frames), 3, dtype=torch.long) for row in rows]
+
+    def decode(self, codes, num_samples):
+        import numpy as np
+
+        return np.zeros(num_samples, dtype=np.float32)

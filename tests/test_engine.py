@@ -6,12 +6,25 @@ import torch
 
 from worker.engine import WindowRequest, derive_seed
 from worker.settings import GenerationParams
+from worker.windows import steps_for
 
 PROMPTS = ["epic drums", "calm slow ambient piano with jazz"]
 
 
+@pytest.fixture(params=["mono", "stereo"])
+def any_engine(request, tiny_model_dir, tiny_stereo_model_dir):
+    """The tiny model, mono (4 codebooks) and stereo (8 codebooks, left/right interleaved)."""
+    from worker.engine import Engine
+
+    folder = tiny_model_dir if request.param == "mono" else tiny_stereo_model_dir
+    return Engine.from_pretrained(str(folder))
+
+
 def hf_codes(engine, prompts, new_frames, prompt_codes=None):
-    """Codes from MusicgenForConditionalGeneration.generate, captured on their way to EnCodec."""
+    """Codes from MusicgenForConditionalGeneration.generate, captured on their way to EnCodec.
+
+    A stereo model decodes its even and odd codebooks in two calls; they are interleaved back.
+    """
     model = engine.model
     captured = []
     original = model.audio_encoder.decode
@@ -27,12 +40,16 @@ def hf_codes(engine, prompts, new_frames, prompt_codes=None):
         if prompt_codes is not None:
             extra["decoder_input_ids"] = prompt_codes.reshape(-1, prompt_codes.shape[-1])
         model.generate(
-            **inputs, **extra, max_new_tokens=new_frames + engine.num_codebooks - 1,
+            **inputs, **extra,
+            max_new_tokens=steps_for(new_frames, engine.num_codebooks, engine.audio_channels),
             do_sample=False, guidance_scale=3.0,
         )
     finally:
         model.audio_encoder.decode = original
-    return captured[-1][0]
+    if engine.audio_channels == 1:
+        return captured[-1][0]
+    left, right = captured[-2][0], captured[-1][0]
+    return torch.stack([left, right], dim=2).reshape(left.shape[0], -1, left.shape[-1])
 
 
 def rows_for(engine, prompts, new_frames, prompt_codes=None, seeds=None):
@@ -48,24 +65,48 @@ def rows_for(engine, prompts, new_frames, prompt_codes=None, seeds=None):
     ]
 
 
-def test_first_window_matches_transformers_generate(tiny_engine):
-    tiny_engine.set_generation_params(top_k=1)
-    expected = hf_codes(tiny_engine, PROMPTS, 20)
-    got = tiny_engine.generate(rows_for(tiny_engine, PROMPTS, 20))
-    assert [tuple(c.shape) for c in got] == [(4, 20), (4, 20)]
+def test_first_window_matches_transformers_generate(any_engine):
+    any_engine.set_generation_params(top_k=1)
+    expected = hf_codes(any_engine, PROMPTS, 20)
+    got = any_engine.generate(rows_for(any_engine, PROMPTS, 20))
+    k = 4 * any_engine.audio_channels
+    assert [tuple(c.shape) for c in got] == [(k, 20), (k, 20)]
     for i in range(2):
         assert torch.equal(got[i], expected[i])
 
 
-def test_continuation_from_codes_matches_transformers_decoder_input_ids(tiny_engine):
-    tiny_engine.set_generation_params(top_k=1)
-    first = hf_codes(tiny_engine, PROMPTS, 20)
+def test_continuation_from_codes_matches_transformers_decoder_input_ids(any_engine):
+    any_engine.set_generation_params(top_k=1)
+    first = hf_codes(any_engine, PROMPTS, 20)
     prompt = first[:, :, -8:]
-    expected = hf_codes(tiny_engine, PROMPTS, 10, prompt_codes=prompt)
+    expected = hf_codes(any_engine, PROMPTS, 10, prompt_codes=prompt)
     assert torch.equal(expected[:, :, :8], prompt)  # transformers keeps the prompt in front
-    got = tiny_engine.generate(rows_for(tiny_engine, PROMPTS, 10, prompt_codes=prompt))
+    got = any_engine.generate(rows_for(any_engine, PROMPTS, 10, prompt_codes=prompt))
     for i in range(2):
         assert torch.equal(got[i], expected[i, :, 8:])
+
+
+def test_stereo_pairs_share_a_delay_so_a_window_takes_frames_plus_3_steps(any_engine):
+    assert any_engine.delays == ([0, 1, 2, 3] if any_engine.audio_channels == 1 else [0, 0, 1, 1, 2, 2, 3, 3])
+    steps = []
+    any_engine.generate(rows_for(any_engine, PROMPTS[:1], 20), on_step=steps.append)
+    assert steps == list(range(1, 24))
+
+
+def test_stereo_decodes_left_and_right_codebooks_separately(any_engine):
+    codes = any_engine.generate(rows_for(any_engine, PROMPTS[:1], 60, seeds=[3]))[0]
+    hop = any_engine.hop_length
+    audio = any_engine.decode(codes, 60 * hop - 5, chunk_frames=25)
+    if any_engine.audio_channels == 1:
+        assert audio.shape == (60 * hop - 5,)
+        return
+    assert audio.shape == (60 * hop - 5, 2) and audio.dtype == np.float32
+    encodec = any_engine.model.audio_encoder
+    for channel in (0, 1):
+        with torch.inference_mode():
+            alone = encodec.decode(codes[channel::2][None, None], audio_scales=[None]).audio_values[0, 0]
+        np.testing.assert_allclose(audio[:, channel], alone[: 60 * hop - 5].numpy(), atol=1e-4)
+    assert not np.allclose(audio[:, 0], audio[:, 1])
 
 
 def test_a_songs_seed_gives_the_same_codes_alone_or_in_a_batch(tiny_engine):

@@ -705,3 +705,28 @@ def test_an_instance_type_without_a_gpu_is_refused(launcher: Launcher, terraform
 
     assert (result.code, result.err) == (2, "error: --instance-type: instance type m5.large has no GPU\n")
     assert terraform.argvs() == []
+
+
+def test_status_of_a_flac_batch_looks_for_flac_keys(launcher: Launcher, workdir: Path) -> None:
+    (workdir / "prompts.txt").write_text("calm piano ; 10 ; one\nloud drums ; 20 ; two\n")
+    s3 = aws.s3_client("us-east-1")
+    s3.create_bucket(Bucket="songs")
+    s3.put_object(Bucket="songs", Key="one.flac", Body=b"fLaC")
+    s3.put_object(Bucket="songs", Key="two.wav", Body=b"RIFF")  # not what a flac batch makes
+
+    result = launcher("status", "--bucket", "songs", "--var", "audio_format=flac")
+
+    assert result == Result(
+        0,
+        "Workers in us-east-1: none pending or running\n"
+        "Songs in s3://songs/: 1 of 2 done, 1 missing\n"
+        "  done:\n"
+        "    one.flac\n"
+        "  missing:\n"
+        "    two.flac  (line 2, 20 s)\n"
+        "cost_report.csv: not written yet\n",
+        "",
+    )
+    assert launcher("status", "--bucket", "songs", "--var", "audio_format=mp3") == Result(
+        2, "", "error: --var audio_format='mp3': must be one of wav, flac\n"
+    )

@@ -146,6 +146,17 @@ def test_download_of_a_prefixed_batch_into_a_named_folder(s3, launcher, tmp_path
                                          "--prefix", "other").out
 
 
+def test_download_takes_the_prefix_from_the_bucket_as_status_does(s3, launcher, tmp_path):
+    put_batch(s3, "songs", prefix="batch1/")
+    result = launcher("download", str(tmp_path / "mine"), "--bucket", "s3://songs/batch1")
+    assert result.code == 0
+    assert set(files_in(tmp_path / "mine")) == {*SONGS, BIG}
+    twice = launcher("download", "--bucket", "songs/batch1", "--prefix", "batch2")
+    assert (twice.code, twice.err) == (
+        2, "error: give the batch's prefix once: in --bucket or with --prefix\n"
+    )
+
+
 def test_download_of_a_batch_without_a_page_yet(s3, launcher):
     s3.put_object(Bucket="songs", Key="calm.wav", Body=b"RIFF")
     result = launcher("download", "--bucket", "songs")

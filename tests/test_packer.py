@@ -205,6 +205,13 @@ def test_smoke_check_fails_on_bad_audio(
     assert message in capsys.readouterr().err
 
 
+def test_smoke_check_on_a_stereo_model(
+    tiny_stereo_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert load_smoke_check().main([str(tiny_stereo_model_dir), "--device", "cpu"]) == 0
+    assert "smoke check passed: 1.00 s of audio at 8000 Hz, 2 channel(s)" in capsys.readouterr().out
+
+
 def test_smoke_check_fails_without_cuda(
     tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -181,6 +181,23 @@ def test_records_written_before_the_waveform_still_load():
 
 
 @pytest.mark.parametrize(
+    "waveform", [[[0, 2]], [[0.1]], "flat", [[0, float("nan")]], [[True, False]], {"a": 1}]
+)
+def test_a_hand_edited_waveform_is_dropped_and_the_song_keeps_its_row(waveform):
+    raw = {**asdict(CALM), "waveform": waveform}
+    assert SongRecord.from_dict(raw) == replace(CALM, waveform=None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "default"),
+    [("measured_lufs", "loud", None), ("gain_db", float("inf"), 0.0), ("clipped_samples", -3, 0)],
+)
+def test_a_hand_edited_level_falls_back_to_its_default(field, value, default):
+    loaded = SongRecord.from_dict({**asdict(CALM), field: value})
+    assert loaded == replace(CALM, **{field: default})
+
+
+@pytest.mark.parametrize(
     ("points", "path"),
     [
         ([[-1.0, 1.0]], "M0.5 0.0V100.0"),

@@ -10,7 +10,7 @@ from worker.prompts import MAX_DURATION_S, Job, parse_prompts, read_prompts
         ("  lofi beat ; 90.5 ; lofi  ", "lofi beat", 90.5, "lofi.wav"),
         ("a; b ;c;30;semi", "a; b ;c", 30, "semi.wav"),
         ("jazz, \"smoky\" bar;1e2;jazz.WAV", 'jazz, "smoky" bar', 100, "jazz.WAV"),
-        ("piano;0.04;tiny", "piano", 0.04, "tiny.wav"),
+        ("piano;1;tiny", "piano", 1, "tiny.wav"),  # the minimum duration
         (f"max;{MAX_DURATION_S:g};max.wav", "max", MAX_DURATION_S, "max.wav"),
         ("ünïcödé 🎵;10;ümlaut", "ünïcödé 🎵", 10, "ümlaut.wav"),
     ],
@@ -67,7 +67,11 @@ def test_duplicate_file_names_are_an_error_on_the_later_line():
 
 def test_form_feed_does_not_shift_line_numbers():
     result = parse_prompts("a\x0cb;1;x\nbad\n")
-    assert [str(e) for e in result.errors] == ["line 2: expected 'PROMPT ; DURATION_S ; FILE_NAME'"]
+    # The form feed stays on line 1 (where a control character in a prompt is an error).
+    assert [str(e) for e in result.errors] == [
+        "line 1: prompt contains control characters (only tab is allowed)",
+        "line 2: expected 'PROMPT ; DURATION_S ; FILE_NAME'",
+    ]
 
 
 def test_read_prompts_reports_undecodable_lines_and_keeps_the_rest(tmp_path):
@@ -81,3 +85,32 @@ def test_read_prompts_reports_undecodable_lines_and_keeps_the_rest(tmp_path):
 def test_read_prompts_missing_file_raises(tmp_path):
     with pytest.raises(OSError):
         read_prompts(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize(
+    ("audio_format", "name", "expected"),
+    [
+        ("wav", "song", "song.wav"),
+        ("wav", "Song.WAV", "Song.WAV"),
+        ("flac", "song", "song.flac"),
+        ("flac", "song.flac", "song.flac"),
+        ("flac", "song.FLAC", "song.FLAC"),
+        ("flac", "take.2", "take.2.flac"),
+    ],
+)
+def test_the_extension_follows_the_format(audio_format, name, expected):
+    assert parse_prompts(f"p;1;{name}\n", audio_format).jobs == [Job(1, "p", 1, expected)]
+
+
+@pytest.mark.parametrize(
+    ("audio_format", "name", "reason"),
+    [
+        ("flac", "x.wav", "file name 'x.wav' ends in .wav, but the format is flac"),
+        ("flac", "x.Wav", "file name 'x.Wav' ends in .wav, but the format is flac"),
+        ("wav", "x.flac", "file name 'x.flac' ends in .flac, but the format is wav"),
+    ],
+)
+def test_a_name_with_the_other_formats_extension_is_an_error_on_its_line(audio_format, name, reason):
+    result = parse_prompts(f"good;1;a\np;1;{name}\n", audio_format)
+    assert [str(e) for e in result.errors] == [f"line 2: {reason}"]
+    assert [j.file_name for j in result.jobs] == [f"a.{audio_format}"]

@@ -1,5 +1,6 @@
 """Bad input never crashes the worker: any text or bytes parse into jobs and named errors."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ field = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30
 def test_any_text_parses_into_valid_jobs_and_numbered_errors(lines):
     text = "\n".join(lines)
     result = parse_prompts(text)
-    line_count = len(text.split("\n"))
+    line_count = len(re.split("\r\n|\n|\r", text))  # CR alone also ends a line
     names = [job.file_name.lower() for job in result.jobs]
     assert len(names) == len(set(names))
     for job in result.jobs:

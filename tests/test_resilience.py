@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 import soundfile
 from moto.server import ThreadedMotoServer
@@ -211,3 +212,32 @@ def test_s3_outage_during_upload_keeps_the_song_and_the_rerun_uploads_it(
         assert list(spool.iterdir()) == []
     finally:
         server.stop()
+
+
+def test_sigterm_on_a_stereo_song_then_the_rerun_resumes_it_exactly(
+    bucket, tiny_stereo_model_dir, tmp_path
+):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a wide stereo ambient pad;12;wide\n")
+    seeded = ["--seed", "11", "--format", "flac"]
+    worker = start_worker(prompts, "s3://batch", tiny_stereo_model_dir, *seeded)
+    wait_for_window(bucket, "batch", "wide.flac", 2, worker)
+    worker.send_signal(signal.SIGTERM)
+    code, output = finish(worker, timeout=30)
+    assert code == 3, output
+    saved = read_checkpoint(bucket, "batch", "wide.flac")
+    assert saved.codes.shape[0] == 8  # left and right codebooks, interleaved
+
+    code, output = finish(start_worker(prompts, "s3://batch", tiny_stereo_model_dir, *seeded))
+    assert code == 0, output
+    assert f"resuming wide.flac at window {saved.next_window + 1} of 5" in output
+    body = bucket.get_object(Bucket="batch", Key="wide.flac")["Body"].read()
+    resumed, rate = soundfile.read(io.BytesIO(body), dtype="int16")
+    assert resumed.shape == (12 * 8000, 2) and rate == 8000
+
+    # The same song generated without an interruption is the same song, sample for sample.
+    code, output = finish(start_worker(prompts, str(tmp_path / "whole"), tiny_stereo_model_dir, *seeded))
+    assert code == 0, output
+    whole, _ = soundfile.read(tmp_path / "whole" / "wide.flac", dtype="int16")
+    np.testing.assert_array_equal(resumed, whole)
+    assert not np.array_equal(resumed[:, 0], resumed[:, 1])

@@ -94,3 +94,9 @@ def test_a_base_seed_gives_each_file_name_its_own_reproducible_seed():
     assert seeds[0] != seeds[1]
     assert seeds == [song_seed(42, job) for job in jobs]
     assert song_seed(43, jobs[0]) != seeds[0]
+
+
+def test_a_seeded_songs_seed_does_not_depend_on_its_format():
+    wav, flac, other = Job(1, "p", 1, "calm.wav"), Job(1, "p", 1, "calm.flac"), Job(1, "p", 1, "calm.Flac")
+    assert song_seed(42, wav) == song_seed(42, flac) == song_seed(42, other)
+    assert song_seed(42, wav) != song_seed(42, Job(1, "p", 1, "calm2.flac"))

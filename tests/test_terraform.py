@@ -29,6 +29,7 @@ SETTINGS = {
     "worker_count": "2",
     "batch_size": "3",
     "shutdown_when_done": "true",
+    "audio_format": "flac",
     "model_path": "/opt/musicgen/models/musicgen-small",
     "availability_zone": "us-east-1b",
     "git_token_parameter": "/music/git-token",
@@ -97,6 +98,7 @@ def test_bad_variables_fail_at_plan(workspace: Workspace, aws_env: str) -> None:
         "root_volume_size_gb": ("50", "root_volume_size_gb must be a whole number >= 100"),
         "ami_id": ("ubuntu", "ami_id must be empty or an AMI id"),
         "git_token_parameter": ("my token", "git_token_parameter must be empty or an SSM"),
+        "audio_format": ("mp3", "audio_format must be wav or flac"),
     }
     settings = {**SETTINGS, **{name: value for name, (value, _) in bad.items()}}
     with pytest.raises(AssertionError) as failure:
@@ -228,6 +230,7 @@ def check_user_data(script: str, bucket: str, tmp_path: Path) -> None:
         "MUSICGEN_MODEL='/opt/musicgen/models/musicgen-small'",
         "HOURLY_COST_USD='0.55'",
         "MUSICGEN_BATCH_SIZE='3'",
+        "MUSICGEN_FORMAT='flac'",
         "MUSICGEN_SHUTDOWN_WHEN_DONE='1'",
         "MUSICGEN_IMDS_ENDPOINT='http://169.254.169.254'",
         "AWS_REGION='us-east-1'",
@@ -307,6 +310,7 @@ def check_role(profile_arn: str, bucket: str) -> None:
         ("s3:DeleteObject", f"{arn}/.leases/*"),
         # moto's account; a parameter path has no double slash in its ARN.
         ("ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/music/git-token"),
+        ("s3:AbortMultipartUpload", f"{arn}/*"),
     }
 
 

@@ -28,6 +28,7 @@ LAUNCHER_VARIABLES = {
     "bucket_name": "",
     "model_path": "/opt/musicgen/models/musicgen-small",
     "batch_size": 0,
+    "audio_format": "wav",
     "shutdown_when_done": False,
     "root_volume_size_gb": 100,
     "git_token_parameter": "",
@@ -138,6 +139,7 @@ def test_worker_role_allows_exactly_the_bucket_actions() -> None:
         ("s3:ListBucket", bucket),
         ("s3:DeleteObject", f"{bucket}/.checkpoints/*"),
         ("s3:DeleteObject", f"{bucket}/.leases/*"),
+        ("s3:AbortMultipartUpload", f"{bucket}/*"),
     }
     # The git token: ssm:GetParameter on exactly the one parameter, only when one is named.
     (token,) = document["dynamic"][0]["statement"]["content"]
@@ -155,6 +157,14 @@ def test_worker_role_allows_exactly_the_bucket_actions() -> None:
     }
     assume = blocks(main, "data")["aws_iam_policy_document.assume_role"]["statement"][0]
     assert assume["principals"][0]["identifiers"] == ["ec2.amazonaws.com"]
+
+
+def test_worker_role_can_abort_its_multipart_uploads() -> None:
+    # The worker aborts a failed multipart upload; without the action S3 answers AccessDenied,
+    # which hides the real error and leaves the parts billed.
+    document = blocks(MODULES / "iam" / "main.tf", "data")["aws_iam_policy_document.bucket_access"]
+    [statement] = [s for s in document["statement"] if "s3:AbortMultipartUpload" in s["actions"]]
+    assert statement["resources"] == ["${var.bucket_arn}/*"]
 
 
 def test_worker_is_a_one_time_spot_instance_wired_to_the_variables() -> None:

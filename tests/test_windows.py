@@ -56,3 +56,8 @@ def test_window_settings_reject_bad_values(window, stride):
 
 def test_delay_pattern_adds_codebooks_minus_one_steps():
     assert steps_for(1500, 4) == 1503
+
+
+def test_stereo_steps_add_the_largest_pair_delay():
+    assert steps_for(1500, 8, audio_channels=2) == 1503
+    assert steps_for(1, 4, audio_channels=1) == 4

@@ -47,6 +47,10 @@ def random_musicgen(
     torch.manual_seed(seed)
     config = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
     model = MusicgenForConditionalGeneration(config)
+    # transformers initialises EnCodec's codebooks to zeros, which would make every code decode to
+    # the same audio; random ones make the audio depend on the codes, as a trained codec's does.
+    for layer in model.audio_encoder.quantizer.layers:
+        layer.codebook.embed.normal_()
     for name in ("pad_token_id", "decoder_start_token_id", "bos_token_id"):
         setattr(model.generation_config, name, decoder.pad_token_id)
     processor = MusicgenProcessor(
@@ -56,7 +60,9 @@ def random_musicgen(
     return model.eval(), processor
 
 
-def save_tiny_model(path: Path, seed: int = 0) -> Path:
+def save_tiny_model(path: Path, seed: int = 0, audio_channels: int = 1) -> Path:
+    """Mono, or stereo like facebook/musicgen-stereo-*: the same mono EnCodec, and a decoder with
+    twice its codebooks, left and right interleaved."""
     text = T5Config(
         vocab_size=3 + len(WORDS),
         d_model=32,
@@ -89,7 +95,8 @@ def save_tiny_model(path: Path, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         ffn_dim=64,
-        num_codebooks=NUM_CODEBOOKS,
+        num_codebooks=NUM_CODEBOOKS * audio_channels,
+        audio_channels=audio_channels,
         max_position_embeddings=4096,
         pad_token_id=CODEBOOK_SIZE,
         bos_token_id=CODEBOOK_SIZE,

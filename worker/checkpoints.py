@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -66,16 +67,25 @@ class Checkpoint:
         """ValueError for anything that is not a checkpoint this version wrote."""
         try:
             raw = json.loads(data.decode("utf-8"))
+            if not isinstance(raw, dict):
+                raise TypeError("not a JSON object")
             if raw.get("format") != FORMAT:
                 raise ValueError(f"unknown checkpoint format {raw.get('format')!r}")
             shape = tuple(int(n) for n in raw["codes_shape"])
-            codes = np.frombuffer(base64.b64decode(raw["codes"]), dtype="<i2").reshape(shape)
-            return cls(
+            if len(shape) != 2 or min(shape) < 0:
+                raise ValueError(f"codes_shape {list(shape)} is not (codebooks, frames)")
+            codes = np.frombuffer(base64.b64decode(raw["codes"], validate=True), dtype="<i2").reshape(shape)
+            checkpoint = cls(
                 identity=Identity(**raw["identity"]),
                 seed=int(raw["seed"]),
                 next_window=int(raw["next_window"]),
                 generation_time_s=float(raw["generation_time_s"]),
                 codes=codes.astype(np.int64),
             )
-        except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (KeyError, TypeError, AttributeError, OverflowError, RecursionError) as error:
+            raise ValueError(f"unreadable checkpoint: {type(error).__name__}: {error}") from None
+        except ValueError as error:  # also JSONDecodeError, UnicodeDecodeError, bad base64
             raise ValueError(f"unreadable checkpoint: {error}") from None
+        if checkpoint.next_window < 0 or not 0 <= checkpoint.generation_time_s < math.inf:
+            raise ValueError("unreadable checkpoint: next_window or generation_time_s out of range")
+        return checkpoint

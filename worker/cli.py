@@ -5,24 +5,27 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import os
 import signal
-import socket
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from . import aws
+from .identity import default_worker_id, earlier_self
+from .leases import MAX_LEASE_S
 from .page import PAGE_KEY
 from .precision import DTYPE_CHOICES, default_threads
-from .prompts import read_prompts
+from .prompts import SUFFIXES, read_prompts
 from .report import worker_hourly_rate
-from .settings import GenerationParams, RunSettings
+from .settings import GenerationParams, MasteringSettings, RunSettings
 from .spot import SpotWatcher
-from .store import Store, open_store
+from .store import Store, is_s3_uri, local_path, make_folder, open_store
 from .windows import WindowSettings
 
 log = logging.getLogger("worker")
@@ -39,16 +42,39 @@ def _env(name: str, default: str | None) -> str | None:
     return value if value.strip() else default
 
 
-def _typed(convert: Callable, name: str, value: str | None, check: Callable | None = None, what: str = ""):
+def _typed(convert: Callable, name: str, value: str | None, *checks: tuple[Callable, str]):
+    """`value` converted, or UsageError naming the option, its variable and the value."""
     if value is None:
         return None
     try:
         result = convert(value)
     except ValueError:
         raise UsageError(f"{name}={value!r} is not a valid {convert.__name__}") from None
-    if check is not None and not check(result):
-        raise UsageError(f"{name}={value!r}: {what}")
+    # nan passes every comparison as False, and inf overflows the frame arithmetic.
+    if isinstance(result, float) and not math.isfinite(result):
+        raise UsageError(f"{name}={value!r}: must be a finite number")
+    for check, what in checks:
+        if not check(result):
+            raise UsageError(f"{name}={value!r}: {what}")
     return result
+
+
+def _at_most(high: float) -> tuple[Callable, str]:
+    return (lambda v: v <= high), f"must be <= {high:g}"
+
+
+# Bounds a working setting never reaches; beyond them a value is a typo (18000 for 1.8) or
+# would overflow tensor sizes and timers.
+MAX_HOURLY_COST_USD = 1000.0
+MAX_BATCH_SIZE = 1024
+MAX_WINDOW_S = 600.0
+MAX_TOP_K = 1 << 20
+MAX_TEMPERATURE = 100.0
+MAX_GUIDANCE_SCALE = 100.0
+MAX_SEED = (1 << 63) - 1
+MAX_POLL_S = 3600.0
+MAX_GPUS = 64
+MAX_THREADS = 4096
 
 
 def usable_cpus() -> int:
@@ -84,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("--dtype", "MUSICGEN_DTYPE", "auto", "auto, float16, bfloat16 or float32; auto: bf16 on GPUs with native bf16 (compute capability 8.0+), else fp16; fp32 on the CPU"),
         ("--gpu-count", "MUSICGEN_GPU_COUNT", "1", "GPU workers on this machine: they share its cores and its hourly cost"),
         ("--threads", "MUSICGEN_THREADS", None, "torch CPU threads (default: CPU cores / GPU count, at least 1)"),
+        ("--loudness-lufs", "MUSICGEN_LOUDNESS_LUFS", "-14", "integrated loudness of every song in LUFS, or off"),
+        ("--fade-out-s", "MUSICGEN_FADE_OUT_S", "3", "seconds of fade-out at each song's end; 0 = off"),
+        ("--format", "MUSICGEN_FORMAT", "wav", "audio file format: wav or flac"),
     ]
     for flag, env, default, text in options:
         parser.add_argument(flag, default=_env(env, default), help=f"{text} [{env}, default {default}]")
@@ -92,48 +121,136 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A target outside these bounds is a typo (-140, +14) rather than a level anyone masters to.
+LOUDNESS_RANGE_LUFS = (-50.0, -5.0)
+MAX_FADE_OUT_S = 60.0
+
+
+def mastering_from(args: argparse.Namespace) -> MasteringSettings:
+    low, high = LOUDNESS_RANGE_LUFS
+    loudness = None
+    if args.loudness_lufs.strip().lower() != "off":
+        loudness = _typed(
+            float, "--loudness-lufs/MUSICGEN_LOUDNESS_LUFS", args.loudness_lufs,
+            (lambda v: low <= v <= high, f"must be between {low:g} and {high:g} LUFS, or off"),
+        )
+    fade = _typed(
+        float, "--fade-out-s/MUSICGEN_FADE_OUT_S", args.fade_out_s,
+        (lambda v: 0 <= v <= MAX_FADE_OUT_S, f"must be between 0 and {MAX_FADE_OUT_S:g} seconds"),
+    )
+    return MasteringSettings(loudness_lufs=loudness, fade_out_s=fade)
+
+
+def audio_format_from(args: argparse.Namespace) -> str:
+    value = args.format.strip().lower()
+    if value not in SUFFIXES:
+        raise UsageError(f"--format/MUSICGEN_FORMAT={args.format!r}: must be one of {', '.join(SUFFIXES)}")
+    return value
+
+
 def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationParams]:
     positive = (lambda v: v > 0, "must be > 0")
-    hourly = _typed(float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, lambda v: v >= 0, "must be >= 0")
-    batch = _typed(int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, lambda v: v >= 0, "must be >= 0")
-    window_s = _typed(float, "--window-s/MUSICGEN_WINDOW_S", args.window_s, *positive)
-    stride_s = _typed(float, "--stride-s/MUSICGEN_STRIDE_S", args.stride_s, *positive)
+    not_negative = (lambda v: v >= 0, "must be >= 0")
+    hourly = _typed(float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, not_negative, _at_most(MAX_HOURLY_COST_USD))
+    batch = _typed(int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, not_negative, _at_most(MAX_BATCH_SIZE))
+    window_s = _typed(float, "--window-s/MUSICGEN_WINDOW_S", args.window_s, positive, _at_most(MAX_WINDOW_S))
+    stride_s = _typed(float, "--stride-s/MUSICGEN_STRIDE_S", args.stride_s, positive)
+    # Lower bounds: GenerationParams names them.
+    top_k = _typed(int, "--top-k/MUSICGEN_TOP_K", args.top_k, _at_most(MAX_TOP_K))
+    temperature = _typed(float, "--temperature/MUSICGEN_TEMPERATURE", args.temperature, _at_most(MAX_TEMPERATURE))
+    guidance = _typed(
+        float, "--guidance-scale/MUSICGEN_GUIDANCE_SCALE", args.guidance_scale, _at_most(MAX_GUIDANCE_SCALE)
+    )
     try:
         window = WindowSettings(window_s=window_s, stride_s=stride_s)
-        params = GenerationParams(
-            top_k=_typed(int, "--top-k/MUSICGEN_TOP_K", args.top_k),
-            temperature=_typed(float, "--temperature/MUSICGEN_TEMPERATURE", args.temperature),
-            guidance_scale=_typed(float, "--guidance-scale/MUSICGEN_GUIDANCE_SCALE", args.guidance_scale),
-        )
+        params = GenerationParams(top_k=top_k, temperature=temperature, guidance_scale=guidance)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if args.dtype not in DTYPE_CHOICES:
         raise UsageError(f"--dtype/MUSICGEN_DTYPE={args.dtype!r}: must be one of {', '.join(DTYPE_CHOICES)}")
     dtype = args.dtype
     at_least_one = (lambda v: v >= 1, "must be >= 1")
-    gpu_count = _typed(int, "--gpu-count/MUSICGEN_GPU_COUNT", args.gpu_count, *at_least_one)
-    threads = _typed(int, "--threads/MUSICGEN_THREADS", args.threads, *at_least_one)
+    gpu_count = _typed(int, "--gpu-count/MUSICGEN_GPU_COUNT", args.gpu_count, at_least_one, _at_most(MAX_GPUS))
+    threads = _typed(int, "--threads/MUSICGEN_THREADS", args.threads, at_least_one, _at_most(MAX_THREADS))
     if threads is None:
         threads = default_threads(usable_cpus(), gpu_count)
+    worker_id = args.worker_id
+    if worker_id is not None and (not worker_id.strip() or not worker_id.isprintable()):
+        raise UsageError(f"--worker-id/MUSICGEN_WORKER_ID={worker_id!r}: must be printable text")
     settings = RunSettings(
         model=args.model,
         # Each GPU's worker is charged its share of the instance (see worker_hourly_rate).
         hourly_cost_usd=worker_hourly_rate(hourly, gpu_count),
         batch_size=batch,
         window=window,
-        seed=_typed(int, "--seed/MUSICGEN_SEED", args.seed),
-        # Stable across restarts of the same machine, so a rerun after a crash may take over
-        # its own leases at once instead of waiting for them to expire.
-        worker_id=args.worker_id or socket.gethostname(),
-        lease_s=_typed(float, "--lease-s/MUSICGEN_LEASE_S", args.lease_s, *positive),
-        spool_dir=args.spool_dir,
-        imds_endpoint=args.imds_endpoint,
-        imds_poll_s=_typed(float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, *positive),
+        seed=_typed(int, "--seed/MUSICGEN_SEED", args.seed, (lambda v: abs(v) <= MAX_SEED, "must fit in 63 bits")),
+        # Unique per process (host, pid, start time), so two workers on one host never take
+        # each other's leases; a rerun still recognises its own dead predecessor's leases.
+        worker_id=worker_id or default_worker_id(),
+        lease_s=_typed(float, "--lease-s/MUSICGEN_LEASE_S", args.lease_s, positive, _at_most(MAX_LEASE_S)),
+        spool_dir=str(local_path(args.spool_dir)),
+        imds_endpoint=_imds_endpoint(args.imds_endpoint),
+        imds_poll_s=_typed(float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, positive, _at_most(MAX_POLL_S)),
+        mastering=mastering_from(args),
+        audio_format=audio_format_from(args),
         dtype=dtype,
         threads=threads,
         gpu_count=gpu_count,
     )
+    _check_model(settings.model)
     return settings, params
+
+
+def _imds_endpoint(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UsageError(
+            f"--imds-endpoint/MUSICGEN_IMDS_ENDPOINT={value!r}: must be an http:// URL "
+            "such as http://169.254.169.254"
+        )
+    return value
+
+
+def _check_model(model: str) -> None:
+    """A hub id is `name` or `org/name`; anything else is meant as a folder, which must exist."""
+    if not model.strip():
+        raise UsageError("--model/MUSICGEN_MODEL is empty")
+    path = local_path(model)
+    looks_like_path = (
+        model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model or path.exists()
+    )
+    if not looks_like_path:
+        return
+    if not path.exists():
+        raise UsageError(f"--model/MUSICGEN_MODEL: folder {model!r} does not exist")
+    if not path.is_dir():
+        raise UsageError(f"--model/MUSICGEN_MODEL: {model!r} is a file, not a save_pretrained folder")
+    if not (path / "config.json").is_file():
+        raise UsageError(f"--model/MUSICGEN_MODEL: folder {model!r} has no config.json (not a saved model)")
+
+
+def _check_places(output: str, spool_dir: str) -> None:
+    """The spool must be a folder of its own: inside the output (or the output inside it), a
+    stored song would be deleted as a spooled copy right after its upload."""
+    spool = Path(spool_dir)
+    if not is_s3_uri(output):
+        out = local_path(output).resolve()
+        here = spool.resolve()
+        if here == out or here.is_relative_to(out) or out.is_relative_to(here):
+            raise UsageError(
+                f"the spool {spool_dir!r} and the output {output!r} overlap; "
+                "give --spool-dir/MUSICGEN_SPOOL_DIR a folder outside the output"
+            )
+    try:
+        make_folder(spool, "--spool-dir/MUSICGEN_SPOOL_DIR")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
@@ -153,7 +270,7 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         return EXIT_USAGE
 
     try:
-        prompts = read_prompts(args.prompts)
+        prompts = read_prompts(args.prompts, settings.audio_format)
     except OSError as error:
         print(f"error: cannot read prompts file {args.prompts}: {error.strerror or error}", file=sys.stderr)
         return EXIT_USAGE
@@ -169,9 +286,20 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         return EXIT_USAGE
 
     try:
+        _check_places(args.output, settings.spool_dir)
         store = open_store(args.output, s3_client or aws.s3_client)
-    except ValueError as error:
+        problem = store.problem()
+    except (UsageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ParamValidationError as error:  # a bucket name S3 cannot have
+        print(f"error: output {args.output!r}: {error}".replace("\n", " "), file=sys.stderr)
+        return EXIT_USAGE
+    except (BotoCoreError, ClientError) as error:
+        print(f"error: cannot use the output {args.output}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if problem is not None:
+        print(f"error: output {args.output}: {problem}", file=sys.stderr)
         return EXIT_USAGE
     from .runner import Runner  # torch loads here, after the input has been checked
 
@@ -180,12 +308,19 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         watcher = SpotWatcher(settings.imds_endpoint, settings.imds_poll_s).start()
     # A shutdown (systemd's SIGTERM when the instance stops) ends the run like a spot notice:
     # checkpoints saved, leases released, report written.
+    # Ctrl-C is the same request from a person at a terminal.
     terminated = threading.Event()
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    previous_handlers = {
+        number: signal.signal(number, lambda *_: terminated.set())
+        for number in (signal.SIGTERM, signal.SIGINT)
+    }
     runner = Runner(
         settings,
         store,
         should_stop=lambda: terminated.is_set() or (watcher is not None and watcher.interrupted),
+        earlier_self=(lambda owner: False) if args.worker_id else (
+            lambda owner: earlier_self(owner, settings.worker_id)
+        ),
     )
     log.info(
         "worker %s: CUDA_VISIBLE_DEVICES=%s, %d CPU threads, cost rate $%.4f/h (the instance's $%g/h"
@@ -196,7 +331,9 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     try:
         runner.upload_spooled(prompts.jobs)
         pending = runner.pending_jobs(prompts.jobs)
-        if pending and not runner.should_stop():
+        if pending and runner.should_stop():
+            runner.result.unfinished += [job.file_name for job in pending]
+        elif pending:
             from .engine import limit_threads
 
             limit_threads(settings.threads)
@@ -216,7 +353,8 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         log.error("cannot use the output %s: %s", args.output, error)
         return EXIT_FAILED
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
         if watcher is not None:
             watcher.stop()
     result = runner.result

@@ -21,6 +21,7 @@ from transformers.cache_utils import Cache
 
 from .kvcache import window_cache
 from .memory import batch_for_memory, bytes_per_song
+from .modelsize import DecoderShape
 from .onednn import can_pack, pack_linears
 from .precision import choose_dtype, gpu_of
 from .settings import GenerationParams
@@ -97,9 +98,18 @@ class Engine:
         self.params = GenerationParams()
         decoder_config = model.decoder.config
         self.num_codebooks: int = decoder_config.num_codebooks
+        # Valid codes are 0 .. codebook_size - 1 (the pad token sits just above them).
+        self.codebook_size: int = decoder_config.vocab_size
         self.pad_token_id: int = model.generation_config.pad_token_id
-        if getattr(decoder_config, "audio_channels", 1) != 1:
-            raise ValueError("only mono MusicGen checkpoints are supported")
+        self.audio_channels: int = getattr(decoder_config, "audio_channels", 1)
+        if self.audio_channels not in (1, 2) or self.num_codebooks % self.audio_channels:
+            raise ValueError(
+                f"unsupported MusicGen decoder: {self.audio_channels} audio channels, "
+                f"{self.num_codebooks} codebooks"
+            )
+        # Stereo checkpoints interleave the channels' codebooks (even = left, odd = right) and
+        # each left/right pair shares its delay, as transformers' build_delay_pattern_mask does.
+        self.delays: list[int] = [c // self.audio_channels for c in range(self.num_codebooks)]
         self.sample_rate: int = model.config.audio_encoder.sampling_rate
         self.frame_rate: float = model.config.audio_encoder.frame_rate
         hop = self.sample_rate / self.frame_rate
@@ -122,7 +132,13 @@ class Engine:
         model = MusicgenForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
         model.to(dev).eval()
         processor = AutoProcessor.from_pretrained(model_id)
-        log.info("loaded %s on %s (%s)", model_id, dev, str(dtype).removeprefix("torch."))
+        shape = DecoderShape.from_config(model.decoder.config)
+        log.info(
+            "loaded %s on %s (%s): %s, decoder of %d layers x %d hidden, %d codebooks, %.2f B parameters",
+            model_id, dev, str(dtype).removeprefix("torch."),
+            "stereo" if shape.audio_channels == 2 else "mono",
+            shape.layers, shape.hidden, shape.codebooks, shape.parameters / 1e9,
+        )
         return cls(model, processor, dev, dtype)
 
     def set_generation_params(self, **changes) -> None:
@@ -139,12 +155,8 @@ class Engine:
         if self.device.type != "cuda":
             return CPU_BATCH_SIZE
         free_bytes, _ = torch.cuda.mem_get_info(self.device)
-        config = self.model.decoder.config
         per_song = bytes_per_song(
-            layers=config.num_hidden_layers,
-            hidden=config.hidden_size,
-            codebooks=self.num_codebooks,
-            vocab=config.vocab_size,
+            DecoderShape.from_config(self.model.decoder.config),
             window_frames=window_frames,
             dtype_bytes=torch.finfo(self.dtype).bits // 8,
             guidance=self.params.guidance_scale != 1,
@@ -179,23 +191,23 @@ class Engine:
         return hidden, mask
 
     def _delayed_layout(self, rows: list[WindowRequest]) -> tuple[torch.Tensor, int, int]:
-        """Tokens (B, K, P + F + K) in the delay pattern: -1 where a token is still to sample.
+        """Tokens (B, K, 1 + P + F + D) in the delay pattern: -1 where a token is still to sample.
 
-        Codebook k holds frame t at position t + 1 + k; position 0 is the start token and the
-        positions before/after a codebook's frames are padding, exactly as transformers lays out
-        `decoder_input_ids` prompts.
+        Codebook c holds frame t at position t + 1 + delay(c) (D is the largest delay); position 0
+        is the start token and the positions before/after a codebook's frames are padding,
+        exactly as transformers lays out `decoder_input_ids` prompts.
         """
         prompt_frames = rows[0].prompt.shape[-1]
         if any(row.prompt.shape[-1] != prompt_frames for row in rows):
             raise ValueError("all rows of a window must have the same prompt length")
         new_frames = max(row.new_frames for row in rows)
-        k = self.num_codebooks
         total = prompt_frames + new_frames
-        tokens = torch.full((len(rows), k, total + k), self.pad_token_id, dtype=torch.long)
-        for codebook in range(k):
-            tokens[:, codebook, codebook + 1 : codebook + 1 + total] = -1
+        length = 1 + total + self.delays[-1]
+        tokens = torch.full((len(rows), self.num_codebooks, length), self.pad_token_id, dtype=torch.long)
+        for codebook, delay in enumerate(self.delays):
+            tokens[:, codebook, delay + 1 : delay + 1 + total] = -1
             for i, row in enumerate(rows):
-                tokens[i, codebook, codebook + 1 : codebook + 1 + prompt_frames] = row.prompt[codebook]
+                tokens[i, codebook, delay + 1 : delay + 1 + prompt_frames] = row.prompt[codebook]
         return tokens.to(self.device), prompt_frames, new_frames
 
     def _sample(self, logits: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
@@ -277,19 +289,30 @@ class Engine:
             if on_step is not None:
                 on_step(position - start + 1)
 
+        first = [delay + 1 + prompt_frames for delay in self.delays]
         codes = torch.stack(
-            [tokens[:, c, c + 1 + prompt_frames : c + 1 + prompt_frames + new_frames] for c in range(k)],
-            dim=1,
+            [tokens[:, c, first[c] : first[c] + new_frames] for c in range(k)], dim=1
         ).cpu()
         return [codes[i, :, : row.new_frames].clone() for i, row in enumerate(rows)]
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor, num_samples: int, chunk_frames: int = 1500) -> np.ndarray:
-        """EnCodec once per song: codes (K, T) -> float32 mono samples, exactly num_samples long.
+        """EnCodec once per song: codes (K, T) -> float32 samples, exactly num_samples long:
+        (num_samples,) for mono, (num_samples, 2) for stereo.
 
-        Long songs are decoded in chunks with a second of context on each side, so memory stays
-        bounded and chunk seams fall outside the samples that are kept.
+        Stereo songs decode their even (left) and odd (right) codebooks separately, as
+        transformers' generate does. Long songs are decoded in chunks with a second of context
+        on each side, so memory stays bounded and chunk seams fall outside the samples kept.
         """
+        channels = [codes[c :: self.audio_channels] for c in range(self.audio_channels)]
+        samples = [self._decode_channel(channel, chunk_frames) for channel in channels]
+        if samples[0].shape[0] < num_samples:
+            raise ValueError(f"decoded {samples[0].shape[0]} samples, need {num_samples}")
+        if self.audio_channels == 1:
+            return samples[0][:num_samples]
+        return np.stack([channel[:num_samples] for channel in samples], axis=1)
+
+    def _decode_channel(self, codes: torch.Tensor, chunk_frames: int) -> np.ndarray:
         total = codes.shape[-1]
         context = max(1, round(self.frame_rate))
         pieces = []
@@ -300,7 +323,4 @@ class Engine:
             audio = self.model.audio_encoder.decode(chunk, audio_scales=[None]).audio_values[0, 0]
             keep_from = (start - left) * self.hop_length
             pieces.append(audio[keep_from : keep_from + (stop - start) * self.hop_length].float().cpu())
-        samples = torch.cat(pieces).numpy()
-        if samples.shape[0] < num_samples:
-            raise ValueError(f"decoded {samples.shape[0]} samples, need {num_samples}")
-        return samples[:num_samples]
+        return torch.cat(pieces).numpy()

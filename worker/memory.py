@@ -3,28 +3,19 @@ the launcher's estimate."""
 
 from __future__ import annotations
 
+from .modelsize import DecoderShape
+
 MAX_BATCH_SIZE = 64
 # The rest is headroom for activations, the prompt's prefill and the allocator.
 MEMORY_SHARE = 0.7
 
 
-def bytes_per_song(
-    *,
-    layers: int,
-    hidden: int,
-    codebooks: int,
-    vocab: int,
-    window_frames: int,
-    dtype_bytes: int,
-    guidance: bool,
-) -> int:
+def bytes_per_song(shape: DecoderShape, *, window_frames: int, dtype_bytes: int, guidance: bool) -> int:
     """The self-attention KV cache of a full window for the conditional and the unconditional row
-    (layers x 2 x hidden x positions x bytes, allocated once per window), plus the float32 logits
-    and sampling buffers."""
+    (allocated once per window), plus the float32 logits and sampling buffers."""
     rows = 2 if guidance else 1
-    positions = window_frames + codebooks
-    kv_cache = rows * layers * 2 * hidden * positions * dtype_bytes
-    sampling = rows * codebooks * vocab * 4 * 4
+    kv_cache = shape.kv_cache_bytes(shape.window_positions(window_frames), rows, dtype_bytes)
+    sampling = rows * shape.codebooks * shape.vocab * 4 * 4
     return kv_cache + sampling
 
 

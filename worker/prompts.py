@@ -6,8 +6,10 @@ show the same errors the worker would, without loading a model.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import math
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +17,20 @@ from pathlib import Path
 # Half an hour: far beyond the 3-5 minute songs this tool is for, yet a typo such as
 # 18000 instead of 180 is caught before it buys five GPU hours.
 MAX_DURATION_S = 1800.0
+# Below a second the continuation loop has nothing to continue, and 1e-9 s is a one-frame WAV.
+MIN_DURATION_S = 1.0
 MAX_FILE_NAME_CHARS = 200
+# File systems limit names in bytes (255 on ext4 and in S3 keys' parts), and CJK characters
+# take three bytes each in UTF-8; the spool adds a suffix of its own.
+MAX_FILE_NAME_BYTES = 200
+# Names Windows cannot hold, so a bucket synced to a Windows machine would lose them.
+WINDOWS_RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?", re.IGNORECASE)
+WINDOWS_FORBIDDEN = set('<>:"|?*')
 # MusicGen's text encoder reads at most 512 tokens; a longer "prompt" is a pasted file.
 MAX_PROMPT_CHARS = 2000
 WAV_SUFFIX = ".wav"
+# The audio formats the worker writes, each with the one extension its files get.
+SUFFIXES = {"wav": WAV_SUFFIX, "flac": ".flac"}
 
 
 @dataclass(frozen=True)
@@ -62,13 +74,20 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"duration {text!r} is not a number of seconds") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"duration {text!r} must be a positive number of seconds")
+    if value < MIN_DURATION_S:
+        raise ValueError(f"duration {text!r} is under the minimum of {MIN_DURATION_S:g} s")
     if value > MAX_DURATION_S:
         raise ValueError(f"duration {text!r} is over the maximum of {MAX_DURATION_S:g} s")
     return value
 
 
-def normalize_file_name(text: str) -> str:
-    """A plain file name ending in .wav; ValueError names what is wrong with it."""
+def normalize_file_name(text: str, audio_format: str = "wav") -> str:
+    """A plain file name ending in the format's extension; ValueError names what is wrong with it.
+
+    A name that ends in another format's extension is refused rather than renamed: the user
+    asked for that file, and `x.wav.flac` or a FLAC named `x.wav` would surprise them.
+    """
+    suffix = SUFFIXES[audio_format]
     name = text.strip()
     if not name:
         raise ValueError("file name is empty")
@@ -80,14 +99,26 @@ def normalize_file_name(text: str) -> str:
         raise ValueError(f"file name {name!r} must not contain '..'")
     if name.startswith("."):
         raise ValueError(f"file name {name!r} must not start with '.'")
-    if not name.lower().endswith(WAV_SUFFIX):
-        name += WAV_SUFFIX
+    forbidden = sorted(WINDOWS_FORBIDDEN.intersection(name))
+    if forbidden:
+        raise ValueError(f"file name {name!r} must not contain {' '.join(forbidden)} (Windows cannot hold them)")
+    if name.endswith((".", " ")):
+        raise ValueError(f"file name {name!r} must not end with a dot or a space (Windows cannot hold it)")
+    for other in SUFFIXES.values():
+        if other != suffix and name.lower().endswith(other):
+            raise ValueError(f"file name {name!r} ends in {other}, but the format is {audio_format}")
+    if not name.lower().endswith(suffix):
+        name += suffix
+    if WINDOWS_RESERVED.fullmatch(name):
+        raise ValueError(f"file name {name!r} is a device name on Windows")
     if len(name) > MAX_FILE_NAME_CHARS:
         raise ValueError(f"file name is longer than {MAX_FILE_NAME_CHARS} characters")
+    if len(name.encode("utf-8")) > MAX_FILE_NAME_BYTES:
+        raise ValueError(f"file name is longer than {MAX_FILE_NAME_BYTES} bytes in UTF-8")
     return name
 
 
-def parse_line(line_no: int, line: str) -> Job | LineError | None:
+def parse_line(line_no: int, line: str, audio_format: str = "wav") -> Job | LineError | None:
     """None for blank and comment lines."""
     stripped = line.strip()
     if not stripped or stripped.startswith("#"):
@@ -101,49 +132,70 @@ def parse_line(line_no: int, line: str) -> Job | LineError | None:
         return LineError(line_no, "prompt is empty")
     if len(prompt) > MAX_PROMPT_CHARS:
         return LineError(line_no, f"prompt is longer than {MAX_PROMPT_CHARS} characters")
+    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in prompt):
+        return LineError(line_no, "prompt contains control characters (only tab is allowed)")
     try:
         duration = parse_duration(duration_text)
-        file_name = normalize_file_name(name_text)
+        file_name = normalize_file_name(name_text, audio_format)
     except ValueError as exc:
         return LineError(line_no, str(exc))
     return Job(line_no=line_no, prompt=prompt, duration_s=duration, file_name=file_name)
 
 
-def parse_prompts(text: str) -> PromptFile:
-    return _parse_lines(enumerate(_split_lines(text.removeprefix("\ufeff")), start=1))
+def parse_prompts(text: str, audio_format: str = "wav") -> PromptFile:
+    return _parse_lines(enumerate(_split_lines(text.removeprefix("\ufeff")), start=1), audio_format)
 
 
-def read_prompts(path: str | Path) -> PromptFile:
+def read_prompts(path: str | Path, audio_format: str = "wav") -> PromptFile:
     """Parse a prompts file; a line that is not UTF-8 is reported and the other lines still run.
 
     Raises OSError when the file cannot be read.
     """
-    data = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf")
+    data = _as_utf8(Path(path).read_bytes())
+    if isinstance(data, LineError):
+        return PromptFile(jobs=[], errors=[data])
     numbered: list[tuple[int, str | LineError]] = []
     for line_no, raw in enumerate(_split_lines(data), start=1):
         try:
             numbered.append((line_no, raw.decode("utf-8")))
         except UnicodeDecodeError:
             numbered.append((line_no, LineError(line_no, "line is not valid UTF-8")))
-    return _parse_lines(numbered)
+    return _parse_lines(numbered, audio_format)
+
+
+def _as_utf8(data: bytes) -> bytes | LineError:
+    """The file's bytes as UTF-8: a UTF-16 file with its BOM (Notepad's "Unicode") is decoded;
+    one without a BOM, which no line could survive, is one error for the whole file."""
+    for bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        if data.startswith(bom):
+            try:
+                return data.decode("utf-16").encode("utf-8")
+            except UnicodeDecodeError:
+                return LineError(1, "the file looks like UTF-16 but does not decode; save it as UTF-8")
+    if b"\x00" in data[:200] and data.count(b"\x00") * 3 >= len(data):
+        return LineError(1, "the file looks like UTF-16 without a byte order mark; save it as UTF-8")
+    return data.removeprefix(codecs.BOM_UTF8)
+
+
+_LINE_END = {str: re.compile("\r\n|\n|\r"), bytes: re.compile(b"\r\n|\n|\r")}
 
 
 def _split_lines(text: str | bytes) -> list:
-    # Only LF and CRLF end a line: str.splitlines would also split on form feeds and
-    # Unicode separators, and the line numbers would no longer match the user's editor.
-    newline, carriage_return = ("\n", "\r") if isinstance(text, str) else (b"\n", b"\r")
-    lines = text.split(newline)
+    # LF, CRLF and a lone CR (old Mac editors) end a line. str.splitlines would also split on
+    # form feeds and Unicode separators, and the line numbers would no longer match the
+    # user's editor.
+    lines = _LINE_END[type(text)].split(text)
     if not lines[-1]:
         lines.pop()
-    return [line.removesuffix(carriage_return) for line in lines]
+    return lines
 
 
-def _parse_lines(numbered) -> PromptFile:
+def _parse_lines(numbered, audio_format: str = "wav") -> PromptFile:
     jobs: list[Job] = []
     errors: list[LineError] = []
     first_line_of: dict[str, int] = {}
     for line_no, line in numbered:
-        parsed = line if isinstance(line, LineError) else parse_line(line_no, line)
+        parsed = line if isinstance(line, LineError) else parse_line(line_no, line, audio_format)
         if parsed is None:
             continue
         if isinstance(parsed, LineError):

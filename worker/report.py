@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import MISSING, asdict, dataclass, fields
 
 REPORT_KEY = "cost_report.csv"
 RECORDS_PREFIX = ".records/"
@@ -53,13 +54,74 @@ class SongRecord:
     # [[min, max], ...] of the written audio (worker.waveform); None in records written before
     # the listening page existed, which then shows no picture.
     waveform: list[list[float]] | None = None
+    # Mastering, for anyone checking a song's level later; absent from older records.
+    measured_lufs: float | None = None
+    gain_db: float = 0.0
+    clipped_samples: int = 0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes) -> SongRecord:
-        return cls(**json.loads(data.decode("utf-8")))
+        """ValueError or TypeError for anything but a record this version wrote (records can be edited by
+        hand in the bucket, and one bad record must not stop the report)."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, RecursionError) as error:
+            raise ValueError(f"unreadable record: {error}") from None
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: object) -> SongRecord:
+        if not isinstance(raw, dict):
+            raise TypeError("a record must be a JSON object")
+        names = {f.name: f.type for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        if not required <= set(raw) <= set(names):
+            raise ValueError(f"a record has the fields {sorted(names)}, this one {sorted(map(str, raw))}")
+        # Fields added later are absent from older records and only informative: a bad
+        # hand-edited value falls back to its default instead of costing the song its row.
+        raw = dict(raw)
+        for field in fields(cls):
+            check = OPTIONAL_CHECKS.get(field.name)
+            if check is not None and field.name in raw and not check(raw[field.name]):
+                raw[field.name] = field.default
+        for name, kind in names.items():
+            if name not in required:
+                continue
+            value = raw[name]
+            if kind == "str" and not isinstance(value, str):
+                raise ValueError(f"{name} must be text, not {value!r}")
+            if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be a whole number, not {value!r}")
+            if kind == "float" and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        return cls(**raw)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_envelope(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and all(_is_number(v) and -1 <= v <= 1 for v in pair)
+        for pair in value
+    )
+
+
+OPTIONAL_CHECKS = {
+    "waveform": _is_envelope,
+    "measured_lufs": lambda v: v is None or _is_number(v),
+    "gain_db": _is_number,
+    "clipped_samples": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+}
 
 
 def record_key(file_name: str) -> str:
@@ -76,14 +138,26 @@ def render_report(records: list[SongRecord], order: list[str] | None = None) -> 
     for record in rows:
         writer.writerow(
             [
-                record.s3_filename,
-                record.prompt,
-                f"{record.requested_duration_s:g}",
+                _text_cell(record.s3_filename),
+                _text_cell(record.prompt),
+                _exact_number(record.requested_duration_s),
                 f"{record.generation_time_s:.3f}",
                 f"{record.estimated_cost_usd:.6f}",
             ]
         )
     return buffer.getvalue().encode("utf-8")
+
+
+def _exact_number(value: float) -> str:
+    """The shortest text that reads back as the same number: 11 -> "11", 1.23456789 stays."""
+    text = repr(float(value))
+    return text.removesuffix(".0")
+
+
+def _text_cell(text: str) -> str:
+    # A cell starting with one of these is a formula to a spreadsheet (CSV injection); a
+    # leading apostrophe makes it text again, as OWASP recommends.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def parse_report(data: bytes) -> list[dict[str, str]]:

@@ -8,6 +8,7 @@ the next run to finish the job without generating the song again.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import traceback
@@ -19,12 +20,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import write_wav
+from .audio import master, song_comment, write_song
+from .changes import REGENERATE_HINT, describe_change, duration_text
 from .checkpoints import Checkpoint, Identity, checkpoint_key
 from .engine import Engine, derive_seed
 from .leases import Leases
 from .page import PAGE_CONTENT_TYPE, PAGE_KEY, render_page
-from .prompts import Job
+from .prompts import SUFFIXES, WAV_SUFFIX, Job, prompt_hash
 from .report import (
     RECORDS_PREFIX,
     REPORT_KEY,
@@ -35,7 +37,7 @@ from .report import (
 )
 from .scheduler import BatchScheduler, Callbacks, Song
 from .settings import RunSettings
-from .store import Store
+from .store import Store, is_s3_uri
 from .waveform import envelope
 from .windows import plan_windows, song_frames, song_samples
 
@@ -59,24 +61,42 @@ class RunResult:
 
 
 def song_seed(base_seed: int | None, job: Job) -> int:
-    """Random per song unless a base seed is set; then reproducible per file name."""
+    """Random per song unless a base seed is set; then reproducible per file name.
+
+    The seed ignores the format: a FLAC is the same song as the WAV of the same line, and WAV
+    songs keep the seeds they always had."""
     if base_seed is None:
         return secrets.randbits(63)
-    return derive_seed(base_seed, job.file_name)
+    name = job.file_name
+    for suffix in SUFFIXES.values():
+        if suffix != WAV_SUFFIX and name.lower().endswith(suffix):
+            name = name[: -len(suffix)] + WAV_SUFFIX
+    return derive_seed(base_seed, name)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+# How a spooled song's upload ended.
+STORED, EXISTS, FAILED = "stored", "exists", "failed"
+# Key in a spooled record file naming the output the song was made for (not part of the record).
+SPOOL_OUTPUT_KEY = "output"
+SPOOL_RECORD_SUFFIX = ".record.json"
+
+
 class Runner:
-    def __init__(self, settings: RunSettings, store: Store, should_stop=lambda: False) -> None:
+    def __init__(
+        self, settings: RunSettings, store: Store, should_stop=lambda: False, earlier_self=lambda owner: False
+    ) -> None:
         self.settings = settings
         self.store = store
         self.should_stop = should_stop
-        self.leases = Leases(store, settings.worker_id, settings.lease_s)
+        self.leases = Leases(store, settings.worker_id, settings.lease_s, earlier_self=earlier_self)
         self.spool = Path(settings.spool_dir)
         self.result = RunResult()
+        # File names whose spool slot holds a song made for another output or model.
+        self.foreign_spool: set[str] = set()
 
     def pending_jobs(self, jobs: list[Job]) -> list[Job]:
         """Jobs whose WAV is not in the output yet; the others are logged as skipped."""
@@ -85,50 +105,117 @@ class Runner:
         for job in jobs:
             if job.file_name in handled:
                 continue
-            if self.store.exists(job.file_name):
+            if job.file_name in self.foreign_spool:
+                # Generating it would overwrite that other output's only copy in the spool.
+                log.error(
+                    "failed %s (line %d): the spool holds %s for another output; upload it "
+                    "there (rerun with that --output and --model) or move it away",
+                    job.file_name, job.line_no, self.spool / job.file_name,
+                )
+                self.result.failed.append(job.file_name)
+            elif self.store.exists(job.file_name):
                 log.info("skipped %s: already at %s", job.file_name, self.store.uri(job.file_name))
+                self._warn_if_changed(job)
                 self.result.skipped.append(job.file_name)
             else:
                 pending.append(job)
         return pending
 
+    def _warn_if_changed(self, job: Job) -> None:
+        """Tell the user when the prompts file no longer says what the stored song was made
+        from; the stored song stays (every write is conditional)."""
+        try:
+            metadata = self.store.metadata(job.file_name) or {}
+            stored_hash, stored_duration = metadata.get("prompt-hash"), metadata.get("duration-s")
+            if stored_hash is None:
+                found = self.store.read(record_key(job.file_name))
+                if found is None:
+                    return
+                record = SongRecord.from_json(found[0])
+                stored_hash, stored_duration = prompt_hash(record.prompt), duration_text(record.requested_duration_s)
+        except (ValueError, TypeError) as error:
+            log.debug("cannot tell whether %s changed: %s", job.file_name, error)
+            return
+        change = describe_change(job, stored_hash, stored_duration)
+        if change is not None:
+            log.warning(
+                "line %d: %s was generated before %s changed; kept the stored file (%s)",
+                job.line_no, job.file_name, change, REGENERATE_HINT,
+            )
+
     # -- the spool: finished songs whose upload has not gone through yet -------------------
 
     def upload_spooled(self, jobs: list[Job]) -> None:
         """Store songs a previous run generated but could not store (also when only the record
-        is missing); they count as generated by this run."""
-        for job in jobs:
-            wav, record_file = self._spooled(job.file_name)
-            record = None
-            if wav.is_file() and record_file.is_file():
-                try:
-                    record = SongRecord.from_json(record_file.read_bytes())
-                except (ValueError, TypeError):
-                    record = None
-            if record is None or (record.prompt, record.requested_duration_s) != (job.prompt, job.duration_s):
+        is missing); they count as generated by this run. A spooled song belongs to the output
+        and model it was made with: songs for others are listed and left alone."""
+        by_name = {job.file_name: job for job in jobs}
+        for record_file in sorted(self.spool.glob(f"*{SPOOL_RECORD_SUFFIX}")):
+            file_name = record_file.name.removesuffix(SPOOL_RECORD_SUFFIX)
+            wav = self.spool / file_name
+            if not wav.is_file():
+                continue
+            try:
+                output, record = self._read_spooled(record_file)
+            except (ValueError, TypeError, OSError) as error:
+                log.warning("left %s in the spool: its record %s is unreadable (%s)", wav, record_file, error)
+                self.foreign_spool.add(file_name)
+                continue
+            if output is None:
+                log.warning(
+                    "left %s in the spool: its record does not name the output it was made for "
+                    "(written by an older version); upload it by hand or move it away", wav,
+                )
+                self.foreign_spool.add(file_name)
+                continue
+            if (output, record.model) != (self._location(), self.settings.model):
+                log.warning(
+                    "left %s in the spool: it was made for %s with the model %s, not for this run's "
+                    "%s with %s", wav, output, record.model, self._location(), self.settings.model,
+                )
+                self.foreign_spool.add(file_name)
+                continue
+            job = by_name.get(file_name)
+            if job is None or (record.prompt, record.requested_duration_s) != (job.prompt, job.duration_s):
                 continue
             log.info("uploading %s kept from an earlier run (%s)", job.file_name, wav)
-            if self._store_song(job, record):
-                self.result.generated.append(job.file_name)
-            else:
-                self.result.failed.append(job.file_name)
+            outcome = self._store_song(job, record)
+            {STORED: self.result.generated, EXISTS: self.result.skipped, FAILED: self.result.failed}[
+                outcome
+            ].append(job.file_name)
+
+    def _location(self) -> str:
+        """The output as one string: the S3 URI, or the folder's absolute path."""
+        uri = self.store.uri("")
+        return uri if is_s3_uri(uri) else str(Path(uri).resolve())
+
+    def _read_spooled(self, record_file: Path) -> tuple[str | None, SongRecord]:
+        raw = json.loads(record_file.read_bytes())
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
+        output = raw.pop(SPOOL_OUTPUT_KEY, None)
+        return None if output is None else str(output), SongRecord.from_dict(raw)
 
     def _spooled(self, file_name: str) -> tuple[Path, Path]:
-        return self.spool / file_name, self.spool / f"{file_name}.record.json"
+        return self.spool / file_name, self.spool / f"{file_name}{SPOOL_RECORD_SUFFIX}"
 
-    def _store_song(self, job: Job, record: SongRecord) -> bool:
-        """Spool -> output. False (spool kept, failure named) if the output cannot be written."""
+    def _store_song(self, job: Job, record: SongRecord) -> str:
+        """Spool -> output: STORED, EXISTS (another worker's file won; the spool copy goes) or
+        FAILED (spool kept, failure named) when the output cannot be written."""
         wav, record_file = self._spooled(job.file_name)
         metadata = {
             "prompt-hash": job.prompt_hash,
             "seed": str(record.seed),
             "model": record.model,
-            "duration-s": f"{job.duration_s:g}",
+            "duration-s": duration_text(job.duration_s),
         }
         try:
-            if not self.store.upload_new(wav, job.file_name, metadata):
-                log.warning("%s appeared in the output meanwhile; kept the existing file", job.file_name)
-            self.store.write(record_key(job.file_name), record.to_json())
+            # Ours also when an earlier try uploaded this very WAV and only the record failed.
+            won = self.store.upload_new(wav, job.file_name, metadata) or self.store.holds(
+                wav, job.file_name, metadata
+            )
+            if won:
+                self.store.write(record_key(job.file_name), record.to_json())
         except Exception as error:  # noqa: BLE001 - S3 down: keep everything for the next run
             self.result.why_failed[job.file_name] = (
                 f"could not store it ({type(error).__name__}: {error})"
@@ -137,11 +224,14 @@ class Runner:
                 "failed %s: could not store it (%s: %s); kept %s and its record for the next run",
                 job.file_name, type(error).__name__, error, wav,
             )
-            return False
+            return FAILED
+        if not won:
+            # Its record is the winner's to write: one WAV, one record, the same seed.
+            log.warning("%s appeared in the output meanwhile; kept the existing file", job.file_name)
         wav.unlink(missing_ok=True)
         record_file.unlink(missing_ok=True)
         self._forget(job.file_name)
-        return True
+        return STORED if won else EXISTS
 
     def _forget(self, file_name: str) -> None:
         """Drop the bookkeeping of a song that is safely stored; best effort."""
@@ -176,7 +266,7 @@ class Runner:
         try:
             checkpoint = Checkpoint.from_json(found[0])
         except ValueError as error:
-            log.warning("ignored the checkpoint of %s: %s", name, error)
+            log.warning("ignored the checkpoint of %s: %s (the next window replaces it)", name, error)
             return
         why = self._identity(song.job, engine).mismatch(checkpoint.identity)
         frames = sum(plan.new_frames for plan in song.plans[: checkpoint.next_window])
@@ -185,8 +275,14 @@ class Runner:
             or checkpoint.codes.shape != (engine.num_codebooks, frames)
         ):
             why = "its codes do not fit the song's windows"
+        codebook_size = getattr(engine, "codebook_size", None)
+        if why is None and checkpoint.codes.size and (
+            checkpoint.codes.min() < 0
+            or (codebook_size is not None and checkpoint.codes.max() >= codebook_size)
+        ):
+            why = "its codes are out of range for the model"
         if why is not None:
-            log.warning("ignored the stale checkpoint of %s: %s", name, why)
+            log.warning("ignored the stale checkpoint of %s: %s (the next window replaces it)", name, why)
             return
         song.codes = torch.from_numpy(checkpoint.codes)
         song.next_window = checkpoint.next_window
@@ -269,9 +365,40 @@ class Runner:
                     song.job.file_name, song.next_window, len(song.plans),
                 )
 
+    def _tags(self, song: Song, engine: Engine) -> tuple[str, str]:
+        """Title and comment written into the file, so a downloaded song tells how it was made."""
+        params = engine.params
+        details = {
+            "seed": song.seed,
+            "model": self.settings.model,
+            "duration_s": f"{song.job.duration_s:g}",
+            "window_s": f"{self.settings.window.window_s:g}",
+            "stride_s": f"{self.settings.window.stride_s:g}",
+            "top_k": params.top_k,
+            "temperature": f"{params.temperature:g}",
+            "guidance_scale": f"{params.guidance_scale:g}",
+        }
+        comment = song_comment(song.job.prompt, details, self.settings.audio_format)
+        return Path(song.job.file_name).stem, comment
+
     def _save_song(self, song: Song, audio: np.ndarray, engine: Engine, started_at: str) -> None:
         job = song.job
         wav, record_file = self._spooled(job.file_name)
+        try:
+            mastered = master(audio, engine.sample_rate, self.settings.mastering)
+        except ValueError as error:  # non-finite audio: this song fails, the batch goes on
+            self._record_failure(job, error)
+            self.leases.release(job.file_name)
+            return
+        measured = (
+            "loudness not measurable (under 0.4 s, or silent)"
+            if mastered.measured_lufs is None
+            else f"{mastered.measured_lufs:.1f} LUFS measured"
+        )
+        log.info(
+            "level %s: %s, gain %+.1f dB, %d samples limited, %d samples clipped",
+            job.file_name, measured, mastered.gain_db, mastered.limited_samples, mastered.clipped_samples,
+        )
         record = SongRecord(
             s3_filename=self.store.object_name(job.file_name),
             prompt=job.prompt,
@@ -286,17 +413,28 @@ class Runner:
             started_at=started_at,
             finished_at=_now(),
             worker=self.settings.worker_id,
-            waveform=envelope(audio),
+            waveform=envelope(mastered.samples),
+            measured_lufs=mastered.measured_lufs,
+            gain_db=mastered.gain_db,
+            clipped_samples=mastered.clipped_samples,
         )
+        title, comment = self._tags(song, engine)
         try:
             self.spool.mkdir(parents=True, exist_ok=True)
-            write_wav(wav, audio, engine.sample_rate)
-            record_file.write_bytes(record.to_json())
+            write_song(
+                wav, mastered.samples, engine.sample_rate, self.settings.audio_format, title, comment
+            )
+            spooled = {SPOOL_OUTPUT_KEY: self._location(), **json.loads(record.to_json())}
+            record_file.write_bytes(json.dumps(spooled, ensure_ascii=False, indent=1).encode("utf-8"))
         except Exception as error:  # noqa: BLE001 - one bad song must not stop the batch
             self._record_failure(job, error)
             return
-        if not self._store_song(job, record):
+        outcome = self._store_song(job, record)
+        if outcome == FAILED:
             self.result.failed.append(job.file_name)
+            return
+        if outcome == EXISTS:
+            self.result.skipped.append(job.file_name)
             return
         self.result.generated.append(job.file_name)
         log.info(

@@ -23,6 +23,14 @@ class GenerationParams:
 
 
 @dataclass(frozen=True)
+class MasteringSettings:
+    """What is done to a song's decoded audio before it is written (see worker/audio.py)."""
+
+    loudness_lufs: float | None = -14.0  # None: keep the decoder's level
+    fade_out_s: float = 3.0  # 0: no fade
+
+
+@dataclass(frozen=True)
 class RunSettings:
     model: str
     hourly_cost_usd: float
@@ -34,6 +42,8 @@ class RunSettings:
     spool_dir: str = ".spool"
     imds_endpoint: str | None = None  # set on EC2: watch for spot interruption notices
     imds_poll_s: float = 5.0
+    mastering: MasteringSettings = field(default_factory=MasteringSettings)
+    audio_format: str = "wav"
     dtype: str = "auto"  # a name from worker.precision.DTYPE_CHOICES
     threads: int = 1  # torch CPU threads of this process
     gpu_count: int = 1  # GPU workers on this machine, sharing its cores and its hourly cost

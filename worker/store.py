@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from botocore.exceptions import ClientError
 
+CONTENT_TYPES = {".wav": "audio/wav", ".flac": "audio/flac"}
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 64 * 1024 * 1024
 
@@ -29,6 +32,9 @@ class Store(Protocol):
     def upload_new(self, path: Path, key: str, metadata: dict[str, str]) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def delete(self, key: str) -> None: ...
+    def holds(self, path: Path, key: str, metadata: dict[str, str]) -> bool: ...
+    def problem(self) -> str | None: ...
+    def metadata(self, key: str) -> dict[str, str] | None: ...
 
 
 def _status(error: ClientError) -> int:
@@ -39,9 +45,19 @@ def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def _lost_race(error: ClientError) -> bool:
-    # 412: the condition failed; 409: a concurrent conditional write to the same key won.
-    return _status(error) in (409, 412) or _code(error) in ("PreconditionFailed", "ConditionalRequestConflict")
+def _precondition_failed(error: ClientError) -> bool:
+    """412: the condition was evaluated and failed (the key exists, or its ETag changed)."""
+    return _status(error) == 412 or _code(error) == "PreconditionFailed"
+
+
+def _conflict(error: ClientError) -> bool:
+    """409 ConditionalRequestConflict: another request on the key was in flight, so S3 decided
+    nothing; AWS's answer to it is to retry, and it says nothing about who owns the key."""
+    return _status(error) == 409 or _code(error) == "ConditionalRequestConflict"
+
+
+# Pauses between tries of a conditional write that met a 409; the last 409 is raised.
+CONFLICT_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 
 @dataclass
@@ -49,6 +65,18 @@ class S3Store:
     client: object
     bucket: str
     prefix: str = ""
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    def _conditional(self, call: Callable[[], dict]) -> dict:
+        """Run a conditional write, again after each 409 ConditionalRequestConflict."""
+        for delay in CONFLICT_RETRY_DELAYS_S:
+            try:
+                return call()
+            except ClientError as error:
+                if not _conflict(error):
+                    raise
+            self.sleep(delay)
+        return call()
 
     def object_name(self, key: str) -> str:
         """The object's key in the bucket, prefix included."""
@@ -85,11 +113,13 @@ class S3Store:
     def create(self, key: str, data: bytes) -> str | None:
         """Write only if the key does not exist: the new ETag, or None if an object is there."""
         try:
-            response = self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            response = self._conditional(
+                lambda: self.client.put_object(
+                    Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+                )
             )
         except ClientError as error:
-            if _lost_race(error):
+            if _precondition_failed(error):
                 return None
             raise
         return response["ETag"]
@@ -97,11 +127,13 @@ class S3Store:
     def replace(self, key: str, data: bytes, version: str) -> str | None:
         """Write only if the object still has ETag `version`: the new ETag, or None."""
         try:
-            response = self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=version
+            response = self._conditional(
+                lambda: self.client.put_object(
+                    Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=version
+                )
             )
         except ClientError as error:
-            if _lost_race(error) or _status(error) == 404:
+            if _precondition_failed(error) or _status(error) == 404:
                 return None
             raise
         return response["ETag"]
@@ -112,22 +144,27 @@ class S3Store:
             "Bucket": self.bucket,
             "Key": self._key(key),
             "Metadata": metadata,
-            "ContentType": "audio/wav",
+            "ContentType": CONTENT_TYPES.get(Path(key).suffix.lower(), "application/octet-stream"),
         }
         size = path.stat().st_size
+
+        def put() -> dict:
+            if size > MULTIPART_THRESHOLD:
+                return self._multipart(path, args)
+            with path.open("rb") as body:
+                return self.client.put_object(Body=body, IfNoneMatch="*", **args)
+
         try:
-            if size <= MULTIPART_THRESHOLD:
-                with path.open("rb") as body:
-                    self.client.put_object(Body=body, IfNoneMatch="*", **args)
-            else:
-                self._multipart(path, args)
+            self._conditional(put)
         except ClientError as error:
-            if _lost_race(error):
+            # Only a 412 that a HEAD confirms means another worker's file is there; anything
+            # else keeps the spooled song for the next try.
+            if _precondition_failed(error) and self.exists(key):
                 return False
             raise
         return True
 
-    def _multipart(self, path: Path, args: dict) -> None:
+    def _multipart(self, path: Path, args: dict) -> dict:
         # boto3's upload_file cannot send If-None-Match, so parts go up by hand and the
         # condition rides on the completion request.
         upload_id = self.client.create_multipart_upload(**args)["UploadId"]
@@ -141,7 +178,7 @@ class S3Store:
                         break
                     etag = self.client.upload_part(Body=chunk, PartNumber=number, **target)["ETag"]
                     parts.append({"ETag": etag, "PartNumber": number})
-            self.client.complete_multipart_upload(
+            return self.client.complete_multipart_upload(
                 MultipartUpload={"Parts": parts}, IfNoneMatch="*", **target
             )
         except BaseException:
@@ -157,6 +194,38 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def holds(self, path: Path, key: str, metadata: dict[str, str]) -> bool:
+        """Whether `key` is this very upload of `path` (same size and metadata, which names
+        the song's seed), not another worker's file."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            if _status(error) == 404:
+                return False
+            raise
+        return head.get("Metadata") == metadata and head.get("ContentLength") == path.stat().st_size
+
+    def metadata(self, key: str) -> dict[str, str] | None:
+        """The object's user metadata (prompt hash, seed, model, duration), or None."""
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key)).get("Metadata")
+        except ClientError as error:
+            if _status(error) == 404:
+                return None
+            raise
+
+    def problem(self) -> str | None:
+        """Why this output cannot be used (checked before the model loads), or None."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            if _status(error) == 404 or _code(error) in ("404", "NoSuchBucket"):
+                return f"bucket {self.bucket!r} does not exist"
+            if _status(error) == 403:
+                return f"no access to bucket {self.bucket!r} (403 Forbidden)"
+            raise
+        return None
 
 
 @dataclass
@@ -251,16 +320,48 @@ class LocalStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def holds(self, path: Path, key: str, metadata: dict[str, str]) -> bool:
+        try:
+            return self._path(key).read_bytes() == path.read_bytes()
+        except FileNotFoundError:
+            return False
+
+    def problem(self) -> str | None:
+        return None
+
+    def metadata(self, key: str) -> dict[str, str] | None:
+        return None  # a folder keeps none; the song's record tells the same
+
+
+def is_s3_uri(output: str) -> bool:
+    # URI schemes are case-insensitive (RFC 3986); "S3://b" must never become a local folder.
+    return output[:5].lower() == "s3://"
+
+
+def local_path(text: str) -> Path:
+    """A local path as a shell would have expanded it (`--output=~/x` reaches us unexpanded)."""
+    return Path(text).expanduser()
+
+
+def make_folder(path: Path, what: str) -> None:
+    """Create a folder (and its parents); ValueError in one line when a file is in the way."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{what} {str(path)!r} cannot be created: {error.strerror or error}") from None
+
 
 def open_store(output: str, s3_client_factory) -> Store:
-    """`s3://bucket/prefix` or a local folder (created if missing)."""
-    if output.startswith("s3://"):
+    """`s3://bucket/prefix` or a local folder (created if missing); ValueError if unusable."""
+    if is_s3_uri(output):
         bucket, _, prefix = output[len("s3://") :].partition("/")
         if not bucket:
             raise ValueError(f"output {output!r} names no bucket")
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         return S3Store(s3_client_factory(), bucket, prefix)
-    root = Path(output)
-    root.mkdir(parents=True, exist_ok=True)
+    root = local_path(output)
+    make_folder(root, "output")
     return LocalStore(root)

@@ -57,6 +57,7 @@ def plan_windows(total_frames: int, window_frames: int, stride_frames: int) -> l
     return plans
 
 
-def steps_for(new_frames: int, num_codebooks: int) -> int:
-    """Decoder positions sampled for `new_frames` frames: the delay pattern adds K - 1."""
-    return new_frames + num_codebooks - 1
+def steps_for(new_frames: int, num_codebooks: int, audio_channels: int = 1) -> int:
+    """Decoder positions sampled for `new_frames` frames: the delay pattern adds the largest
+    codebook delay, K - 1 for mono and K / 2 - 1 for stereo (left/right pairs share a delay)."""
+    return new_frames + num_codebooks // audio_channels - 1

@@ -44,6 +44,15 @@ data "aws_iam_policy_document" "bucket_access" {
   }
 
   statement {
+    # A failed or lost multipart upload (songs over 64 MiB) is aborted by the worker; without
+    # this S3 answers AccessDenied, which hides the real error, and the parts stay billed until
+    # the lifecycle rule removes them.
+    sid       = "AbortMultipartUploads"
+    actions   = ["s3:AbortMultipartUpload"]
+    resources = ["${var.bucket_arn}/*"]
+  }
+
+  statement {
     # Without ListBucket S3 answers 403 instead of 404 for a missing key, and the worker could not
     # tell "not made yet" from "forbidden".
     sid       = "ListBucket"

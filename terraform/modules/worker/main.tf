@@ -88,6 +88,7 @@ resource "aws_instance" "this" {
     hourly_cost_usd    = var.max_price
     model_path         = var.model_path
     batch_size         = var.batch_size
+    audio_format       = var.audio_format
     shutdown_when_done = var.shutdown_when_done ? "1" : "0"
 
     git_token_parameter   = var.git_token_parameter

@@ -94,6 +94,12 @@ variable "batch_size" {
   default     = 0
 }
 
+variable "audio_format" {
+  description = "Song file format, wav or flac (the worker's MUSICGEN_FORMAT)."
+  type        = string
+  default     = "wav"
+}
+
 variable "shutdown_when_done" {
   description = "Shut the worker down after a batch in which every song was made."
   type        = bool

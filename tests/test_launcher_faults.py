@@ -1,0 +1,100 @@
+"""Launcher input that used to reach terraform as nan, or end in a traceback."""
+# ruff: noqa: F811 - the fixtures imported below are named as test parameters
+
+from __future__ import annotations
+
+import pytest
+
+from launcher import aws
+from launcher.batch import split_bucket
+from tests.test_launcher_cli import (  # noqa: F401 - fixtures
+    GIT,
+    REPORT,
+    Result,
+    launcher,
+    source,
+    terraform,
+    workdir,
+)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-price", "nan", "error: --max-price must be a finite number (got nan)\n"),
+        ("--max-price", "inf", "error: --max-price must be a finite number (got inf)\n"),
+        ("--realtime-factor", "nan", "error: --realtime-factor must be a finite number (got nan)\n"),
+        ("--boot-overhead-min", "inf", "error: --boot-overhead-min must be a finite number (got inf)\n"),
+        ("--price-window-hours", "nan", "error: --price-window-hours must be a finite number (got nan)\n"),
+        (
+            "--price-window-hours",
+            "1e12",
+            "error: --price-window-hours must be at most 2160 (90 days of spot price history; got 1e+12)\n",
+        ),
+    ],
+)
+def test_non_finite_or_huge_numbers_exit_2_before_anything_is_written(launcher, workdir, option, value, message):
+    for command in ([], ["status"]):
+        result = launcher(*command, *GIT, option, value, "--yes")
+        assert result == Result(2, "", message)
+    assert not (workdir / "terraform" / "launcher.auto.tfvars").exists()
+
+
+def make_bucket(name, prefix="", report: bytes | None = None):
+    s3 = aws.s3_client("us-east-1")
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key=prefix + "synthwave.wav", Body=b"RIFF")
+    if report is not None:
+        s3.put_object(Bucket=name, Key=prefix + "cost_report.csv", Body=report)
+
+
+def test_status_reads_a_utf16_cost_report(launcher):
+    make_bucket("songs", report=REPORT.encode("utf-16"))
+    result = launcher("status", "--bucket", "songs")
+    assert result.code == 0 and result.err == ""
+    assert result.out.endswith("cost_report.csv: 1 song, total estimated cost $0.03\n")
+
+
+def test_status_calls_undecodable_report_unreadable(launcher):
+    make_bucket("songs", report=b"\xff\x00\xfe garbage")
+    result = launcher("status", "--bucket", "songs")
+    assert result.code == 0 and "cost_report.csv: unreadable (no estimated_cost_usd column)" in result.out
+
+
+@pytest.mark.parametrize("given", ["s3://songs", "S3://songs/", "songs/batch1", "s3://songs/batch1/"])
+def test_status_accepts_the_bucket_as_an_s3_uri_or_with_a_prefix(launcher, given):
+    prefix = "batch1/" if "batch1" in given else ""
+    make_bucket("songs", prefix, report=REPORT.encode())
+    result = launcher("status", "--bucket", given)
+    assert result.code == 0, result.err
+    assert f"Songs in s3://songs/{prefix}: 1 of 2 done, 1 missing\n" in result.out
+    assert result.out.endswith("cost_report.csv: 1 song, total estimated cost $0.03\n")
+
+
+def test_bad_bucket_name_is_one_line(launcher):
+    result = launcher("status", "--bucket", "no spaces allowed")
+    assert result == Result(
+        2,
+        "Workers in us-east-1: none pending or running\n",
+        "error: --bucket: 'no spaces allowed' is not an S3 bucket name (lower-case letters, digits, '.' and '-')\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("songs", ("songs", "")),
+        ("s3://songs", ("songs", "")),
+        ("S3://songs/a/b", ("songs", "a/b/")),
+        ("songs/a/", ("songs", "a/")),
+    ],
+)
+def test_split_bucket(text, expected):
+    assert split_bucket(text) == expected
+
+
+def test_dry_run_accepts_a_bucket_uri(launcher):
+    make_bucket("songs")
+    result = launcher(*GIT, "--bucket", "s3://songs", "--dry-run")
+    assert result.code == 0, result.err
+    assert "Bucket s3://songs: 1 song already there (skipped), 1 song to generate" in result.out
