@@ -64,13 +64,17 @@ def check_device(model_dir: str, device: torch.device, dtype: str) -> str:
     seconds = time.perf_counter() - started
     samples = engine.decode(codes, engine.sample_rate)
     # (samples,) for mono checkpoints, (samples, 2) for stereo ones.
-    if samples.shape[0] != engine.sample_rate or samples.ndim != (1 if engine.audio_channels == 1 else 2):
-        raise SmokeCheckFailed(f"{where}: audio of shape {samples.shape}, expected {engine.sample_rate} samples")
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    if samples.shape[0] != engine.sample_rate or channels != engine.audio_channels:
+        raise SmokeCheckFailed(
+            f"{where}: {samples.shape[0]} samples, expected {engine.sample_rate} "
+            f"({channels} channel(s), the model has {engine.audio_channels})"
+        )
     if not np.isfinite(samples).all():
         raise SmokeCheckFailed(f"{where}: the audio is not finite")
     name = str(engine.dtype).removeprefix("torch.")
     return (
-        f"smoke check passed: 1.00 s of audio at {engine.sample_rate} Hz on {device} ({where}), "
+        f"smoke check passed: 1.00 s of audio at {engine.sample_rate} Hz, {channels} channel(s), on {device} ({where}), "
         f"{name}, {len(steps) / seconds:.1f} decoding steps/s at batch 1"
     )
 
