@@ -86,6 +86,9 @@ def read_quota(service_quotas: Any, quota: SpotQuota) -> QuotaValue | QuotaUnrea
                     "no permission to read it (servicequotas:GetServiceQuota and "
                     "servicequotas:GetAWSDefaultServiceQuota)"
                 )
+            if code.isdigit():
+                # No error code, only an HTTP status: an endpoint that does not serve the call.
+                return QuotaUnreadable(f"Service Quotas failed with HTTP {code}")
             return QuotaUnreadable(f"Service Quotas answered {code or exc}")
         except BotoCoreError as exc:
             return QuotaUnreadable(f"Service Quotas unreachable ({exc})")
@@ -119,8 +122,8 @@ def quota_check(
     needs = f"{worker_count} × {instance_type} needs {needed} vCPUs"
     if quota is None:
         return Check.warned(
-            f"spot vCPU quota: not checked; the launcher knows the G and VT and P quotas only "
-            f"({needs})"
+            "spot vCPU quota: not checked: the launcher knows the quotas of G, VT and P2 to P4 "
+            f"instances only ({needs})"
         )
     if isinstance(value, QuotaUnreadable) or value is None:
         reason = value.reason if value is not None else "not read"
