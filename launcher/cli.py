@@ -52,6 +52,8 @@ OPTION_FOR_VARIABLE = {
     "git_token_parameter": "--git-token-parameter",
 }
 # SSM Parameter Store names: letters, digits, _.- and / for a hierarchy.
+# EC2 instance type names: family, a dot, size (g4dn.xlarge, p6-b200.48xlarge, u-6tb1.metal).
+INSTANCE_TYPE_NAME = re.compile(r"^[a-z0-9-]+\.[a-z0-9-]+$")
 SSM_PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,2048}$")
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
@@ -473,6 +475,11 @@ def _check_options(args: argparse.Namespace) -> dict[str, str]:
         raise UsageError(f"--max-price must be more than 0 USD/h (got {args.max_price:g})")
     if args.worker_count < 1:
         raise UsageError(f"--worker-count must be at least 1 (got {args.worker_count})")
+    if not INSTANCE_TYPE_NAME.match(args.instance_type):
+        raise UsageError(
+            f"--instance-type must be an EC2 instance type such as {DEFAULT_INSTANCE_TYPE} "
+            f"(got {args.instance_type!r})"
+        )
     if args.realtime_factor <= 0:
         raise UsageError(f"--realtime-factor must be more than 0 (got {args.realtime_factor:g})")
     if args.boot_overhead_min < 0:

@@ -501,6 +501,14 @@ def test_bucket_from_terraform_outputs_and_nothing_left_to_do(
         (["--max-price", "0"], "--max-price must be more than 0 USD/h (got 0)"),
         (["--max-price", "-0.2"], "--max-price must be more than 0 USD/h (got -0.2)"),
         (["--worker-count", "0"], "--worker-count must be at least 1 (got 0)"),
+        (
+            ["--instance-type", "g4dn xlarge"],
+            "--instance-type must be an EC2 instance type such as g4dn.xlarge (got 'g4dn xlarge')",
+        ),
+        (
+            ["--instance-type", "\x1f"],
+            "--instance-type must be an EC2 instance type such as g4dn.xlarge (got '\\x1f')",
+        ),
         (["--realtime-factor", "0"], "--realtime-factor must be more than 0 (got 0)"),
         (["--prompts", "missing.txt"], "prompts file not found: missing.txt"),
         (["--var", "max_price=1"], "use --max-price instead of --var max_price=..."),
