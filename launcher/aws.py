@@ -26,3 +26,7 @@ def s3_client(region: str) -> Any:
 
 def ssm_client(region: str) -> Any:
     return boto3.client("ssm", region_name=region, config=_CONFIG)
+
+
+def service_quotas_client(region: str) -> Any:
+    return boto3.client("service-quotas", region_name=region, config=_CONFIG)

@@ -21,6 +21,8 @@ PACKER_AMI_PATTERN = "musicgen-batch-*"
 class Check:
     ok: bool
     line: str
+    # A warning passes (nothing is refused) but is printed on stderr for the user to weigh.
+    warning: bool = False
 
     @classmethod
     def passed(cls, line: str) -> Check:
@@ -29,6 +31,10 @@ class Check:
     @classmethod
     def failed(cls, line: str) -> Check:
         return cls(False, line)
+
+    @classmethod
+    def warned(cls, line: str) -> Check:
+        return cls(True, line, warning=True)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from launcher import (
     gpus,
     instances,
     prices,
+    quotas,
     region,
 )
 from launcher.money import usd
@@ -52,6 +53,8 @@ OPTION_FOR_VARIABLE = {
     "git_token_parameter": "--git-token-parameter",
 }
 # SSM Parameter Store names: letters, digits, _.- and / for a hierarchy.
+# EC2 instance type names: family, a dot, size (g4dn.xlarge, p6-b200.48xlarge, u-6tb1.metal).
+INSTANCE_TYPE_NAME = re.compile(r"^[a-z0-9-]+\.[a-z0-9-]+$")
 SSM_PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,2048}$")
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
@@ -84,6 +87,7 @@ class Deps:
     ec2_client: Callable[[str], Any]
     s3_client: Callable[[str], Any]
     ssm_client: Callable[[str], Any] = aws.ssm_client
+    service_quotas_client: Callable[[str], Any] = aws.service_quotas_client
     session_region: Callable[[], region.SessionRegion] = region.session_region
 
     @classmethod
@@ -186,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--yes", action="store_true", help="launch without asking")
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="launch although every zone's current spot price is above the max price",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="stop before the question; change nothing"
     )
     parser.add_argument(
@@ -255,6 +264,14 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     now = deps.now()
     window = timedelta(hours=args.price_window_hours)
     stats = prices.zone_stats(deps.price_history(ec2, args.instance_type, now - window, now))
+    network = checks.default_network(ec2)
+    coverage = (
+        prices.cover_subnet_zones(stats, network.default_subnet_zones)
+        if network.vpc_id is not None
+        # Without a default VPC the network check fails; the table still shows every zone.
+        else prices.Coverage(stats, [], [])
+    )
+    stats = coverage.stats
     chosen = prices.choose_zone(stats, args.max_price)
     out.say(
         *prices.format_price_table(
@@ -263,6 +280,9 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
             instance_type=args.instance_type,
             max_price=args.max_price,
             window_hours=args.price_window_hours,
+            unpriced=coverage.unpriced,
+            left_out=coverage.left_out,
+            vpc_id=network.vpc_id,
         ),
         *prices.format_choice(
             stats,
@@ -273,10 +293,14 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         ),
         "",
     )
-    if stats and chosen is None:
+    above_max = bool(stats) and chosen is None
+    if above_max and args.force:
         print(prices.price_warning(args.max_price), file=out.stderr)
+    refusal = prices.price_refusal(stats, args.max_price) if above_max and not args.force else None
 
-    image, failed = _preflight(args, extra_vars, deps, ec2, stats, chosen, git_url, git_ref)
+    image, failed = _preflight(
+        args, extra_vars, deps, ec2, network, stats, chosen, refusal, git_url, git_ref
+    )
     if failed:
         print(
             f"error: {failed} check{'s' if failed > 1 else ''} failed; nothing launched",
@@ -351,7 +375,10 @@ def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     ec2 = deps.ec2_client(args.region)
     workers = instances.find_workers(ec2)
     if workers:
-        out.say(f"Workers in {args.region}:", *_workers_table(ec2, workers, args, deps))
+        out.say(
+            f"Workers in {args.region}:",
+            *_workers_table(ec2, workers, args, deps, _spot_costs(ec2, workers, deps)),
+        )
     else:
         out.say(f"Workers in {args.region}: none pending or running")
 
@@ -456,6 +483,11 @@ def _check_options(args: argparse.Namespace) -> dict[str, str]:
         raise UsageError(f"--max-price must be more than 0 USD/h (got {args.max_price:g})")
     if args.worker_count < 1:
         raise UsageError(f"--worker-count must be at least 1 (got {args.worker_count})")
+    if not INSTANCE_TYPE_NAME.match(args.instance_type):
+        raise UsageError(
+            f"--instance-type must be an EC2 instance type such as {DEFAULT_INSTANCE_TYPE} "
+            f"(got {args.instance_type!r})"
+        )
     if args.realtime_factor <= 0:
         raise UsageError(f"--realtime-factor must be more than 0 (got {args.realtime_factor:g})")
     if args.boot_overhead_min < 0:
@@ -530,8 +562,10 @@ def _preflight(
     extra_vars: dict[str, str],
     deps: Deps,
     ec2: Any,
+    network: checks.Network,
     stats: list[prices.ZoneStats],
     chosen: prices.ZoneStats | None,
+    price_refusal: str | None,
     git_url: str,
     git_ref: str,
 ) -> tuple[checks.Image | None, int]:
@@ -550,12 +584,15 @@ def _preflight(
     )
     results.append(
         checks.network_check(
-            checks.default_network(ec2),
+            network,
             region=args.region,
             priced_zones=[s.zone for s in stats],
             chosen_zone=chosen.zone if chosen else None,
         )
     )
+    if price_refusal:
+        results.append(checks.Check.failed(price_refusal))
+    results.append(_quota_check(args, deps, ec2))
 
     access = gitremote.Access(args.git_token_parameter, args.region)
     token_readable = True
@@ -573,7 +610,9 @@ def _preflight(
 
     out.say("Checks before launch:")
     for result in results:
-        if result.ok:
+        if result.warning:
+            print(f"warning: {result.line}", file=out.stderr)
+        elif result.ok:
             out.say(f"  ok  {result.line}")
         else:
             print(f"error: {result.line}", file=out.stderr)
@@ -581,15 +620,54 @@ def _preflight(
     return (image if explicit_ami is None else None), sum(not r.ok for r in results)
 
 
+def _quota_check(args: argparse.Namespace, deps: Deps, ec2: Any) -> checks.Check:
+    vcpus = quotas.instance_vcpus(ec2, args.instance_type)
+    quota = quotas.spot_quota_for(args.instance_type)
+    value = (
+        quotas.read_quota(deps.service_quotas_client(args.region), quota)
+        if quota is not None and vcpus is not None
+        else None
+    )
+    return quotas.quota_check(
+        instance_type=args.instance_type,
+        worker_count=args.worker_count,
+        vcpus=vcpus,
+        quota=quota,
+        value=value,
+        region=args.region,
+    )
+
+
 def _workers_table(
-    ec2: Any, workers: list[instances.Worker], args: argparse.Namespace, deps: Deps
+    ec2: Any,
+    workers: list[instances.Worker],
+    args: argparse.Namespace,
+    deps: Deps,
+    spot_costs: dict[str, prices.SpotCost | None] | None = None,
 ) -> list[str]:
     return instances.format_workers(
         workers,
         now=deps.now(),
         max_prices=instances.spot_max_prices(ec2, workers),
         default_max_price=args.max_price,
+        spot_costs=spot_costs,
     )
+
+
+def _spot_costs(
+    ec2: Any, workers: list[instances.Worker], deps: Deps
+) -> dict[str, prices.SpotCost | None]:
+    """Each worker's cost at the spot price in effect, from one price history per instance type
+    reaching back to the oldest launch (AWS adds the price already in effect at its start)."""
+    now = deps.now()
+    costs: dict[str, prices.SpotCost | None] = {}
+    for instance_type in sorted({w.instance_type for w in workers}):
+        of_type = [w for w in workers if w.instance_type == instance_type]
+        start = min(w.launch_time for w in of_type)
+        history = deps.price_history(ec2, instance_type, start, now)
+        for w in of_type:
+            costs[w.instance_id] = prices.accrued_spot_cost(history, w.zone, w.launch_time, now)
+    return costs
 
 
 def _bucket(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from launcher.money import cents, usd
+from launcher.prices import SpotCost
 
 # terraform/ tags every worker with this (its output `worker_tag`); keep the two in step.
 WORKER_TAG_KEY = "Role"
@@ -80,30 +81,58 @@ def format_duration(hours: float) -> str:
 
 
 def format_workers(
-    workers: list[Worker], *, now: datetime, max_prices: dict[str, float], default_max_price: float
+    workers: list[Worker],
+    *,
+    now: datetime,
+    max_prices: dict[str, float],
+    default_max_price: float,
+    spot_costs: dict[str, SpotCost | None] | None = None,
 ) -> list[str]:
-    """A table of workers with the cost accrued so far at each one's max price (an upper bound)."""
-    rows = [("id", "type", "state", "zone", "launched (UTC)", "uptime", "accrued")]
+    """A table of workers with the cost accrued so far at each one's max price (an upper bound)
+    and, given `spot_costs`, at the spot price actually in effect."""
+    header = ("id", "type", "state", "zone", "launched (UTC)", "uptime", "accrued")
+    rows = [(*header, "at spot price") if spot_costs is not None else header]
     total = 0.0
     for w in workers:
         price = max_prices.get(w.instance_id, default_max_price)
         accrued = uptime_hours(w, now) * price
         total += accrued
-        rows.append(
-            (
-                w.instance_id,
-                w.instance_type,
-                w.state,
-                w.zone,
-                w.launch_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
-                format_duration(uptime_hours(w, now)),
-                f"{cents(accrued)} at {usd(price)}/h",
-            )
+        row: tuple[str, ...] = (
+            w.instance_id,
+            w.instance_type,
+            w.state,
+            w.zone,
+            w.launch_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+            format_duration(uptime_hours(w, now)),
+            f"{cents(accrued)} at {usd(price)}/h",
         )
+        if spot_costs is not None:
+            row = (*row, _spot_cell(spot_costs.get(w.instance_id)))
+        rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
         for row in rows
     ]
     lines.append(f"  accrued so far (upper bound, at the max price): {cents(total)}")
+    if spot_costs is not None:
+        lines += _spot_total_lines([spot_costs.get(w.instance_id) for w in workers])
+    return lines
+
+
+def _spot_cell(cost: SpotCost | None) -> str:
+    if cost is None:
+        return "no price recorded"
+    return cents(cost.usd) + ("*" if cost.unrecorded_hours else "")
+
+
+def _spot_total_lines(costs: list[SpotCost | None]) -> list[str]:
+    known = [cost for cost in costs if cost is not None]
+    partial = " (workers without a recorded price left out)" if len(known) < len(costs) else ""
+    lines = [
+        f"  accrued so far at the actual spot price: {cents(sum(c.usd for c in known))}{partial}",
+        "  (compute only: EBS volumes and data transfer are billed on top, in neither figure)",
+    ]
+    if any(cost.unrecorded_hours for cost in known):
+        lines.append("  * launched before the first recorded price; that first price is charged")
     return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -107,6 +107,27 @@ def zone_stats(points: list[PricePoint]) -> list[ZoneStats]:
     return stats
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """The price table's zones: the workers launch only into the default VPC's default subnets."""
+
+    stats: list[ZoneStats]
+    unpriced: list[str]
+    left_out: list[str]
+
+
+def cover_subnet_zones(stats: list[ZoneStats], subnet_zones: Iterable[str]) -> Coverage:
+    """Priced zones that have a default subnet, default-subnet zones without a recorded price,
+    and priced zones left out for want of a default subnet; each sorted by name."""
+    subnets = set(subnet_zones)
+    priced = {s.zone for s in stats}
+    return Coverage(
+        stats=[s for s in stats if s.zone in subnets],
+        unpriced=sorted(subnets - priced),
+        left_out=sorted(priced - subnets),
+    )
+
+
 def choose_zone(stats: list[ZoneStats], max_price: float) -> ZoneStats | None:
     """The zone with the cheapest current price within the max price; ties go to the first name."""
     candidates = [s for s in stats if s.fits(max_price)]
@@ -126,12 +147,24 @@ def format_price_table(
     instance_type: str,
     max_price: float,
     window_hours: float,
+    unpriced: Sequence[str] = (),
+    left_out: Sequence[str] = (),
+    vpc_id: str | None = None,
 ) -> list[str]:
     title = f"Spot prices for {instance_type} (Linux) in {region}, last {window_hours:g} h, USD/h:"
+    left_out_line = (
+        f"  left out: {', '.join(left_out)} (no default subnet in the default VPC {vpc_id}; "
+        "the workers launch only into default subnets)"
+    )
+    left_out_lines = [left_out_line] if left_out else []
     if not stats:
-        return [title, f"  no spot price history: {instance_type} may not be offered in {region}"]
+        return [
+            title,
+            f"  no spot price history: {instance_type} may not be offered in {region}",
+            *left_out_lines,
+        ]
     fits_header = f"<= max {usd(max_price)}"
-    zone_width = max(len("zone"), *(len(s.zone) for s in stats))
+    zone_width = max(len("zone"), *(len(zone) for zone in [*(s.zone for s in stats), *unpriced]))
     lines = [
         title,
         (
@@ -139,12 +172,19 @@ def format_price_table(
             f"{fits_header}"
         ),
     ]
-    for s in stats:
-        lines.append(
+    rows = {
+        s.zone: (
             f"  {s.zone:<{zone_width}}  {s.current:>8.4f}  {s.low:>8.4f}  {s.median:>8.4f}  "
             f"{s.high:>8.4f}  {'yes' if s.fits(max_price) else 'no'}"
         )
-    return lines
+        for s in stats
+    }
+    for zone in unpriced:
+        dash = "-"
+        rows[zone] = (
+            f"  {zone:<{zone_width}}  {dash:>8}  {dash:>8}  {dash:>8}  {dash:>8}  no price recorded"
+        )
+    return [*lines, *(rows[zone] for zone in sorted(rows)), *left_out_lines]
 
 
 def format_choice(
@@ -179,3 +219,47 @@ def price_warning(max_price: float) -> str:
         f"warning: the max price {usd(max_price)}/h is under the current spot price in every "
         "zone; the spot request would wait unfulfilled until the price drops"
     )
+
+
+def price_refusal(stats: list[ZoneStats], max_price: float) -> str:
+    cheapest = min(stats, key=lambda s: (s.current, s.zone))
+    return (
+        f"prices: the current spot price is above the max price {usd(max_price)}/h in every "
+        f"zone (cheapest: {cheapest.zone} at {usd(cheapest.current)}/h), so the workers would "
+        "wait unlaunched; raise --max-price, or pass --force to launch anyway"
+    )
+
+
+@dataclass(frozen=True)
+class SpotCost:
+    usd: float
+    # Hours before the first recorded price, charged at that first price: AWS returns the price
+    # in effect at a history's start, so this is only non-zero when the history is cut short.
+    unrecorded_hours: float
+
+
+def accrued_spot_cost(
+    points: list[PricePoint], zone: str, start: datetime, end: datetime
+) -> SpotCost | None:
+    """What one instance in `zone` cost from `start` to `end` at the spot price actually in
+    effect: the recorded price history read as a step function (each price holds until the next
+    record), integrated per second as AWS bills Linux spot. None without a record in `zone`."""
+    steps: dict[datetime, float] = {}
+    for point in points:
+        if point.zone == zone:
+            # One record per product name can share a timestamp; the higher one is charged.
+            steps[point.timestamp] = max(point.price, steps.get(point.timestamp, 0.0))
+    if not steps:
+        return None
+    times = sorted(steps)
+    total = 0.0
+    for i, time in enumerate(times):
+        until = times[i + 1] if i + 1 < len(times) else end
+        total += _hours_between(max(time, start), min(until, end)) * steps[time]
+    unrecorded = _hours_between(start, min(times[0], end))
+    total += unrecorded * steps[times[0]]
+    return SpotCost(total, unrecorded)
+
+
+def _hours_between(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds() / 3600)

@@ -12,7 +12,7 @@ import io
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from launcher import aws
 from launcher.cli import Console, Deps, main
 from launcher.prices import PricePoint
 from tests.git_servers import GitDaemon, Remotes
+from tests.service_quotas import FakeServiceQuotas
 from tests.test_launcher_tf import FakeTerraform
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
@@ -64,6 +65,9 @@ Spot prices for g4dn.xlarge (Linux) in us-east-1, last 24 h, USD/h:
   us-east-1a    0.2201    0.2104    0.2201    0.2250  yes
   us-east-1b    0.4300    0.4100    0.4200    0.4300  no
   us-east-1c    0.1990    0.1990    0.1990    0.1990  yes
+  us-east-1d         -         -         -         -  no price recorded
+  us-east-1e         -         -         -         -  no price recorded
+  us-east-1f         -         -         -         -  no price recorded
 On-demand price for comparison: $0.526/h (AWS public price list, 2024; see launcher/prices.py)
 Zone: us-east-1c (cheapest current price, $0.199/h, within the max $0.40/h)
 
@@ -110,6 +114,8 @@ class WorkerSource:
             "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
             f"  ok  AMI: {ami}\n"
             f"  ok  network: default VPC {self.vpc_id}, default subnet in us-east-1c\n"
+            "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 64 vCPUs in "
+            "us-east-1; 1 × g4dn.xlarge needs 4 vCPUs\n"
             "  ok  git: https://github.com/example/musicgen-batch.git can be read anonymously, "
             "as the worker reads it\n"
             f"  ok  prompts: prompts.txt is prompts.txt at main ({self.commit()[:12]}) on the remote\n"
@@ -138,6 +144,9 @@ class Launcher:
     prices: list[PricePoint]
     now: datetime = NOW
     price_requests: list[tuple[str, datetime, datetime]] | None = None
+    quotas: FakeServiceQuotas = field(
+        default_factory=lambda: FakeServiceQuotas(applied={"L-3819A6DF": 64})
+    )
 
     def __call__(
         self, *argv: str, stdin: str = "", tty: bool = True, stdout_tty: bool = False
@@ -155,6 +164,7 @@ class Launcher:
             price_history=price_history,
             ec2_client=aws.ec2_client,
             s3_client=aws.s3_client,
+            service_quotas_client=lambda region: self.quotas,
         )
         code = main(list(argv), deps)
         return Result(code, console.stdout.getvalue(), console.stderr.getvalue())
@@ -377,7 +387,7 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
     )
 
 
-def test_yes_flag_with_every_zone_above_the_max_price_warns_and_goes_on(
+def test_yes_force_with_every_zone_above_the_max_price_warns_and_goes_on(
     launcher: Launcher, terraform: FakeTerraform, workdir: Path, source: WorkerSource
 ) -> None:
     (workdir / "terraform" / ".terraform").mkdir()
@@ -387,6 +397,7 @@ def test_yes_flag_with_every_zone_above_the_max_price_warns_and_goes_on(
     result = launcher(
         *GIT,
         "--yes",
+        "--force",
         "--max-price",
         "0.35",
         "--worker-count",
@@ -491,6 +502,14 @@ def test_bucket_from_terraform_outputs_and_nothing_left_to_do(
         (["--max-price", "0"], "--max-price must be more than 0 USD/h (got 0)"),
         (["--max-price", "-0.2"], "--max-price must be more than 0 USD/h (got -0.2)"),
         (["--worker-count", "0"], "--worker-count must be at least 1 (got 0)"),
+        (
+            ["--instance-type", "g4dn xlarge"],
+            "--instance-type must be an EC2 instance type such as g4dn.xlarge (got 'g4dn xlarge')",
+        ),
+        (
+            ["--instance-type", "\x1f"],
+            "--instance-type must be an EC2 instance type such as g4dn.xlarge (got '\\x1f')",
+        ),
         (["--realtime-factor", "0"], "--realtime-factor must be more than 0 (got 0)"),
         (["--prompts", "missing.txt"], "prompts file not found: missing.txt"),
         (["--var", "max_price=1"], "use --max-price instead of --var max_price=..."),
@@ -579,18 +598,25 @@ def test_status_lists_workers_and_progress(
 
     result = launcher("status", "--max-price", "0.3")
 
-    assert result == Result(
-        0,
-        "Workers in us-east-1:\n"
-        + worker_lines(worker, "1d02h", "$7.85 at $0.30/h")
-        + "  accrued so far (upper bound, at the max price): $7.85\n"
-        "Songs in s3://musicgen-batch-abc123/: 1 of 2 done, 1 missing\n"
-        "  done:\n"
-        "    synthwave.wav\n"
-        "  missing:\n"
-        "    lofi_rain.wav  (line 3, 240 s)\n"
-        "cost_report.csv: 1 song, total estimated cost $0.03\n",
-        "",
+    assert (
+        result
+        == Result(
+            0,
+            "Workers in us-east-1:\n"
+            # CALM_MARKET's last us-east-1b price, 0.43, held for the whole 26 h 10 min; this worker
+            # is no spot instance, so --max-price is no bound on it.
+            + status_worker_lines(worker, "1d02h", "$7.85 at $0.30/h", "$11.25")
+            + "  accrued so far (upper bound, at the max price): $7.85\n"
+            "  accrued so far at the actual spot price: $11.25\n"
+            "  (compute only: EBS volumes and data transfer are billed on top, in neither figure)\n"
+            "Songs in s3://musicgen-batch-abc123/: 1 of 2 done, 1 missing\n"
+            "  done:\n"
+            "    synthwave.wav\n"
+            "  missing:\n"
+            "    lofi_rain.wav  (line 3, 240 s)\n"
+            "cost_report.csv: 1 song, total estimated cost $0.03\n",
+            "",
+        )
     )
     assert terraform.argvs() == [["output", "-json", "-no-color"]]
 
@@ -633,7 +659,11 @@ def test_entry_points_from_the_repo_root(
     # Without a terminal the question is refused; moto's placeholder prices are fine here.
     assert as_script.returncode == 2, as_script.stderr
     assert "Spot prices for g4dn.xlarge (Linux) in us-east-1, last 24 h, USD/h:" in as_script.stdout
+    # moto answers GetServiceQuota for EC2 with NoSuchResourceException and does not implement
+    # GetAWSDefaultServiceQuota (HTTP 500): the quota is a warning, not a failure.
     assert as_script.stderr == (
+        "warning: spot vCPU quota: All G and VT Spot Instance Requests (L-3819A6DF) not checked: "
+        "Service Quotas failed with HTTP 500; 1 × g4dn.xlarge needs 4 vCPUs\n"
         "error: stdin is not a terminal, so the launcher cannot ask; pass --yes\n"
     )
     assert (as_module.returncode, as_module.stderr) == (0, "")
@@ -677,10 +707,13 @@ def test_status_prices_a_spot_worker_at_its_own_max_price(launcher: Launcher) ->
     result = launcher("status", "--bucket", "none-yet")
 
     # The request's own max price, not --max-price (0.40 by default): launches may differ.
+    # At the spot price: CALM_MARKET's last price in us-east-1a, 0.2201, for 2 h.
     assert result.out == (
         "Workers in us-east-1:\n"
-        + worker_lines(instance, "2h00m", "$1.10 at $0.55/h")
+        + status_worker_lines(instance, "2h00m", "$1.10 at $0.55/h", "$0.44")
         + "  accrued so far (upper bound, at the max price): $1.10\n"
+        "  accrued so far at the actual spot price: $0.44\n"
+        "  (compute only: EBS volumes and data transfer are billed on top, in neither figure)\n"
         "Bucket none-yet: does not exist\n"
     )
 
@@ -730,3 +763,311 @@ def test_status_of_a_flac_batch_looks_for_flac_keys(launcher: Launcher, workdir:
     assert launcher("status", "--bucket", "songs", "--var", "audio_format=mp3") == Result(
         2, "", "error: --var audio_format='mp3': must be one of wav, flac\n"
     )
+
+
+ABOVE_MAX_REFUSAL = (
+    "error: prices: the current spot price is above the max price $0.35/h in every zone "
+    "(cheapest: us-east-1b at $0.51/h), so the workers would wait unlaunched; raise "
+    "--max-price, or pass --force to launch anyway\n"
+    "error: 1 check failed; nothing launched\n"
+)
+
+
+@pytest.mark.parametrize("answer_flags", [["--yes"], []])
+def test_every_zone_above_the_max_price_is_refused_before_anything_is_created(
+    launcher: Launcher, terraform: FakeTerraform, source: WorkerSource, answer_flags: list[str]
+) -> None:
+    launcher.prices = history(("us-east-1a", [0.52]), ("us-east-1b", [0.50, 0.51]))
+
+    result = launcher(*GIT, *answer_flags, "--max-price", "0.35", stdin="y\n")
+
+    assert result.code == 2
+    assert result.err == ABOVE_MAX_REFUSAL
+    assert result.out == (
+        "Spot prices for g4dn.xlarge (Linux) in us-east-1, last 24 h, USD/h:\n"
+        "  zone         current       min    median       max  <= max $0.35\n"
+        "  us-east-1a    0.5200    0.5200    0.5200    0.5200  no\n"
+        "  us-east-1b    0.5100    0.5000    0.5050    0.5100  no\n"
+        "  us-east-1c         -         -         -         -  no price recorded\n"
+        "  us-east-1d         -         -         -         -  no price recorded\n"
+        "  us-east-1e         -         -         -         -  no price recorded\n"
+        "  us-east-1f         -         -         -         -  no price recorded\n"
+        "On-demand price for comparison: $0.526/h (AWS public price list, 2024; see "
+        "launcher/prices.py)\n"
+        "Zone: left to AWS (no zone is within the max price)\n"
+        "\n"
+        "Checks before launch:\n"
+        "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
+        f"  ok  AMI: {source.ami_id} {PACKER_AMI_NAME}, built 0 min ago (newest packer/ build)\n"
+        f"  ok  network: default VPC {source.vpc_id}, default subnet in us-east-1a, "
+        "us-east-1b\n"
+        "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 64 vCPUs in "
+        "us-east-1; 1 × g4dn.xlarge needs 4 vCPUs\n"
+        "  ok  git: https://github.com/example/musicgen-batch.git can be read anonymously, "
+        "as the worker reads it\n"
+        f"  ok  prompts: prompts.txt is prompts.txt at main ({source.commit()[:12]}) on the "
+        "remote\n"
+        "\n"
+    )
+    assert terraform.argvs() == []
+
+
+def test_force_still_asks_without_yes(launcher: Launcher, terraform: FakeTerraform) -> None:
+    launcher.prices = history(("us-east-1a", [0.52]), ("us-east-1b", [0.50, 0.51]))
+
+    result = launcher(*GIT, "--force", "--max-price", "0.35", stdin="n\n")
+
+    assert result.code == 0
+    assert result.err == (
+        "warning: the max price $0.35/h is under the current spot price in every zone; "
+        "the spot request would wait unfulfilled until the price drops\n"
+    )
+    assert result.out.endswith(
+        "Launch 1 × g4dn.xlarge spot in us-east-1 at max $0.35/h? [y/N] Nothing launched.\n"
+    )
+    assert terraform.argvs() == []
+
+
+def test_a_zone_without_a_default_subnet_is_left_out_of_the_table(
+    launcher: Launcher, terraform: FakeTerraform, source: WorkerSource
+) -> None:
+    ec2 = aws.ec2_client("us-east-1")
+    for zone in ("us-east-1c", "us-east-1e"):
+        [subnet] = ec2.describe_subnets(
+            Filters=[
+                {"Name": "availability-zone", "Values": [zone]},
+                {"Name": "default-for-az", "Values": ["true"]},
+            ]
+        )["Subnets"]
+        ec2.delete_subnet(SubnetId=subnet["SubnetId"])
+
+    result = launcher(*GIT, "--dry-run")
+
+    # us-east-1c is the cheapest, but no worker could launch there.
+    assert (result.code, result.err) == (0, "")
+    assert result.out.startswith(
+        "Spot prices for g4dn.xlarge (Linux) in us-east-1, last 24 h, USD/h:\n"
+        "  zone         current       min    median       max  <= max $0.40\n"
+        "  us-east-1a    0.2201    0.2104    0.2201    0.2250  yes\n"
+        "  us-east-1b    0.4300    0.4100    0.4200    0.4300  no\n"
+        "  us-east-1d         -         -         -         -  no price recorded\n"
+        "  us-east-1f         -         -         -         -  no price recorded\n"
+        f"  left out: us-east-1c (no default subnet in the default VPC {source.vpc_id}; the "
+        "workers launch only into default subnets)\n"
+        "On-demand price for comparison: $0.526/h (AWS public price list, 2024; see "
+        "launcher/prices.py)\n"
+        "Zone: us-east-1a (cheapest current price, $0.2201/h, within the max $0.40/h)\n"
+        "\n"
+        "Checks before launch:\n"
+        "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
+        f"  ok  AMI: {source.ami_id} {PACKER_AMI_NAME}, built 0 min ago (newest packer/ build)\n"
+        f"  ok  network: default VPC {source.vpc_id}, default subnet in us-east-1a\n"
+    )
+    assert terraform.argvs() == []
+
+
+QUOTA_URL = "https://us-east-1.console.aws.amazon.com/servicequotas/home/services/ec2/quotas/"
+
+
+@pytest.mark.parametrize(
+    ("quotas", "argv", "code", "err", "ok_line"),
+    [
+        (
+            FakeServiceQuotas(applied={"L-3819A6DF": 0}),
+            [],
+            2,
+            (
+                'error: spot vCPU quota: "All G and VT Spot Instance Requests" is 0 vCPUs in '
+                "us-east-1, and 1 × g4dn.xlarge needs 4 vCPUs; request an increase to at least 4 at "
+                f"{QUOTA_URL}L-3819A6DF\n"
+                "error: 1 check failed; nothing launched\n"
+            ),
+            None,
+        ),
+        (
+            FakeServiceQuotas(applied={"L-3819A6DF": 64}),
+            ["--worker-count", "17"],
+            2,
+            (
+                'error: spot vCPU quota: "All G and VT Spot Instance Requests" is 64 vCPUs in '
+                "us-east-1, and 17 × g4dn.xlarge needs 68 vCPUs; request an increase to at least 68 "
+                f"at {QUOTA_URL}L-3819A6DF\n"
+                "error: 1 check failed; nothing launched\n"
+            ),
+            None,
+        ),
+        (
+            FakeServiceQuotas(applied={"L-3819A6DF": 64}),
+            ["--worker-count", "16"],
+            0,
+            "",
+            (
+                "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 64 vCPUs in "
+                "us-east-1; 16 × g4dn.xlarge needs 64 vCPUs\n"
+            ),
+        ),
+        (
+            # No applied value: AWS's default is the account's quota.
+            FakeServiceQuotas(defaults={"L-3819A6DF": 8}),
+            ["--instance-type", "g4dn.2xlarge"],
+            0,
+            "",
+            (
+                "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 8 vCPUs in "
+                "us-east-1; 1 × g4dn.2xlarge needs 8 vCPUs\n"
+            ),
+        ),
+        (
+            FakeServiceQuotas(applied={"L-7212CCBC": 96}),
+            ["--instance-type", "p4d.24xlarge"],
+            0,
+            "",
+            (
+                "  ok  spot vCPU quota: All P Spot Instance Requests is 96 vCPUs in "
+                "us-east-1; 1 × p4d.24xlarge needs 96 vCPUs\n"
+            ),
+        ),
+        (
+            FakeServiceQuotas(applied={"L-7212CCBC": 96}),
+            ["--instance-type", "p5.4xlarge"],
+            0,
+            (
+                "warning: spot vCPU quota: not checked: the launcher knows the quotas of G, VT and "
+                "P2 to P4 instances only (1 × p5.4xlarge needs 16 vCPUs)\n"
+            ),
+            None,
+        ),
+        (
+            FakeServiceQuotas(fail_with="AccessDeniedException"),
+            [],
+            0,
+            (
+                "warning: spot vCPU quota: All G and VT Spot Instance Requests (L-3819A6DF) not "
+                "checked: no permission to read it (servicequotas:GetServiceQuota and "
+                "servicequotas:GetAWSDefaultServiceQuota); 1 × g4dn.xlarge needs 4 vCPUs\n"
+            ),
+            None,
+        ),
+        (
+            FakeServiceQuotas(fail_with="ServiceException"),
+            [],
+            0,
+            (
+                "warning: spot vCPU quota: All G and VT Spot Instance Requests (L-3819A6DF) not "
+                "checked: Service Quotas answered ServiceException; 1 × g4dn.xlarge needs 4 vCPUs\n"
+            ),
+            None,
+        ),
+        (
+            FakeServiceQuotas(),
+            ["--instance-type", "m5.xlarge"],
+            0,
+            (
+                "warning: spot vCPU quota: not checked: the launcher knows the quotas of G, VT and "
+                "P2 to P4 instances only (1 × m5.xlarge needs 4 vCPUs)\n"
+            ),
+            None,
+        ),
+        (
+            FakeServiceQuotas(),
+            ["--instance-type", "g4dn.huge"],
+            2,
+            (
+                "error: instance type: g4dn.huge is not an EC2 instance type offered in us-east-1\n"
+                "error: 1 check failed; nothing launched\n"
+            ),
+            None,
+        ),
+    ],
+)
+def test_spot_vcpu_quota(
+    launcher: Launcher,
+    terraform: FakeTerraform,
+    quotas: FakeServiceQuotas,
+    argv: list[str],
+    code: int,
+    err: str,
+    ok_line: str | None,
+) -> None:
+    launcher.quotas = quotas
+
+    result = launcher(*GIT, "--dry-run", *argv, "--max-price", "5")
+
+    assert (result.code, result.err) == (code, err)
+    assert ("spot vCPU quota" in result.out) == (ok_line is not None)
+    if ok_line is not None:
+        assert ok_line in result.out
+    if code == 0:
+        assert result.out.endswith("Dry run: stopping before the question. Nothing launched.\n")
+    assert terraform.argvs() == []
+    assert all(service == "ec2" for _, service, _ in quotas.calls)
+
+
+def status_worker_lines(instance: dict, uptime: str, accrued: str, spot: str) -> str:
+    launched = instance["LaunchTime"].astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    iid, zone = instance["InstanceId"], instance["Placement"]["AvailabilityZone"]
+    accrued_width = max(len("accrued"), len(accrued))
+    return (
+        f"  {'id':<{len(iid)}}  type         state    zone        launched (UTC)    uptime"
+        f"  {'accrued':<{accrued_width}}  at spot price\n"
+        f"  {iid}  g4dn.xlarge  running  {zone}  {launched}  {uptime}   "
+        f"{accrued:<{accrued_width}}  {spot}\n"
+    )
+
+
+def test_status_shows_the_cost_at_the_actual_spot_price(launcher: Launcher) -> None:
+    worker = start_instance("us-east-1b")
+    launched = worker["LaunchTime"]
+    launcher.now = launched + timedelta(hours=2, minutes=30)
+    launcher.prices = [
+        # In effect at launch (AWS returns it with its older timestamp), then two changes.
+        PricePoint("us-east-1b", 0.20, launched - timedelta(hours=5)),
+        PricePoint("us-east-1b", 0.30, launched + timedelta(hours=1)),
+        PricePoint("us-east-1b", 0.10, launched + timedelta(hours=2)),
+        # Another zone's prices are not this worker's.
+        PricePoint("us-east-1a", 9.00, launched),
+    ]
+
+    result = launcher("status", "--bucket", "none-yet")
+
+    # 1 h × 0.20 + 1 h × 0.30 + 0.5 h × 0.10 = 0.55
+    assert result == Result(
+        0,
+        "Workers in us-east-1:\n"
+        + status_worker_lines(worker, "2h30m", "$1.00 at $0.40/h", "$0.55")
+        + "  accrued so far (upper bound, at the max price): $1.00\n"
+        "  accrued so far at the actual spot price: $0.55\n"
+        "  (compute only: EBS volumes and data transfer are billed on top, in neither figure)\n"
+        "Bucket none-yet: does not exist\n",
+        "",
+    )
+    assert launcher.price_requests == [("g4dn.xlarge", launched, launcher.now)]
+
+
+def test_status_spot_cost_without_a_record_before_launch_or_at_all(launcher: Launcher) -> None:
+    first = start_instance("us-east-1b")
+    second = start_instance("us-east-1d")
+    launcher.now = first["LaunchTime"] + timedelta(hours=2)
+    # The history starts an hour after the launch: that hour is charged at the first price.
+    launcher.prices = [PricePoint("us-east-1b", 0.25, first["LaunchTime"] + timedelta(hours=1))]
+
+    result = launcher("status", "--bucket", "none-yet")
+
+    assert result.code == 0
+    lines = result.out.splitlines()
+    by_id = {line.split()[0]: line for line in lines[2:4]}
+    assert by_id[first["InstanceId"]].endswith("  $0.50*")
+    assert by_id[second["InstanceId"]].endswith("  no price recorded")
+    assert lines[4:] == [
+        (
+            f"  accrued so far (upper bound, at the max price): "
+            f"${0.4 * (4 - (second['LaunchTime'] - first['LaunchTime']).total_seconds() / 3600):.2f}"
+        ),
+        (
+            "  accrued so far at the actual spot price: $0.50 (workers without a recorded price "
+            "left out)"
+        ),
+        "  (compute only: EBS volumes and data transfer are billed on top, in neither figure)",
+        "  * launched before the first recorded price; that first price is charged",
+        "Bucket none-yet: does not exist",
+    ]

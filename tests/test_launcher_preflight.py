@@ -213,6 +213,8 @@ def test_a_dry_run_reports_every_failure_and_stops(
     assert result.out.endswith(
         "Checks before launch:\n"
         "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
+        "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 64 vCPUs in "
+        "us-east-1; 1 × g4dn.xlarge needs 4 vCPUs\n"
         "  ok  git: https://github.com/example/musicgen-batch.git can be read anonymously, "
         "as the worker reads it\n"
         "\n"

@@ -8,13 +8,18 @@ import pytest
 
 from launcher.prices import (
     LINUX_PRODUCTS,
+    Coverage,
     PricePoint,
+    SpotCost,
     ZoneStats,
+    accrued_spot_cost,
     choose_zone,
+    cover_subnet_zones,
     fetch_price_history,
     format_choice,
     format_price_table,
     on_demand_price,
+    price_refusal,
     price_warning,
     zone_stats,
 )
@@ -227,3 +232,125 @@ def test_price_warning() -> None:
         "warning: the max price $0.10/h is under the current spot price in every zone; "
         "the spot request would wait unfulfilled until the price drops"
     )
+
+
+def stats(*zones: tuple[str, float]) -> list[ZoneStats]:
+    return [ZoneStats(zone, price, price, price, price) for zone, price in zones]
+
+
+@pytest.mark.parametrize(
+    ("priced", "subnet_zones", "expected"),
+    [
+        pytest.param(
+            stats(("a", 0.2), ("b", 0.3)),
+            ["a", "b"],
+            Coverage(stats(("a", 0.2), ("b", 0.3)), [], []),
+            id="every priced zone has a subnet",
+        ),
+        pytest.param(
+            stats(("a", 0.2), ("b", 0.3), ("c", 0.1)),
+            ["b", "a", "d"],
+            Coverage(stats(("a", 0.2), ("b", 0.3)), ["d"], ["c"]),
+            id="c has no subnet, d no price",
+        ),
+        pytest.param(stats(("a", 0.2)), [], Coverage([], [], ["a"]), id="no default subnet"),
+        pytest.param([], ["b", "a"], Coverage([], ["a", "b"], []), id="no price history"),
+    ],
+)
+def test_cover_subnet_zones(
+    priced: list[ZoneStats], subnet_zones: list[str], expected: Coverage
+) -> None:
+    assert cover_subnet_zones(priced, subnet_zones) == expected
+
+
+def test_price_table_over_the_default_subnet_zones() -> None:
+    table = format_price_table(
+        stats(("us-east-1a", 0.25), ("us-east-1c", 0.5)),
+        region="us-east-1",
+        instance_type="g5.xlarge",
+        max_price=0.40,
+        window_hours=24,
+        unpriced=["us-east-1b"],
+        left_out=["us-east-1d", "us-east-1e"],
+        vpc_id="vpc-1",
+    )
+
+    assert table == [
+        "Spot prices for g5.xlarge (Linux) in us-east-1, last 24 h, USD/h:",
+        "  zone         current       min    median       max  <= max $0.40",
+        "  us-east-1a    0.2500    0.2500    0.2500    0.2500  yes",
+        "  us-east-1b         -         -         -         -  no price recorded",
+        "  us-east-1c    0.5000    0.5000    0.5000    0.5000  no",
+        (
+            "  left out: us-east-1d, us-east-1e (no default subnet in the default VPC vpc-1; the "
+            "workers launch only into default subnets)"
+        ),
+    ]
+
+
+def test_price_refusal_names_the_cheapest_zone() -> None:
+    assert price_refusal(stats(("b", 0.52), ("a", 0.51), ("c", 0.51)), 0.5) == (
+        "prices: the current spot price is above the max price $0.50/h in every zone "
+        "(cheapest: a at $0.51/h), so the workers would wait unlaunched; raise --max-price, "
+        "or pass --force to launch anyway"
+    )
+
+
+# A recorded history of us-east-1a: 0.20 from hour 0, 0.30 from hour 2, 0.10 from hour 5.
+RECORDED = points("us-east-1a", (0, 0.20), (2, 0.30), (5, 0.10)) + points("us-east-1b", (0, 9.0))
+
+
+@pytest.mark.parametrize(
+    ("history", "start", "end", "expected"),
+    [
+        pytest.param(RECORDED, 1, 1.5, SpotCost(0.5 * 0.20, 0), id="within one price"),
+        pytest.param(
+            RECORDED, 1, 6, SpotCost(1 * 0.20 + 3 * 0.30 + 1 * 0.10, 0), id="two changes mid-run"
+        ),
+        pytest.param(RECORDED, 2, 5, SpotCost(3 * 0.30, 0), id="launched and ended on a change"),
+        pytest.param(
+            RECORDED,
+            -1.5,
+            3,
+            SpotCost(1.5 * 0.20 + 2 * 0.20 + 1 * 0.30, 1.5),
+            id="launched before the first record: the first price, flagged",
+        ),
+        pytest.param(
+            RECORDED,
+            -3,
+            -1,
+            SpotCost(2 * 0.20, 2),
+            id="run entirely before the first record",
+        ),
+        pytest.param(
+            RECORDED,
+            1,
+            3,
+            SpotCost(1 * 0.20 + 1 * 0.30, 0),
+            id="terminated at hour 3: the later change is not charged",
+        ),
+        pytest.param(RECORDED, 4, 4, SpotCost(0, 0), id="no time, no cost"),
+        pytest.param(
+            points("us-east-1a", (0, 0.20), (0, 0.25), (1, 0.10)),
+            0,
+            2,
+            SpotCost(0.25 + 0.10, 0),
+            id="two product records at one time: the higher",
+        ),
+        pytest.param(points("us-east-1b", (0, 0.2)), 0, 1, None, id="no record in the zone"),
+        pytest.param(
+            list(reversed(RECORDED)), 1, 6, SpotCost(0.2 + 0.9 + 0.1, 0), id="unsorted history"
+        ),
+    ],
+)
+def test_accrued_spot_cost(
+    history: list[PricePoint], start: float, end: float, expected: SpotCost | None
+) -> None:
+    cost = accrued_spot_cost(history, "us-east-1a", at(start), at(end))
+
+    if expected is None:
+        assert cost is None
+    else:
+        assert cost == SpotCost(
+            pytest.approx(expected.usd), pytest.approx(expected.unrecorded_hours)
+        )
