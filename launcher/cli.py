@@ -298,6 +298,10 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         print(prices.price_warning(args.max_price), file=out.stderr)
     refusal = prices.price_refusal(stats, args.max_price) if above_max and not args.force else None
 
+    try:
+        instance_gpus = gpus.describe_gpus(ec2, args.instance_type, args.region)
+    except gpus.NoGpuError as exc:
+        raise UsageError(f"--instance-type: {exc}") from None
     image, failed = _preflight(
         args, extra_vars, deps, ec2, network, stats, chosen, refusal, git_url, git_ref
     )
@@ -318,10 +322,6 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         out.say("Nothing launched.")
         return 0
     audio_s = sum(job.duration_s for job in to_generate)
-    try:
-        instance_gpus = gpus.describe_gpus(ec2, args.instance_type)
-    except gpus.NoGpuError as exc:
-        raise UsageError(f"--instance-type: {exc}") from None
     out.say(
         *estimate.format_estimate(
             estimate.estimate_batch(

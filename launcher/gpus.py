@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from worker.memory import batch_for_memory, bytes_per_song
 from worker.modelsize import DecoderShape
 
@@ -40,9 +42,14 @@ class InstanceGpus:
         return f"{self.count} × {self.name} ({self.memory_mib / 1024:.0f} GiB) per instance: {workers} {songs}"
 
 
-def describe_gpus(ec2: Any, instance_type: str) -> InstanceGpus:
+def describe_gpus(ec2: Any, instance_type: str, region: str) -> InstanceGpus:
     """GPU count, model and memory of `instance_type` from EC2's own catalogue."""
-    (info,) = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
+    try:
+        (info,) = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "InvalidInstanceType":
+            raise
+        raise NoGpuError(f"{instance_type} is not an EC2 instance type offered in {region}") from None
     gpus = info.get("GpuInfo", {}).get("Gpus", [])
     if not gpus:
         raise NoGpuError(f"instance type {instance_type} has no GPU")

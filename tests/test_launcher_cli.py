@@ -961,21 +961,17 @@ QUOTA_URL = "https://us-east-1.console.aws.amazon.com/servicequotas/home/service
         (
             FakeServiceQuotas(),
             ["--instance-type", "m5.xlarge"],
-            0,
-            (
-                "warning: spot vCPU quota: not checked: the launcher knows the quotas of G, VT and "
-                "P2 to P4 instances only (1 × m5.xlarge needs 4 vCPUs)\n"
-            ),
+            2,
+            # A type without a GPU is refused before any quota is looked up.
+            "error: --instance-type: instance type m5.xlarge has no GPU\n",
             None,
         ),
         (
             FakeServiceQuotas(),
             ["--instance-type", "g4dn.huge"],
             2,
-            (
-                "error: instance type: g4dn.huge is not an EC2 instance type offered in us-east-1\n"
-                "error: 1 check failed; nothing launched\n"
-            ),
+            # An unknown type is refused before any quota is looked up.
+            "error: --instance-type: g4dn.huge is not an EC2 instance type offered in us-east-1\n",
             None,
         ),
     ],

@@ -4,7 +4,6 @@ estimate for a multi-GPU instance."""
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError
 
 from launcher import aws
 from launcher.estimate import Estimate, estimate_batch, format_estimate
@@ -23,15 +22,15 @@ from worker.memory import MAX_BATCH_SIZE
     ],
 )
 def test_gpus_come_from_describe_instance_types(aws_env: str, instance_type: str, expected) -> None:
-    assert describe_gpus(aws.ec2_client("us-east-1"), instance_type) == expected
+    assert describe_gpus(aws.ec2_client("us-east-1"), instance_type, "us-east-1") == expected
 
 
 def test_a_type_without_gpus_or_an_unknown_type_is_refused(aws_env: str) -> None:
     ec2 = aws.ec2_client("us-east-1")
     with pytest.raises(NoGpuError, match="instance type m5.large has no GPU"):
-        describe_gpus(ec2, "m5.large")
-    with pytest.raises(ClientError, match="InvalidInstanceType"):
-        describe_gpus(ec2, "g4dn.huge")
+        describe_gpus(ec2, "m5.large", "us-east-1")
+    with pytest.raises(NoGpuError, match="g4dn.huge is not an EC2 instance type offered in us-east-1"):
+        describe_gpus(ec2, "g4dn.huge", "us-east-1")
 
 
 def test_a_song_needs_its_window_cache_in_half_precision() -> None:
@@ -69,7 +68,7 @@ def test_each_gpus_default_batch_follows_from_its_memory(memory_mib: int, batch:
 def test_songs_run_one_per_gpu_at_a_time_per_instance(
     aws_env: str, songs: int | None, workers: int, expected: Estimate
 ) -> None:
-    gpus = describe_gpus(aws.ec2_client("us-east-1"), "g4dn.12xlarge")
+    gpus = describe_gpus(aws.ec2_client("us-east-1"), "g4dn.12xlarge", "us-east-1")
     got = estimate_batch(
         1800, realtime_factor=0.5, max_price=4.0, worker_count=workers, boot_overhead_min=10,
         gpus_per_instance=gpus.count, songs=songs,
@@ -78,7 +77,7 @@ def test_songs_run_one_per_gpu_at_a_time_per_instance(
 
 
 def test_format_estimate_for_a_four_gpu_instance(aws_env: str) -> None:
-    gpus = describe_gpus(aws.ec2_client("us-east-1"), "g4dn.12xlarge")
+    gpus = describe_gpus(aws.ec2_client("us-east-1"), "g4dn.12xlarge", "us-east-1")
     options = {"realtime_factor": 0.5, "max_price": 4.0, "worker_count": 1, "boot_overhead_min": 10}
     got = estimate_batch(1800, **options, gpus_per_instance=gpus.count, songs=8)
     assert format_estimate(got, **options, gpus=gpus) == [
