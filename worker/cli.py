@@ -16,8 +16,9 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from . import aws
+from .failures import DEFAULT_MAX_ATTEMPTS
 from .identity import default_worker_id, earlier_self
-from .leases import MAX_LEASE_S
+from .leases import DEFAULT_LEASE_S, MAX_LEASE_S
 from .page import PAGE_KEY
 from .prompts import read_prompts
 from .settings import GenerationParams, RunSettings
@@ -70,6 +71,7 @@ MAX_TEMPERATURE = 100.0
 MAX_GUIDANCE_SCALE = 100.0
 MAX_SEED = (1 << 63) - 1
 MAX_POLL_S = 3600.0
+MAX_ATTEMPTS = 100
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,10 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("--guidance-scale", "MUSICGEN_GUIDANCE_SCALE", "3.0", "classifier-free guidance scale"),
         ("--seed", "MUSICGEN_SEED", None, "base seed for reproducible songs (default: random per song)"),
         ("--worker-id", "MUSICGEN_WORKER_ID", None, "name in records and leases (default: host name)"),
-        ("--lease-s", "MUSICGEN_LEASE_S", "600", "seconds a claim on a song lasts without renewal"),
+        ("--lease-s", "MUSICGEN_LEASE_S", f"{DEFAULT_LEASE_S:g}", "seconds a claim on a song lasts without renewal (renewed every third of it)"),
         ("--spool-dir", "MUSICGEN_SPOOL_DIR", ".spool", "finished songs wait here until stored"),
         ("--imds-endpoint", "MUSICGEN_IMDS_ENDPOINT", None, "instance metadata URL; set on EC2 to watch for spot interruptions"),
         ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S", "5", "seconds between interruption checks"),
+        ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS), "failed attempts (across workers) after which a song is given up"),
     ]
     for flag, env, default, text in options:
         parser.add_argument(flag, default=_env(env, default), help=f"{text} [{env}, default {default}]")
@@ -136,6 +139,9 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         spool_dir=str(local_path(args.spool_dir)),
         imds_endpoint=_imds_endpoint(args.imds_endpoint),
         imds_poll_s=_typed(float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, positive, _at_most(MAX_POLL_S)),
+        max_attempts=_typed(
+            int, "--max-attempts/MUSICGEN_MAX_ATTEMPTS", args.max_attempts, positive, _at_most(MAX_ATTEMPTS)
+        ),
     )
     _check_model(settings.model)
     return settings, params
@@ -194,8 +200,9 @@ def _check_places(output: str, spool_dir: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
-    """Exit 0 when every song exists (or another worker holds it), 1 when a song failed, 2 for
-    unusable input, 3 when a spot interruption notice or SIGTERM stopped the run (rerun to resume)."""
+    """Exit 0 when every song is done (stored, or failed --max-attempts times across workers;
+    songs other workers hold are waited for), 1 when a song failed in this run, 2 for unusable
+    input, 3 when a spot interruption notice or SIGTERM stopped the run (rerun to resume)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -241,7 +248,8 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     if problem is not None:
         print(f"error: output {args.output}: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    from .runner import Runner  # torch loads here, after the input has been checked
+    # torch loads here, after the input has been checked.
+    from .runner import ModelUnavailable, Runner
 
     watcher = None
     if settings.imds_endpoint:
@@ -264,21 +272,24 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     )
     try:
         runner.upload_spooled(prompts.jobs)
-        pending = runner.pending_jobs(prompts.jobs)
-        if pending and runner.should_stop():
-            runner.result.unfinished += [job.file_name for job in pending]
-        elif pending:
-            if load_engine is None:
-                from .engine import Engine
+        if load_engine is None:
+            from .engine import Engine
 
-                load_engine = Engine.from_pretrained
+            load_engine = Engine.from_pretrained
+
+        def engine():
             try:
-                engine = load_engine(settings.model)
+                loaded = load_engine(settings.model)
             except OSError as error:  # no such folder, or the hub is out of reach
-                log.error("cannot load the model %s: %s", settings.model, error)
-                return EXIT_FAILED
-            engine.set_generation_params(**vars(params))
-            runner.generate(pending, engine)
+                raise ModelUnavailable(str(error)) from error
+            loaded.set_generation_params(**vars(params))
+            return loaded
+
+        try:
+            runner.run_batch(prompts.jobs, engine)
+        except ModelUnavailable as error:
+            log.error("cannot load the model %s: %s", settings.model, error)
+            return EXIT_FAILED
         runner.write_report(prompts.jobs)
     except (BotoCoreError, ClientError) as error:
         log.error("cannot use the output %s: %s", args.output, error)
@@ -295,6 +306,8 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         f" ({', '.join(result.failed)})" if result.failed else "",
         len(result.elsewhere), len(result.unfinished),
     )
+    for name, failure in result.given_up.items():
+        log.error("given up: %s failed %d times, last: %s", name, failure.attempts, failure.error)
     if result.unfinished:
         log.warning("stopped early (spot interruption or shutdown); run again to resume from the checkpoints")
     print(f"Listen: {page_location(store)}", flush=True)
