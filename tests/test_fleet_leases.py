@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+import soundfile
 
 from tests.engines import FakeEngine
 from worker import aws
@@ -287,3 +288,62 @@ def test_a_stop_while_waiting_exits_3(tmp_path, capsys, monkeypatch):
     assert time.monotonic() - started < 5
     assert "stopped early" in capsys.readouterr().err
     assert json.loads(LocalStore(out).read(lease_key("calm.wav"))[0])["owner"] == "live-host"
+
+
+def test_a_lease_lost_mid_song_drops_the_song_here_and_it_is_finished_once(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;6;calm\n")
+    out = tmp_path / "out"
+    store = LocalStore(out)
+    stolen = []
+
+    def on_generate(rows):
+        time.sleep(0.3)  # a window long enough for heartbeats in between
+        if stolen or not (out / ".checkpoints").is_dir():
+            return
+        # Another worker takes the song over (as if this one had stalled past its TTL) with a
+        # lease it then never renews.
+        while not stolen:
+            etag = store.read(lease_key("calm.wav"))[1]
+            if store.replace(lease_key("calm.wav"), Leases(store, "thief", 1.0)._body(), etag):
+                stolen.append(time.time())
+
+    argv = ["--prompts", str(prompts), "--output", str(out), "--window-s", "1", "--stride-s", "0.5",
+            "--lease-s", "0.9", "--worker-id", "b"]
+    assert main(argv, load_engine=lambda model: FakeEngine(on_generate)) == 0
+    err = capsys.readouterr().err
+    assert "lost the lease on calm.wav to another worker; dropped the song here" in err
+    assert "took over the lease on calm.wav (expired, held by thief)" in err
+    assert "resuming calm.wav at window" in err
+    assert err.count("generated calm.wav") == 1
+    assert soundfile.info(out / "calm.wav").frames == 6 * 8000
+    assert [r["s3_filename"] for r in parse_report((out / "cost_report.csv").read_bytes())] == ["calm.wav"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--lease-s", "0.1", "--lease-s/MUSICGEN_LEASE_S='0.1': must be >= 0.5"),
+        ("--max-attempts", "0", "--max-attempts/MUSICGEN_MAX_ATTEMPTS='0': must be > 0"),
+        ("--max-attempts", "1.5", "--max-attempts/MUSICGEN_MAX_ATTEMPTS='1.5' is not a valid int"),
+        ("--max-attempts", "101", "--max-attempts/MUSICGEN_MAX_ATTEMPTS='101': must be <= 100"),
+    ],
+)
+def test_bad_lease_or_attempts_exit_2_before_the_model_loads(tmp_path, capsys, option, value, message):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\n")
+
+    def never(model):
+        raise AssertionError("the model was loaded")
+
+    argv = ["--prompts", str(prompts), "--output", str(tmp_path / "out"), option, value]
+    assert main(argv, load_engine=never) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_max_attempts_from_the_environment(tmp_path, monkeypatch):
+    from worker.cli import build_parser, settings_from
+
+    monkeypatch.setenv("MUSICGEN_MAX_ATTEMPTS", "5")
+    settings, _ = settings_from(build_parser().parse_args([]))
+    assert (settings.max_attempts, settings.lease_s) == (5, 120.0)

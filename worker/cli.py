@@ -72,6 +72,7 @@ MAX_GUIDANCE_SCALE = 100.0
 MAX_SEED = (1 << 63) - 1
 MAX_POLL_S = 3600.0
 MAX_ATTEMPTS = 100
+MIN_LEASE_S = 0.5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,7 +136,11 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         # Unique per process (host, pid, start time), so two workers on one host never take
         # each other's leases; a rerun still recognises its own dead predecessor's leases.
         worker_id=worker_id or default_worker_id(),
-        lease_s=_typed(float, "--lease-s/MUSICGEN_LEASE_S", args.lease_s, positive, _at_most(MAX_LEASE_S)),
+        # The heartbeat renews every third of a lease: a tiny one would hammer the output.
+        lease_s=_typed(
+            float, "--lease-s/MUSICGEN_LEASE_S", args.lease_s,
+            (lambda v: v >= MIN_LEASE_S, f"must be >= {MIN_LEASE_S:g}"), _at_most(MAX_LEASE_S),
+        ),
         spool_dir=str(local_path(args.spool_dir)),
         imds_endpoint=_imds_endpoint(args.imds_endpoint),
         imds_poll_s=_typed(float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, positive, _at_most(MAX_POLL_S)),
