@@ -58,6 +58,7 @@ WORKER_OPTIONS = [
     ("--spool-dir", "MUSICGEN_SPOOL_DIR"),
     ("--imds-endpoint", "MUSICGEN_IMDS_ENDPOINT"),
     ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S"),
+    ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS"),
 ]
 SPECIAL = ["nan", "inf", "-inf", "1e308", "1e12", "-1", "0", "", " ", "1", "3", "0.5", "２", "ü", "10" * 30]
 # Places, relative to the example's own folder: files, folders, missing and impossible ones.

@@ -307,6 +307,7 @@ def check_role(profile_arn: str, bucket: str) -> None:
         ("s3:PutObject", f"{arn}/*"),
         ("s3:ListBucket", arn),
         ("s3:DeleteObject", f"{arn}/.checkpoints/*"),
+        ("s3:DeleteObject", f"{arn}/.failures/*"),
         ("s3:DeleteObject", f"{arn}/.leases/*"),
         # moto's account; a parameter path has no double slash in its ARN.
         ("ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/music/git-token"),

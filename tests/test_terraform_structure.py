@@ -138,6 +138,7 @@ def test_worker_role_allows_exactly_the_bucket_actions() -> None:
         ("s3:PutObject", f"{bucket}/*"),
         ("s3:ListBucket", bucket),
         ("s3:DeleteObject", f"{bucket}/.checkpoints/*"),
+        ("s3:DeleteObject", f"{bucket}/.failures/*"),
         ("s3:DeleteObject", f"{bucket}/.leases/*"),
         ("s3:AbortMultipartUpload", f"{bucket}/*"),
     }

@@ -17,8 +17,9 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from . import aws
+from .failures import DEFAULT_MAX_ATTEMPTS
 from .identity import default_worker_id, earlier_self
-from .leases import MAX_LEASE_S
+from .leases import DEFAULT_LEASE_S, MAX_LEASE_S
 from .page import PAGE_KEY
 from .precision import DTYPE_CHOICES, default_threads
 from .prompts import SUFFIXES, read_prompts
@@ -73,6 +74,8 @@ MAX_TEMPERATURE = 100.0
 MAX_GUIDANCE_SCALE = 100.0
 MAX_SEED = (1 << 63) - 1
 MAX_POLL_S = 3600.0
+MAX_ATTEMPTS = 100
+MIN_LEASE_S = 0.5
 MAX_GPUS = 64
 MAX_THREADS = 4096
 
@@ -103,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--guidance-scale", "MUSICGEN_GUIDANCE_SCALE", "3.0", "classifier-free guidance scale"),
         ("--seed", "MUSICGEN_SEED", None, "base seed for reproducible songs (default: random per song)"),
         ("--worker-id", "MUSICGEN_WORKER_ID", None, "name in records and leases (default: host name)"),
-        ("--lease-s", "MUSICGEN_LEASE_S", "600", "seconds a claim on a song lasts without renewal"),
+        ("--lease-s", "MUSICGEN_LEASE_S", f"{DEFAULT_LEASE_S:g}", "seconds a claim on a song lasts without renewal (renewed every third of it)"),
         ("--spool-dir", "MUSICGEN_SPOOL_DIR", ".spool", "finished songs wait here until stored"),
         ("--imds-endpoint", "MUSICGEN_IMDS_ENDPOINT", None, "instance metadata URL; set on EC2 to watch for spot interruptions"),
         ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S", "5", "seconds between interruption checks"),
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--loudness-lufs", "MUSICGEN_LOUDNESS_LUFS", "-14", "integrated loudness of every song in LUFS, or off"),
         ("--fade-out-s", "MUSICGEN_FADE_OUT_S", "3", "seconds of fade-out at each song's end; 0 = off"),
         ("--format", "MUSICGEN_FORMAT", "wav", "audio file format: wav or flac"),
+        ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS), "failed attempts (across workers) after which a song is given up"),
     ]
     for flag, env, default, text in options:
         parser.add_argument(flag, default=_env(env, default), help=f"{text} [{env}, default {default}]")
@@ -187,7 +191,11 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         # Unique per process (host, pid, start time), so two workers on one host never take
         # each other's leases; a rerun still recognises its own dead predecessor's leases.
         worker_id=worker_id or default_worker_id(),
-        lease_s=_typed(float, "--lease-s/MUSICGEN_LEASE_S", args.lease_s, positive, _at_most(MAX_LEASE_S)),
+        # The heartbeat renews every third of a lease: a tiny one would hammer the output.
+        lease_s=_typed(
+            float, "--lease-s/MUSICGEN_LEASE_S", args.lease_s,
+            (lambda v: v >= MIN_LEASE_S, f"must be >= {MIN_LEASE_S:g}"), _at_most(MAX_LEASE_S),
+        ),
         spool_dir=str(local_path(args.spool_dir)),
         imds_endpoint=_imds_endpoint(args.imds_endpoint),
         imds_poll_s=_typed(float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, positive, _at_most(MAX_POLL_S)),
@@ -196,6 +204,9 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         dtype=dtype,
         threads=threads,
         gpu_count=gpu_count,
+        max_attempts=_typed(
+            int, "--max-attempts/MUSICGEN_MAX_ATTEMPTS", args.max_attempts, positive, _at_most(MAX_ATTEMPTS)
+        ),
     )
     _check_model(settings.model)
     return settings, params
@@ -254,8 +265,9 @@ def _check_places(output: str, spool_dir: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
-    """Exit 0 when every song exists (or another worker holds it), 1 when a song failed, 2 for
-    unusable input, 3 when a spot interruption notice or SIGTERM stopped the run (rerun to resume)."""
+    """Exit 0 when every song is done (stored, or failed --max-attempts times across workers;
+    songs other workers hold are waited for), 1 when a song failed in this run, 2 for unusable
+    input, 3 when a spot interruption notice or SIGTERM stopped the run (rerun to resume)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -301,7 +313,8 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     if problem is not None:
         print(f"error: output {args.output}: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    from .runner import Runner  # torch loads here, after the input has been checked
+    # torch loads here, after the input has been checked.
+    from .runner import ModelUnavailable, Runner
 
     watcher = None
     if settings.imds_endpoint:
@@ -330,24 +343,27 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     )
     try:
         runner.upload_spooled(prompts.jobs)
-        pending = runner.pending_jobs(prompts.jobs)
-        if pending and runner.should_stop():
-            runner.result.unfinished += [job.file_name for job in pending]
-        elif pending:
+        if load_engine is None:
+            from .engine import Engine
+
+            load_engine = functools.partial(Engine.from_pretrained, dtype=settings.dtype)
+
+        def engine():
             from .engine import limit_threads
 
             limit_threads(settings.threads)
-            if load_engine is None:
-                from .engine import Engine
-
-                load_engine = functools.partial(Engine.from_pretrained, dtype=settings.dtype)
             try:
-                engine = load_engine(settings.model)
+                loaded = load_engine(settings.model)
             except OSError as error:  # no such folder, or the hub is out of reach
-                log.error("cannot load the model %s: %s", settings.model, error)
-                return EXIT_FAILED
-            engine.set_generation_params(**vars(params))
-            runner.generate(pending, engine)
+                raise ModelUnavailable(str(error)) from error
+            loaded.set_generation_params(**vars(params))
+            return loaded
+
+        try:
+            runner.run_batch(prompts.jobs, engine)
+        except ModelUnavailable as error:
+            log.error("cannot load the model %s: %s", settings.model, error)
+            return EXIT_FAILED
         runner.write_report(prompts.jobs)
     except (BotoCoreError, ClientError) as error:
         log.error("cannot use the output %s: %s", args.output, error)
@@ -364,6 +380,8 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         f" ({', '.join(result.failed)})" if result.failed else "",
         len(result.elsewhere), len(result.unfinished),
     )
+    for name, failure in result.given_up.items():
+        log.error("given up: %s failed %d times, last: %s", name, failure.attempts, failure.error)
     if result.unfinished:
         log.warning("stopped early (spot interruption or shutdown); run again to resume from the checkpoints")
     print(f"Listen: {page_location(store)}", flush=True)

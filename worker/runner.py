@@ -4,6 +4,9 @@ Durability, in the order a finished song is written: WAV and record go to the lo
 then the WAV is uploaded (If-None-Match), then the record, and only then are the spool copy, the
 checkpoint and the lease removed. A crash or an S3 outage at any point leaves enough behind for
 the next run to finish the job without generating the song again.
+
+A run ends when every song is done (stored, or failed `max_attempts` times across workers): songs
+under another worker's live lease are waited for, and taken over if that lease expires.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +29,14 @@ from .audio import master, song_comment, write_song
 from .changes import REGENERATE_HINT, describe_change, duration_text
 from .checkpoints import Checkpoint, Identity, checkpoint_key
 from .engine import Engine, derive_seed
-from .leases import Leases
+from .failures import (
+    Failure,
+    attempts_for,
+    count_failure,
+    failure_key,
+    read_failure,
+)
+from .leases import Heartbeat, Leases, poll_interval
 from .page import PAGE_CONTENT_TYPE, PAGE_KEY, render_page
 from .prompts import SUFFIXES, WAV_SUFFIX, Job, prompt_hash
 from .report import (
@@ -52,6 +64,7 @@ class RunResult:
     elsewhere: list[str] = field(default_factory=list)  # claimed by another worker
     unfinished: list[str] = field(default_factory=list)  # stopped by an interruption notice
     why_failed: dict[str, str] = field(default_factory=dict)  # file name -> error, for the page
+    given_up: dict[str, Failure] = field(default_factory=dict)  # failed max_attempts times
 
     @property
     def exit_code(self) -> int:
@@ -85,6 +98,10 @@ SPOOL_OUTPUT_KEY = "output"
 SPOOL_RECORD_SUFFIX = ".record.json"
 
 
+class ModelUnavailable(Exception):
+    """The model could not be loaded (raised by the engine loader given to `run_batch`)."""
+
+
 class Runner:
     def __init__(
         self, settings: RunSettings, store: Store, should_stop=lambda: False, earlier_self=lambda owner: False
@@ -97,6 +114,46 @@ class Runner:
         self.result = RunResult()
         # File names whose spool slot holds a song made for another output or model.
         self.foreign_spool: set[str] = set()
+        self.poll_s = poll_interval(settings.lease_s)
+
+    def run_batch(self, jobs: list[Job], load_engine: Callable[[], Engine]) -> None:
+        """Generate every missing song, then wait for the songs other workers hold until each is
+        done: stored by them, failed for good, or taken over here once its lease expires. The
+        engine loads only when there is something to generate."""
+        engine: Engine | None = None
+        todo, waiting_for = jobs, set()
+        while todo:
+            self.result.elsewhere = []
+            pending = self.pending_jobs(todo)
+            if pending and self.should_stop():
+                self.result.unfinished += [job.file_name for job in pending]
+                return
+            if pending:
+                engine = engine or load_engine()
+                self.generate(pending, engine)
+            if self.result.unfinished or not self.result.elsewhere:
+                return
+            held = set(self.result.elsewhere)
+            if held != waiting_for:
+                log.info(
+                    "waiting for %d songs other workers hold (%s); looking again every %g s",
+                    len(held), ", ".join(sorted(held)), self.poll_s,
+                )
+            waiting_for = held
+            todo = [job for job in jobs if job.file_name in held]
+            if self._pause(self.poll_s):
+                self.result.unfinished += sorted(held)
+                return
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep, waking early to stop; True if asked to stop."""
+        deadline = time.monotonic() + seconds
+        while not self.should_stop():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, 0.2))
+        return True
 
     def pending_jobs(self, jobs: list[Job]) -> list[Job]:
         """Jobs whose WAV is not in the output yet; the others are logged as skipped."""
@@ -117,9 +174,25 @@ class Runner:
                 log.info("skipped %s: already at %s", job.file_name, self.store.uri(job.file_name))
                 self._warn_if_changed(job)
                 self.result.skipped.append(job.file_name)
-            else:
+            elif not self._gave_up(job):
                 pending.append(job)
         return pending
+
+    def _gave_up(self, job: Job) -> bool:
+        """Whether the song has failed max_attempts times (then it is done, and listed)."""
+        failure = read_failure(self.store, job.file_name)
+        attempts = attempts_for(failure, job.prompt_hash)
+        if failure is None or attempts < self.settings.max_attempts:
+            return False
+        if job.file_name not in self.result.given_up:
+            log.warning(
+                "gave up on %s (line %d): failed %d times, last by %s: %s (remove %s to try again)",
+                job.file_name, job.line_no, attempts, failure.worker, failure.error,
+                self.store.uri(failure_key(job.file_name)),
+            )
+            self.result.given_up[job.file_name] = failure
+            self.result.why_failed.setdefault(job.file_name, failure.error)
+        return True
 
     def _warn_if_changed(self, job: Job) -> None:
         """Tell the user when the prompts file no longer says what the stored song was made
@@ -237,6 +310,7 @@ class Runner:
         """Drop the bookkeeping of a song that is safely stored; best effort."""
         try:
             self.store.delete(checkpoint_key(file_name))
+            self.store.delete(failure_key(file_name))
             self.leases.release(file_name)
         except Exception as error:  # noqa: BLE001 - stale bookkeeping is harmless
             log.warning("could not remove the checkpoint or lease of %s: %s", file_name, error)
@@ -329,21 +403,38 @@ class Runner:
                     self.result.skipped.append(name)
                     song_bar.update(1)
                     return False
+                if self._gave_up(song.job):  # failed for good by another worker since we looked
+                    self.leases.release(name)
+                    song_bar.update(1)
+                    return False
                 self._resume(song, engine)
                 frame_bar.update(song.codes.shape[-1])
                 return True
 
+            def still_ours(song: Song) -> bool:
+                """False once the heartbeat lost the lease: the taker resumes the song from
+                its checkpoint and stores it; this worker waits for it like for any other."""
+                if self.leases.holds(song.job.file_name):
+                    return True
+                self.result.elsewhere.append(song.job.file_name)
+                song_bar.update(1)
+                return False
+
             def on_window(song: Song) -> bool:
+                if not still_ours(song):
+                    return False
                 self._checkpoint(song, engine)
-                return self.leases.renew(song.job.file_name)
+                return True
 
             def on_done(song: Song, audio: np.ndarray) -> None:
-                self._save_song(song, audio, engine, started_at)
-                song_bar.update(1)
+                if still_ours(song):
+                    self._save_song(song, audio, engine, started_at)
+                    song_bar.update(1)
 
             def on_failed(song: Song, error: BaseException) -> None:
                 self._record_failure(song.job, error)
-                self.leases.release(song.job.file_name)
+                if self.leases.holds(song.job.file_name):
+                    self.leases.release(song.job.file_name)
                 song_bar.update(1)
 
             callbacks = Callbacks(
@@ -354,10 +445,11 @@ class Runner:
                 should_stop=self.should_stop,
                 on_frames=frame_bar.update,
             )
-            unfinished = BatchScheduler(engine, batch_size, callbacks).run(songs)
+            with Heartbeat(self.leases):
+                unfinished = BatchScheduler(engine, batch_size, callbacks).run(songs)
         for song in unfinished:
             self.result.unfinished.append(song.job.file_name)
-            if song.conditioning is not None or song.next_window:
+            if self.leases.holds(song.job.file_name) and (song.conditioning is not None or song.next_window):
                 self._checkpoint(song, engine)
                 self.leases.release(song.job.file_name)
                 log.info(
@@ -450,6 +542,24 @@ class Runner:
             job.file_name, job.line_no, type(error).__name__, error,
             "".join(traceback.format_exception(error)).rstrip(),
         )
+        try:
+            attempts = count_failure(
+                self.store, job.file_name, job.prompt_hash, self.result.why_failed[job.file_name],
+                self.settings.worker_id,
+            )
+        except Exception as count_error:  # noqa: BLE001 - uncounted, the song is only tried again
+            log.warning("could not count the failure of %s: %s", job.file_name, count_error)
+            return
+        if attempts >= self.settings.max_attempts:
+            log.error("%s failed %d of %d attempts: given up", job.file_name, attempts, self.settings.max_attempts)
+            failure = read_failure(self.store, job.file_name)
+            if failure is not None:
+                self.result.given_up[job.file_name] = failure
+        else:
+            log.info(
+                "%s failed attempt %d of %d; a later run or another worker tries again",
+                job.file_name, attempts, self.settings.max_attempts,
+            )
 
     # -- the report ------------------------------------------------------------------------
 

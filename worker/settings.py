@@ -38,7 +38,7 @@ class RunSettings:
     window: WindowSettings = field(default_factory=WindowSettings)
     seed: int | None = None
     worker_id: str = "worker"
-    lease_s: float = 600.0
+    lease_s: float = 120.0
     spool_dir: str = ".spool"
     imds_endpoint: str | None = None  # set on EC2: watch for spot interruption notices
     imds_poll_s: float = 5.0
@@ -47,3 +47,4 @@ class RunSettings:
     dtype: str = "auto"  # a name from worker.precision.DTYPE_CHOICES
     threads: int = 1  # torch CPU threads of this process
     gpu_count: int = 1  # GPU workers on this machine, sharing its cores and its hourly cost
+    max_attempts: int = 2  # failed attempts, across workers, after which a song is done

@@ -61,12 +61,13 @@ data "aws_iam_policy_document" "bucket_access" {
   }
 
   statement {
-    # Resume checkpoints and work-claim leases are removed when a song finishes; songs, reports and
-    # logs can never be deleted by a worker.
+    # Resume checkpoints, work-claim leases and failed-attempt counts are removed when a song
+    # finishes; songs, reports and logs can never be deleted by a worker.
     sid     = "DeleteBookkeeping"
     actions = ["s3:DeleteObject"]
     resources = [
       "${var.bucket_arn}/.checkpoints/*",
+      "${var.bucket_arn}/.failures/*",
       "${var.bucket_arn}/.leases/*",
     ]
   }

@@ -1,0 +1,349 @@
+"""Workers that finish the batch together: the done/wait/take-over/give-up rule, failed attempts
+counted across workers, the lease heartbeat, and waiting for songs other workers hold."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import soundfile
+
+from tests.engines import FakeEngine
+from worker import aws
+from worker.cli import main
+from worker.failures import (
+    CLAIM,
+    DONE,
+    GIVE_UP,
+    TAKE_OVER,
+    WAIT,
+    Failure,
+    count_failure,
+    decide,
+    failure_key,
+    given_up,
+    read_failure,
+)
+from worker.leases import Heartbeat, Leases, lease_key, poll_interval
+from worker.prompts import prompt_hash
+from worker.report import parse_report
+from worker.store import LocalStore, open_store
+
+
+@pytest.fixture(params=["s3", "local"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStore(tmp_path / "out")
+    request.getfixturevalue("aws_env")
+    aws.s3_client().create_bucket(Bucket="fleet")
+    return open_store("s3://fleet/run", aws.s3_client)
+
+
+# -- the rule --------------------------------------------------------------------------------
+
+NOW = 1000.0
+
+
+@pytest.mark.parametrize(
+    ("wav_exists", "attempts", "owner", "expires_at", "ours", "expected"),
+    [
+        (True, 0, None, 0.0, False, DONE),
+        (True, 5, "b", NOW + 60, False, DONE),  # stored wins over any count or lease
+        (False, 2, None, 0.0, False, GIVE_UP),
+        (False, 3, "b", NOW + 60, False, GIVE_UP),
+        (False, 0, None, 0.0, False, CLAIM),
+        (False, 1, None, 0.0, False, CLAIM),  # one failure of two: tried again
+        (False, 0, "b", NOW + 60, False, WAIT),  # another worker's live lease
+        (False, 1, "b", NOW + 0.001, False, WAIT),
+        (False, 0, "b", NOW, False, TAKE_OVER),  # not renewed within its TTL
+        (False, 0, "b", NOW - 300, False, TAKE_OVER),
+        (False, 0, "a", NOW + 60, True, TAKE_OVER),  # ours, from an earlier life
+        (False, 0, "?", 0.0, False, TAKE_OVER),  # unreadable lease
+    ],
+)
+def test_what_a_worker_does_with_a_song(wav_exists, attempts, owner, expires_at, ours, expected):
+    assert decide(wav_exists, attempts, 2, owner, expires_at, NOW, ours) == expected
+
+
+@pytest.mark.parametrize(("ttl", "poll"), [(120, 10), (30, 10), (9, 3), (3, 1), (0.6, 0.2)])
+def test_a_waiting_worker_polls_within_a_third_of_the_ttl_and_at_most_every_10_s(ttl, poll):
+    assert poll_interval(ttl) == pytest.approx(poll)
+
+
+# -- failed attempts, counted across workers ------------------------------------------------
+
+
+def test_failures_add_up_across_workers_and_a_changed_line_starts_again(store):
+    h = prompt_hash("calm piano")
+    assert count_failure(store, "calm.wav", h, "RuntimeError: out of memory", "worker-a") == 1
+    assert count_failure(store, "calm.wav", h, "RuntimeError:\n  again", "worker-b") == 2
+    failure = read_failure(store, "calm.wav")
+    assert (failure.attempts, failure.error, failure.worker) == (2, "RuntimeError: again", "worker-b")
+    assert count_failure(store, "calm.wav", prompt_hash("calm organ"), "E", "worker-a") == 1
+
+
+def test_concurrent_failures_are_all_counted(store):
+    h = prompt_hash("p")
+    threads = [
+        threading.Thread(target=count_failure, args=(store, "x.wav", h, "E", f"w{i}")) for i in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if isinstance(store, LocalStore):  # a rename is no compare-and-swap (see store.py)
+        assert 1 <= read_failure(store, "x.wav").attempts <= 4
+    else:
+        assert read_failure(store, "x.wav").attempts == 4
+
+
+def test_given_up_reads_listed_failures_without_io():
+    def body(name, attempts):
+        return Failure(name, "h", attempts, "E: " + name, "w", "t").to_json()
+
+    objects = [
+        (failure_key("a.wav"), body("a.wav", 2)),
+        (failure_key("b.wav"), body("b.wav", 1)),
+        (failure_key("c.wav"), b"{not json"),
+        (failure_key("d.wav"), json.dumps({"attempts": "2"}).encode()),
+        (".records/e.wav.json", body("e.wav", 9)),
+    ]
+    assert {name: f.error for name, f in given_up(objects, 2).items()} == {"a.wav": "E: a.wav"}
+    assert set(given_up(objects, 1)) == {"a.wav", "b.wav"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b'{"attempts": 1}', b"\xff", json.dumps({**Failure("a", "h", 1, "e", "w", "t").__dict__, "attempts": -1}).encode()],
+)
+def test_hand_edited_failure_count_is_ignored_and_restarted(tmp_path, body):
+    store = LocalStore(tmp_path)
+    store.write(failure_key("a.wav"), body)
+    assert read_failure(store, "a.wav") is None
+    assert count_failure(store, "a.wav", "h", "E", "w") == 1
+
+
+# -- the heartbeat ---------------------------------------------------------------------------
+
+
+def test_heartbeat_keeps_a_short_lease_alive_across_a_long_window_and_stops_cleanly(store):
+    ttl = 0.9
+    mine = Leases(store, "worker-a", ttl)
+    assert mine.claim("song.wav")
+    with Heartbeat(mine) as heartbeat:
+        assert heartbeat.interval_s == pytest.approx(0.3)
+        time.sleep(2.5)  # one "window" much longer than the TTL
+        assert not Leases(store, "worker-b", ttl).claim("song.wav")
+        assert mine.holds("song.wav")
+    assert not heartbeat._thread.is_alive()
+    lease = json.loads(store.read(lease_key("song.wav"))[0])
+    assert lease["owner"] == "worker-a" and lease["expires_at"] > time.time()
+    time.sleep(ttl + 0.1)  # no heartbeat now: the lease runs out and another worker takes it
+    assert Leases(store, "worker-b", ttl).claim("song.wav")
+
+
+def test_a_lease_taken_by_another_worker_is_lost_on_the_next_beat(store):
+    mine = Leases(store, "worker-a", 0.6)
+    assert mine.claim("song.wav")
+    theirs = Leases(store, "worker-b", 600)
+    with Heartbeat(mine, interval_s=0.1):
+        time.sleep(0.8)  # expired meanwhile? no: renewed every 0.1 s
+        assert mine.holds("song.wav")
+        # Another worker takes it over (as after a pause longer than the TTL): 412 on renewal.
+        etag = store.read(lease_key("song.wav"))[1]
+        assert store.replace(lease_key("song.wav"), theirs._body(), etag) is not None
+        deadline = time.monotonic() + 5
+        while mine.holds("song.wav") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not mine.holds("song.wav")
+    assert json.loads(store.read(lease_key("song.wav"))[0])["owner"] == "worker-b"
+
+
+class FlakyStore(LocalStore):
+    """A store whose lease renewals fail `failures` times (an S3 409 that outlasted the retries,
+    or a dropped connection)."""
+
+    failures = 0
+
+    def replace(self, key, data, version):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("connection reset")
+        return super().replace(key, data, version)
+
+
+def test_a_failed_renewal_is_tried_again_at_the_next_beat(tmp_path, caplog):
+    store = FlakyStore(tmp_path)
+    mine = Leases(store, "worker-a", 1.5)
+    assert mine.claim("song.wav")
+    store.failures = 2
+    with Heartbeat(mine, interval_s=0.1):
+        time.sleep(0.6)
+    assert store.failures == 0 and mine.holds("song.wav")
+    assert "could not renew the lease on song.wav (trying again): connection reset" in caplog.text
+    assert json.loads(store.read(lease_key("song.wav"))[0])["owner"] == "worker-a"
+
+
+# -- the worker: give up, wait, take over -----------------------------------------------------
+
+
+class FailingEngine(FakeEngine):
+    def generate(self, rows, on_step=None):
+        raise RuntimeError("out of memory")
+
+
+def test_a_song_is_given_up_after_max_attempts_and_then_the_batch_is_done(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\n")
+    out = tmp_path / "out"
+    argv = ["--prompts", str(prompts), "--output", str(out), "--window-s", "1", "--stride-s", "0.5"]
+    engines = []
+
+    def failing(model):
+        engines.append(FailingEngine())
+        return engines[-1]
+
+    assert main([*argv, "--worker-id", "a"], load_engine=failing) == 1
+    assert "calm.wav failed attempt 1 of 2" in capsys.readouterr().err
+    assert main([*argv, "--worker-id", "b"], load_engine=failing) == 1
+    err = capsys.readouterr().err
+    assert "calm.wav failed 2 of 2 attempts: given up" in err
+    assert "given up: calm.wav failed 2 times, last: RuntimeError: out of memory" in err
+
+    def never(model):
+        raise AssertionError("the model was loaded")
+
+    assert main([*argv, "--worker-id", "c"], load_engine=never) == 0
+    err = capsys.readouterr().err
+    assert "gave up on calm.wav (line 1): failed 2 times, last by b: RuntimeError: out of memory" in err
+    assert "given up: calm.wav failed 2 times, last: RuntimeError: out of memory" in err
+    assert parse_report((out / "cost_report.csv").read_bytes()) == []
+    assert "RuntimeError: out of memory" in (out / "index.html").read_text()
+    assert not (out / ".leases").exists() or not list((out / ".leases").iterdir())
+
+    # Edited line: a new song as far as failures go; once stored, its count is removed.
+    prompts.write_text("calm organ;2;calm\n")
+    assert main([*argv, "--max-attempts", "3"], load_engine=lambda model: FakeEngine()) == 0
+    assert (out / "calm.wav").is_file() and not (out / failure_key("calm.wav")).exists()
+
+
+def test_waits_for_a_live_lease_then_takes_it_over_when_it_is_not_renewed(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\nfast drums;1;drums\n")
+    out = tmp_path / "out"
+    ttl = 1.5
+    # Another worker claimed calm.wav and died: its lease is never renewed.
+    assert Leases(LocalStore(out), "dead-host", ttl).claim("calm.wav")
+    started = time.monotonic()
+    argv = ["--prompts", str(prompts), "--output", str(out), "--window-s", "1", "--stride-s", "0.5",
+            "--lease-s", str(ttl), "--worker-id", "b"]
+    assert main(argv, load_engine=lambda model: FakeEngine()) == 0
+    err = capsys.readouterr().err
+    assert time.monotonic() - started >= ttl - 0.2
+    assert "waiting for 1 songs other workers hold (calm.wav); looking again every 0.5 s" in err
+    assert "took over the lease on calm.wav (expired, held by dead-host)" in err
+    assert "generated calm.wav" in err and "generated drums.wav" in err
+    rows = parse_report((out / "cost_report.csv").read_bytes())
+    assert [r["s3_filename"] for r in rows] == ["calm.wav", "drums.wav"]
+
+
+def test_a_song_another_worker_stores_meanwhile_ends_the_wait(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\n")
+    out = tmp_path / "out"
+    store = LocalStore(out)
+    assert Leases(store, "live-host", 600).claim("calm.wav")
+
+    def other_worker_finishes():
+        time.sleep(1.0)
+        wav = tmp_path / "theirs.wav"
+        wav.write_bytes(b"RIFF")
+        store.upload_new(wav, "calm.wav", {})
+        store.delete(lease_key("calm.wav"))
+
+    threading.Thread(target=other_worker_finishes).start()
+    argv = ["--prompts", str(prompts), "--output", str(out), "--lease-s", "1.5", "--worker-id", "b"]
+    engine = FakeEngine()
+    assert main(argv, load_engine=lambda model: engine) == 0
+    err = capsys.readouterr().err
+    assert engine.conditioned == []  # never generated here
+    assert "calm.wav is being generated by live-host" in err
+    assert "skipped calm.wav: already at" in err
+    assert (out / "calm.wav").read_bytes() == b"RIFF"
+
+
+def test_a_stop_while_waiting_exits_3(tmp_path, capsys, monkeypatch):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\n")
+    out = tmp_path / "out"
+    assert Leases(LocalStore(out), "live-host", 600).claim("calm.wav")
+    import signal
+
+    threading.Timer(0.5, lambda: signal.raise_signal(signal.SIGTERM)).start()
+    argv = ["--prompts", str(prompts), "--output", str(out), "--lease-s", "60", "--worker-id", "b"]
+    started = time.monotonic()
+    assert main(argv, load_engine=lambda model: FakeEngine()) == 3
+    assert time.monotonic() - started < 5
+    assert "stopped early" in capsys.readouterr().err
+    assert json.loads(LocalStore(out).read(lease_key("calm.wav"))[0])["owner"] == "live-host"
+
+
+def test_a_lease_lost_mid_song_drops_the_song_here_and_it_is_finished_once(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;6;calm\n")
+    out = tmp_path / "out"
+    store = LocalStore(out)
+    stolen = []
+
+    def on_generate(rows):
+        time.sleep(0.3)  # a window long enough for heartbeats in between
+        if stolen or not (out / ".checkpoints").is_dir():
+            return
+        # Another worker takes the song over (as if this one had stalled past its TTL) with a
+        # lease it then never renews.
+        while not stolen:
+            etag = store.read(lease_key("calm.wav"))[1]
+            if store.replace(lease_key("calm.wav"), Leases(store, "thief", 1.0)._body(), etag):
+                stolen.append(time.time())
+
+    argv = ["--prompts", str(prompts), "--output", str(out), "--window-s", "1", "--stride-s", "0.5",
+            "--lease-s", "0.9", "--worker-id", "b"]
+    assert main(argv, load_engine=lambda model: FakeEngine(on_generate)) == 0
+    err = capsys.readouterr().err
+    assert "lost the lease on calm.wav to another worker; dropped the song here" in err
+    assert "took over the lease on calm.wav (expired, held by thief)" in err
+    assert "resuming calm.wav at window" in err
+    assert err.count("generated calm.wav") == 1
+    assert soundfile.info(out / "calm.wav").frames == 6 * 8000
+    assert [r["s3_filename"] for r in parse_report((out / "cost_report.csv").read_bytes())] == ["calm.wav"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--lease-s", "0.1", "--lease-s/MUSICGEN_LEASE_S='0.1': must be >= 0.5"),
+        ("--max-attempts", "0", "--max-attempts/MUSICGEN_MAX_ATTEMPTS='0': must be > 0"),
+        ("--max-attempts", "1.5", "--max-attempts/MUSICGEN_MAX_ATTEMPTS='1.5' is not a valid int"),
+        ("--max-attempts", "101", "--max-attempts/MUSICGEN_MAX_ATTEMPTS='101': must be <= 100"),
+    ],
+)
+def test_bad_lease_or_attempts_exit_2_before_the_model_loads(tmp_path, capsys, option, value, message):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\n")
+
+    def never(model):
+        raise AssertionError("the model was loaded")
+
+    argv = ["--prompts", str(prompts), "--output", str(tmp_path / "out"), option, value]
+    assert main(argv, load_engine=never) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_max_attempts_from_the_environment(tmp_path, monkeypatch):
+    from worker.cli import build_parser, settings_from
+
+    monkeypatch.setenv("MUSICGEN_MAX_ATTEMPTS", "5")
+    settings, _ = settings_from(build_parser().parse_args([]))
+    assert (settings.max_attempts, settings.lease_s) == (5, 120.0)
