@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from moto.server import ThreadedMotoServer
@@ -99,3 +100,24 @@ def restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run the worker on a one-song prompts file with extra options and environment; assert it
+    exits 2 without loading a model and return what it wrote on stderr."""
+    from worker.cli import main
+
+    def never(model):
+        raise AssertionError("model loaded")
+
+    def run(argv: list[str], env: dict[str, str]) -> str:
+        prompts = tmp_path / "p.txt"
+        prompts.write_text("a;1;a\n")
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        output = ["--output", str(tmp_path / "o")]
+        assert main(["--prompts", str(prompts), *output, *argv], load_engine=never) == 2
+        return capsys.readouterr().err
+
+    return run

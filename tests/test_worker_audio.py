@@ -155,17 +155,8 @@ def test_a_wav_name_with_format_flac_is_an_error_on_its_line(tmp_path, capsys):
         ([], {"MUSICGEN_FORMAT": "ogg"}, "error: --format/MUSICGEN_FORMAT='ogg': must be one of wav, flac"),
     ],
 )
-def test_bad_audio_options_exit_2_with_one_line(tmp_path, capsys, monkeypatch, argv, env, message):
-    prompts = tmp_path / "p.txt"
-    prompts.write_text("a;1;a\n")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-
-    def never(model):
-        raise AssertionError("model loaded")
-
-    assert main(["--prompts", str(prompts), "--output", str(tmp_path / "o"), *argv], load_engine=never) == 2
-    assert capsys.readouterr().err == message + "\n"
+def test_bad_audio_options_exit_2_with_one_line(refused, argv, env, message):
+    assert refused(argv, env) == message + "\n"
 
 
 @pytest.mark.parametrize(

@@ -37,13 +37,8 @@ def test_check_passes_a_clean_file(tmp_path, capsys):
         (["--output", "s3://"], {}, "error: output 's3://' names no bucket"),
     ],
 )
-def test_bad_settings_exit_2_with_the_value_named(tmp_path, capsys, monkeypatch, argv, env, message):
-    prompts = tmp_path / "p.txt"
-    prompts.write_text("a;1;a\n")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert main(["--prompts", str(prompts), "--output", str(tmp_path / "o"), *argv]) == 2
-    assert message in capsys.readouterr().err
+def test_bad_settings_exit_2_with_the_value_named(refused, argv, env, message):
+    assert message in refused(argv, env)
 
 
 def test_missing_prompts_file_exits_2(tmp_path, capsys):
