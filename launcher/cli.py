@@ -303,7 +303,8 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     except gpus.NoGpuError as exc:
         raise UsageError(f"--instance-type: {exc}") from None
     image, failed = _preflight(
-        args, extra_vars, deps, ec2, network, stats, chosen, refusal, git_url, git_ref
+        args, extra_vars, deps, ec2, network, stats, chosen, refusal, git_url, git_ref,
+        instance_gpus.vcpus,
     )
     if failed:
         print(
@@ -568,6 +569,7 @@ def _preflight(
     price_refusal: str | None,
     git_url: str,
     git_ref: str,
+    vcpus: int,
 ) -> tuple[checks.Image | None, int]:
     """Runs every check, also after a failure, so one run names every problem; prints each
     passed check on stdout and each failure as an error line on stderr. Returns the AMI found
@@ -592,7 +594,7 @@ def _preflight(
     )
     if price_refusal:
         results.append(checks.Check.failed(price_refusal))
-    results.append(_quota_check(args, deps, ec2))
+    results.append(_quota_check(args, deps, vcpus))
 
     access = gitremote.Access(args.git_token_parameter, args.region)
     token_readable = True
@@ -620,14 +622,9 @@ def _preflight(
     return (image if explicit_ami is None else None), sum(not r.ok for r in results)
 
 
-def _quota_check(args: argparse.Namespace, deps: Deps, ec2: Any) -> checks.Check:
-    vcpus = quotas.instance_vcpus(ec2, args.instance_type)
+def _quota_check(args: argparse.Namespace, deps: Deps, vcpus: int) -> checks.Check:
     quota = quotas.spot_quota_for(args.instance_type)
-    value = (
-        quotas.read_quota(deps.service_quotas_client(args.region), quota)
-        if quota is not None and vcpus is not None
-        else None
-    )
+    value = quotas.read_quota(deps.service_quotas_client(args.region), quota) if quota else None
     return quotas.quota_check(
         instance_type=args.instance_type,
         worker_count=args.worker_count,

@@ -29,6 +29,7 @@ class InstanceGpus:
     count: int
     name: str
     memory_mib: int  # per GPU
+    vcpus: int  # what the spot vCPU quota counts
 
     @property
     def default_batch(self) -> int:
@@ -43,7 +44,8 @@ class InstanceGpus:
 
 
 def describe_gpus(ec2: Any, instance_type: str, region: str) -> InstanceGpus:
-    """GPU count, model and memory of `instance_type` from EC2's own catalogue."""
+    """GPU count, model and memory, and the vCPUs, of `instance_type` from EC2's own catalogue
+    (one DescribeInstanceTypes call serves the estimate and the spot quota check)."""
     try:
         (info,) = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
     except ClientError as exc:
@@ -60,4 +62,5 @@ def describe_gpus(ec2: Any, instance_type: str, region: str) -> InstanceGpus:
         count=count,
         name=" + ".join(sorted(names)),
         memory_mib=min(gpu["MemoryInfo"]["SizeInMiB"] for gpu in gpus),
+        vcpus=int(info["VCpuInfo"]["DefaultVCpus"]),
     )

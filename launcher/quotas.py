@@ -47,18 +47,6 @@ def spot_quota_for(instance_type: str) -> SpotQuota | None:
     return GPU_SPOT_QUOTAS.get(letters)
 
 
-def instance_vcpus(ec2: Any, instance_type: str) -> int | None:
-    """Default vCPUs of `instance_type` (what the quota counts), None when the region has no
-    such type."""
-    try:
-        types = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "InvalidInstanceType":
-            return None
-        raise
-    return int(types[0]["VCpuInfo"]["DefaultVCpus"]) if types else None
-
-
 @dataclass(frozen=True)
 class QuotaValue:
     name: str
@@ -107,17 +95,13 @@ def quota_check(
     *,
     instance_type: str,
     worker_count: int,
-    vcpus: int | None,
+    vcpus: int,
     quota: SpotQuota | None,
     value: QuotaValue | QuotaUnreadable | None,
     region: str,
 ) -> Check:
     """Fails when the workers' vCPUs exceed the quota; a quota that cannot be read or is not known
     for the family is a warning, since the launch may well be fine."""
-    if vcpus is None:
-        return Check.failed(
-            f"instance type: {instance_type} is not an EC2 instance type offered in {region}"
-        )
     needed = worker_count * vcpus
     needs = f"{worker_count} × {instance_type} needs {needed} vCPUs"
     if quota is None:

@@ -14,11 +14,11 @@ from worker.memory import MAX_BATCH_SIZE
 @pytest.mark.parametrize(
     ("instance_type", "expected"),
     [
-        ("g4dn.xlarge", InstanceGpus("g4dn.xlarge", 1, "NVIDIA T4", 16384)),
-        ("g4dn.12xlarge", InstanceGpus("g4dn.12xlarge", 4, "NVIDIA T4", 16384)),
-        ("g5.12xlarge", InstanceGpus("g5.12xlarge", 4, "NVIDIA A10G", 22888)),
-        ("g6.12xlarge", InstanceGpus("g6.12xlarge", 4, "NVIDIA L4", 22888)),
-        ("p4d.24xlarge", InstanceGpus("p4d.24xlarge", 8, "NVIDIA A100", 40960)),
+        ("g4dn.xlarge", InstanceGpus("g4dn.xlarge", 1, "NVIDIA T4", 16384, 4)),
+        ("g4dn.12xlarge", InstanceGpus("g4dn.12xlarge", 4, "NVIDIA T4", 16384, 48)),
+        ("g5.12xlarge", InstanceGpus("g5.12xlarge", 4, "NVIDIA A10G", 22888, 48)),
+        ("g6.12xlarge", InstanceGpus("g6.12xlarge", 4, "NVIDIA L4", 22888, 48)),
+        ("p4d.24xlarge", InstanceGpus("p4d.24xlarge", 8, "NVIDIA A100", 40960, 96)),
     ],
 )
 def test_gpus_come_from_describe_instance_types(aws_env: str, instance_type: str, expected) -> None:
@@ -49,7 +49,7 @@ def test_a_song_needs_its_window_cache_in_half_precision() -> None:
     ],
 )
 def test_each_gpus_default_batch_follows_from_its_memory(memory_mib: int, batch: int) -> None:
-    assert InstanceGpus("x", 1, "GPU", memory_mib).default_batch == batch
+    assert InstanceGpus("x", 1, "GPU", memory_mib, 4).default_batch == batch
 
 
 @pytest.mark.parametrize(
