@@ -386,18 +386,10 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
                     value = value.replace(specifier, str(folder))
                 unit_env[key] = value.replace("%i", "0")
         settings = {
-            "MUSICGEN_REPO_URL": f"file://{source}",
-            "MUSICGEN_REPO_REF": "main",
-            "MUSICGEN_BUCKET": bucket,
+            **settings_for(base, f"file://{source}", bucket, model),
             "MUSICGEN_CHECKOUT_DIR": str(checkout),
             "MUSICGEN_VENV": str(venv),
             "MUSICGEN_LOG_DIR": str(folders["LogsDirectory"]),
-            "MUSICGEN_MODEL": str(model),
-            "HOURLY_COST_USD": "0.5",
-            "MUSICGEN_BATCH_SIZE": "2",
-            "MUSICGEN_WINDOW_S": "4",
-            "MUSICGEN_STRIDE_S": "2.5",
-            "MUSICGEN_SHUTDOWN_WHEN_DONE": "1",
         }
         env_file = write_env_file(base / "worker.env", settings)
         env_file.chmod(0o644)
