@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench tiny-model clean test-tools
+.PHONY: install run test lint bench tiny-model clean test-tools docs
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ lint: install $(CHECKOV_VENV)/.installed
 	$(PY) -m ruff check .
 	terraform fmt -check -recursive terraform
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --config-file .checkov.yaml -d terraform
+
+# The option and variable tables in docs/ come from the parsers and terraform/variables.tf;
+# tests/test_docs.py fails when they are stale.
+docs: install
+	$(PY) -m tools.docs
 
 # A tiny random MusicGen for trying the pipeline offline: MUSICGEN_MODEL=.tiny-model make run
 tiny-model: install
