@@ -220,13 +220,13 @@ def _code(text: str) -> str:
 
 def options_markdown(command: Command) -> str:
     """A table of the command's arguments, then a section per subcommand (recursively)."""
-    lines: list[str] = []
+    blocks: list[str] = []
     if command.rows:
         with_env = any(row.env for row in command.rows)
         header = ["Option", "Environment", "Default", "Meaning"] if with_env else [
             "Option", "Default", "Meaning"
         ]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in command.rows:
             cells = [_code(row.invocation)]
             if with_env:
@@ -234,15 +234,11 @@ def options_markdown(command: Command) -> str:
             default = _code(row.default) if row.default_is_code else row.default
             cells += [default, row.meaning]
             lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+        blocks.append("\n".join(lines))
     for sub in command.subcommands:
-        sub_lines = [f"### `{sub.prog}`", ""]
-        if sub.help:
-            sub_lines += [" ".join(sub.help.split()), ""]
-        body = options_markdown(sub)
-        if body:
-            sub_lines.append(body)
-        lines += ([""] if lines else []) + sub_lines
-    return "\n".join(lines).rstrip("\n")
+        section = [f"### `{sub.prog}`", " ".join(sub.help.split()), options_markdown(sub)]
+        blocks.append("\n\n".join(part for part in section if part))
+    return "\n\n".join(blocks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,18 +353,18 @@ def generated(root: Path = REPO_ROOT) -> dict[Path, str]:
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.docs", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if stale")
     args = parser.parse_args(argv)
     try:
-        files = generated()
+        files = generated(root)
     except MarkerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     changed = [path for path, text in files.items() if path.read_text(encoding="utf-8") != text]
     for path in changed:
-        shown = path.relative_to(REPO_ROOT)
+        shown = path.relative_to(root).as_posix()
         if args.check:
             print(f"{shown} is stale: run make docs", file=sys.stderr)
         else:

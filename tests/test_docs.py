@@ -1,0 +1,300 @@
+"""The option tables in docs/ are generated (`make docs`); these tests fail when they are stale
+and pin down how a parser becomes a table."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launcher.cli import build_parser as launcher_parser
+from tools import docs
+from worker.cli import build_parser as worker_parser
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_generated_docs_are_current() -> None:
+    stale = []
+    for path, text in docs.generated().items():
+        current = path.read_text(encoding="utf-8")
+        if current != text:
+            diff = difflib.unified_diff(
+                current.splitlines(), text.splitlines(), "in the file", "generated", lineterm="", n=0
+            )
+            stale.append(f"{path.relative_to(REPO_ROOT)}:\n" + "\n".join(list(diff)[:20]))
+    assert not stale, "docs are stale, run make docs:\n" + "\n".join(stale)
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _option_strings(sub)
+        elif not isinstance(action, argparse._HelpAction):
+            found += action.option_strings
+    return found
+
+
+@pytest.mark.parametrize(
+    ("relative", "build_parser"),
+    [("docs/worker.md", worker_parser), ("docs/launcher.md", launcher_parser)],
+)
+def test_every_option_of_the_parser_has_a_row(relative: str, build_parser) -> None:
+    text = (REPO_ROOT / relative).read_text()
+    options = _option_strings(build_parser())
+    assert options
+    for option in options:
+        # the first cell of a row: `-v, --verbose` or `--prompts PROMPTS`
+        first_cell = rf"^\| `[^`|]*(?<![\w-]){re.escape(option)}(?![\w-])[^`|]*` \|"
+        assert re.search(first_cell, text, re.MULTILINE), option
+
+
+def test_the_users_environment_never_reaches_the_docs(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = docs.generated()
+    monkeypatch.setenv("MUSICGEN_PROMPTS", "mine.txt")
+    monkeypatch.setenv("MUSICGEN_BATCH_SIZE", "4")
+    monkeypatch.setenv("MUSICGEN_TERRAFORM_DIR", "/somewhere/else")
+    assert docs.generated() == before
+    # and the environment is the user's again afterwards
+    assert os.environ["MUSICGEN_PROMPTS"] == "mine.txt"
+
+
+def test_generating_the_docs_loads_neither_torch_nor_transformers() -> None:
+    code = (
+        "import sys; from tools import docs; docs.generated(); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def _table(build) -> str:
+    return docs.options_markdown(docs.read_command(build))
+
+
+def test_a_default_read_from_the_environment_names_its_variable() -> None:
+    def build() -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog="tool")
+        parser.add_argument("--size", default=os.environ.get("TOOL_SIZE") or "3", help="size")
+        parser.add_argument("--name", default=os.getenv("TOOL_NAME"), help="name (default: host name)")
+        parser.add_argument("--plain", default="x", help="no variable [TOOL_PLAIN, default x]")
+        return parser
+
+    assert _table(build) == (
+        "| Option | Environment | Default | Meaning |\n"
+        "|---|---|---|---|\n"
+        "| `--size SIZE` | `TOOL_SIZE` | `3` | size |\n"
+        "| `--name NAME` | `TOOL_NAME` | host name | name |\n"
+        "| `--plain PLAIN` |  | `x` | no variable [TOOL_PLAIN, default x] |"
+    )
+
+
+def test_a_help_that_restates_its_variable_in_brackets_loses_the_brackets() -> None:
+    def build() -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog="tool")
+        value = os.environ.get("TOOL_WINDOW", "")
+        parser.add_argument(
+            "--window", default=value or "30", help="seconds per window [TOOL_WINDOW, default 30]"
+        )
+        return parser
+
+    assert _table(build).splitlines()[-1] == (
+        "| `--window WINDOW` | `TOOL_WINDOW` | `30` | seconds per window |"
+    )
+
+
+def test_without_any_variable_the_table_has_no_environment_column() -> None:
+    def build() -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog="tool")
+        parser.add_argument("mode", nargs="?", choices=["status", "download"], help="what to do")
+        parser.add_argument("--price", type=float, default=0.4, help="USD (default: %(default).2f)")
+        parser.add_argument("--kind", default="g4dn.xlarge", help="%(default)s")
+        parser.add_argument("--region", help="region (default: boto3's (profile), else us-east-1)")
+        parser.add_argument("--var", action="append", default=[], metavar="K=V", help="a variable")
+        parser.add_argument("--tag", action="append", default=[], help="a tag, repeat for more")
+        parser.add_argument("--prefix", default="", help="a | b")
+        parser.add_argument("-y", "--yes", action="store_true", help="do not ask")
+        parser.add_argument("--pair", nargs=2, help="two")
+        parser.add_argument("--many", nargs="+", help="some")
+        return parser
+
+    assert _table(build) == (
+        "| Option | Default | Meaning |\n"
+        "|---|---|---|\n"
+        "| `[mode]` |  | what to do; one of `status`, `download` |\n"
+        "| `--price PRICE` | `0.40` | USD |\n"
+        "| `--kind KIND` | `g4dn.xlarge` |  |\n"
+        "| `--region REGION` | boto3's (profile), else us-east-1 | region |\n"
+        "| `--var K=V` |  | a variable (repeatable) |\n"
+        "| `--tag TAG` |  | a tag, repeat for more |\n"
+        '| `--prefix PREFIX` | `""` | a \\| b |\n'
+        "| `-y, --yes` |  | do not ask |\n"
+        "| `--pair PAIR PAIR` | not set | two |\n"
+        "| `--many MANY [MANY ...]` | not set | some |"
+    )
+
+
+def test_a_path_inside_the_checkout_is_shown_relative_to_it() -> None:
+    def build() -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog="tool")
+        parser.add_argument("--dir", type=Path, default=REPO_ROOT / "terraform", help="root")
+        parser.add_argument("--model", default="/opt/models/small", help="model")
+        return parser
+
+    lines = _table(build).splitlines()
+    assert lines[-2] == "| `--dir DIR` | `terraform/` | root |"
+    assert lines[-1] == "| `--model MODEL` | `/opt/models/small` | model |"
+
+
+def test_subcommands_get_a_section_each() -> None:
+    def build() -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog="python launcher")
+        parser.add_argument("--region", default="us-east-1", help="AWS region")
+        commands = parser.add_subparsers(dest="command")
+        status = commands.add_parser("status", help="show the workers")
+        status.add_argument("--bucket", help="a bucket (default: terraform output)")
+        commands.add_parser("destroy", help="tear down")
+        download = commands.add_parser("download", help="copy the batch")
+        download.add_argument("directory", nargs="?", metavar="DIR", help="where (default: songs)")
+        download.add_argument("--logs", action="store_true", help="copy the logs too")
+        return parser
+
+    assert _table(build) == (
+        "| Option | Default | Meaning |\n"
+        "|---|---|---|\n"
+        "| `--region REGION` | `us-east-1` | AWS region |\n"
+        "\n"
+        "### `python launcher status`\n"
+        "\n"
+        "show the workers\n"
+        "\n"
+        "| Option | Default | Meaning |\n"
+        "|---|---|---|\n"
+        "| `--bucket BUCKET` | terraform output | a bucket |\n"
+        "\n"
+        "### `python launcher destroy`\n"
+        "\n"
+        "tear down\n"
+        "\n"
+        "### `python launcher download`\n"
+        "\n"
+        "copy the batch\n"
+        "\n"
+        "| Option | Default | Meaning |\n"
+        "|---|---|---|\n"
+        "| `[DIR]` | songs | where |\n"
+        "| `--logs` |  | copy the logs too |"
+    )
+
+
+def test_the_terraform_table_shows_types_defaults_and_required_variables(tmp_path: Path) -> None:
+    variables = tmp_path / "variables.tf"
+    variables.write_text(
+        """
+variable "instance_types" {
+  description = "GPU types | in order of preference."
+  type        = list(string)
+  default     = ["g4dn.xlarge"]
+}
+
+variable "git_repo_url" {
+  description = "HTTPS URL."
+  type        = string
+}
+
+variable "tags" {
+  description = "Extra tags."
+  type        = map(string)
+  default     = {}
+}
+
+variable "keep_alive" {
+  description = "Keep the instance."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = var.keep_alive != null
+    error_message = "keep_alive must be set."
+  }
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+  default     = "us-east-1"
+}
+"""
+    )
+    assert docs.variables_markdown(variables) == (
+        "| Variable | Type | Default | Description |\n"
+        "|---|---|---|---|\n"
+        '| `instance_types` | `list(string)` | `["g4dn.xlarge"]` | GPU types \\| in order of preference. |\n'
+        "| `git_repo_url` | `string` | required | HTTPS URL. |\n"
+        "| `tags` | `map(string)` | `{}` | Extra tags. |\n"
+        "| `keep_alive` | `bool` | `false` | Keep the instance. |\n"
+        '| `region` | `string` | `"us-east-1"` | AWS region. |'
+    )
+
+
+def test_fill_replaces_only_what_is_between_the_markers() -> None:
+    text = f"# Title\n\n{docs.begin_marker('t')}\nold\nrows\n{docs.end_marker('t')}\n\nProse.\n"
+    once = docs.fill(text, "t", "| new |")
+    assert once == f"# Title\n\n{docs.begin_marker('t')}\n| new |\n{docs.end_marker('t')}\n\nProse.\n"
+    assert docs.fill(once, "t", "| new |") == once
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no markers at all\n",
+        f"{docs.begin_marker('t')}\nonly the beginning\n",
+        f"{docs.begin_marker('t')}\n{docs.end_marker('t')}\n{docs.begin_marker('t')}\n",
+    ],
+)
+def test_fill_refuses_a_file_without_exactly_one_pair_of_markers(text: str) -> None:
+    with pytest.raises(docs.MarkerError, match="exactly one pair of markers"):
+        docs.fill(text, "t", "x")
+
+
+def test_check_names_each_stale_file_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "docs").mkdir()
+    for relative, sections in docs.SECTIONS.items():
+        markers = "\n".join(f"{docs.begin_marker(n)}\n{docs.end_marker(n)}" for n in sections)
+        (tmp_path / relative).write_text(f"# Doc\n\n{markers}\n")
+    before = {path: path.read_text() for path in (tmp_path / "docs").iterdir()}
+
+    assert docs.main(["--check"], root=tmp_path) == 1
+    assert {path: path.read_text() for path in (tmp_path / "docs").iterdir()} == before
+    assert capsys.readouterr().err.splitlines() == [
+        f"{relative} is stale: run make docs" for relative in docs.SECTIONS
+    ]
+
+    assert docs.main([], root=tmp_path) == 0
+    assert capsys.readouterr().out.splitlines() == [f"updated {r}" for r in docs.SECTIONS]
+    assert docs.main(["--check"], root=tmp_path) == 0
+    assert "| `--prompts PROMPTS` |" in (tmp_path / "docs/worker.md").read_text()
+
+
+def test_a_file_that_lost_its_markers_is_an_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "docs").mkdir()
+    for relative in docs.SECTIONS:
+        (tmp_path / relative).write_text("# Doc without markers\n")
+    assert docs.main([], root=tmp_path) == 2
+    assert capsys.readouterr().err.startswith("error: docs/worker.md: needs exactly one pair")
