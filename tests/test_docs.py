@@ -128,6 +128,9 @@ def test_without_any_variable_the_table_has_no_environment_column() -> None:
         parser.add_argument("-y", "--yes", action="store_true", help="do not ask")
         parser.add_argument("--pair", nargs=2, help="two")
         parser.add_argument("--many", nargs="+", help="some")
+        parser.add_argument("--type", action="append", default=["a.x", "b.y"], help="types")
+        parser.add_argument("--keep", action=argparse.BooleanOptionalAction, default=False, help="k")
+        parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True)
         return parser
 
     assert _table(build) == (
@@ -142,7 +145,10 @@ def test_without_any_variable_the_table_has_no_environment_column() -> None:
         '| `--prefix PREFIX` | `""` | a \\| b |\n'
         "| `-y, --yes` |  | do not ask |\n"
         "| `--pair PAIR PAIR` | not set | two |\n"
-        "| `--many MANY [MANY ...]` | not set | some |"
+        "| `--many MANY [MANY ...]` | not set | some |\n"
+        "| `--type TYPE` | `a.x, b.y` | types (repeatable) |\n"
+        "| `--keep, --no-keep` | off | k |\n"
+        "| `--wait, --no-wait` | on |  |"
     )
 
 

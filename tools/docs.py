@@ -114,6 +114,8 @@ def _row(action: argparse.Action, probed: argparse.Action, prog: str) -> Row:
         # table has columns for both.
         meaning = re.sub(r"\s*\[" + re.escape(env) + r"\b[^\]]*\]", "", meaning)
     stated, meaning = _stated_default(meaning)
+    if isinstance(action, argparse.BooleanOptionalAction) and stated == str(action.default):
+        stated = None  # the "(default: False)" some Python versions append to its help
     if stated is not None:
         default, is_code = stated, _is_value(stated, action.default)
     else:
@@ -167,13 +169,15 @@ def _is_value(stated: str, default: Any) -> bool:
 def _shown_default(action: argparse.Action) -> tuple[str, bool]:
     """The default as the table shows it, and whether it is a literal value (shown as code)."""
     default = action.default
+    if isinstance(action, argparse.BooleanOptionalAction) and isinstance(default, bool):
+        return ("on" if default else "off"), False
     if action.nargs == 0 or (default is None and not action.option_strings):
         # A flag is on when given; an optional positional is simply left out.
         return "", False
     if default is None or default is argparse.SUPPRESS:
         return NOT_SET, False
-    if isinstance(default, list | tuple) and not default:
-        return "", False
+    if isinstance(default, list | tuple):
+        return (", ".join(str(item) for item in default), True) if default else ("", False)
     if isinstance(default, Path) or (isinstance(default, str) and os.path.isabs(default)):
         # A path inside the checkout is shown relative to it, the same on every machine.
         path = Path(default)
