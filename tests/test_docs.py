@@ -258,7 +258,7 @@ variable "region" {
 def test_fill_replaces_only_what_is_between_the_markers() -> None:
     text = f"# Title\n\n{docs.begin_marker('t')}\nold\nrows\n{docs.end_marker('t')}\n\nProse.\n"
     once = docs.fill(text, "t", "| new |")
-    assert once == f"# Title\n\n{docs.begin_marker('t')}\n| new |\n{docs.end_marker('t')}\n\nProse.\n"
+    assert once == f"# Title\n\n{docs.begin_marker('t')}\n\n| new |\n\n{docs.end_marker('t')}\n\nProse.\n"
     assert docs.fill(once, "t", "| new |") == once
 
 

@@ -339,7 +339,8 @@ def fill(text: str, name: str, content: str) -> str:
         raise MarkerError(f"needs exactly one pair of markers {begin!r} ... {end!r}")
     head, rest = text.split(begin)
     _, tail = rest.split(end)
-    return f"{head}{begin}\n{content}\n{end}{tail}"
+    # Blank lines around the content, so a Markdown table neither swallows nor is cut by a marker.
+    return f"{head}{begin}\n\n{content}\n\n{end}{tail}"
 
 
 def generated(root: Path = REPO_ROOT) -> dict[Path, str]:
