@@ -237,6 +237,12 @@ variable "keep_alive" {
   }
 }
 
+variable "zones" {
+  description = "Zones, e.g. [\\"us-east-1a\\"]; a \\\\ stays."
+  type        = list(string)
+  default     = []
+}
+
 variable "region" {
   description = "AWS region."
   type        = string
@@ -251,6 +257,7 @@ variable "region" {
         "| `git_repo_url` | `string` | required | HTTPS URL. |\n"
         "| `tags` | `map(string)` | `{}` | Extra tags. |\n"
         "| `keep_alive` | `bool` | `false` | Keep the instance. |\n"
+        '| `zones` | `list(string)` | `[]` | Zones, e.g. ["us-east-1a"]; a \\ stays. |\n'
         '| `region` | `string` | `"us-east-1"` | AWS region. |'
     )
 

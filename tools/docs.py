@@ -258,8 +258,13 @@ def _hcl_value(value: Any) -> Any:
     if isinstance(value, list):
         return [_hcl_value(item) for item in value]
     if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
+        return _HCL_ESCAPE.sub(lambda m: _HCL_ESCAPES[m.group(1)], value[1:-1])
     return value
+
+
+# python-hcl2 keeps a literal string's escapes as written (e.g. [\"a\"]).
+_HCL_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+_HCL_ESCAPE = re.compile(r'\\(["\\ntr])')
 
 
 def _hcl_expression(value: Any) -> str:
