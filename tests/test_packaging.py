@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import boto3
@@ -23,8 +22,10 @@ PYPROJECT = REPO_ROOT / "pyproject.toml"
 # no new venv, a changed dependency or script does.
 VENVS = REPO_ROOT / ".cache" / "launcher-venv"
 WORKER_ONLY = ("torch", "transformers", "numpy", "soundfile", "pyloudnorm", "scipy")
-NOT_INSTALLED = "error: No module named '{package}' in {python}: install the {package} with " \
+NOT_INSTALLED = (
+    "error: No module named '{package}' in {python}: install the {package} with "
     "`pip install -e '.[{package}]'` from the checkout (`make install` does)\n"
+)
 
 
 def venv_key() -> str:
@@ -67,19 +68,6 @@ def run(*argv: str | Path, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess
 def launcher_help(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("COLUMNS", "100")
     return build_parser().format_help()
-
-
-def test_the_extras_split_the_worker_from_the_launcher() -> None:
-    project = tomllib.loads(PYPROJECT.read_text())["project"]
-    extras = project["optional-dependencies"]
-    assert project["scripts"] == {
-        "musicgen-worker": "worker.__main__:main",
-        "musicgen-launcher": "launcher.__main__:main",
-    }
-    # Never a plain `torch`: the pin keeps pip on the local CPU wheel where there is one.
-    assert "torch==2.13.0" in extras["worker"]
-    assert not any(dep.startswith(WORKER_ONLY) for dep in project["dependencies"] + extras["launcher"])
-    assert "musicgen-batch[worker,launcher]" in extras["test"]
 
 
 @pytest.mark.slow
