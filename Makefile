@@ -5,14 +5,15 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench tiny-model clean test-tools docs
+.PHONY: install run test lint bench tiny-model packer-requirements clean test-tools docs
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch==2.13.0 is pinned in pyproject.toml; on a machine with a local CPU wheel pip takes it from there.
+	# [test] pulls in the [worker] and [launcher] extras. torch==2.13.0 is pinned in pyproject.toml;
+	# on a machine with a local CPU wheel pip takes it from there.
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -55,10 +56,15 @@ docs: install
 
 # A tiny random MusicGen for trying the pipeline offline: MUSICGEN_MODEL=.tiny-model make run
 tiny-model: install
-	$(PY) -c "from tests.tiny_model import save_tiny_model; save_tiny_model(__import__('pathlib').Path('.tiny-model'))"
+	$(PY) -m worker.tiny_model .tiny-model
+
+# The AMI's requirements come from pyproject.toml (its base dependencies and the [worker] extra);
+# run after changing either, tests/test_packer.py fails while the file is stale.
+packer-requirements:
+	$(PYTHON) packer/generate_requirements.py
 
 bench: install
 	$(PY) bench/throughput.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) output .pytest_cache .tiny-model .spool
+	rm -rf $(VENV) $(CHECKOV_VENV) output .pytest_cache .tiny-model .spool .cache

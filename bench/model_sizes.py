@@ -11,11 +11,6 @@ once), which holds at the small batches MusicGen runs; measure your GPU with ben
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from worker.modelsize import DecoderShape
 
 HUB = {

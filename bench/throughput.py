@@ -25,9 +25,8 @@ import logging
 import math
 import platform
 import resource
-import sys
 import time
-from pathlib import Path
+from typing import Self
 
 import torch
 from transformers import (
@@ -38,16 +37,12 @@ from transformers import (
     T5Config,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from typing import Self
-
-from tests.tiny_model import random_musicgen
 from worker.engine import Engine, pick_device
 from worker.kvcache import window_cache
 from worker.precision import DTYPE_CHOICES
 from worker.prompts import Job
 from worker.scheduler import BatchScheduler, Callbacks, Song
+from worker.tiny_model import random_musicgen
 from worker.windows import plan_windows, song_frames, song_samples, steps_for
 
 PROMPTS = [

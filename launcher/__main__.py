@@ -1,14 +1,31 @@
-"""Entry point for both `python launcher` (run as a script) and `python -m launcher`."""
+"""`python launcher` from the checkout, `python -m launcher`, and the `musicgen-launcher` script."""
 
 import sys
 from pathlib import Path
 
-if not __package__:
-    # `python launcher` puts launcher/ itself on sys.path, not the repo root that holds the
-    # `launcher` and `worker` packages.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__ and sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    # `python launcher` runs this folder as a script, so Python put the folder itself first on
+    # sys.path, where launcher/aws.py and its neighbours would shadow top-level modules of the
+    # same name. The package comes from the installed project (`make install`) instead.
+    del sys.path[0]
 
-from launcher.cli import main
+
+def main() -> int:
+    """The launcher's CLI; without its dependencies in this Python, one line saying how to add them."""
+    try:
+        from launcher.cli import main as run
+
+        return run()
+    except ModuleNotFoundError as missing:
+        if (missing.name or "").startswith(("worker.", "launcher.")):
+            raise  # a module of this project itself: a bug, not an install to fix
+        print(
+            f"error: {missing} in {sys.executable}: install the launcher with "
+            "`pip install -e '.[launcher]'` from the checkout (`make install` does)",
+            file=sys.stderr,
+        )
+        return 2
+
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -42,7 +42,7 @@ def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
     """A tiny random MusicGen saved with save_pretrained, loaded like facebook/musicgen-small."""
-    from tests.tiny_model import save_tiny_model
+    from worker.tiny_model import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-musicgen"))
 
@@ -50,9 +50,17 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_stereo_model_dir(tmp_path_factory: pytest.TempPathFactory):
     """The same, stereo: audio_channels=2 and 8 interleaved codebooks, like musicgen-stereo-*."""
-    from tests.tiny_model import save_tiny_model
+    from worker.tiny_model import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-musicgen-stereo"), audio_channels=2)
+
+
+@pytest.fixture
+def project_on_pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Child Pythons import this checkout's packages as its editable install (`make install`)
+    does, also where the Python running the tests has not installed the project."""
+    checkout = str(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import torch
 from transformers import MusicgenForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from tests.tiny_model import CODEBOOK_SIZE, NUM_CODEBOOKS
 from worker.kvcache import WindowLayer, window_cache
+from worker.tiny_model import CODEBOOK_SIZE, NUM_CODEBOOKS
 
 
 @pytest.fixture(scope="module")

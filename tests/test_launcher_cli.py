@@ -649,7 +649,8 @@ def run_entry_point(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_entry_points_from_the_repo_root(
-    aws_env: str, workdir: Path, terraform: FakeTerraform, source: WorkerSource
+    aws_env: str, workdir: Path, terraform: FakeTerraform, source: WorkerSource,
+    project_on_pythonpath: None,
 ) -> None:
     prompts = str(workdir / "prompts.txt")
 

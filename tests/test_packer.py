@@ -117,8 +117,13 @@ def test_provisioners_install_the_venv_download_the_model_and_smoke_check() -> N
 
 
 def test_requirements_match_pyproject_pins() -> None:
+    """The AMI gets the worker's dependencies (base and [worker] extra) with pyproject's exact
+    specifiers, and none of the launcher's."""
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    declared = {requirement_name(d): d.replace(" ", "") for d in project["dependencies"]}
+    extras = project["optional-dependencies"]
+    declared = {
+        requirement_name(d): d.replace(" ", "") for d in [*project["dependencies"], *extras["worker"]]
+    }
     lines = (PACKER_DIR / "requirements.txt").read_text().splitlines()
     required = [
         line.replace(" ", "") for line in lines if line.strip() and not line.startswith("#")
@@ -127,15 +132,40 @@ def test_requirements_match_pyproject_pins() -> None:
         name: spec for name, spec in declared.items() if name not in LAUNCHER_ONLY
     }
     assert "torch==2.13.0" in required and "transformers==5.23.0" in required
+    assert {requirement_name(r) for r in extras["launcher"]} == LAUNCHER_ONLY
 
 
-def load_smoke_check() -> ModuleType:
-    """packer/ is not a package; load the script as a module to call its main() in-process
-    (a subprocess would spend most of its time importing torch again)."""
-    spec = importlib.util.spec_from_file_location("smoke_check", PACKER_DIR / "smoke_check.py")
+def test_requirements_are_generated_from_pyproject() -> None:
+    generator = load_script("generate_requirements.py")
+    assert (PACKER_DIR / "requirements.txt").read_text() == generator.render(
+        (REPO_ROOT / "pyproject.toml").read_text()
+    ), "packer/requirements.txt is stale: run `make packer-requirements`"
+
+
+def test_the_generator_writes_the_worker_extra_of_any_pyproject() -> None:
+    generator = load_script("generate_requirements.py")
+    pyproject = """
+        [project]
+        dependencies = ["boto3>=1"]
+        [project.optional-dependencies]
+        worker = ["torch==9.0"]
+        launcher = ["python-terraform==1"]
+    """
+    body = generator.render(pyproject).removeprefix(generator.HEADER)
+    assert body == "boto3>=1\ntorch==9.0\n"
+
+
+def load_script(name: str) -> ModuleType:
+    """packer/ is not a package; load a script as a module to call it in-process (a subprocess
+    would spend most of its time importing torch again)."""
+    spec = importlib.util.spec_from_file_location(Path(name).stem, PACKER_DIR / name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_smoke_check() -> ModuleType:
+    return load_script("smoke_check.py")
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def test_env_variables_configure_the_worker(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("entry", [["-m", "worker"], ["worker"]])
-def test_both_entry_points_run(tmp_path, entry):
+def test_both_entry_points_run(tmp_path, entry, project_on_pythonpath):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a;1;a\n")
     done = subprocess.run(

@@ -1,12 +1,19 @@
 """A tiny random MusicGen (T5 + EnCodec + decoder) built from transformers configs.
 
 Saved with `save_pretrained`, it loads through exactly the `from_pretrained` path the worker
-uses for facebook/musicgen-small, so tests run the real code offline and in seconds.
-`random_musicgen` also builds bench/throughput.py's full-size architecture.
+uses for facebook/musicgen-small, so the tests, and anyone without the hub, run the real code
+offline and in seconds; its "songs" are noise. `random_musicgen` also builds
+bench/throughput.py's full-size architecture.
+
+    python -m worker.tiny_model DIR [--stereo] [--seed N]
+    MUSICGEN_MODEL=DIR python -m worker
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -106,3 +113,26 @@ def save_tiny_model(path: Path, seed: int = 0, audio_channels: int = 1) -> Path:
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m worker.tiny_model",
+        description="Save a tiny random MusicGen (its songs are noise) for trying the worker offline.",
+    )
+    parser.add_argument("dir", type=Path, help="folder to save it in (created if missing)")
+    parser.add_argument(
+        "--stereo", action="store_true", help="a stereo checkpoint, like facebook/musicgen-stereo-*"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    args = parser.parse_args(argv)
+    if args.dir.exists() and not args.dir.is_dir():
+        print(f"error: {args.dir} exists and is not a folder", file=sys.stderr)
+        return 2
+    save_tiny_model(args.dir, seed=args.seed, audio_channels=2 if args.stereo else 1)
+    print(f"Tiny random MusicGen saved to {args.dir}: run the worker with --model {args.dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
