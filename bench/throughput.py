@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import math
 import platform
 import resource
 import sys
@@ -47,8 +46,8 @@ from worker.engine import Engine, pick_device
 from worker.kvcache import window_cache
 from worker.precision import DTYPE_CHOICES
 from worker.prompts import Job
-from worker.scheduler import BatchScheduler, Callbacks, Song
-from worker.windows import plan_windows, song_frames, song_samples, steps_for
+from worker.scheduler import BatchScheduler, Callbacks, Song, new_song
+from worker.windows import WindowSettings, steps_for
 
 PROMPTS = [
     "cinematic trailer music with epic drums",
@@ -124,22 +123,12 @@ class Meter:
 
 
 def make_songs(engine: Engine, durations: list[float], window_s: float, stride_s: float) -> list[Song]:
-    window = max(1, round(window_s * engine.frame_rate))
-    stride = max(1, round(stride_s * engine.frame_rate))
-    songs = []
-    for i, duration in enumerate(durations):
-        job = Job(i + 1, PROMPTS[i % len(PROMPTS)], duration, f"song{i}.wav")
-        frames = song_frames(duration, engine.sample_rate, engine.hop_length)
-        songs.append(
-            Song(
-                job=job,
-                seed=i,
-                num_samples=song_samples(duration, engine.sample_rate),
-                plans=plan_windows(frames, window, stride),
-                codes=torch.zeros((engine.num_codebooks, 0), dtype=torch.long),
-            )
-        )
-    return songs
+    """The worker's songs for these lengths, song i with seed i."""
+    window = WindowSettings(window_s, stride_s)
+    return [
+        new_song(Job(i + 1, PROMPTS[i % len(PROMPTS)], duration, f"song{i}.wav"), i, window, engine)
+        for i, duration in enumerate(durations)
+    ]
 
 
 class Breakdown:
@@ -192,16 +181,14 @@ def run_baseline(engine, model, durations, window_s, stride_s) -> Meter:
     """One song at a time with stock `model`; each window re-encodes the last (window - stride) s
     of audio."""
     processor, sr = engine.processor, engine.sample_rate
-    window_frames = round(window_s * engine.frame_rate)
-    stride_frames = round(stride_s * engine.frame_rate)
     options = {"do_sample": True, "top_k": 250, "guidance_scale": 3.0}
     with Meter(engine.device) as meter, torch.inference_mode():
-        for i, duration in enumerate(durations):
-            text = PROMPTS[i % len(PROMPTS)]
-            needed = song_samples(duration, sr)
-            plans = plan_windows(math.ceil(needed / engine.hop_length), window_frames, stride_frames)
+        # The same windows as the engine's songs; only how each window is made differs.
+        for song in make_songs(engine, durations, window_s, stride_s):
+            text = song.job.prompt
+            needed = song.num_samples
             audio = torch.zeros(0)
-            for plan in plans:
+            for plan in song.plans:
                 if plan.prompt_frames == 0:
                     inputs = processor(text=[text], return_tensors="pt")
                 else:
@@ -302,8 +289,7 @@ def main() -> None:
     base_rate = baseline_audio / base.seconds
     rows.append(("baseline (1 song at a time, re-encode + decode every window)", 1, base_rate, base.peak))
     sizes = [int(s) for s in args.sweep.split(",")] if args.sweep else [batch_size]
-    window_frames = round(window_s * engine.frame_rate)
-    stride_frames = round(stride_s * engine.frame_rate)
+    window_frames, stride_frames = WindowSettings(window_s, stride_s).frames(engine.frame_rate)
     typical_cache = window_frames - stride_frames + stride_frames // 2
     results, breakdowns = {}, {}
     for size in sizes:

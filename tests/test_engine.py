@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from worker.engine import WindowRequest, derive_seed
+from worker.generation import WindowRequest, derive_seed
 from worker.settings import GenerationParams
 from worker.windows import steps_for
 
