@@ -181,7 +181,11 @@ def run_baseline(engine, model, durations, window_s, stride_s) -> Meter:
     """One song at a time with stock `model`; each window re-encodes the last (window - stride) s
     of audio."""
     processor, sr = engine.processor, engine.sample_rate
-    options = {"do_sample": True, "top_k": 250, "guidance_scale": 3.0}
+    params = engine.params  # the worker's defaults, as the engine runs them
+    options = {
+        "do_sample": True, "top_k": params.top_k, "temperature": params.temperature,
+        "guidance_scale": params.guidance_scale,
+    }
     with Meter(engine.device) as meter, torch.inference_mode():
         # The same windows as the engine's songs; only how each window is made differs.
         for song in make_songs(engine, durations, window_s, stride_s):
@@ -264,7 +268,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the engine's precision line
     device, dtype = pick_device(args.dtype)
     scale = args.scale if args.scale is not None else (1.0 if device.type == "cuda" else 0.05)
-    window_s, stride_s = 30 * scale, 18 * scale
+    window = WindowSettings()  # the worker's default windows, scaled
+    window_s, stride_s = window.window_s * scale, window.stride_s * scale
     # 3 to 4.8 minutes at full scale: between 7 and 11 windows per song.
     durations = [round((args.duration_s or 180 + 108 * (i % 5) / 4) * scale, 3) for i in range(args.songs)]
     batch_size = args.batch_size or args.songs
@@ -280,7 +285,7 @@ def main() -> None:
     print(f"model: musicgen-small architecture, random weights, {str(dtype).removeprefix('torch.')} on {device} "
           f"(built in {time.perf_counter() - started:.0f} s)")
     print(f"songs: {args.songs}, {total_audio:.1f} s of audio in all; window {window_s:g} s, stride {stride_s:g} s; "
-          f"guidance 3, top-k 250")
+          f"guidance {engine.params.guidance_scale:g}, top-k {engine.params.top_k}")
 
     run_engine(engine, durations[:1], window_s / 4, stride_s / 4, 1)  # warm-up: kernels, allocator
     rows = []

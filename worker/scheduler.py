@@ -90,11 +90,13 @@ class Song:
         self.state = SongState.IN_BATCH
 
     def leave(self, state: SongState) -> None:
+        """Out of the batch for good, for the reason `state` names."""
         self.conditioning = None
         self.state = state
 
     @property
     def done(self) -> bool:
+        """Every window generated (a song resumed this far still needs its decode)."""
         return self.next_window >= len(self.plans)
 
     @property
