@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import math
 import platform
 import resource
 import time
@@ -41,9 +40,9 @@ from worker.engine import Engine, pick_device
 from worker.kvcache import window_cache
 from worker.precision import DTYPE_CHOICES
 from worker.prompts import Job
-from worker.scheduler import BatchScheduler, Callbacks, Song
+from worker.scheduler import BatchScheduler, Callbacks, Song, new_song
 from worker.tiny_model import random_musicgen
-from worker.windows import plan_windows, song_frames, song_samples, steps_for
+from worker.windows import WindowSettings, steps_for
 
 PROMPTS = [
     "cinematic trailer music with epic drums",
@@ -119,22 +118,12 @@ class Meter:
 
 
 def make_songs(engine: Engine, durations: list[float], window_s: float, stride_s: float) -> list[Song]:
-    window = max(1, round(window_s * engine.frame_rate))
-    stride = max(1, round(stride_s * engine.frame_rate))
-    songs = []
-    for i, duration in enumerate(durations):
-        job = Job(i + 1, PROMPTS[i % len(PROMPTS)], duration, f"song{i}.wav")
-        frames = song_frames(duration, engine.sample_rate, engine.hop_length)
-        songs.append(
-            Song(
-                job=job,
-                seed=i,
-                num_samples=song_samples(duration, engine.sample_rate),
-                plans=plan_windows(frames, window, stride),
-                codes=torch.zeros((engine.num_codebooks, 0), dtype=torch.long),
-            )
-        )
-    return songs
+    """The worker's songs for these lengths, song i with seed i."""
+    window = WindowSettings(window_s, stride_s)
+    return [
+        new_song(Job(i + 1, PROMPTS[i % len(PROMPTS)], duration, f"song{i}.wav"), i, window, engine)
+        for i, duration in enumerate(durations)
+    ]
 
 
 class Breakdown:
@@ -187,16 +176,18 @@ def run_baseline(engine, model, durations, window_s, stride_s) -> Meter:
     """One song at a time with stock `model`; each window re-encodes the last (window - stride) s
     of audio."""
     processor, sr = engine.processor, engine.sample_rate
-    window_frames = round(window_s * engine.frame_rate)
-    stride_frames = round(stride_s * engine.frame_rate)
-    options = {"do_sample": True, "top_k": 250, "guidance_scale": 3.0}
+    params = engine.params  # the worker's defaults, as the engine runs them
+    options = {
+        "do_sample": True, "top_k": params.top_k, "temperature": params.temperature,
+        "guidance_scale": params.guidance_scale,
+    }
     with Meter(engine.device) as meter, torch.inference_mode():
-        for i, duration in enumerate(durations):
-            text = PROMPTS[i % len(PROMPTS)]
-            needed = song_samples(duration, sr)
-            plans = plan_windows(math.ceil(needed / engine.hop_length), window_frames, stride_frames)
+        # The same windows as the engine's songs; only how each window is made differs.
+        for song in make_songs(engine, durations, window_s, stride_s):
+            text = song.job.prompt
+            needed = song.num_samples
             audio = torch.zeros(0)
-            for plan in plans:
+            for plan in song.plans:
                 if plan.prompt_frames == 0:
                     inputs = processor(text=[text], return_tensors="pt")
                 else:
@@ -272,7 +263,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the engine's precision line
     device, dtype = pick_device(args.dtype)
     scale = args.scale if args.scale is not None else (1.0 if device.type == "cuda" else 0.05)
-    window_s, stride_s = 30 * scale, 18 * scale
+    window = WindowSettings()  # the worker's default windows, scaled
+    window_s, stride_s = window.window_s * scale, window.stride_s * scale
     # 3 to 4.8 minutes at full scale: between 7 and 11 windows per song.
     durations = [round((args.duration_s or 180 + 108 * (i % 5) / 4) * scale, 3) for i in range(args.songs)]
     batch_size = args.batch_size or args.songs
@@ -288,7 +280,7 @@ def main() -> None:
     print(f"model: musicgen-small architecture, random weights, {str(dtype).removeprefix('torch.')} on {device} "
           f"(built in {time.perf_counter() - started:.0f} s)")
     print(f"songs: {args.songs}, {total_audio:.1f} s of audio in all; window {window_s:g} s, stride {stride_s:g} s; "
-          f"guidance 3, top-k 250")
+          f"guidance {engine.params.guidance_scale:g}, top-k {engine.params.top_k}")
 
     run_engine(engine, durations[:1], window_s / 4, stride_s / 4, 1)  # warm-up: kernels, allocator
     rows = []
@@ -297,8 +289,7 @@ def main() -> None:
     base_rate = baseline_audio / base.seconds
     rows.append(("baseline (1 song at a time, re-encode + decode every window)", 1, base_rate, base.peak))
     sizes = [int(s) for s in args.sweep.split(",")] if args.sweep else [batch_size]
-    window_frames = round(window_s * engine.frame_rate)
-    stride_frames = round(stride_s * engine.frame_rate)
+    window_frames, stride_frames = WindowSettings(window_s, stride_s).frames(engine.frame_rate)
     typical_cache = window_frames - stride_frames + stride_frames // 2
     results, breakdowns = {}, {}
     for size in sizes:

@@ -87,7 +87,7 @@ class FakeEngine:
     def condition(self, prompt):
         import torch
 
-        from worker.engine import Conditioning
+        from worker.generation import Conditioning
 
         self.conditioned.append(prompt)
         return Conditioning(hidden=torch.zeros(1, 4), mask=torch.ones(1))

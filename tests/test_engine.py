@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from worker.engine import WindowRequest, derive_seed
+from worker.engine import CPU_BATCH_SIZE
+from worker.generation import WindowRequest, derive_seed
 from worker.settings import GenerationParams
 from worker.windows import steps_for
 
@@ -156,5 +157,39 @@ def test_generation_params_reject_bad_values(bad):
         GenerationParams(**bad)
 
 
-def test_auto_batch_size_on_cpu_is_the_fixed_default(tiny_engine):
-    assert tiny_engine.auto_batch_size(1500) == 8
+# The tiny decoder: 2 layers x 32 hidden, 4 codebooks of 64 codes. Per song, a window of W frames
+# holds a KV cache of rows x 2 layers x (K, V) x 32 x (W + 4) positions x bytes, plus float32
+# sampling buffers of rows x 4 x 64 x 16 bytes; rows = 2 with guidance. 70% of free memory is used.
+@pytest.mark.parametrize(
+    ("free_bytes", "window_frames", "dtype", "guidance", "batch"),
+    [
+        (10_000_000, 1500, torch.float16, 3.0, 8),  # 7e6 // (770_048 + 8_192)
+        (10_000_000, 1500, torch.float16, 1.0, 17),  # one row per song: 7e6 // 389_120
+        (10_000_000, 1500, torch.float32, 3.0, 4),  # 4-byte cache: 7e6 // 1_548_288
+        (1_000_000, 150, torch.float16, 3.0, 8),  # a shorter window: 7e5 // (78_848 + 8_192)
+        (1_000_000, 1500, torch.float16, 3.0, 1),  # not even one song fits: still one
+        (100 * 2**30, 1500, torch.float16, 3.0, 64),  # an 80 GB GPU: capped
+    ],
+)
+def test_auto_batch_size_on_a_gpu_fits_its_share_of_free_memory(
+    tiny_engine, monkeypatch, free_bytes, window_frames, dtype, guidance, batch
+):
+    asked = []
+
+    def mem_get_info(device):
+        asked.append(device)
+        return free_bytes, 2 * free_bytes
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    tiny_engine.device, tiny_engine.dtype = torch.device("cuda", 1), dtype
+    tiny_engine.set_generation_params(guidance_scale=guidance)
+    assert tiny_engine.auto_batch_size(window_frames) == batch
+    assert asked == [torch.device("cuda", 1)]  # the worker's own GPU, not the first one
+
+
+def test_auto_batch_size_on_cpu_asks_no_gpu_and_ignores_the_window(tiny_engine, monkeypatch):
+    def mem_get_info(device):
+        raise AssertionError("a CPU worker asked CUDA for free memory")
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    assert tiny_engine.auto_batch_size(1500) == tiny_engine.auto_batch_size(15) == CPU_BATCH_SIZE

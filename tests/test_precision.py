@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from worker.cli import build_parser, main, settings_from
-from worker.engine import Engine, WindowRequest, pick_device
+from worker.engine import Engine, pick_device
+from worker.generation import WindowRequest
 from worker.precision import Gpu, choose_dtype, default_threads, gpu_of
 from worker.report import REPORT_COLUMNS, SongRecord, parse_report, record_key, worker_hourly_rate
 

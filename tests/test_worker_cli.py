@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import main
+from worker.cli import build_parser, main, settings_from
+from worker.settings import GenerationParams, MasteringSettings
+from worker.windows import WindowSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,3 +76,28 @@ def test_both_entry_points_run(tmp_path, entry, project_on_pythonpath):
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert (done.returncode, done.stdout) == (0, "line 1: a.wav 1 s: a\n1 songs, 0 errors\n")
+
+
+def test_the_options_default_to_the_settings_dataclasses():
+    settings, params = settings_from(build_parser().parse_args([]))
+    assert params == GenerationParams()
+    assert settings.window == WindowSettings()
+    assert settings.mastering == MasteringSettings()
+
+
+def test_the_help_shows_each_default_as_the_settings_hold_it():
+    helps = {action.dest: action.help for action in build_parser()._actions}
+    window, params = WindowSettings(), GenerationParams()
+    assert helps["window_s"].endswith(f"[MUSICGEN_WINDOW_S, default {window.window_s:g}]")
+    assert helps["stride_s"].endswith(f"[MUSICGEN_STRIDE_S, default {window.stride_s:g}]")
+    assert helps["top_k"].endswith(f"[MUSICGEN_TOP_K, default {params.top_k}]")
+    assert helps["guidance_scale"].endswith(f"[MUSICGEN_GUIDANCE_SCALE, default {params.guidance_scale:g}]")
+    assert helps["loudness_lufs"].endswith(f"[MUSICGEN_LOUDNESS_LUFS, default {MasteringSettings().loudness_lufs:g}]")
+
+
+def test_an_environment_variable_replaces_a_dataclass_default(monkeypatch):
+    monkeypatch.setenv("MUSICGEN_TOP_K", "17")
+    monkeypatch.setenv("MUSICGEN_STRIDE_S", "12.5")
+    settings, params = settings_from(build_parser().parse_args([]))
+    assert params == GenerationParams(top_k=17)
+    assert settings.window == WindowSettings(stride_s=12.5)

@@ -88,7 +88,16 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _shown(value: float | None) -> str:
+    """A default as an option's text, written as a user would type it: 30.0 as 30, None as off."""
+    if value is None:
+        return "off"
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # Defaults come from the settings' dataclasses, so the two cannot disagree.
+    params, window, mastering = GenerationParams(), WindowSettings(), MasteringSettings()
     parser = argparse.ArgumentParser(
         prog="python -m worker",
         description="Generate one long-form MusicGen song per line of a prompts file.",
@@ -99,11 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("--model", "MUSICGEN_MODEL", "facebook/musicgen-small", "hub id or a save_pretrained folder"),
         ("--hourly-cost", "HOURLY_COST_USD", "0.40", "USD per hour (the spot max price) for the cost estimate"),
         ("--batch-size", "MUSICGEN_BATCH_SIZE", "0", "songs generated together; 0 = from free GPU memory"),
-        ("--window-s", "MUSICGEN_WINDOW_S", "30", "seconds generated per window"),
-        ("--stride-s", "MUSICGEN_STRIDE_S", "18", "seconds each continuation window adds"),
-        ("--top-k", "MUSICGEN_TOP_K", "250", "sampling: keep the k most likely tokens"),
-        ("--temperature", "MUSICGEN_TEMPERATURE", "1.0", "sampling temperature"),
-        ("--guidance-scale", "MUSICGEN_GUIDANCE_SCALE", "3.0", "classifier-free guidance scale"),
+        ("--window-s", "MUSICGEN_WINDOW_S", _shown(window.window_s), "seconds generated per window"),
+        ("--stride-s", "MUSICGEN_STRIDE_S", _shown(window.stride_s), "seconds each continuation window adds"),
+        ("--top-k", "MUSICGEN_TOP_K", _shown(params.top_k), "sampling: keep the k most likely tokens"),
+        ("--temperature", "MUSICGEN_TEMPERATURE", _shown(params.temperature), "sampling temperature"),
+        ("--guidance-scale", "MUSICGEN_GUIDANCE_SCALE", _shown(params.guidance_scale), "classifier-free guidance scale"),
         ("--seed", "MUSICGEN_SEED", None, "base seed for reproducible songs (default: random per song)"),
         ("--worker-id", "MUSICGEN_WORKER_ID", None, "name in records and leases (default: host name)"),
         ("--lease-s", "MUSICGEN_LEASE_S", f"{DEFAULT_LEASE_S:g}", "seconds a claim on a song lasts without renewal (renewed every third of it)"),
@@ -113,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--dtype", "MUSICGEN_DTYPE", "auto", "auto, float16, bfloat16 or float32; auto: bf16 on GPUs with native bf16 (compute capability 8.0+), else fp16; fp32 on the CPU"),
         ("--gpu-count", "MUSICGEN_GPU_COUNT", "1", "GPU workers on this machine: they share its cores and its hourly cost"),
         ("--threads", "MUSICGEN_THREADS", None, "torch CPU threads (default: CPU cores / GPU count, at least 1)"),
-        ("--loudness-lufs", "MUSICGEN_LOUDNESS_LUFS", "-14", "integrated loudness of every song in LUFS, or off"),
-        ("--fade-out-s", "MUSICGEN_FADE_OUT_S", "3", "seconds of fade-out at each song's end; 0 = off"),
+        ("--loudness-lufs", "MUSICGEN_LOUDNESS_LUFS", _shown(mastering.loudness_lufs), "integrated loudness of every song in LUFS, or off"),
+        ("--fade-out-s", "MUSICGEN_FADE_OUT_S", _shown(mastering.fade_out_s), "seconds of fade-out at each song's end; 0 = off"),
         ("--format", "MUSICGEN_FORMAT", "wav", "audio file format: wav or flac"),
         ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS), "failed attempts (across workers) after which a song is given up"),
     ]

@@ -9,16 +9,16 @@ unconditional half attending to a zeroed, fully masked text), then temperature a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 from transformers import AutoProcessor, MusicgenForConditionalGeneration
 from transformers.cache_utils import Cache
 
+from .generation import Conditioning, WindowRequest
 from .kvcache import window_cache
 from .memory import batch_for_memory, bytes_per_song
 from .modelsize import DecoderShape
@@ -29,32 +29,6 @@ from .settings import GenerationParams
 log = logging.getLogger(__name__)
 
 CPU_BATCH_SIZE = 8
-
-
-@dataclass(frozen=True)
-class Conditioning:
-    """A prompt's projected text encoding, computed once per song and reused by every window."""
-
-    hidden: torch.Tensor  # (tokens, decoder hidden)
-    mask: torch.Tensor  # (tokens,)
-
-
-@dataclass(frozen=True)
-class WindowRequest:
-    """One batch row: a song's conditioning, its prompt codes (K, P) and the frames to add."""
-
-    conditioning: Conditioning
-    prompt: torch.Tensor
-    new_frames: int
-    seed: int
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from all of `parts`. (song seed, window index) gives each window its own
-    stream, so a song resumed at window k continues exactly as an uninterrupted run would,
-    whatever batch it shares; (base seed, file name) gives each song of a seeded run its own."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def pick_device(dtype: str = "auto") -> tuple[torch.device, torch.dtype]:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from .audio import master, song_comment, write_song
 from .changes import REGENERATE_HINT, describe_change, duration_text
 from .checkpoints import Checkpoint, Identity, checkpoint_key
-from .engine import Engine, derive_seed
+from .engine import Engine
 from .failures import (
     Failure,
     attempts_for,
@@ -36,6 +36,7 @@ from .failures import (
     failure_key,
     read_failure,
 )
+from .generation import derive_seed
 from .leases import Heartbeat, Leases, poll_interval
 from .page import PAGE_CONTENT_TYPE, PAGE_KEY, render_page
 from .prompts import SUFFIXES, WAV_SUFFIX, Job, prompt_hash
@@ -47,11 +48,10 @@ from .report import (
     record_key,
     render_report,
 )
-from .scheduler import BatchScheduler, Callbacks, Song
+from .scheduler import BatchScheduler, Callbacks, Song, new_song
 from .settings import RunSettings
 from .store import Store, is_s3_uri
 from .waveform import envelope
-from .windows import plan_windows, song_frames, song_samples
 
 log = logging.getLogger(__name__)
 
@@ -321,17 +321,6 @@ class Runner:
         window_frames, stride_frames = self.settings.window.frames(engine.frame_rate)
         return Identity(job.prompt_hash, job.duration_s, self.settings.model, window_frames, stride_frames)
 
-    def new_song(self, job: Job, engine: Engine) -> Song:
-        window_frames, stride_frames = self.settings.window.frames(engine.frame_rate)
-        total = song_frames(job.duration_s, engine.sample_rate, engine.hop_length)
-        return Song(
-            job=job,
-            seed=song_seed(self.settings.seed, job),
-            num_samples=song_samples(job.duration_s, engine.sample_rate),
-            plans=plan_windows(total, window_frames, stride_frames),
-            codes=torch.zeros((engine.num_codebooks, 0), dtype=torch.long),
-        )
-
     def _resume(self, song: Song, engine: Engine) -> None:
         found = self.store.read(checkpoint_key(song.job.file_name))
         if found is None:
@@ -381,7 +370,9 @@ class Runner:
             log.warning("could not save the checkpoint of %s: %s", song.job.file_name, error)
 
     def generate(self, jobs: list[Job], engine: Engine) -> None:
-        songs = [self.new_song(job, engine) for job in jobs]
+        songs = [
+            new_song(job, song_seed(self.settings.seed, job), self.settings.window, engine) for job in jobs
+        ]
         window_frames, _ = self.settings.window.frames(engine.frame_rate)
         batch_size = self.settings.batch_size or engine.auto_batch_size(window_frames)
         log.info("%d songs to generate, up to %d at a time", len(songs), batch_size)
@@ -449,7 +440,7 @@ class Runner:
                 unfinished = BatchScheduler(engine, batch_size, callbacks).run(songs)
         for song in unfinished:
             self.result.unfinished.append(song.job.file_name)
-            if self.leases.holds(song.job.file_name) and (song.conditioning is not None or song.next_window):
+            if self.leases.holds(song.job.file_name) and (song.in_batch or song.next_window):
                 self._checkpoint(song, engine)
                 self.leases.release(song.job.file_name)
                 log.info(

@@ -12,23 +12,28 @@ Rules (see README, "How songs share the GPU"):
   a song's own text encoding and EnCodec decode are its alone. The shares add up to the wall time.
 - A failing batched call is retried one song at a time, so one bad song cannot sink the others;
   the failed call's time goes to the songs that then succeed.
+
+Songs' codes are the engine's torch tensors, but torch is imported only where a tensor is made:
+importing the scheduler's rules and types loads no torch and no transformers.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-import torch
-
-from .engine import Conditioning, WindowRequest, derive_seed
+from .generation import Conditioning, WindowRequest, derive_seed
 from .prompts import Job
-from .windows import WindowPlan
+from .windows import WindowPlan, WindowSettings, plan_windows, song_frames, song_samples
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,23 @@ class SupportsGenerate(Protocol):
     def decode(self, codes: torch.Tensor, num_samples: int) -> np.ndarray: ...
 
 
+class SupportsCodec(Protocol):
+    """The codec's numbers that turn a song's duration into samples, frames and codebooks."""
+
+    num_codebooks: int
+    sample_rate: int
+    frame_rate: float
+    hop_length: int
+
+
+class SongState(enum.Enum):
+    WAITING = "waiting"  # not claimed yet
+    IN_BATCH = "in batch"  # claimed and conditioned: advances a window every round
+    DELIVERED = "delivered"  # decoded and handed to on_done
+    FAILED = "failed"  # handed to on_failed
+    TAKEN_OVER = "taken over"  # another worker owns it now
+
+
 @dataclass
 class Song:
     job: Job
@@ -55,10 +77,26 @@ class Song:
     next_window: int = 0
     generation_time_s: float = 0.0
     batch_size: int = 1
+    state: SongState = SongState.WAITING
+    # Set while the song is in the batch; dropped when it leaves, to free its device memory.
     conditioning: Conditioning | None = field(default=None, repr=False)
 
     @property
+    def in_batch(self) -> bool:
+        return self.state is SongState.IN_BATCH
+
+    def join(self, conditioning: Conditioning) -> None:
+        self.conditioning = conditioning
+        self.state = SongState.IN_BATCH
+
+    def leave(self, state: SongState) -> None:
+        """Out of the batch for good, for the reason `state` names."""
+        self.conditioning = None
+        self.state = state
+
+    @property
     def done(self) -> bool:
+        """Every window generated (a song resumed this far still needs its decode)."""
         return self.next_window >= len(self.plans)
 
     @property
@@ -68,6 +106,21 @@ class Song:
     @property
     def total_frames(self) -> int:
         return sum(plan.new_frames for plan in self.plans)
+
+
+def new_song(job: Job, seed: int, window: WindowSettings, codec: SupportsCodec) -> Song:
+    """`job` as a song before its first window: its exact length in samples and its windows."""
+    import torch
+
+    window_frames, stride_frames = window.frames(codec.frame_rate)
+    total = song_frames(job.duration_s, codec.sample_rate, codec.hop_length)
+    return Song(
+        job=job,
+        seed=seed,
+        num_samples=song_samples(job.duration_s, codec.sample_rate),
+        plans=plan_windows(total, window_frames, stride_frames),
+        codes=torch.zeros((codec.num_codebooks, 0), dtype=torch.long),
+    )
 
 
 @dataclass
@@ -107,7 +160,7 @@ class BatchScheduler:
                     self._advance(group)
                 still = []
                 for song in active:
-                    if song.conditioning is None:
+                    if not song.in_batch:
                         continue  # failed, or another worker took it over
                     if song.done:
                         self._finish(song)
@@ -128,7 +181,7 @@ class BatchScheduler:
             return False
         started = time.perf_counter()
         try:
-            song.conditioning = self.engine.condition(song.job.prompt)
+            song.join(self.engine.condition(song.job.prompt))
         except Exception as error:  # noqa: BLE001 - one bad song must not stop the batch
             self._fail(song, error)
             return False
@@ -161,6 +214,8 @@ class BatchScheduler:
 
     def _advance(self, group: list[Song]) -> bool:
         """One window for every song in the group; False if the (single) song failed."""
+        import torch
+
         started = time.perf_counter()
         frames = {id(song): song.plans[song.next_window].new_frames for song in group}
 
@@ -192,7 +247,7 @@ class BatchScheduler:
             song.next_window += 1
             self.cb.on_frames(codes.shape[-1])
             if not self.cb.on_window(song):
-                song.conditioning = None  # another worker owns it now: leave the batch
+                song.leave(SongState.TAKEN_OVER)
         return True
 
     @staticmethod
@@ -209,9 +264,9 @@ class BatchScheduler:
             self._fail(song, error)
             return
         song.generation_time_s += time.perf_counter() - started
-        song.conditioning = None
+        song.leave(SongState.DELIVERED)
         self.cb.on_done(song, audio)
 
     def _fail(self, song: Song, error: BaseException) -> None:
-        song.conditioning = None
+        song.leave(SongState.FAILED)
         self.cb.on_failed(song, error)

@@ -1,0 +1,40 @@
+"""What the scheduler hands the engine: a prompt's conditioning, one window's request, its seed.
+
+Data types only, with no torch or transformers import, so the scheduler's rules load (and are
+tested) without a model. The tensors inside come from the engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """A prompt's projected text encoding, computed once per song and reused by every window."""
+
+    hidden: torch.Tensor  # (tokens, decoder hidden)
+    mask: torch.Tensor  # (tokens,)
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """One batch row: a song's conditioning, its prompt codes (K, P) and the frames to add."""
+
+    conditioning: Conditioning
+    prompt: torch.Tensor
+    new_frames: int
+    seed: int
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from all of `parts`. (song seed, window index) gives each window its own
+    stream, so a song resumed at window k continues exactly as an uninterrupted run would,
+    whatever batch it shares; (base seed, file name) gives each song of a seeded run its own."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
