@@ -9,21 +9,20 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.error
-import urllib.request
+
+from .imds import Imds
 
 log = logging.getLogger(__name__)
 
-TOKEN_TTL_S = 21600
 NOTICE_PATH = "/latest/meta-data/spot/instance-action"
 
 
 class SpotWatcher:
     def __init__(self, endpoint: str, interval_s: float = 5.0, timeout_s: float = 2.0) -> None:
-        self.endpoint = endpoint.rstrip("/")
+        self.imds = Imds(endpoint, timeout_s)
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.notice: str | None = None
-        self._token: str | None = None
         self._stopped = threading.Event()
         self._noticed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="spot-watcher", daemon=True)
@@ -40,38 +39,17 @@ class SpotWatcher:
         self._stopped.set()
         self._thread.join(timeout=self.timeout_s + 1)
 
-    def _fetch_token(self) -> str:
-        request = urllib.request.Request(
-            f"{self.endpoint}/latest/api/token",
-            method="PUT",
-            headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)},
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            return response.read().decode()
-
     def poll(self) -> str | None:
         """The notice's body, or None if there is none (or the service cannot be reached)."""
-        for _attempt in range(2):
-            try:
-                if self._token is None:
-                    self._token = self._fetch_token()
-                request = urllib.request.Request(
-                    self.endpoint + NOTICE_PATH, headers={"X-aws-ec2-metadata-token": self._token}
-                )
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    return response.read().decode() or "{}"
-            except urllib.error.HTTPError as error:
-                if error.code == 404:
-                    return None
-                if error.code == 401:
-                    self._token = None  # expired: fetch a new one and ask again
-                    continue
-                log.debug("metadata service answered %s", error.code)
-                return None
-            except OSError as error:
-                log.debug("metadata service unreachable: %s", error)
-                return None
-        return None
+        try:
+            notice = self.imds.get(NOTICE_PATH)
+        except urllib.error.HTTPError as error:
+            log.debug("metadata service answered %s", error.code)
+            return None
+        except OSError as error:
+            log.debug("metadata service unreachable: %s", error)
+            return None
+        return None if notice is None else notice or "{}"
 
     def _loop(self) -> None:
         while not self._stopped.is_set():
