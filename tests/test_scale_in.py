@@ -15,32 +15,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.autoscaling_groups import GROUP, group, make_group
 from tests.imds_stub import ImdsStub
 from worker.scale_in import ScaleInError, group_of, refusal, scale_in
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUP = "musicgen-batch-workers"
-
-
-def make_group(desired: int) -> list[str]:
-    """A launch template and an Auto Scaling group of `desired` instances; their ids."""
-    ec2 = boto3.client("ec2")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    ec2.create_launch_template(
-        LaunchTemplateName="musicgen-batch-worker",
-        LaunchTemplateData={"ImageId": image, "InstanceType": "g4dn.xlarge"},
-    )
-    autoscaling = boto3.client("autoscaling")
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=GROUP,
-        LaunchTemplate={"LaunchTemplateName": "musicgen-batch-worker", "Version": "$Latest"},
-        MinSize=0,
-        MaxSize=4,
-        DesiredCapacity=desired,
-        AvailabilityZones=["us-east-1a"],
-    )
-    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"]
-    return [instance["InstanceId"] for instance in group["Instances"]]
 
 
 def run_scale_in(imds_url: str | None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -61,11 +40,9 @@ def test_the_instance_leaves_its_group_and_the_desired_capacity_drops(aws_env):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"scale-in: {me} leaves {GROUP} without replacement")
     assert result.stderr == ""
-    (group,) = boto3.client("autoscaling").describe_auto_scaling_groups(
-        AutoScalingGroupNames=[GROUP]
-    )["AutoScalingGroups"]
-    assert group["DesiredCapacity"] == 1
-    assert [i["InstanceId"] for i in group["Instances"]] == [other]
+    after = group()
+    assert after["DesiredCapacity"] == 1
+    assert [i["InstanceId"] for i in after["Instances"]] == [other]
     (reservation,) = boto3.client("ec2").describe_instances(InstanceIds=[me])["Reservations"]
     assert reservation["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
 
@@ -78,7 +55,7 @@ def test_an_instance_outside_any_group_exits_1_with_one_line(aws_env):
         result = run_scale_in(imds.url)
     assert result.returncode == 1
     assert result.stderr == f"scale-in: {loner_id} is not in an Auto Scaling group; nothing to scale in\n"
-    assert boto3.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"][0]["DesiredCapacity"] == 1
+    assert group()["DesiredCapacity"] == 1
 
 
 def test_no_metadata_service_exits_1_with_one_line(aws_env):
@@ -153,8 +130,8 @@ def test_a_refused_call_exits_1_with_one_line(aws_env, moto_with_iam, monkeypatc
         f"scale-in: {GROUP}: TerminateInstanceInAutoScalingGroup refused: AccessDenied"
     )
     as_worker = boto3.session.Session().client("autoscaling")  # the default session keeps old keys
-    (group,) = as_worker.describe_auto_scaling_groups()["AutoScalingGroups"]
-    assert group["DesiredCapacity"] == 1 and [i["InstanceId"] for i in group["Instances"]] == [me]
+    after = group(as_worker)
+    assert after["DesiredCapacity"] == 1 and [i["InstanceId"] for i in after["Instances"]] == [me]
 
 
 # -- the logic, with a hand-written client -----------------------------------------------------
