@@ -1,14 +1,18 @@
-"""Spot interruption notices from the instance metadata service (IMDSv2), polled in a thread.
+"""Reasons for a worker to stop early: spot interruption notices from the instance metadata
+service (IMDSv2), polled in a thread, and its own time cap (--max-hours).
 
 EC2 announces a spot interruption two minutes ahead at /latest/meta-data/spot/instance-action
 (404 until then). IMDSv2 needs a session token from a PUT first; an expired token answers 401.
+The time cap stops the worker the same way, so a bug or a hung batch cannot bill for days.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import urllib.error
+from collections.abc import Callable
 
 from .imds import Imds
 
@@ -60,3 +64,20 @@ class SpotWatcher:
                 self._noticed.set()
                 return
             self._stopped.wait(self.interval_s)
+
+
+class TimeCap:
+    """`reached()` turns true `hours` after `started` (a time.monotonic() reading) and stays so;
+    never without a cap. The first time it turns true it says so in the log."""
+
+    def __init__(self, hours: float | None, started: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.deadline = None if hours is None else started + hours * 3600
+        self.hours = hours
+        self.clock = clock
+        self.hit = False
+
+    def reached(self) -> bool:
+        if not self.hit and self.deadline is not None and self.clock() >= self.deadline:
+            self.hit = True
+            log.warning("time cap of %g h reached (--max-hours): stopping as on a spot notice", self.hours)
+        return self.hit
