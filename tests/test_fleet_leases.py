@@ -416,3 +416,55 @@ def test_max_attempts_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MUSICGEN_MAX_ATTEMPTS", "5")
     settings, _ = settings_from(build_parser().parse_args([]))
     assert (settings.max_attempts, settings.lease_s) == (5, 120.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--max-hours", "0"], {}, "--max-hours/MUSICGEN_MAX_HOURS='0': must be > 0"),
+        (["--max-hours", "-1"], {}, "--max-hours/MUSICGEN_MAX_HOURS='-1': must be > 0"),
+        (["--max-hours", "inf"], {}, "--max-hours/MUSICGEN_MAX_HOURS='inf': must be a finite number"),
+        ([], {"MUSICGEN_MAX_HOURS": "nan"}, "--max-hours/MUSICGEN_MAX_HOURS='nan': must be a finite number"),
+        ([], {"MUSICGEN_MAX_HOURS": "12h"}, "--max-hours/MUSICGEN_MAX_HOURS='12h' is not a valid float"),
+    ],
+)
+def test_a_bad_time_cap_exits_2_before_the_model_loads(refused, argv, env, message):
+    assert refused(argv, env) == f"error: {message}\n"
+
+
+def test_the_time_cap_from_the_environment_and_no_cap_by_default(monkeypatch):
+    from worker.cli import build_parser, settings_from
+
+    assert settings_from(build_parser().parse_args([]))[0].max_hours is None
+    monkeypatch.setenv("MUSICGEN_MAX_HOURS", "12")
+    assert settings_from(build_parser().parse_args([]))[0].max_hours == 12.0
+    monkeypatch.setenv("MUSICGEN_MAX_HOURS", " ")  # an empty line in the env file: no cap
+    assert settings_from(build_parser().parse_args([]))[0].max_hours is None
+
+
+def test_the_time_cap_is_reached_once_and_stays_reached(caplog):
+    from worker.spot import TimeCap
+
+    now = [100.0]
+    cap = TimeCap(0.5, started=100.0, clock=lambda: now[0])
+    now[0] = 100.0 + 1799
+    assert not cap.reached()
+    now[0] = 100.0 + 1800
+    assert cap.reached() and cap.reached()
+    assert caplog.text.count("time cap of 0.5 h reached") == 1
+    assert not TimeCap(None, started=0.0, clock=lambda: 1e12).reached()
+
+
+def test_the_time_cap_while_waiting_for_another_worker_exits_5(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\n")
+    out = tmp_path / "out"
+    assert Leases(LocalStore(out), "live-host", 600).claim("calm.wav")
+    argv = ["--prompts", str(prompts), "--output", str(out), "--lease-s", "60", "--worker-id", "b",
+            "--max-hours", "0.0003"]  # about a second
+    started = time.monotonic()
+    assert main(argv, load_engine=lambda model: FakeEngine()) == 5
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert "stopped at the time cap of 0.0003 h (--max-hours)" in err
+    assert json.loads(LocalStore(out).read(lease_key("calm.wav"))[0])["owner"] == "live-host"
