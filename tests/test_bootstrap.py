@@ -219,6 +219,19 @@ def test_failed_batch_keeps_the_worker_up(
     assert log_key.startswith("logs/")
 
 
+def test_the_time_cap_reaches_the_worker_from_the_env_file(
+    tmp_path: Path, remote: tuple[str, Path], bucket: str, tiny_model_dir: Path
+) -> None:
+    """MUSICGEN_MAX_HOURS goes from worker.env to the worker as it is (here a value it refuses,
+    so the run ends before the model loads)."""
+    url, _ = remote
+    settings = {**settings_for(tmp_path, url, bucket, tiny_model_dir), "MUSICGEN_MAX_HOURS": "0"}
+    result = run_bootstrap(write_env_file(tmp_path / "worker.env", settings))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: --max-hours/MUSICGEN_MAX_HOURS='0': must be > 0" in result.stdout
+    assert "worker exited 2" in result.stdout
+
+
 def test_unreachable_repository_does_not_run_a_stale_checkout(
     tmp_path: Path, bucket: str, tiny_model_dir: Path
 ) -> None:

@@ -61,8 +61,9 @@ python="$venv/bin/python"
 # The package next to this script: the log upload works even when the checkout does not.
 package_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# The worker reads these; the bucket root is its output so that the IAM policy's
-# .checkpoints/ and .leases/ delete rights match the keys it writes.
+# The env file's worker settings (MUSICGEN_MAX_HOURS, MUSICGEN_MAX_ATTEMPTS, ...) reach the worker
+# as they are: `set -a` exported them. The worker reads these too; the bucket root is its output
+# so that the IAM policy's .checkpoints/ and .leases/ delete rights match the keys it writes.
 export MUSICGEN_OUTPUT="${MUSICGEN_OUTPUT:-s3://$MUSICGEN_BUCKET}"
 export MUSICGEN_PROMPTS="${MUSICGEN_PROMPTS:-prompts.txt}"
 export MUSICGEN_MODEL="${MUSICGEN_MODEL:-/opt/musicgen/models/musicgen-small}"
