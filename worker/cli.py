@@ -32,7 +32,7 @@ from .windows import WindowSettings
 
 log = logging.getLogger("worker")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_TIME_CAP = 0, 1, 2, 3, 5
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIME_CAP = 0, 1, 2, 5
 
 
 class UsageError(Exception):
