@@ -46,6 +46,12 @@ def test_the_instance_leaves_its_group_and_the_desired_capacity_drops(aws_env):
     (reservation,) = boto3.client("ec2").describe_instances(InstanceIds=[me])["Reservations"]
     assert reservation["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
 
+    # The last worker out leaves the group at 0.
+    with ImdsStub(instance_id=other) as imds:
+        last = run_scale_in(imds.url)
+    assert last.returncode == 0, last.stderr
+    assert (group()["DesiredCapacity"], group()["Instances"]) == (0, [])
+
 
 def test_an_instance_outside_any_group_exits_1_with_one_line(aws_env):
     make_group(desired=1)
