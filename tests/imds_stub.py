@@ -1,7 +1,8 @@
 """A stand-in for the EC2 instance metadata service (IMDSv2) on 127.0.0.1.
 
 moto's server answers 500 on the spot path, so tests use this: tokens from PUT /latest/api/token,
-404 on the spot notice path until `notice` is set, and a 401 for the first token's first use
+404 on the spot notice path until `notice` is set, the instance id once `instance_id` is set
+(404 before, as off EC2), and a 401 for the first token's first use
 when `expire_first_token` is set (the worker must fetch a new token).
 """
 
@@ -14,8 +15,9 @@ from typing import Self
 
 
 class ImdsStub:
-    def __init__(self, expire_first_token: bool = False) -> None:
+    def __init__(self, expire_first_token: bool = False, instance_id: str | None = None) -> None:
         self.notice: dict | None = None
+        self.instance_id = instance_id
         self.tokens_issued = 0
         self.notice_requests = 0
         self._expire_first = expire_first_token
@@ -41,6 +43,8 @@ class ImdsStub:
                 token = self.headers.get("X-aws-ec2-metadata-token", "")
                 if not token.startswith("token-"):
                     return self._send(401)
+                if self.path == "/latest/meta-data/instance-id" and stub.instance_id is not None:
+                    return self._send(200, stub.instance_id.encode())
                 if self.path != "/latest/meta-data/spot/instance-action":
                     return self._send(404)
                 stub.notice_requests += 1

@@ -22,6 +22,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.autoscaling_groups import GROUP, group, make_group
+from tests.imds_stub import ImdsStub
 from tests.systemd_units import BOOT_UNIT, exec_programs, unit_with_dropins, values, worker_units
 from tests.tf_support import REPO_ROOT
 
@@ -217,6 +219,19 @@ def test_failed_batch_keeps_the_worker_up(
     assert log_key.startswith("logs/")
 
 
+def test_the_time_cap_reaches_the_worker_from_the_env_file(
+    tmp_path: Path, remote: tuple[str, Path], bucket: str, tiny_model_dir: Path
+) -> None:
+    """MUSICGEN_MAX_HOURS goes from worker.env to the worker as it is (here a value it refuses,
+    so the run ends before the model loads)."""
+    url, _ = remote
+    settings = {**settings_for(tmp_path, url, bucket, tiny_model_dir), "MUSICGEN_MAX_HOURS": "0"}
+    result = run_bootstrap(write_env_file(tmp_path / "worker.env", settings))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: --max-hours/MUSICGEN_MAX_HOURS='0': must be > 0" in result.stdout
+    assert "worker exited 2" in result.stdout
+
+
 def test_unreachable_repository_does_not_run_a_stale_checkout(
     tmp_path: Path, bucket: str, tiny_model_dir: Path
 ) -> None:
@@ -265,6 +280,46 @@ def test_a_shutdown_mid_batch_saves_the_checkpoint_and_still_uploads_the_log(
     assert "saved long.wav at window" in log
     assert "long.wav" not in keys(bucket)
     assert not (tmp_path / "shutdown-requested").exists()
+
+
+def run_mode(mode: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(BOOTSTRAP), mode], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_scale_in_leaves_the_group_and_uploads_its_log(
+    tmp_path: Path, remote: tuple[str, Path], bucket: str, tiny_model_dir: Path
+) -> None:
+    """`bootstrap.sh scale-in` as musicgen-scale-in.service runs it, after the checkout unit:
+    the instance (its id from the metadata service) leaves its group, which does not replace
+    it, and the log goes up under the instance's id."""
+    me, other = make_group(desired=2)
+    url, _ = remote
+    with ImdsStub(instance_id=me) as imds:
+        settings = {**settings_for(tmp_path, url, bucket, tiny_model_dir), "MUSICGEN_IMDS_ENDPOINT": imds.url}
+        env = bootstrap_env(write_env_file(tmp_path / "worker.env", settings))
+        pulled = run_mode("checkout", env)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        result = run_mode("scale-in", env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        # Once left, it is not in a group any more: the second call fails, and says why.
+        again = run_mode("scale-in", env)
+    after = group()
+    assert after["DesiredCapacity"] == 1 and [i["InstanceId"] for i in after["Instances"]] == [other]
+    assert f"scale-in: {me} leaves {GROUP} without replacement" in result.stdout
+    assert again.returncode == 1
+    assert f"scale-in: {me} is not in an Auto Scaling group" in again.stdout
+    logs = [k for k in keys(bucket) if k.startswith(f"logs/{me}-scale-in-")]
+    assert len(logs) == 2 and [k for k in keys(bucket) if k.startswith(f"logs/{me}-checkout-")]
+    texts = [boto3.client("s3").get_object(Bucket=bucket, Key=k)["Body"].read().decode() for k in logs]
+    assert any("scale-in exited 0" in t and "without replacement" in t for t in texts)
+    assert any("scale-in exited 1" in t for t in texts)
+
+
+def test_an_unknown_mode_prints_the_usage() -> None:
+    result = subprocess.run(["bash", str(BOOTSTRAP), "scale-out"], capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stderr) == (2, "usage: bootstrap.sh [checkout | worker GPU_INDEX | scale-in]\n")
 
 
 @pytest.fixture

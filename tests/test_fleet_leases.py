@@ -205,20 +205,27 @@ def test_a_song_is_given_up_after_max_attempts_and_then_the_batch_is_done(tmp_pa
         engines.append(FailingEngine())
         return engines[-1]
 
+    # One worker alone makes both attempts, the second after the other songs.
     assert main([*argv, "--worker-id", "a"], load_engine=failing) == 1
-    assert "calm.wav failed attempt 1 of 2" in capsys.readouterr().err
-    assert main([*argv, "--worker-id", "b"], load_engine=failing) == 1
     err = capsys.readouterr().err
+    assert "calm.wav failed attempt 1 of 2; trying it again after the other songs" in err
     assert "calm.wav failed 2 of 2 attempts: given up" in err
     assert "given up: calm.wav failed 2 times, last: RuntimeError: out of memory" in err
+    assert len(engines) == 1  # one model load for both attempts
+    # The count is shared: another worker allowed a third attempt makes only that one.
+    assert main([*argv, "--worker-id", "b", "--max-attempts", "3"], load_engine=failing) == 1
+    err = capsys.readouterr().err
+    assert "calm.wav failed 3 of 3 attempts: given up" in err and "attempt 1 of" not in err
+    assert "given up: calm.wav failed 3 times, last: RuntimeError: out of memory" in err
 
     def never(model):
         raise AssertionError("the model was loaded")
 
-    assert main([*argv, "--worker-id", "c"], load_engine=never) == 0
+    # Every song done, one failed for good: exit 1, and the song is listed with its error.
+    assert main([*argv, "--worker-id", "c", "--max-attempts", "3"], load_engine=never) == 1
     err = capsys.readouterr().err
-    assert "gave up on calm.wav (line 1): failed 2 times, last by b: RuntimeError: out of memory" in err
-    assert "given up: calm.wav failed 2 times, last: RuntimeError: out of memory" in err
+    assert "gave up on calm.wav (line 1): failed 3 times, last by b: RuntimeError: out of memory" in err
+    assert "given up: calm.wav failed 3 times, last: RuntimeError: out of memory" in err
     assert parse_report((out / "cost_report.csv").read_bytes()) == []
     assert "RuntimeError: out of memory" in (out / "index.html").read_text()
     assert not (out / ".leases").exists() or not list((out / ".leases").iterdir())
@@ -227,6 +234,68 @@ def test_a_song_is_given_up_after_max_attempts_and_then_the_batch_is_done(tmp_pa
     prompts.write_text("calm organ;2;calm\n")
     assert main([*argv, "--max-attempts", "3"], load_engine=lambda model: FakeEngine()) == 0
     assert (out / "calm.wav").is_file() and not (out / failure_key("calm.wav")).exists()
+
+
+class FailingOnce(FakeEngine):
+    """Fails the first window call of every song whose prompt holds one of `words`; with
+    `always`, every call of theirs."""
+
+    def __init__(self, words, always=()):
+        super().__init__()
+        self.words, self.always, self.failed, self.prompt_of = tuple(words), tuple(always), [], {}
+
+    def generate(self, rows, on_step=None):
+        for row in rows:
+            prompt = self.prompt_of[id(row.conditioning)]
+            once = any(w in prompt for w in self.words) and prompt not in self.failed
+            if once or any(w in prompt for w in self.always):
+                self.failed.append(prompt)
+                raise RuntimeError(f"flaky GPU on {prompt!r}")
+        return super().generate(rows, on_step)
+
+    def condition(self, prompt):
+        conditioning = super().condition(prompt)
+        self.prompt_of[id(conditioning)] = prompt
+        return conditioning
+
+
+def test_one_worker_alone_makes_the_second_attempt_and_writes_the_song(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\nfast drums;1;drums\nsoft strings;1.5;strings\n")
+    out = tmp_path / "out"
+    engine = FailingOnce(["calm"])
+    argv = ["--prompts", str(prompts), "--output", str(out), "--window-s", "1", "--stride-s", "0.5",
+            "--batch-size", "1", "--worker-id", "a"]
+    assert main(argv, load_engine=lambda model: engine) == 0
+    err = capsys.readouterr().err
+    assert "calm.wav failed attempt 1 of 2; trying it again after the other songs" in err
+    # Put back after the others: the other songs were generated before its second attempt.
+    assert err.index("generated drums.wav") < err.index("generated calm.wav")
+    assert err.index("generated strings.wav") < err.index("generated calm.wav")
+    assert soundfile.info(out / "calm.wav").frames == 2 * 8000
+    assert not (out / failure_key("calm.wav")).exists()  # stored: its count is gone
+    rows = parse_report((out / "cost_report.csv").read_bytes())
+    assert [r["s3_filename"] for r in rows] == ["calm.wav", "drums.wav", "strings.wav"]
+    assert "given up" not in err and "not written" not in err
+
+
+def test_a_song_failing_every_attempt_is_listed_and_the_worker_exits_1(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\nfast drums;1;drums\n")
+    out = tmp_path / "out"
+    engine = FailingOnce([], always=["calm"])
+    argv = ["--prompts", str(prompts), "--output", str(out), "--window-s", "1", "--stride-s", "0.5",
+            "--worker-id", "a"]
+    assert main(argv, load_engine=lambda model: engine) == 1
+    err = capsys.readouterr().err
+    assert err.count("failed calm.wav (line 1): RuntimeError: flaky GPU") == 2
+    assert "calm.wav failed 2 of 2 attempts: given up" in err
+    assert err.rstrip().endswith(
+        "ERROR given up: calm.wav failed 2 times, last: RuntimeError: flaky GPU on 'calm piano'"
+    )
+    assert sorted(p.name for p in out.glob("*.wav")) == ["drums.wav"]
+    assert [r["s3_filename"] for r in parse_report((out / "cost_report.csv").read_bytes())] == ["drums.wav"]
+    assert read_failure(LocalStore(out), "calm.wav").attempts == 2
 
 
 def test_waits_for_a_live_lease_then_takes_it_over_when_it_is_not_renewed(tmp_path, capsys):
@@ -347,3 +416,55 @@ def test_max_attempts_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MUSICGEN_MAX_ATTEMPTS", "5")
     settings, _ = settings_from(build_parser().parse_args([]))
     assert (settings.max_attempts, settings.lease_s) == (5, 120.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--max-hours", "0"], {}, "--max-hours/MUSICGEN_MAX_HOURS='0': must be > 0"),
+        (["--max-hours", "-1"], {}, "--max-hours/MUSICGEN_MAX_HOURS='-1': must be > 0"),
+        (["--max-hours", "inf"], {}, "--max-hours/MUSICGEN_MAX_HOURS='inf': must be a finite number"),
+        ([], {"MUSICGEN_MAX_HOURS": "nan"}, "--max-hours/MUSICGEN_MAX_HOURS='nan': must be a finite number"),
+        ([], {"MUSICGEN_MAX_HOURS": "12h"}, "--max-hours/MUSICGEN_MAX_HOURS='12h' is not a valid float"),
+    ],
+)
+def test_a_bad_time_cap_exits_2_before_the_model_loads(refused, argv, env, message):
+    assert refused(argv, env) == f"error: {message}\n"
+
+
+def test_the_time_cap_from_the_environment_and_no_cap_by_default(monkeypatch):
+    from worker.cli import build_parser, settings_from
+
+    assert settings_from(build_parser().parse_args([]))[0].max_hours is None
+    monkeypatch.setenv("MUSICGEN_MAX_HOURS", "12")
+    assert settings_from(build_parser().parse_args([]))[0].max_hours == 12.0
+    monkeypatch.setenv("MUSICGEN_MAX_HOURS", " ")  # an empty line in the env file: no cap
+    assert settings_from(build_parser().parse_args([]))[0].max_hours is None
+
+
+def test_the_time_cap_is_reached_once_and_stays_reached(caplog):
+    from worker.spot import TimeCap
+
+    now = [100.0]
+    cap = TimeCap(0.5, started=100.0, clock=lambda: now[0])
+    now[0] = 100.0 + 1799
+    assert not cap.reached()
+    now[0] = 100.0 + 1800
+    assert cap.reached() and cap.reached()
+    assert caplog.text.count("time cap of 0.5 h reached") == 1
+    assert not TimeCap(None, started=0.0, clock=lambda: 1e12).reached()
+
+
+def test_the_time_cap_while_waiting_for_another_worker_exits_5(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\n")
+    out = tmp_path / "out"
+    assert Leases(LocalStore(out), "live-host", 600).claim("calm.wav")
+    argv = ["--prompts", str(prompts), "--output", str(out), "--lease-s", "60", "--worker-id", "b",
+            "--max-hours", "0.0003"]  # about a second
+    started = time.monotonic()
+    assert main(argv, load_engine=lambda model: FakeEngine()) == 5
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert "stopped at the time cap of 0.0003 h (--max-hours)" in err
+    assert json.loads(LocalStore(out).read(lease_key("calm.wav"))[0])["owner"] == "live-host"

@@ -241,3 +241,42 @@ def test_sigterm_on_a_stereo_song_then_the_rerun_resumes_it_exactly(
     whole, _ = soundfile.read(tmp_path / "whole" / "wide.flac", dtype="int16")
     np.testing.assert_array_equal(resumed, whole)
     assert not np.array_equal(resumed[:, 0], resumed[:, 1])
+
+
+def test_the_time_cap_stops_like_a_spot_notice_and_the_next_run_resumes(bucket, tiny_model_dir, tmp_path):
+    """--max-hours as the instance's env file sets it (MUSICGEN_MAX_HOURS): a song far longer
+    than the cap allows is checkpointed, its lease released, and the worker exits 5; the next
+    run resumes it. The cap counts from the process start, and starting here (importing torch
+    on shared cores) can take most of it: runs are repeated until one has finished a window."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a very long ambient piano song;1800;long\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MUSICGEN_MAX_HOURS": "0.006"}  # 21.6 s
+    command = [sys.executable, "-m", "worker", "--prompts", str(prompts), "--output", "s3://batch",
+               "--model", str(tiny_model_dir), *WINDOW]
+
+    def capped_run() -> str:
+        started = time.monotonic()
+        run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+        output = run.stdout + run.stderr
+        assert run.returncode == 5, output
+        assert time.monotonic() - started < 120
+        assert "time cap of 0.006 h reached (--max-hours): stopping as on a spot notice" in output
+        assert "stopped at the time cap of 0.006 h (--max-hours); run again to resume" in output
+        assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix="long.wav")
+        assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix=".leases/")
+        return output
+
+    for _run in range(4):
+        output = capped_run()
+        saved = read_checkpoint(bucket, "batch", "long.wav")
+        if saved is not None and saved.next_window >= 1:
+            break
+    assert saved is not None and saved.next_window >= 1 and saved.generation_time_s > 0
+    assert f"saved long.wav at window {saved.next_window} of 720" in output
+
+    for _run in range(4):
+        output = capped_run()
+        if "resuming long.wav" in output:
+            break
+    assert f"resuming long.wav at window {saved.next_window + 1} of 720" in output
+    assert read_checkpoint(bucket, "batch", "long.wav").next_window >= saved.next_window

@@ -121,5 +121,5 @@ def test_worker_into_a_local_folder(tiny_model_dir, tmp_path, capsys):
     assert stdout == f"Listen: {(out / 'index.html').as_uri()}\n"
     records = {p.name.removesuffix(".json"): p.read_bytes() for p in (out / ".records").iterdir()}
     check_page((out / "index.html").read_bytes(), records)
-    assert main(argv, load_engine=Loader()) == 1  # fail.wav is still missing and fails again
+    assert main(argv, load_engine=Loader()) == 1  # fail.wav failed for good: listed again
     assert "skipped epic.wav" in capsys.readouterr().err

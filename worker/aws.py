@@ -13,6 +13,14 @@ from botocore.config import Config
 RETRY_CONFIG = Config(retries={"mode": "standard"})
 
 
-def s3_client():
+def client(service: str):
     region = os.environ.get("AWS_REGION") or None
-    return boto3.session.Session(region_name=region).client("s3", config=RETRY_CONFIG)
+    return boto3.session.Session(region_name=region).client(service, config=RETRY_CONFIG)
+
+
+def s3_client():
+    return client("s3")
+
+
+def autoscaling_client():
+    return client("autoscaling")

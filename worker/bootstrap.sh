@@ -1,11 +1,14 @@
 #!/bin/bash
-# Runs on every boot of a worker instance, in one of three ways:
+# Runs on every boot of a worker instance, in one of four ways:
 #   bootstrap.sh checkout      musicgen-checkout.service: bring the checkout to the configured ref,
 #                              once per boot, before any worker starts.
 #   bootstrap.sh worker INDEX  musicgen-worker@INDEX.service: one worker process pinned to GPU
 #                              INDEX, with its own worker id (instance + GPU) and its own log, on the
 #                              checkout brought up to date; its exit status goes to
 #                              $MUSICGEN_RUN_DIR/gpuINDEX.exit for the instance's boot unit.
+#   bootstrap.sh scale-in      musicgen-scale-in.service, once every worker is done: this instance
+#                              leaves its Auto Scaling group without replacement
+#                              (`python -m worker.scale_in` from the checkout).
 #   bootstrap.sh               checkout and one worker in this process (a machine without systemd).
 # Each run uploads its log to the bucket's logs/.
 #
@@ -15,13 +18,15 @@
 #
 # Settings come from MUSICGEN_ENV_FILE (default /etc/musicgen-batch/worker.env, written by the
 # instance's UserData). Every path has a MUSICGEN_* setting so the script also runs outside EC2.
-# Exit status: the worker's (0 all songs exist, 1 some song failed, 2 unusable input, 3 stopped by
-# a spot notice or shutdown; 0 for `checkout`), or 4 when the checkout cannot be brought up to date.
+# Exit status: the worker's (0 every song written, 1 every song done but some failed for good, 2
+# unusable input, 3 stopped by a spot notice or shutdown, 5 its time cap MUSICGEN_MAX_HOURS
+# reached; 0 for `checkout`), scale_in's for `scale-in` (0 left the group, 1 not), or 4 when the
+# checkout cannot be brought up to date.
 set -euo pipefail
 
 mode="${1:-single}"
 case "$mode" in
-  single | checkout) ;;
+  single | checkout | scale-in) ;;
   worker)
     gpu_index="${2:-}"
     if ! [[ "$gpu_index" =~ ^[0-9]+$ ]]; then
@@ -30,7 +35,7 @@ case "$mode" in
     fi
     ;;
   *)
-    echo "usage: bootstrap.sh [checkout | worker GPU_INDEX]" >&2
+    echo "usage: bootstrap.sh [checkout | worker GPU_INDEX | scale-in]" >&2
     exit 2
     ;;
 esac
@@ -53,9 +58,12 @@ log_dir="${MUSICGEN_LOG_DIR:-/var/log/musicgen-batch}"
 # (tmpfs: a reboot starts clean).
 run_dir="${MUSICGEN_RUN_DIR:-/run/musicgen-batch}"
 python="$venv/bin/python"
+# The package next to this script: the log upload works even when the checkout does not.
+package_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# The worker reads these; the bucket root is its output so that the IAM policy's
-# .checkpoints/ and .leases/ delete rights match the keys it writes.
+# The env file's worker settings (MUSICGEN_MAX_HOURS, MUSICGEN_MAX_ATTEMPTS, ...) reach the worker
+# as they are: `set -a` exported them. The worker reads these too; the bucket root is its output
+# so that the IAM policy's .checkpoints/ and .leases/ delete rights match the keys it writes.
 export MUSICGEN_OUTPUT="${MUSICGEN_OUTPUT:-s3://$MUSICGEN_BUCKET}"
 export MUSICGEN_PROMPTS="${MUSICGEN_PROMPTS:-prompts.txt}"
 export MUSICGEN_MODEL="${MUSICGEN_MODEL:-/opt/musicgen/models/musicgen-small}"
@@ -67,8 +75,9 @@ case "$mode" in
   single) log_name="run-$started" key_suffix="" ;;
   checkout) log_name="checkout-$started" key_suffix="-checkout" ;;
   worker) log_name="gpu$gpu_index-$started" key_suffix="-gpu$gpu_index" ;;
+  scale-in) log_name="scale-in-$started" key_suffix="-scale-in" ;;
 esac
-log_file="$log_dir/$log_name.log"
+log_file="$(cd "$log_dir" && pwd)/$log_name.log"
 
 log() {
   echo "bootstrap: $*" | tee -a "$log_file"
@@ -84,48 +93,21 @@ to_log() {
 }
 
 # This instance's id (IMDSv2) when MUSICGEN_IMDS_ENDPOINT is set, else the host name: it names
-# the logs and the workers. Uses the AMI's venv, not the AWS CLI, which the AMI need not have.
-instance_name() {
-  "$python" - <<'PY'
-import os
-import socket
-import urllib.request
+# the logs and the workers. The worker's own code, on the AMI's venv (the AMI need not have the
+# AWS CLI).
+worker_tool() {
+  (cd "$package_root" && "$python" -m worker.upload_log "$@")
+}
 
-name = socket.gethostname()
-imds = os.environ.get("MUSICGEN_IMDS_ENDPOINT", "").rstrip("/")
-if imds:
-    try:
-        token_request = urllib.request.Request(
-            f"{imds}/latest/api/token",
-            method="PUT",
-            headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
-        )
-        token = urllib.request.urlopen(token_request, timeout=2).read().decode()
-        id_request = urllib.request.Request(
-            f"{imds}/latest/meta-data/instance-id",
-            headers={"X-aws-ec2-metadata-token": token},
-        )
-        name = urllib.request.urlopen(id_request, timeout=2).read().decode().strip() or name
-    except OSError:
-        pass
-print(name)
-PY
+instance_name() {
+  worker_tool --instance-name
 }
 
 upload_log() {
   local name
   name="$(instance_name)"
-  "$python" - "$log_file" "$MUSICGEN_BUCKET" "logs/$name$key_suffix-$started.log" <<'PY' || echo "bootstrap: log upload failed" >&2
-import os
-import sys
-
-import boto3
-
-log_file, bucket, key = sys.argv[1:4]
-region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-boto3.client("s3", region_name=region).upload_file(log_file, bucket, key)
-print(f"bootstrap: log uploaded to s3://{bucket}/{key}")
-PY
+  worker_tool "$log_file" "$MUSICGEN_BUCKET" "logs/$name$key_suffix-$started.log" ||
+    echo "bootstrap: log upload failed" >&2
 }
 
 # A private repository (MUSICGEN_GIT_TOKEN_PARAMETER set): git gets the token from the credential
@@ -193,6 +175,16 @@ case "$mode" in
     checkout_or_exit
     upload_log
     status=0
+    ;;
+
+  scale-in)
+    log "scale-in: leaving the Auto Scaling group without replacement"
+    set +e
+    (cd "$checkout" && exec "$python" -m worker.scale_in) 2>&1 | to_log
+    status="${PIPESTATUS[0]}"
+    set -e
+    log "scale-in exited $status"
+    upload_log
     ;;
 
   worker)

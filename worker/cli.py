@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,13 +26,13 @@ from .precision import DTYPE_CHOICES, default_threads
 from .prompts import SUFFIXES, read_prompts
 from .report import worker_hourly_rate
 from .settings import GenerationParams, MasteringSettings, RunSettings
-from .spot import SpotWatcher
+from .spot import SpotWatcher, TimeCap
 from .store import Store, is_s3_uri, local_path, make_folder, open_store
 from .windows import WindowSettings
 
 log = logging.getLogger("worker")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIME_CAP = 0, 1, 2, 5
 
 
 class UsageError(Exception):
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--fade-out-s", "MUSICGEN_FADE_OUT_S", _shown(mastering.fade_out_s), "seconds of fade-out at each song's end; 0 = off"),
         ("--format", "MUSICGEN_FORMAT", "wav", "audio file format: wav or flac"),
         ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS), "failed attempts (across workers) after which a song is given up"),
+        ("--max-hours", "MUSICGEN_MAX_HOURS", None, "hours after which the worker stops as on a spot notice (checkpoints saved) and exits 5 (default: no cap)"),
     ]
     for flag, env, default, text in options:
         parser.add_argument(flag, default=_env(env, default), help=f"{text} [{env}, default {default}]")
@@ -216,6 +218,7 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         max_attempts=_typed(
             int, "--max-attempts/MUSICGEN_MAX_ATTEMPTS", args.max_attempts, positive, _at_most(MAX_ATTEMPTS)
         ),
+        max_hours=_typed(float, "--max-hours/MUSICGEN_MAX_HOURS", args.max_hours, positive),
     )
     _check_model(settings.model)
     return settings, params
@@ -274,9 +277,11 @@ def _check_places(output: str, spool_dir: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
-    """Exit 0 when every song is done (stored, or failed --max-attempts times across workers;
-    songs other workers hold are waited for), 1 when a song failed in this run, 2 for unusable
-    input, 3 when a spot interruption notice or SIGTERM stopped the run (rerun to resume)."""
+    """Exit 0 when every song is written (songs other workers hold are waited for), 1 when every
+    song is done but some failed for good (--max-attempts times across workers) or could not be
+    stored, 2 for unusable input, 3 when a spot interruption notice or SIGTERM stopped the run,
+    5 when --max-hours stopped it (rerun to resume from the checkpoints)."""
+    started = time.monotonic()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -336,10 +341,16 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         number: signal.signal(number, lambda *_: terminated.set())
         for number in (signal.SIGTERM, signal.SIGINT)
     }
+    time_cap = TimeCap(settings.max_hours, started)
+
+    def interrupted() -> bool:
+        return terminated.is_set() or (watcher is not None and watcher.interrupted)
+
     runner = Runner(
         settings,
         store,
-        should_stop=lambda: terminated.is_set() or (watcher is not None and watcher.interrupted),
+        # Checked before the cap, so a shutdown that comes first is reported as one (exit 3).
+        should_stop=lambda: interrupted() or time_cap.reached(),
         earlier_self=(lambda owner: False) if args.worker_id else (
             lambda owner: earlier_self(owner, settings.worker_id)
         ),
@@ -383,14 +394,25 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         if watcher is not None:
             watcher.stop()
     result = runner.result
+    not_written = result.not_written()
     log.info(
         "done: %d generated, %d skipped, %d failed%s, %d left to other workers, %d unfinished",
-        len(result.generated), len(result.skipped), len(result.failed),
-        f" ({', '.join(result.failed)})" if result.failed else "",
+        len(result.generated), len(result.skipped), len(not_written),
+        f" ({', '.join(not_written)})" if not_written else "",
         len(result.elsewhere), len(result.unfinished),
     )
     for name, failure in result.given_up.items():
         log.error("given up: %s failed %d times, last: %s", name, failure.attempts, failure.error)
+    for name in not_written:
+        if name not in result.given_up:
+            log.error("not written: %s: %s", name, result.why_failed.get(name, "see above"))
+    if result.unfinished and time_cap.hit and not interrupted():
+        log.warning(
+            "stopped at the time cap of %g h (--max-hours); run again to resume from the checkpoints",
+            settings.max_hours,
+        )
+        print(f"Listen: {page_location(store)}", flush=True)
+        return EXIT_TIME_CAP
     if result.unfinished:
         log.warning("stopped early (spot interruption or shutdown); run again to resume from the checkpoints")
     print(f"Listen: {page_location(store)}", flush=True)

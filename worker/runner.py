@@ -6,7 +6,9 @@ checkpoint and the lease removed. A crash or an S3 outage at any point leaves en
 the next run to finish the job without generating the song again.
 
 A run ends when every song is done (stored, or failed `max_attempts` times across workers): songs
-under another worker's live lease are waited for, and taken over if that lease expires.
+under another worker's live lease are waited for, and taken over if that lease expires, and a
+song whose generation failed goes back into the batch, after the others, until its attempts
+(counted across workers) reach `max_attempts`, so one worker alone makes every attempt.
 """
 
 from __future__ import annotations
@@ -65,12 +67,22 @@ class RunResult:
     unfinished: list[str] = field(default_factory=list)  # stopped by an interruption notice
     why_failed: dict[str, str] = field(default_factory=dict)  # file name -> error, for the page
     given_up: dict[str, Failure] = field(default_factory=dict)  # failed max_attempts times
+    retry: list[str] = field(default_factory=list)  # failed with attempts left: tried again here
+    tries: dict[str, int] = field(default_factory=dict)  # failed generations in this run, per song
 
     @property
     def exit_code(self) -> int:
+        """3 stopped early, else 0 only when every song that failed here was written in the end
+        (by a later attempt, or by another worker)."""
         if self.unfinished:
             return 3
-        return 1 if self.failed else 0
+        written = {*self.generated, *self.skipped}
+        return 1 if any(name not in written for name in [*self.failed, *self.given_up]) else 0
+
+    def not_written(self) -> list[str]:
+        """Songs that failed in this run and were not written in the end, in order of failure."""
+        written = {*self.generated, *self.skipped}
+        return [name for name in dict.fromkeys(self.failed) if name not in written]
 
 
 def song_seed(base_seed: int | None, job: Job) -> int:
@@ -117,21 +129,31 @@ class Runner:
         self.poll_s = poll_interval(settings.lease_s)
 
     def run_batch(self, jobs: list[Job], load_engine: Callable[[], Engine]) -> None:
-        """Generate every missing song, then wait for the songs other workers hold until each is
-        done: stored by them, failed for good, or taken over here once its lease expires. The
-        engine loads only when there is something to generate."""
+        """Generate every missing song, try again the songs whose generation failed while they
+        have attempts left, then wait for the songs other workers hold until each is done:
+        stored by them, failed for good, or taken over here once its lease expires. The engine
+        loads only when there is something to generate."""
         engine: Engine | None = None
         todo, waiting_for = jobs, set()
         while todo:
             self.result.elsewhere = []
             pending = self.pending_jobs(todo)
+            self.result.retry = []
             if pending and self.should_stop():
                 self.result.unfinished += [job.file_name for job in pending]
                 return
             if pending:
                 engine = engine or load_engine()
                 self.generate(pending, engine)
-            if self.result.unfinished or not self.result.elsewhere:
+            if self.result.unfinished:
+                return
+            if self.result.retry:
+                # The failed songs go again after the others; songs held elsewhere are looked at
+                # again with them.
+                again = {*self.result.retry, *self.result.elsewhere}
+                todo = [job for job in jobs if job.file_name in again]
+                continue
+            if not self.result.elsewhere:
                 return
             held = set(self.result.elsewhere)
             if held != waiting_for:
@@ -158,7 +180,7 @@ class Runner:
     def pending_jobs(self, jobs: list[Job]) -> list[Job]:
         """Jobs whose WAV is not in the output yet; the others are logged as skipped."""
         pending = []
-        handled = set(self.result.generated + self.result.failed)
+        handled = set(self.result.generated + self.result.failed) - set(self.result.retry)
         for job in jobs:
             if job.file_name in handled:
                 continue
@@ -526,31 +548,41 @@ class Runner:
         )
 
     def _record_failure(self, job: Job, error: BaseException) -> None:
-        self.result.failed.append(job.file_name)
-        self.result.why_failed[job.file_name] = f"{type(error).__name__}: {error}"
+        name = job.file_name
+        self.result.failed.append(name)
+        self.result.why_failed[name] = f"{type(error).__name__}: {error}"
+        tries = self.result.tries[name] = self.result.tries.get(name, 0) + 1
         log.error(
             "failed %s (line %d): %s: %s\n%s",
-            job.file_name, job.line_no, type(error).__name__, error,
+            name, job.line_no, type(error).__name__, error,
             "".join(traceback.format_exception(error)).rstrip(),
         )
         try:
             attempts = count_failure(
-                self.store, job.file_name, job.prompt_hash, self.result.why_failed[job.file_name],
-                self.settings.worker_id,
+                self.store, name, job.prompt_hash, self.result.why_failed[name], self.settings.worker_id,
             )
         except Exception as count_error:  # noqa: BLE001 - uncounted, the song is only tried again
-            log.warning("could not count the failure of %s: %s", job.file_name, count_error)
-            return
-        if attempts >= self.settings.max_attempts:
-            log.error("%s failed %d of %d attempts: given up", job.file_name, attempts, self.settings.max_attempts)
-            failure = read_failure(self.store, job.file_name)
-            if failure is not None:
-                self.result.given_up[job.file_name] = failure
-        else:
+            log.warning("could not count the failure of %s: %s", name, count_error)
+            attempts = tries
+        # This run's own tries bound it too, so a count that cannot be written (or keeps being
+        # reset by hand) never loops.
+        if attempts < self.settings.max_attempts and tries < self.settings.max_attempts:
             log.info(
-                "%s failed attempt %d of %d; a later run or another worker tries again",
-                job.file_name, attempts, self.settings.max_attempts,
+                "%s failed attempt %d of %d; trying it again after the other songs",
+                name, attempts, self.settings.max_attempts,
             )
+            self.result.retry.append(name)
+            return
+        if attempts < self.settings.max_attempts:
+            log.error(
+                "%s failed %d times in this run; not trying it again here (%d of %d attempts counted)",
+                name, tries, attempts, self.settings.max_attempts,
+            )
+            return
+        log.error("%s failed %d of %d attempts: given up", name, attempts, self.settings.max_attempts)
+        failure = read_failure(self.store, name)
+        if failure is not None:
+            self.result.given_up[name] = failure
 
     # -- the report ------------------------------------------------------------------------
 

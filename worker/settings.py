@@ -48,3 +48,4 @@ class RunSettings:
     threads: int = 1  # torch CPU threads of this process
     gpu_count: int = 1  # GPU workers on this machine, sharing its cores and its hourly cost
     max_attempts: int = 2  # failed attempts, across workers, after which a song is done
+    max_hours: float | None = None  # stop as on a spot notice after this many hours (None: never)
