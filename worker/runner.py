@@ -72,12 +72,13 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """3 stopped early, else 0 only when every song that failed here was written in the end
-        (by a later attempt, or by another worker)."""
+        """3 stopped early; else 0 when every song is done: written (here, earlier or by another
+        worker) or given up after max_attempts failures (listed by the worker); 1 when a song
+        failed here and is neither, so a later run or another worker must try it again."""
         if self.unfinished:
             return 3
-        written = {*self.generated, *self.skipped}
-        return 1 if any(name not in written for name in [*self.failed, *self.given_up]) else 0
+        done = {*self.generated, *self.skipped, *self.given_up}
+        return 1 if any(name not in done for name in self.failed) else 0
 
     def not_written(self) -> list[str]:
         """Songs that failed in this run and were not written in the end, in order of failure."""
