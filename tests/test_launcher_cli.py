@@ -69,7 +69,8 @@ Spot prices for g4dn.xlarge (Linux) in us-east-1, last 24 h, USD/h:
   us-east-1e         -         -         -         -  no price recorded
   us-east-1f         -         -         -         -  no price recorded
 On-demand price for comparison: $0.526/h (AWS public price list, 2024; see launcher/prices.py)
-Zone: us-east-1c (cheapest current price, $0.199/h, within the max $0.40/h)
+Zones: us-east-1a, us-east-1c (a default subnet and a current price within the max $0.40/h; \
+the group spreads the workers over them)
 
 """
 BATCH_LINES = """\
@@ -113,7 +114,7 @@ class WorkerSource:
             "Checks before launch:\n"
             "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
             f"  ok  AMI: {ami}\n"
-            f"  ok  network: default VPC {self.vpc_id}, default subnet in us-east-1c\n"
+            f"  ok  network: default VPC {self.vpc_id}, default subnet in us-east-1a, us-east-1c\n"
             "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 64 vCPUs in "
             "us-east-1; 1 × g4dn.xlarge needs 4 vCPUs\n"
             "  ok  git: https://github.com/example/musicgen-batch.git can be read anonymously, "
@@ -328,7 +329,7 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
 ) -> None:
     terraform.set_outputs(
         bucket_name="musicgen-batch-abc123",
-        instance_ids=["i-0123456789abcdef0"],
+        autoscaling_group_name="musicgen-batch-workers",
         region="us-east-1",
         worker_tag={"Role": "musicgen-batch-worker"},
     )
@@ -338,7 +339,7 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
         "--var",
         f"ami_id={MOTO_AMI}",
         "--var",
-        "shutdown_when_done=true",
+        "root_volume_size_gb=120",
         stdin="y\n",
         stdout_tty=True,
     )
@@ -354,13 +355,15 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
         + QUESTION
         + "Variables for terraform written to terraform/launcher.auto.tfvars\n"
         "\n"
-        "Launched: i-0123456789abcdef0\n"
+        "Launched: Auto Scaling group musicgen-batch-workers, 1 × g4dn.xlarge spot; it starts "
+        "the workers and replaces interrupted ones\n"
         "Bucket:   musicgen-batch-abc123\n"
         "Next steps:\n"
         "  follow progress:  python launcher status\n"
         "  songs appear in:  s3://musicgen-batch-abc123/  (cost report: "
         "s3://musicgen-batch-abc123/cost_report.csv, run logs: s3://musicgen-batch-abc123/logs/)\n"
-        "\033[1mThe instance keeps costing money until you run: "
+        "\033[1mEach instance costs money until its workers finish the batch (or after 12 h) and "
+        "scale it in; the bucket and the group stay until you run: "
         "terraform -chdir=terraform destroy\033[0m\n",
         "",
     )
@@ -375,14 +378,16 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
         == tfvars.read_text()
         == expected_tfvars(
             'region = "us-east-1"',
-            'instance_type = "g4dn.xlarge"',
+            'instance_types = ["g4dn.xlarge"]',
             "max_price = 0.4",
             "worker_count = 1",
             'git_repo_url = "https://github.com/example/musicgen-batch.git"',
             'git_ref = "main"',
-            'availability_zone = "us-east-1c"',
+            'availability_zones = ["us-east-1a", "us-east-1c"]',
+            "keep_alive = false",
+            "max_hours = 12",
             f'ami_id = "{MOTO_AMI}"',
-            'shutdown_when_done = "true"',
+            'root_volume_size_gb = "120"',
         )
     )
 
@@ -391,7 +396,7 @@ def test_yes_force_with_every_zone_above_the_max_price_warns_and_goes_on(
     launcher: Launcher, terraform: FakeTerraform, workdir: Path, source: WorkerSource
 ) -> None:
     (workdir / "terraform" / ".terraform").mkdir()
-    terraform.set_outputs(bucket_name="b", instance_ids=["i-1", "i-2"])
+    terraform.set_outputs(bucket_name="b", autoscaling_group_name="workers")
     launcher.prices = history(("us-east-1a", [0.52]), ("us-east-1b", [0.50, 0.51]))
 
     result = launcher(
@@ -404,6 +409,9 @@ def test_yes_force_with_every_zone_above_the_max_price_warns_and_goes_on(
         "2",
         "--instance-type",
         "g4dn.2xlarge",
+        "--keep-alive",
+        "--max-hours",
+        "2.5",
         tty=False,
     )
 
@@ -412,22 +420,32 @@ def test_yes_force_with_every_zone_above_the_max_price_warns_and_goes_on(
         "warning: the max price $0.35/h is under the current spot price in every zone; "
         "the spot request would wait unfulfilled until the price drops\n"
     )
-    assert "Zone: left to AWS (no zone is within the max price)\n" in result.out
+    assert "Zones: every zone with a default subnet (no zone is within the max price)\n" in result.out
     assert "Launch 2 × g4dn.2xlarge spot in us-east-1 at max $0.35/h? [y/N] yes (--yes)\n" in (
         result.out
     )
     assert result.out.endswith(
-        "The instances keep costing money until you run: terraform -chdir=terraform destroy\n"
+        "Launched: Auto Scaling group workers, 2 × g4dn.2xlarge spot; it starts the workers and "
+        "replaces interrupted ones\n"
+        "Bucket:   b\n"
+        "Next steps:\n"
+        "  follow progress:  python launcher status\n"
+        "  songs appear in:  s3://b/  (cost report: s3://b/cost_report.csv, run logs: s3://b/logs/)\n"
+        "The instances keep costing money after the batch (--keep-alive) until you run: "
+        "terraform -chdir=terraform destroy\n"
     )
-    # Already initialised: no init. No zone fits, so terraform's default (EC2 picks) stays.
+    # Already initialised: no init. No zone fits, so terraform's default (every zone with a
+    # default subnet) stays.
     assert [argv[0] for argv in terraform.argvs()] == ["output", "apply", "output"]
     assert terraform.calls()[1]["tfvars"] == expected_tfvars(
         'region = "us-east-1"',
-        'instance_type = "g4dn.2xlarge"',
+        'instance_types = ["g4dn.2xlarge"]',
         "max_price = 0.35",
         "worker_count = 2",
         'git_repo_url = "https://github.com/example/musicgen-batch.git"',
         'git_ref = "main"',
+        "keep_alive = true",
+        "max_hours = 2.5",
         f'ami_id = "{source.ami_id}"',
     )
 
@@ -794,7 +812,7 @@ def test_every_zone_above_the_max_price_is_refused_before_anything_is_created(
         "  us-east-1f         -         -         -         -  no price recorded\n"
         "On-demand price for comparison: $0.526/h (AWS public price list, 2024; see "
         "launcher/prices.py)\n"
-        "Zone: left to AWS (no zone is within the max price)\n"
+        "Zones: every zone with a default subnet (no zone is within the max price)\n"
         "\n"
         "Checks before launch:\n"
         "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
@@ -856,7 +874,8 @@ def test_a_zone_without_a_default_subnet_is_left_out_of_the_table(
         "workers launch only into default subnets)\n"
         "On-demand price for comparison: $0.526/h (AWS public price list, 2024; see "
         "launcher/prices.py)\n"
-        "Zone: us-east-1a (cheapest current price, $0.2201/h, within the max $0.40/h)\n"
+        "Zones: us-east-1a (a default subnet and a current price within the max $0.40/h; the "
+        "group spreads the workers over them)\n"
         "\n"
         "Checks before launch:\n"
         "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
