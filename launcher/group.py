@@ -157,7 +157,8 @@ def _describe(activity: Activity, interrupted: list[str]) -> str:
                 f"{iid} retired early on a rebalance recommendation (a raised risk of spot "
                 "interruption); its replacement was started first"
             )
-        if "user request" in cause and "shrinking" in cause:
+        # TerminateInstanceInAutoScalingGroup, as a finished worker calls it on itself.
+        if "in response to a user request" in cause and "shrinking" in cause:
             return (
                 f"{iid} scaled in on request{_capacity(activity)}: a worker that finished the "
                 "batch (or reached --max-hours) removes its own instance"
@@ -173,8 +174,6 @@ def _describe(activity: Activity, interrupted: list[str]) -> str:
             )
         if interrupted:
             return f"{iid} launched to replace the interrupted {interrupted.pop(0)}"
-        if "user request" in cause:
-            return f"{iid} launched: the desired capacity was set{_capacity(activity)}"
         return f"{iid} launched{_capacity(activity)}"
     return f"{activity.description}: {' '.join(cause.split())}"
 
@@ -195,10 +194,19 @@ def ended_at(instance: dict[str, Any], activities: list[Activity]) -> datetime |
 
 def group_instances(ec2: Any, name: str, activities: list[Activity]) -> list[Worker]:
     """Every instance the group launched that EC2 still lists (terminated ones stay listed for
-    about an hour), oldest first."""
-    pages = ec2.get_paginator("describe_instances").paginate(
-        Filters=[{"Name": f"tag:{GROUP_NAME_TAG}", "Values": [name]}]
-    )
+    about an hour), oldest first: by the group's tag, and by the ids its activities name (an
+    instance detached from the group loses the tag; moto drops it on any scale-in)."""
+    filters = [[{"Name": f"tag:{GROUP_NAME_TAG}", "Values": [name]}]]
+    named = sorted({a.instance_id for a in activities if a.instance_id})
+    if named:
+        # A filter, not InstanceIds: an id EC2 no longer knows is skipped, not an error.
+        filters.append([{"Name": "instance-id", "Values": named}])
+    found: dict[str, dict[str, Any]] = {}
+    for query in filters:
+        for page in ec2.get_paginator("describe_instances").paginate(Filters=query):
+            for reservation in page.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    found[instance["InstanceId"]] = instance
     workers = [
         Worker(
             instance_id=instance["InstanceId"],
@@ -209,9 +217,7 @@ def group_instances(ec2: Any, name: str, activities: list[Activity]) -> list[Wor
             spot=instance.get("InstanceLifecycle") == "spot",
             ended=ended_at(instance, activities),
         )
-        for page in pages
-        for reservation in page.get("Reservations", [])
-        for instance in reservation.get("Instances", [])
+        for instance in found.values()
     ]
     return sorted(workers, key=lambda w: (w.launch_time, w.instance_id))
 
