@@ -112,6 +112,9 @@ def root(tmp_path: Path) -> TerraformRoot:
         (2, "2"),
         (True, "true"),
         (False, "false"),
+        (["g4dn.xlarge", "g4dn.2xlarge"], '["g4dn.xlarge", "g4dn.2xlarge"]'),
+        (["${x}"], '["$${x}"]'),
+        ([], "[]"),
     ],
 )
 def test_hcl_value(value: str | float | bool, literal: str) -> None:
@@ -126,10 +129,15 @@ def test_written_variables_read_back_by_real_terraform(tmp_path: Path) -> None:
         "price": 0.4,
         "workers": 2,
         "flag": True,
+        "types": ["g4dn.xlarge", 'g5."x"${y}'],
+        "zones": [],
     }
+    # The lists as the root configuration declares them (instance_types, availability_zones).
+    types = {"types": " { type = list(string) }", "zones": " { type = list(string) }"}
     (tmp_path / "main.tf").write_text(
         "".join(
-            f'variable "{name}" {{}}\noutput "{name}" {{ value = var.{name} }}\n' for name in values
+            f'variable "{name}"{types.get(name, " {}")}\noutput "{name}" {{ value = var.{name} }}\n'
+            for name in values
         )
     )
     TerraformRoot(tmp_path).write_variables(values)
