@@ -170,7 +170,7 @@ def test_write_variables(root: TerraformRoot) -> None:
 def test_init_apply_output_arguments(
     root: TerraformRoot, fake_terraform: FakeTerraform, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    fake_terraform.set_outputs(bucket_name="musicgen-batch-abc", instance_ids=["i-1", "i-2"])
+    fake_terraform.set_outputs(bucket_name="musicgen-batch-abc", autoscaling_group_name="musicgen-batch-workers")
     root.write_variables({"region": "us-east-1"})
 
     assert not root.is_initialized()
@@ -178,7 +178,7 @@ def test_init_apply_output_arguments(
     assert root.init() == 0
     assert root.is_initialized()
     assert root.apply() == 0
-    assert root.outputs() == {"bucket_name": "musicgen-batch-abc", "instance_ids": ["i-1", "i-2"]}
+    assert root.outputs() == {"bucket_name": "musicgen-batch-abc", "autoscaling_group_name": "musicgen-batch-workers"}
 
     assert fake_terraform.argvs() == [
         ["init", "-no-color", "-input=false", "-reconfigure", "-backend=true"],
