@@ -173,7 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_PRICE,
         help="most USD per hour to pay per instance (default: %(default).2f)",
     )
-    parser.add_argument("--worker-count", type=int, default=1, help="instances (default: 1)")
+    parser.add_argument(
+        "--worker-count",
+        type=int,
+        help=(
+            "instances (default: 1; with a running group, its maximum size, which terraform "
+            "sets to the launch's worker count)"
+        ),
+    )
     parser.add_argument(
         "--keep-alive",
         action="store_true",
@@ -470,8 +477,10 @@ def _offer_raise(
     found: group.Group,
 ) -> int:
     """The group exists: show the batch's progress and, while songs are missing, offer to set the
-    group's desired capacity back to --worker-count rather than apply again."""
+    group's desired capacity back to its launch's worker count (its maximum size), or to
+    --worker-count, rather than apply again."""
     out = deps.console
+    wanted = args.worker_count if args.worker_count_given else found.max_size
     out.say(group.format_group(found, args.region))
     bucket = _bucket(args, extra_vars, outputs)
     s3 = deps.s3_client(args.region)
@@ -494,31 +503,31 @@ def _offer_raise(
             f"  then stop all:   {_destroy_command(root)}",
         )
         return 0
-    if found.desired >= args.worker_count:
+    if found.desired >= wanted:
         out.say(
             f"The group already wants {found.desired} worker{'s' if found.desired != 1 else ''} "
             "and replaces interrupted ones by itself. Follow it with `python launcher status`."
         )
         return 0
-    if args.worker_count > found.max_size:
+    if wanted > found.max_size:
         raise UsageError(
-            f"--worker-count {args.worker_count} is above the group's maximum size "
+            f"--worker-count {wanted} is above the group's maximum size "
             f"{found.max_size}; change it with `terraform -chdir="
-            f"{shlex.quote(_shown(root.working_dir))} apply -var worker_count={args.worker_count}`"
+            f"{shlex.quote(_shown(root.working_dir))} apply -var worker_count={wanted}`"
         )
     if args.dry_run:
         out.say("Dry run: stopping before the question. Nothing changed.")
         return 0
     question = (
-        f"Raise the group from {found.desired} to {args.worker_count} "
-        f"worker{'s' if args.worker_count != 1 else ''}? [y/N] "
+        f"Raise the group from {found.desired} to {wanted} "
+        f"worker{'s' if wanted != 1 else ''}? [y/N] "
     )
     if not _confirmed(args, out, question):
         out.say("Nothing changed.")
         return 0
-    group.raise_group(deps.autoscaling_client(args.region), found.name, args.worker_count)
+    group.raise_group(deps.autoscaling_client(args.region), found.name, wanted)
     out.say(
-        f"Desired capacity of {found.name} set to {args.worker_count}: Auto Scaling launches the "
+        f"Desired capacity of {found.name} set to {wanted}: Auto Scaling launches the "
         "workers, which resume the missing songs. Follow them with `python launcher status`."
     )
     return 0
@@ -698,6 +707,10 @@ def _check_options(args: argparse.Namespace) -> dict[str, str]:
         )
     if args.max_price <= 0:
         raise UsageError(f"--max-price must be more than 0 USD/h (got {args.max_price:g})")
+    # A running group is raised back to the count it was launched with unless one is given.
+    args.worker_count_given = args.worker_count is not None
+    if args.worker_count is None:
+        args.worker_count = 1
     if args.worker_count < 1:
         raise UsageError(f"--worker-count must be at least 1 (got {args.worker_count})")
     # Repeated types count once; the order given is kept.

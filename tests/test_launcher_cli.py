@@ -1167,8 +1167,9 @@ def test_a_group_is_not_raised_without_a_yes(
 
     result = launcher(stdin=answer)
 
+    # Without --worker-count: back to the count the group was launched with, its maximum.
     assert result == Result(
-        0, RAISE_PROGRESS + "Raise the group from 0 to 1 worker? [y/N] Nothing changed.\n", ""
+        0, RAISE_PROGRESS + "Raise the group from 0 to 2 workers? [y/N] Nothing changed.\n", ""
     )
     assert desired_capacity() == 0
 
@@ -1183,7 +1184,7 @@ def test_yes_raises_a_group_without_a_terminal_and_dry_run_does_not(
     dry = launcher("--dry-run", tty=False)
     refused = launcher(tty=False)
     assert desired_capacity() == 0
-    result = launcher("--yes", tty=False)
+    result = launcher("--yes", "--worker-count", "1", tty=False)
 
     assert dry == Result(
         0, RAISE_PROGRESS + "Dry run: stopping before the question. Nothing changed.\n", ""
