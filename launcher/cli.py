@@ -142,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         "command",
         nargs="?",
         choices=["status", "download"],
-        help="status: show workers and progress only; download: copy the batch into DIR",
+        help=(
+            "status: show the group (or the workers), its cost and the batch's progress; changes "
+            "nothing; download: copy the batch into DIR"
+        ),
     )
     parser.add_argument(
         "directory",
