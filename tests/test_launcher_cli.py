@@ -1452,3 +1452,18 @@ def test_types_of_two_quota_families_are_checked_each(
         f"{QUOTA_URL}L-7212CCBC\n"
         "error: 1 check failed; nothing launched\n"
     )
+
+
+def test_status_after_the_group_was_destroyed_lists_tagged_workers(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    applied(workdir, terraform)  # the outputs still name the group; it is gone
+
+    result = launcher("status")
+
+    assert result == Result(
+        0,
+        "Workers in us-east-1: none pending or running\n"
+        f"Bucket {BUCKET}: does not exist\n",
+        "",
+    )
