@@ -30,3 +30,7 @@ def ssm_client(region: str) -> Any:
 
 def service_quotas_client(region: str) -> Any:
     return boto3.client("service-quotas", region_name=region, config=_CONFIG)
+
+
+def autoscaling_client(region: str) -> Any:
+    return boto3.client("autoscaling", region_name=region, config=_CONFIG)

@@ -6,11 +6,13 @@ import codecs
 import csv
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from launcher.failed import FailedSong, format_failed
 from launcher.money import cents
 from worker.changes import REGENERATE_HINT, describe_change
 from worker.prompts import Job, PromptFile
@@ -172,23 +174,32 @@ def format_bucket_for_launch(bucket: str | None, progress: Progress | None) -> l
 
 
 def format_progress(
-    bucket: str, progress: Progress, report: str | None, prefix: str = ""
+    bucket: str,
+    progress: Progress,
+    report: str | None,
+    prefix: str = "",
+    given_up: Sequence[FailedSong] = (),
 ) -> list[str]:
+    """Songs failed for good (`given_up`) are listed with their errors, not as missing: the
+    workers will not try them again."""
+    failed_names = {song.job.file_name for song in given_up}
+    missing = [job for job in progress.missing if job.file_name not in failed_names]
     total = len(progress.done) + len(progress.missing)
     lines = [
         f"Songs in s3://{bucket}/{prefix}: {len(progress.done)} of {total} done, "
-        + f"{len(progress.missing)} missing"
+        + f"{len(missing)} missing"
+        + (f", {len(given_up)} failed for good" if given_up else "")
     ]
     if progress.done:
         lines.append("  done:")
         lines.extend(f"    {job.file_name}" for job in progress.done)
     lines.extend(_format_changed(progress))
-    if progress.missing:
+    if missing:
         lines.append("  missing:")
         lines.extend(
-            f"    {job.file_name}  (line {job.line_no}, {job.duration_s:g} s)"
-            for job in progress.missing
+            f"    {job.file_name}  (line {job.line_no}, {job.duration_s:g} s)" for job in missing
         )
+    lines.extend(format_failed(list(given_up)))
     lines.append(_format_report(report))
     return lines
 

@@ -23,16 +23,18 @@ from launcher import (
     checks,
     download,
     estimate,
+    failed,
     gitinfo,
     gitremote,
     gpus,
+    group,
     instances,
     prices,
     quotas,
     region,
 )
 from launcher.money import usd
-from launcher.tf import TerraformError, TerraformRoot, terraform_installed
+from launcher.tf import TerraformError, TerraformRoot, Value, terraform_installed
 from worker.prompts import SUFFIXES, PromptFile, read_prompts
 from worker.report import REPORT_KEY
 
@@ -40,14 +42,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_TYPE = "g4dn.xlarge"
 DEFAULT_MAX_PRICE = 0.40
 DEFAULT_DOWNLOAD_DIR = "songs"
+# The workers' hard cap (terraform's max_hours): a hung model or a bug never bills for days.
+DEFAULT_MAX_HOURS = 12.0
 
 # Variables the launcher sets from its own options; a --var for one of them would make the
 # question ("at max $0.40/h?") describe something other than what terraform applies.
 OPTION_FOR_VARIABLE = {
     "region": "--region",
-    "instance_type": "--instance-type",
+    "instance_types": "--instance-type",
     "max_price": "--max-price",
     "worker_count": "--worker-count",
+    "keep_alive": "--keep-alive",
+    "max_hours": "--max-hours",
     "git_repo_url": "--git-url",
     "git_ref": "--git-ref",
     "git_token_parameter": "--git-token-parameter",
@@ -56,6 +62,20 @@ OPTION_FOR_VARIABLE = {
 # EC2 instance type names: family, a dot, size (g4dn.xlarge, p6-b200.48xlarge, u-6tb1.metal).
 INSTANCE_TYPE_NAME = re.compile(r"^[a-z0-9-]+\.[a-z0-9-]+$")
 SSM_PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,2048}$")
+# Variables the worker group replaced, and why a --var for them is refused.
+REPLACED_VARIABLES = {
+    "instance_type": "replaced by instance_types; use --instance-type, repeatable",
+    "availability_zone": (
+        "replaced by availability_zones, which the launcher sets to the zones with a default "
+        "subnet and a spot price within the max"
+    ),
+    "availability_zones": (
+        "the launcher sets it to the zones with a default subnet and a spot price within the max"
+    ),
+    "shutdown_when_done": (
+        "replaced by keep_alive; the workers scale in when the batch is done unless --keep-alive"
+    ),
+}
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
 
@@ -86,6 +106,7 @@ class Deps:
     price_history: prices.PriceHistorySource
     ec2_client: Callable[[str], Any]
     s3_client: Callable[[str], Any]
+    autoscaling_client: Callable[[str], Any] = aws.autoscaling_client
     ssm_client: Callable[[str], Any] = aws.ssm_client
     service_quotas_client: Callable[[str], Any] = aws.service_quotas_client
     session_region: Callable[[], region.SessionRegion] = region.session_region
@@ -111,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python launcher",
         description=(
-            "Launch MusicGen spot workers with terraform after checking for running workers, "
-            "spot prices and the batch's cost; `status` shows workers and the batch's progress; "
+            "Launch a group of MusicGen spot workers with terraform after checking for a running "
+            "group, spot prices and the batch's cost, or offer to raise an existing group back to "
+            "the worker count; `status` shows the group, its cost and the batch's progress; "
             "`download [DIR]` copies the songs, cost report and listening page."
         ),
     )
@@ -120,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         "command",
         nargs="?",
         choices=["status", "download"],
-        help="status: show workers and progress only; download: copy the batch into DIR",
+        help=(
+            "status: show the group (or the workers), its cost and the batch's progress; changes "
+            "nothing; download: copy the batch into DIR"
+        ),
     )
     parser.add_argument(
         "directory",
@@ -135,14 +160,47 @@ def build_parser() -> argparse.ArgumentParser:
             "else $AWS_REGION, else us-east-1)"
         ),
     )
-    parser.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE, help="%(default)s")
+    parser.add_argument(
+        "--instance-type",
+        dest="instance_types",
+        action="append",
+        metavar="TYPE",
+        help=(
+            f"instance type of the workers, repeatable: several types of one GPU class widen the "
+            f"spot capacity pool (default: {DEFAULT_INSTANCE_TYPE})"
+        ),
+    )
     parser.add_argument(
         "--max-price",
         type=float,
         default=DEFAULT_MAX_PRICE,
         help="most USD per hour to pay per instance (default: %(default).2f)",
     )
-    parser.add_argument("--worker-count", type=int, default=1, help="instances (default: 1)")
+    parser.add_argument(
+        "--worker-count",
+        type=int,
+        help=(
+            "instances (default: 1; with a running group, its maximum size, which terraform "
+            "sets to the launch's worker count)"
+        ),
+    )
+    parser.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help=(
+            "keep each instance up (and billing) after its workers finished, instead of "
+            "scaling it in"
+        ),
+    )
+    parser.add_argument(
+        "--max-hours",
+        type=float,
+        default=DEFAULT_MAX_HOURS,
+        help=(
+            "hours after which a worker checkpoints and scales its instance in, whatever the "
+            "batch's state (default: %(default)g)"
+        ),
+    )
     parser.add_argument("--prompts", default="prompts.txt", help="(default: %(default)s)")
     parser.add_argument(
         "--bucket", help="bucket to look for finished songs in (default: terraform output)"
@@ -188,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra terraform variable, repeatable (e.g. --var ami_id=ami-123)",
     )
-    parser.add_argument("--yes", action="store_true", help="launch without asking")
+    parser.add_argument(
+        "--yes", action="store_true", help="launch, or raise a running group, without asking"
+    )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -248,7 +308,11 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     _require_terraform()
     prompt_file = _read_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
     root = TerraformRoot(args.terraform_dir)
+    outputs = root.outputs()
 
+    running_group = _running_group(args, deps, outputs)
+    if running_group is not None:
+        return _offer_raise(args, extra_vars, deps, prompt_file, root, outputs, running_group)
     ec2 = deps.ec2_client(args.region)
     workers = instances.find_workers(ec2)
     if workers:
@@ -263,58 +327,70 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
 
     now = deps.now()
     window = timedelta(hours=args.price_window_hours)
-    stats = prices.zone_stats(deps.price_history(ec2, args.instance_type, now - window, now))
     network = checks.default_network(ec2)
-    coverage = (
-        prices.cover_subnet_zones(stats, network.default_subnet_zones)
-        if network.vpc_id is not None
-        # Without a default VPC the network check fails; the table still shows every zone.
-        else prices.Coverage(stats, [], [])
-    )
-    stats = coverage.stats
-    chosen = prices.choose_zone(stats, args.max_price)
+    stats_by_type: dict[str, list[prices.ZoneStats]] = {}
+    for instance_type in args.instance_types:
+        stats = prices.zone_stats(deps.price_history(ec2, instance_type, now - window, now))
+        coverage = (
+            prices.cover_subnet_zones(stats, network.default_subnet_zones)
+            if network.vpc_id is not None
+            # Without a default VPC the network check fails; the table still shows every zone.
+            else prices.Coverage(stats, [], [])
+        )
+        stats_by_type[instance_type] = coverage.stats
+        out.say(
+            *prices.format_price_table(
+                coverage.stats,
+                region=args.region,
+                instance_type=instance_type,
+                max_price=args.max_price,
+                window_hours=args.price_window_hours,
+                unpriced=coverage.unpriced,
+                left_out=coverage.left_out,
+                vpc_id=network.vpc_id,
+            )
+        )
+    usable = prices.usable_zones(stats_by_type.values(), args.max_price)
+    all_stats = [s for stats in stats_by_type.values() for s in stats]
     out.say(
-        *prices.format_price_table(
-            stats,
-            region=args.region,
-            instance_type=args.instance_type,
-            max_price=args.max_price,
-            window_hours=args.price_window_hours,
-            unpriced=coverage.unpriced,
-            left_out=coverage.left_out,
-            vpc_id=network.vpc_id,
-        ),
-        *prices.format_choice(
-            stats,
-            chosen,
-            region=args.region,
-            instance_type=args.instance_type,
-            max_price=args.max_price,
-        ),
+        *prices.format_zones(stats_by_type, usable, region=args.region, max_price=args.max_price),
         "",
     )
-    above_max = bool(stats) and chosen is None
+    above_max = bool(all_stats) and not usable
     if above_max and args.force:
         print(prices.price_warning(args.max_price), file=out.stderr)
-    refusal = prices.price_refusal(stats, args.max_price) if above_max and not args.force else None
-
-    try:
-        instance_gpus = gpus.describe_gpus(ec2, args.instance_type, args.region)
-    except gpus.NoGpuError as exc:
-        raise UsageError(f"--instance-type: {exc}") from None
-    image, failed = _preflight(
-        args, extra_vars, deps, ec2, network, stats, chosen, refusal, git_url, git_ref,
-        instance_gpus.vcpus,
+    refusal = (
+        prices.price_refusal(all_stats, args.max_price) if above_max and not args.force else None
     )
-    if failed:
+
+    type_gpus = []
+    for instance_type in args.instance_types:
+        try:
+            type_gpus.append(gpus.describe_gpus(ec2, instance_type, args.region))
+        except gpus.NoGpuError as exc:
+            raise UsageError(f"--instance-type: {exc}") from None
+    image, failed_checks = _preflight(
+        args,
+        extra_vars,
+        deps,
+        ec2,
+        network,
+        usable or sorted({s.zone for s in all_stats}),
+        refusal,
+        git_url,
+        git_ref,
+        type_gpus,
+    )
+    if failed_checks:
         print(
-            f"error: {failed} check{'s' if failed > 1 else ''} failed; nothing launched",
+            f"error: {failed_checks} check{'s' if failed_checks > 1 else ''} failed; "
+            "nothing launched",
             file=out.stderr,
         )
         return 2
 
     out.say(*batch.format_prompts(args.prompts, prompt_file))
-    bucket = _bucket(args, extra_vars, root)
+    bucket = _bucket(args, extra_vars, outputs)
     progress = _progress(deps.s3_client(args.region), bucket, prompt_file)
     out.say(*batch.format_bucket_for_launch(bucket, progress))
     to_generate = progress.missing if progress else prompt_file.jobs
@@ -323,6 +399,8 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         out.say("Nothing launched.")
         return 0
     audio_s = sum(job.duration_s for job in to_generate)
+    # Of several types the group may launch any: the one with the fewest GPUs takes longest.
+    counted = min(type_gpus, key=lambda g: g.count)
     out.say(
         *estimate.format_estimate(
             estimate.estimate_batch(
@@ -331,14 +409,15 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
                 max_price=args.max_price,
                 worker_count=args.worker_count,
                 boot_overhead_min=args.boot_overhead_min,
-                gpus_per_instance=instance_gpus.count,
+                gpus_per_instance=counted.count,
                 songs=len(to_generate),
             ),
             realtime_factor=args.realtime_factor,
             max_price=args.max_price,
             worker_count=args.worker_count,
             boot_overhead_min=args.boot_overhead_min,
-            gpus=instance_gpus,
+            gpus=counted,
+            other_types=[g for g in type_gpus if g is not counted],
         ),
         f"Worker code: {git_url} @ {git_ref}",
         "",
@@ -347,45 +426,147 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     if args.dry_run:
         out.say("Dry run: stopping before the question. Nothing launched.")
         return 0
-    if not _confirmed(args, out):
+    question = (
+        f"Launch {args.worker_count} × {' or '.join(args.instance_types)} spot in {args.region} "
+        f"at max {usd(args.max_price)}/h? [y/N] "
+    )
+    if not _confirmed(args, out, question):
         out.say("Nothing launched.")
         return 0
 
-    variables: dict[str, str | float | bool] = {
+    variables: dict[str, Value] = {
         "region": args.region,
-        "instance_type": args.instance_type,
+        "instance_types": args.instance_types,
         "max_price": args.max_price,
         "worker_count": args.worker_count,
         "git_repo_url": git_url,
         "git_ref": git_ref,
     }
-    if chosen is not None:
-        variables["availability_zone"] = chosen.zone
+    if usable:
+        variables["availability_zones"] = usable
+    variables["keep_alive"] = args.keep_alive
+    variables["max_hours"] = _number(args.max_hours)
     if args.git_token_parameter:
         variables["git_token_parameter"] = args.git_token_parameter
     if image is not None:
         # The AMI the user saw, not whatever is newest when terraform runs.
         variables["ami_id"] = image.image_id
     variables.update(extra_vars)
-    return _apply(root, variables, out)
+    return _apply(root, variables, args, out)
+
+
+def _number(value: float) -> float:
+    """12.0 as 12 in the tfvars, as a user would write it."""
+    return int(value) if value.is_integer() else value
+
+
+def _running_group(
+    args: argparse.Namespace, deps: Deps, outputs: dict[str, Any]
+) -> group.Group | None:
+    """The group terraform created, when it still exists."""
+    name = outputs.get("autoscaling_group_name")
+    if not name:
+        return None
+    return group.describe_group(deps.autoscaling_client(args.region), name)
+
+
+def _offer_raise(
+    args: argparse.Namespace,
+    extra_vars: dict[str, str],
+    deps: Deps,
+    prompt_file: PromptFile,
+    root: TerraformRoot,
+    outputs: dict[str, Any],
+    found: group.Group,
+) -> int:
+    """The group exists: show the batch's progress and, while songs are missing, offer to set the
+    group's desired capacity back to its launch's worker count (its maximum size), or to
+    --worker-count, rather than apply again."""
+    out = deps.console
+    wanted = args.worker_count if args.worker_count_given else found.max_size
+    out.say(group.format_group(found, args.region))
+    bucket = _bucket(args, extra_vars, outputs)
+    s3 = deps.s3_client(args.region)
+    progress = _progress(s3, bucket, prompt_file)
+    given_up = _failed_for_good(s3, bucket, progress)
+    missing = (progress.missing if progress else prompt_file.jobs)
+    failed_names = {song.job.file_name for song in given_up}
+    missing = [job for job in missing if job.file_name not in failed_names]
+    written = len(progress.done) if progress else 0
+    where = f"s3://{bucket}/" if bucket else "the bucket"
+    out.say(
+        f"Songs in {where}: {written} written, {len(missing)} missing, "
+        f"{len(given_up)} failed for good (of {len(prompt_file.jobs)} in {args.prompts})",
+        *failed.format_failed(given_up),
+    )
+    if not missing:
+        out.say(
+            "The batch is complete: every song is written or failed for good.",
+            "  copy it:         python launcher download",
+            f"  then stop all:   {_destroy_command(root)}",
+        )
+        return 0
+    if found.desired >= wanted:
+        out.say(
+            f"The group already wants {found.desired} worker{'s' if found.desired != 1 else ''} "
+            "and replaces interrupted ones by itself. Follow it with `python launcher status`."
+        )
+        return 0
+    if wanted > found.max_size:
+        raise UsageError(
+            f"--worker-count {wanted} is above the group's maximum size "
+            f"{found.max_size}; change it with `terraform -chdir="
+            f"{shlex.quote(_shown(root.working_dir))} apply -var worker_count={wanted}`"
+        )
+    if args.dry_run:
+        out.say("Dry run: stopping before the question. Nothing changed.")
+        return 0
+    question = (
+        f"Raise the group from {found.desired} to {wanted} "
+        f"worker{'s' if wanted != 1 else ''}? [y/N] "
+    )
+    if not _confirmed(args, out, question):
+        out.say("Nothing changed.")
+        return 0
+    group.raise_group(deps.autoscaling_client(args.region), found.name, wanted)
+    out.say(
+        f"Desired capacity of {found.name} set to {wanted}: Auto Scaling launches the "
+        "workers, which resume the missing songs. Follow them with `python launcher status`."
+    )
+    return 0
+
+
+def _failed_for_good(
+    s3: Any, bucket: str | None, progress: batch.Progress | None
+) -> list[failed.FailedSong]:
+    if bucket is None or progress is None:
+        return []
+    name, prefix = _split_bucket(bucket)
+    return failed.failed_for_good(progress.missing, failed.failure_objects(s3, name, prefix))
 
 
 def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
     prompt_file = _read_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
     ec2 = deps.ec2_client(args.region)
-    workers = instances.find_workers(ec2)
-    if workers:
-        out.say(
-            f"Workers in {args.region}:",
-            *_workers_table(ec2, workers, args, deps, _spot_costs(ec2, workers, deps)),
-        )
-    else:
-        out.say(f"Workers in {args.region}: none pending or running")
-
     if args.bucket is None and "bucket_name" not in extra_vars:
         _require_terraform()
-    bucket = _bucket(args, extra_vars, TerraformRoot(args.terraform_dir))
+    root = TerraformRoot(args.terraform_dir)
+    outputs = root.outputs() if terraform_installed() else {}
+    found = _running_group(args, deps, outputs)
+    if found is not None:
+        out.say(*_group_status(ec2, found, args, deps))
+    else:
+        workers = instances.find_workers(ec2)
+        if workers:
+            out.say(
+                f"Workers in {args.region}:",
+                *_workers_table(ec2, workers, args, deps, _spot_costs(ec2, workers, deps)),
+            )
+        else:
+            out.say(f"Workers in {args.region}: none pending or running")
+
+    bucket = _bucket(args, extra_vars, outputs)
     if bucket is None:
         out.say(
             f"Bucket: unknown (no terraform outputs in {os.path.join(_shown(args.terraform_dir), '')};"
@@ -399,15 +580,56 @@ def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         return 0
     name, prefix = _split_bucket(bucket)
     report = batch.read_cost_report(s3, name, prefix)
-    out.say(*batch.format_progress(name, progress, report, prefix))
+    given_up = _failed_for_good(s3, bucket, progress)
+    out.say(*batch.format_progress(name, progress, report, prefix, given_up))
     return 0
+
+
+def _group_status(
+    ec2: Any, found: group.Group, args: argparse.Namespace, deps: Deps
+) -> list[str]:
+    """The group's counts, its last activities in plain words, and every instance it ran (still
+    listed by EC2) with its cost at the max price and at the actual spot price."""
+    activities = group.scaling_activities(
+        deps.autoscaling_client(args.region), found.name, group.ACTIVITIES_FOR_COST
+    )
+    lines = [group.format_group(found, args.region)]
+    described = group.describe_activities(activities)[-group.DEFAULT_ACTIVITIES :]
+    if described:
+        lines += ["  last scaling activities (UTC, oldest first):", *(f"    {d}" for d in described)]
+    else:
+        lines.append("  no scaling activities recorded")
+    runs = group.group_instances(ec2, found.name, activities)
+    if runs:
+        lines.append("  instances it ran:")
+        lines += [
+            "  " + line
+            for line in instances.format_workers(
+                runs,
+                now=deps.now(),
+                max_prices=instances.spot_max_prices(ec2, runs),
+                default_max_price=found.spot_max_price or args.max_price,
+                spot_costs=_spot_costs(ec2, runs, deps),
+            )
+        ]
+    else:
+        lines.append("  instances it ran: none listed by EC2")
+    unlisted = group.unlisted_instances(activities, runs)
+    if unlisted:
+        lines.append(
+            f"  not in these figures: {', '.join(unlisted)} (EC2 no longer lists them; it keeps "
+            "terminated instances for about an hour)"
+        )
+    return lines
 
 
 def download_command(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
     if args.bucket is None and "bucket_name" not in extra_vars:
         _require_terraform()
-    bucket = _bucket(args, extra_vars, TerraformRoot(args.terraform_dir))
+    known = args.bucket or extra_vars.get("bucket_name")
+    outputs = {} if known else TerraformRoot(args.terraform_dir).outputs()
+    bucket = _bucket(args, extra_vars, outputs)
     if bucket is None:
         raise UsageError(
             f"no bucket to download from: no terraform outputs in "
@@ -470,7 +692,13 @@ def _check_options(args: argparse.Namespace) -> dict[str, str]:
     """Extra terraform variables from --var, after rejecting values no launch could use."""
     if args.directory is not None and args.command != "download":
         raise UsageError(f"unexpected argument {args.directory!r} (only download takes a DIR)")
-    for option in ("max_price", "realtime_factor", "boot_overhead_min", "price_window_hours"):
+    for option in (
+        "max_price",
+        "realtime_factor",
+        "boot_overhead_min",
+        "price_window_hours",
+        "max_hours",
+    ):
         value = getattr(args, option)
         # nan slips through every comparison below, and would reach terraform's variables.
         if not math.isfinite(value):
@@ -482,13 +710,22 @@ def _check_options(args: argparse.Namespace) -> dict[str, str]:
         )
     if args.max_price <= 0:
         raise UsageError(f"--max-price must be more than 0 USD/h (got {args.max_price:g})")
+    # A running group is raised back to the count it was launched with unless one is given.
+    args.worker_count_given = args.worker_count is not None
+    if args.worker_count is None:
+        args.worker_count = 1
     if args.worker_count < 1:
         raise UsageError(f"--worker-count must be at least 1 (got {args.worker_count})")
-    if not INSTANCE_TYPE_NAME.match(args.instance_type):
-        raise UsageError(
-            f"--instance-type must be an EC2 instance type such as {DEFAULT_INSTANCE_TYPE} "
-            f"(got {args.instance_type!r})"
-        )
+    # Repeated types count once; the order given is kept.
+    args.instance_types = list(dict.fromkeys(args.instance_types or [DEFAULT_INSTANCE_TYPE]))
+    for instance_type in args.instance_types:
+        if not INSTANCE_TYPE_NAME.match(instance_type):
+            raise UsageError(
+                f"--instance-type must be an EC2 instance type such as {DEFAULT_INSTANCE_TYPE} "
+                f"(got {instance_type!r})"
+            )
+    if args.max_hours <= 0:
+        raise UsageError(f"--max-hours must be more than 0 (got {args.max_hours:g})")
     if args.realtime_factor <= 0:
         raise UsageError(f"--realtime-factor must be more than 0 (got {args.realtime_factor:g})")
     if args.boot_overhead_min < 0:
@@ -514,6 +751,8 @@ def _check_options(args: argparse.Namespace) -> dict[str, str]:
             raise UsageError(f"--var expects KEY=VALUE (got {item!r})")
         if name in OPTION_FOR_VARIABLE:
             raise UsageError(f"use {OPTION_FOR_VARIABLE[name]} instead of --var {name}=...")
+        if name in REPLACED_VARIABLES:
+            raise UsageError(f"--var {name}: {REPLACED_VARIABLES[name]}")
         extra[name] = value
     return extra
 
@@ -564,12 +803,11 @@ def _preflight(
     deps: Deps,
     ec2: Any,
     network: checks.Network,
-    stats: list[prices.ZoneStats],
-    chosen: prices.ZoneStats | None,
+    zones: list[str],
     price_refusal: str | None,
     git_url: str,
     git_ref: str,
-    vcpus: int,
+    type_gpus: list[gpus.InstanceGpus],
 ) -> tuple[checks.Image | None, int]:
     """Runs every check, also after a failure, so one run names every problem; prints each
     passed check on stdout and each failure as an error line on stderr. Returns the AMI found
@@ -588,13 +826,13 @@ def _preflight(
         checks.network_check(
             network,
             region=args.region,
-            priced_zones=[s.zone for s in stats],
-            chosen_zone=chosen.zone if chosen else None,
+            priced_zones=zones,
+            chosen_zone=None,
         )
     )
     if price_refusal:
         results.append(checks.Check.failed(price_refusal))
-    results.append(_quota_check(args, deps, vcpus))
+    results += _quota_checks(args, deps, type_gpus)
 
     access = gitremote.Access(args.git_token_parameter, args.region)
     token_readable = True
@@ -622,17 +860,33 @@ def _preflight(
     return (image if explicit_ami is None else None), sum(not r.ok for r in results)
 
 
-def _quota_check(args: argparse.Namespace, deps: Deps, vcpus: int) -> checks.Check:
-    quota = quotas.spot_quota_for(args.instance_type)
-    value = quotas.read_quota(deps.service_quotas_client(args.region), quota) if quota else None
-    return quotas.quota_check(
-        instance_type=args.instance_type,
-        worker_count=args.worker_count,
-        vcpus=vcpus,
-        quota=quota,
-        value=value,
-        region=args.region,
-    )
+def _quota_checks(
+    args: argparse.Namespace, deps: Deps, type_gpus: list[gpus.InstanceGpus]
+) -> list[checks.Check]:
+    """One check per spot quota the types fall under: the group may launch every worker as the
+    quota's largest type, so that type's vCPUs count."""
+    by_quota: dict[quotas.SpotQuota | None, list[gpus.InstanceGpus]] = {}
+    for item in type_gpus:
+        by_quota.setdefault(quotas.spot_quota_for(item.instance_type), []).append(item)
+    results = []
+    service_quotas = None
+    for quota, members in by_quota.items():
+        largest = max(members, key=lambda g: g.vcpus)
+        value = None
+        if quota is not None:
+            service_quotas = service_quotas or deps.service_quotas_client(args.region)
+            value = quotas.read_quota(service_quotas, quota)
+        results.append(
+            quotas.quota_check(
+                instance_type=largest.instance_type,
+                worker_count=args.worker_count,
+                vcpus=largest.vcpus,
+                quota=quota,
+                value=value,
+                region=args.region,
+            )
+        )
+    return results
 
 
 def _workers_table(
@@ -663,14 +917,14 @@ def _spot_costs(
         start = min(w.launch_time for w in of_type)
         history = deps.price_history(ec2, instance_type, start, now)
         for w in of_type:
-            costs[w.instance_id] = prices.accrued_spot_cost(history, w.zone, w.launch_time, now)
+            costs[w.instance_id] = prices.accrued_spot_cost(history, w.zone, w.launch_time, w.end(now))
     return costs
 
 
 def _bucket(
-    args: argparse.Namespace, extra_vars: dict[str, str], root: TerraformRoot
+    args: argparse.Namespace, extra_vars: dict[str, str], outputs: dict[str, Any]
 ) -> str | None:
-    return args.bucket or extra_vars.get("bucket_name") or root.outputs().get("bucket_name")
+    return args.bucket or extra_vars.get("bucket_name") or outputs.get("bucket_name")
 
 
 def _split_bucket(bucket: str) -> tuple[str, str]:
@@ -692,11 +946,7 @@ def _progress(s3: Any, bucket: str | None, prompt_file: PromptFile) -> batch.Pro
     return batch.Progress(progress.done, progress.missing, changed)
 
 
-def _confirmed(args: argparse.Namespace, out: Console) -> bool:
-    question = (
-        f"Launch {args.worker_count} × {args.instance_type} spot in {args.region} "
-        f"at max {usd(args.max_price)}/h? [y/N] "
-    )
+def _confirmed(args: argparse.Namespace, out: Console, question: str) -> bool:
     if args.yes:
         out.say(question + "yes (--yes)")
         return True
@@ -712,7 +962,9 @@ def _confirmed(args: argparse.Namespace, out: Console) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _apply(root: TerraformRoot, variables: dict[str, str | float | bool], out: Console) -> int:
+def _apply(
+    root: TerraformRoot, variables: dict[str, Value], args: argparse.Namespace, out: Console
+) -> int:
     out.say(f"Variables for terraform written to {_shown(root.write_variables(variables))}")
     out.stdout.flush()
     if not root.is_initialized():
@@ -730,14 +982,23 @@ def _apply(root: TerraformRoot, variables: dict[str, str | float | bool], out: C
         return 1
     outputs = root.outputs()
     bucket = outputs.get("bucket_name", "?")
-    instance_ids = outputs.get("instance_ids") or []
-    warning = (
-        f"The {'instance keeps' if len(instance_ids) == 1 else 'instances keep'} costing money "
-        f"until you run: {_destroy_command(root)}"
-    )
+    name = outputs.get("autoscaling_group_name") or "(no autoscaling_group_name in the outputs)"
+    if args.keep_alive:
+        warning = (
+            "The instances keep costing money after the batch (--keep-alive) until you run: "
+            f"{_destroy_command(root)}"
+        )
+    else:
+        warning = (
+            "Each instance costs money until its workers finish the batch (or after "
+            f"{args.max_hours:g} h) and scale it in; the bucket and the group stay until you "
+            f"run: {_destroy_command(root)}"
+        )
     out.say(
         "",
-        f"Launched: {', '.join(instance_ids) or 'no instance ids in the terraform outputs'}",
+        f"Launched: Auto Scaling group {name}, {args.worker_count} × "
+        f"{' or '.join(args.instance_types)} spot; it starts the workers and replaces "
+        "interrupted ones",
         f"Bucket:   {bucket}",
         "Next steps:",
         "  follow progress:  python launcher status",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from launcher.gpus import InstanceGpus
@@ -72,7 +73,10 @@ def format_estimate(
     worker_count: int,
     boot_overhead_min: float,
     gpus: InstanceGpus | None = None,
+    other_types: Sequence[InstanceGpus] = (),
 ) -> list[str]:
+    """`gpus` is the type the estimate counts (of several, the one with the fewest GPUs, which
+    takes longest); `other_types` are the group's other types, listed for what they hold."""
     lines = [f"Estimate (upper bound, at the max price): {cents(estimate.cost_usd)}"]
     if gpus is None or gpus.count == 1:
         lines.append(
@@ -87,6 +91,9 @@ def format_estimate(
         )
     if gpus is not None:
         lines.append(f"  {gpus.describe()}")
+    if other_types:
+        lines += [f"  or {other.describe()}" for other in other_types]
+        lines.append(f"  (counted at {gpus.instance_type if gpus else 'one GPU'}, the fewest GPUs)")
     lines += [
         (
             f"  + {worker_count} × {boot_overhead_min:g} min boot and model load"

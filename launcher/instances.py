@@ -23,6 +23,11 @@ class Worker:
     zone: str
     launch_time: datetime
     spot: bool
+    # When a stopped or terminated instance stopped billing; None while it runs.
+    ended: datetime | None = None
+
+    def end(self, now: datetime) -> datetime:
+        return now if self.ended is None else min(self.ended, now)
 
 
 def find_workers(ec2: Any) -> list[Worker]:
@@ -70,7 +75,7 @@ def spot_max_prices(ec2: Any, workers: list[Worker]) -> dict[str, float]:
 
 
 def uptime_hours(worker: Worker, now: datetime) -> float:
-    return max(0.0, (now - worker.launch_time).total_seconds() / 3600)
+    return max(0.0, (worker.end(now) - worker.launch_time).total_seconds() / 3600)
 
 
 def format_duration(hours: float) -> str:

@@ -128,12 +128,10 @@ def cover_subnet_zones(stats: list[ZoneStats], subnet_zones: Iterable[str]) -> C
     )
 
 
-def choose_zone(stats: list[ZoneStats], max_price: float) -> ZoneStats | None:
-    """The zone with the cheapest current price within the max price; ties go to the first name."""
-    candidates = [s for s in stats if s.fits(max_price)]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda s: (s.current, s.zone))
+def usable_zones(stats_by_type: Iterable[list[ZoneStats]], max_price: float) -> list[str]:
+    """Zones where at least one instance type's current price is within the max price, sorted:
+    the group's availability_zones. The stats are already limited to default-subnet zones."""
+    return sorted({s.zone for stats in stats_by_type for s in stats if s.fits(max_price)})
 
 
 def on_demand_price(region: str, instance_type: str) -> float | None:
@@ -187,30 +185,32 @@ def format_price_table(
     return [*lines, *(rows[zone] for zone in sorted(rows)), *left_out_lines]
 
 
-def format_choice(
-    stats: list[ZoneStats],
-    chosen: ZoneStats | None,
+def format_zones(
+    stats_by_type: dict[str, list[ZoneStats]],
+    usable: list[str],
     *,
     region: str,
-    instance_type: str,
     max_price: float,
 ) -> list[str]:
+    """On-demand prices for comparison, then the zones the group will use."""
     lines = []
-    on_demand = on_demand_price(region, instance_type)
-    if on_demand is not None:
+    for instance_type in stats_by_type:
+        on_demand = on_demand_price(region, instance_type)
+        if on_demand is not None:
+            of_type = f" of {instance_type}" if len(stats_by_type) > 1 else ""
+            lines.append(
+                f"On-demand price{of_type} for comparison: {usd(on_demand)}/h "
+                "(AWS public price list, 2024; see launcher/prices.py)"
+            )
+    if usable:
         lines.append(
-            f"On-demand price for comparison: {usd(on_demand)}/h "
-            "(AWS public price list, 2024; see launcher/prices.py)"
+            f"Zones: {', '.join(usable)} (a default subnet and a current price within the max "
+            f"{usd(max_price)}/h; the group spreads the workers over them)"
         )
-    if chosen is not None:
-        lines.append(
-            f"Zone: {chosen.zone} (cheapest current price, {usd(chosen.current)}/h, "
-            f"within the max {usd(max_price)}/h)"
-        )
-    elif stats:
-        lines.append("Zone: left to AWS (no zone is within the max price)")
+    elif any(stats_by_type.values()):
+        lines.append("Zones: every zone with a default subnet (no zone is within the max price)")
     else:
-        lines.append("Zone: left to AWS (no spot price history)")
+        lines.append("Zones: every zone with a default subnet (no spot price history)")
     return lines
 
 

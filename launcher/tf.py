@@ -28,8 +28,14 @@ def terraform_installed() -> bool:
     return shutil.which("terraform") is not None
 
 
-def hcl_value(value: str | float | bool) -> str:
-    """A tfvars literal. Strings use JSON escapes, which HCL shares, plus HCL's template escapes."""
+Value = str | float | bool | list[str]
+
+
+def hcl_value(value: Value) -> str:
+    """A tfvars literal. Strings use JSON escapes, which HCL shares, plus HCL's template escapes;
+    a list is an HCL tuple of them, which terraform converts to a list(string) variable."""
+    if isinstance(value, list):
+        return "[" + ", ".join(hcl_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -55,7 +61,7 @@ class TerraformRoot:
         data_dir = self.working_dir / os.environ.get("TF_DATA_DIR", ".terraform")
         return data_dir.is_dir()
 
-    def write_variables(self, variables: dict[str, str | float | bool]) -> Path:
+    def write_variables(self, variables: dict[str, Value]) -> Path:
         text = "".join(f"{name} = {hcl_value(value)}\n" for name, value in variables.items())
         self.variables_file.write_text(
             "# Written by `python launcher` at each launch; terraform loads it on every command.\n"

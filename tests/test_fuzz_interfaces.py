@@ -139,7 +139,7 @@ def test_any_worker_command_line_and_environment_exits_cleanly(fuzz_home, capsys
 
 LAUNCHER_OPTIONS = [
     "--max-price", "--realtime-factor", "--boot-overhead-min", "--price-window-hours", "--worker-count",
-    "--bucket", "--prompts", "--instance-type", "--var", "--git-ref",
+    "--bucket", "--prompts", "--instance-type", "--var", "--git-ref", "--max-hours",
 ]
 launcher_values = st.one_of(st.sampled_from(SPECIAL), st.sampled_from(PLACES), numbers, text)
 

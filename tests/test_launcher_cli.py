@@ -24,7 +24,10 @@ from launcher.cli import Console, Deps, main
 from launcher.prices import PricePoint
 from tests.git_servers import GitDaemon, Remotes
 from tests.service_quotas import FakeServiceQuotas
+from tests.test_launcher_group import GROUP, make_group
 from tests.test_launcher_tf import FakeTerraform
+from worker.failures import Failure, failure_key
+from worker.prompts import prompt_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
 
@@ -69,7 +72,8 @@ Spot prices for g4dn.xlarge (Linux) in us-east-1, last 24 h, USD/h:
   us-east-1e         -         -         -         -  no price recorded
   us-east-1f         -         -         -         -  no price recorded
 On-demand price for comparison: $0.526/h (AWS public price list, 2024; see launcher/prices.py)
-Zone: us-east-1c (cheapest current price, $0.199/h, within the max $0.40/h)
+Zones: us-east-1a, us-east-1c (a default subnet and a current price within the max $0.40/h; \
+the group spreads the workers over them)
 
 """
 BATCH_LINES = """\
@@ -113,7 +117,7 @@ class WorkerSource:
             "Checks before launch:\n"
             "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
             f"  ok  AMI: {ami}\n"
-            f"  ok  network: default VPC {self.vpc_id}, default subnet in us-east-1c\n"
+            f"  ok  network: default VPC {self.vpc_id}, default subnet in us-east-1a, us-east-1c\n"
             "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 64 vCPUs in "
             "us-east-1; 1 × g4dn.xlarge needs 4 vCPUs\n"
             "  ok  git: https://github.com/example/musicgen-batch.git can be read anonymously, "
@@ -328,7 +332,7 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
 ) -> None:
     terraform.set_outputs(
         bucket_name="musicgen-batch-abc123",
-        instance_ids=["i-0123456789abcdef0"],
+        autoscaling_group_name="musicgen-batch-workers",
         region="us-east-1",
         worker_tag={"Role": "musicgen-batch-worker"},
     )
@@ -338,7 +342,7 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
         "--var",
         f"ami_id={MOTO_AMI}",
         "--var",
-        "shutdown_when_done=true",
+        "root_volume_size_gb=120",
         stdin="y\n",
         stdout_tty=True,
     )
@@ -354,13 +358,15 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
         + QUESTION
         + "Variables for terraform written to terraform/launcher.auto.tfvars\n"
         "\n"
-        "Launched: i-0123456789abcdef0\n"
+        "Launched: Auto Scaling group musicgen-batch-workers, 1 × g4dn.xlarge spot; it starts "
+        "the workers and replaces interrupted ones\n"
         "Bucket:   musicgen-batch-abc123\n"
         "Next steps:\n"
         "  follow progress:  python launcher status\n"
         "  songs appear in:  s3://musicgen-batch-abc123/  (cost report: "
         "s3://musicgen-batch-abc123/cost_report.csv, run logs: s3://musicgen-batch-abc123/logs/)\n"
-        "\033[1mThe instance keeps costing money until you run: "
+        "\033[1mEach instance costs money until its workers finish the batch (or after 12 h) and "
+        "scale it in; the bucket and the group stay until you run: "
         "terraform -chdir=terraform destroy\033[0m\n",
         "",
     )
@@ -375,14 +381,16 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
         == tfvars.read_text()
         == expected_tfvars(
             'region = "us-east-1"',
-            'instance_type = "g4dn.xlarge"',
+            'instance_types = ["g4dn.xlarge"]',
             "max_price = 0.4",
             "worker_count = 1",
             'git_repo_url = "https://github.com/example/musicgen-batch.git"',
             'git_ref = "main"',
-            'availability_zone = "us-east-1c"',
+            'availability_zones = ["us-east-1a", "us-east-1c"]',
+            "keep_alive = false",
+            "max_hours = 12",
             f'ami_id = "{MOTO_AMI}"',
-            'shutdown_when_done = "true"',
+            'root_volume_size_gb = "120"',
         )
     )
 
@@ -391,7 +399,7 @@ def test_yes_force_with_every_zone_above_the_max_price_warns_and_goes_on(
     launcher: Launcher, terraform: FakeTerraform, workdir: Path, source: WorkerSource
 ) -> None:
     (workdir / "terraform" / ".terraform").mkdir()
-    terraform.set_outputs(bucket_name="b", instance_ids=["i-1", "i-2"])
+    terraform.set_outputs(bucket_name="b", autoscaling_group_name="workers")
     launcher.prices = history(("us-east-1a", [0.52]), ("us-east-1b", [0.50, 0.51]))
 
     result = launcher(
@@ -404,6 +412,9 @@ def test_yes_force_with_every_zone_above_the_max_price_warns_and_goes_on(
         "2",
         "--instance-type",
         "g4dn.2xlarge",
+        "--keep-alive",
+        "--max-hours",
+        "2.5",
         tty=False,
     )
 
@@ -412,22 +423,32 @@ def test_yes_force_with_every_zone_above_the_max_price_warns_and_goes_on(
         "warning: the max price $0.35/h is under the current spot price in every zone; "
         "the spot request would wait unfulfilled until the price drops\n"
     )
-    assert "Zone: left to AWS (no zone is within the max price)\n" in result.out
+    assert "Zones: every zone with a default subnet (no zone is within the max price)\n" in result.out
     assert "Launch 2 × g4dn.2xlarge spot in us-east-1 at max $0.35/h? [y/N] yes (--yes)\n" in (
         result.out
     )
     assert result.out.endswith(
-        "The instances keep costing money until you run: terraform -chdir=terraform destroy\n"
+        "Launched: Auto Scaling group workers, 2 × g4dn.2xlarge spot; it starts the workers and "
+        "replaces interrupted ones\n"
+        "Bucket:   b\n"
+        "Next steps:\n"
+        "  follow progress:  python launcher status\n"
+        "  songs appear in:  s3://b/  (cost report: s3://b/cost_report.csv, run logs: s3://b/logs/)\n"
+        "The instances keep costing money after the batch (--keep-alive) until you run: "
+        "terraform -chdir=terraform destroy\n"
     )
-    # Already initialised: no init. No zone fits, so terraform's default (EC2 picks) stays.
+    # Already initialised: no init. No zone fits, so terraform's default (every zone with a
+    # default subnet) stays.
     assert [argv[0] for argv in terraform.argvs()] == ["output", "apply", "output"]
     assert terraform.calls()[1]["tfvars"] == expected_tfvars(
         'region = "us-east-1"',
-        'instance_type = "g4dn.2xlarge"',
+        'instance_types = ["g4dn.2xlarge"]',
         "max_price = 0.35",
         "worker_count = 2",
         'git_repo_url = "https://github.com/example/musicgen-batch.git"',
         'git_ref = "main"',
+        "keep_alive = true",
+        "max_hours = 2.5",
         f'ami_id = "{source.ami_id}"',
     )
 
@@ -795,7 +816,7 @@ def test_every_zone_above_the_max_price_is_refused_before_anything_is_created(
         "  us-east-1f         -         -         -         -  no price recorded\n"
         "On-demand price for comparison: $0.526/h (AWS public price list, 2024; see "
         "launcher/prices.py)\n"
-        "Zone: left to AWS (no zone is within the max price)\n"
+        "Zones: every zone with a default subnet (no zone is within the max price)\n"
         "\n"
         "Checks before launch:\n"
         "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
@@ -857,7 +878,8 @@ def test_a_zone_without_a_default_subnet_is_left_out_of_the_table(
         "workers launch only into default subnets)\n"
         "On-demand price for comparison: $0.526/h (AWS public price list, 2024; see "
         "launcher/prices.py)\n"
-        "Zone: us-east-1a (cheapest current price, $0.2201/h, within the max $0.40/h)\n"
+        "Zones: us-east-1a (a default subnet and a current price within the max $0.40/h; the "
+        "group spreads the workers over them)\n"
         "\n"
         "Checks before launch:\n"
         "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
@@ -1068,3 +1090,381 @@ def test_status_spot_cost_without_a_record_before_launch_or_at_all(launcher: Lau
         "  * launched before the first recorded price; that first price is charged",
         "Bucket none-yet: does not exist",
     ]
+
+
+# The group terraform creates: `python launcher` offers to raise it rather than apply again.
+BUCKET = "musicgen-batch-abc123"
+GROUP_OUTPUTS = {"bucket_name": BUCKET, "autoscaling_group_name": GROUP, "region": "us-east-1"}
+
+
+def applied(workdir: Path, terraform: FakeTerraform) -> None:
+    """terraform state as after the launcher's apply: initialised, with the group's outputs."""
+    (workdir / "terraform" / ".terraform").mkdir(exist_ok=True)
+    terraform.set_outputs(**GROUP_OUTPUTS)
+
+
+def batch_bucket(*songs: str, failures: dict[str, int] | None = None) -> None:
+    """The batch's bucket with `songs` written and failure counts (file name: attempts)."""
+    s3 = aws.s3_client("us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    for song in songs:
+        s3.put_object(Bucket=BUCKET, Key=song, Body=b"RIFF")
+    prompts = {"lofi_rain.wav": "calm lo-fi piano, rain in the background"}
+    for name, attempts in (failures or {}).items():
+        failure = Failure(
+            file_name=name,
+            prompt_hash=prompt_hash(prompts[name]),
+            attempts=attempts,
+            error="CUDA error: an illegal memory access was encountered",
+            worker="ip-10-0-1-5-gpu0",
+            failed_at="2026-11-29T04:10:00+00:00",
+        )
+        s3.put_object(Bucket=BUCKET, Key=failure_key(name), Body=failure.to_json())
+
+
+def desired_capacity() -> int:
+    autoscaling = aws.autoscaling_client("us-east-1")
+    [found] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])[
+        "AutoScalingGroups"
+    ]
+    return found["DesiredCapacity"]
+
+
+RAISE_PROGRESS = (
+    f"Group {GROUP} in us-east-1: desired 0, in service 0 (min 0, max 2)\n"
+    f"Songs in s3://{BUCKET}/: 1 written, 1 missing, 0 failed for good (of 2 in prompts.txt)\n"
+)
+
+
+def test_a_group_with_songs_missing_is_raised_back_to_the_worker_count(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    make_group(desired=0)
+    applied(workdir, terraform)
+    batch_bucket("synthwave.wav")
+
+    result = launcher("--worker-count", "2", stdin="y\n")
+
+    assert result == Result(
+        0,
+        RAISE_PROGRESS + "Raise the group from 0 to 2 workers? [y/N] "
+        f"Desired capacity of {GROUP} set to 2: Auto Scaling launches the workers, which resume "
+        "the missing songs. Follow them with `python launcher status`.\n",
+        "",
+    )
+    assert desired_capacity() == 2
+    # No second apply: the outputs are read once.
+    assert terraform.argvs() == [["output", "-json", "-no-color"]]
+    assert launcher.price_requests == []
+
+
+@pytest.mark.parametrize("answer", ["", "n\n", "yes please\n"])
+def test_a_group_is_not_raised_without_a_yes(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path, answer: str
+) -> None:
+    make_group(desired=0)
+    applied(workdir, terraform)
+    batch_bucket("synthwave.wav")
+
+    result = launcher(stdin=answer)
+
+    # Without --worker-count: back to the count the group was launched with, its maximum.
+    assert result == Result(
+        0, RAISE_PROGRESS + "Raise the group from 0 to 2 workers? [y/N] Nothing changed.\n", ""
+    )
+    assert desired_capacity() == 0
+
+
+def test_yes_raises_a_group_without_a_terminal_and_dry_run_does_not(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    make_group(desired=0)
+    applied(workdir, terraform)
+    batch_bucket("synthwave.wav")
+
+    dry = launcher("--dry-run", tty=False)
+    refused = launcher(tty=False)
+    assert desired_capacity() == 0
+    result = launcher("--yes", "--worker-count", "1", tty=False)
+
+    assert dry == Result(
+        0, RAISE_PROGRESS + "Dry run: stopping before the question. Nothing changed.\n", ""
+    )
+    assert refused == Result(
+        2,
+        RAISE_PROGRESS,
+        "error: stdin is not a terminal, so the launcher cannot ask; pass --yes\n",
+    )
+    assert result.code == 0
+    assert result.out.startswith(
+        RAISE_PROGRESS + "Raise the group from 0 to 1 worker? [y/N] yes (--yes)\n"
+    )
+    assert desired_capacity() == 1
+    assert [argv[0] for argv in terraform.argvs()] == ["output", "output", "output"]
+
+
+def test_a_complete_batch_points_to_download_and_destroy(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    make_group(desired=0)
+    applied(workdir, terraform)
+    batch_bucket("synthwave.wav", failures={"lofi_rain.wav": 2})
+
+    result = launcher("--worker-count", "2", stdin="y\n")
+
+    assert result == Result(
+        0,
+        f"Group {GROUP} in us-east-1: desired 0, in service 0 (min 0, max 2)\n"
+        f"Songs in s3://{BUCKET}/: 1 written, 0 missing, 1 failed for good (of 2 in prompts.txt)\n"
+        "  failed for good (the workers do not try them again):\n"
+        "    lofi_rain.wav  (line 3, 2 attempts): CUDA error: an illegal memory access was "
+        "encountered\n"
+        "The batch is complete: every song is written or failed for good.\n"
+        "  copy it:         python launcher download\n"
+        "  then stop all:   terraform -chdir=terraform destroy\n",
+        "",
+    )
+    assert desired_capacity() == 0
+
+
+def test_a_song_failed_once_is_still_missing(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    make_group(desired=0)
+    applied(workdir, terraform)
+    batch_bucket("synthwave.wav", failures={"lofi_rain.wav": 1})
+
+    result = launcher("--dry-run")
+
+    assert result.out == RAISE_PROGRESS + "Dry run: stopping before the question. Nothing changed.\n"
+
+
+def test_a_group_that_already_wants_its_workers_is_left_alone(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    make_group(desired=2)
+    applied(workdir, terraform)
+    batch_bucket()
+
+    result = launcher("--worker-count", "2")
+
+    assert result == Result(
+        0,
+        f"Group {GROUP} in us-east-1: desired 2, in service 2 (min 0, max 2)\n"
+        f"Songs in s3://{BUCKET}/: 0 written, 2 missing, 0 failed for good (of 2 in prompts.txt)\n"
+        "The group already wants 2 workers and replaces interrupted ones by itself. Follow it "
+        "with `python launcher status`.\n",
+        "",
+    )
+
+
+def test_more_workers_than_the_group_holds_is_refused(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    make_group(desired=0)
+    applied(workdir, terraform)
+    batch_bucket("synthwave.wav")
+
+    result = launcher("--worker-count", "3", "--yes")
+
+    assert result == Result(
+        2,
+        RAISE_PROGRESS,
+        "error: --worker-count 3 is above the group's maximum size 2; change it with "
+        "`terraform -chdir=terraform apply -var worker_count=3`\n",
+    )
+    assert desired_capacity() == 0
+
+
+def test_a_destroyed_group_launches_anew(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    applied(workdir, terraform)  # outputs name a group that no longer exists
+
+    result = launcher(*GIT, "--dry-run")
+
+    assert result.code == 0
+    assert result.out.startswith(PRICE_LINES)
+
+
+def launched(instance: dict) -> list[str]:
+    return instance["LaunchTime"].astimezone(UTC).strftime("%Y-%m-%d %H:%M").split()
+
+
+def test_status_of_a_group(launcher: Launcher, terraform: FakeTerraform, workdir: Path) -> None:
+    make_group(desired=2)
+    applied(workdir, terraform)
+    batch_bucket("synthwave.wav", failures={"lofi_rain.wav": 2})
+    ec2 = aws.ec2_client("us-east-1")
+    runs = sorted(
+        (
+            i
+            for r in ec2.describe_instances(
+                Filters=[{"Name": "tag:aws:autoscaling:groupName", "Values": [GROUP]}]
+            )["Reservations"]
+            for i in r["Instances"]
+        ),
+        key=lambda i: (i["LaunchTime"], i["InstanceId"]),
+    )
+    # EC2 reclaims the first one, as on a spot interruption. (moto's group does not notice, and
+    # a scale-in there drops the group's tag from the instance, which EC2 keeps.)
+    ec2.terminate_instances(InstanceIds=[runs[0]["InstanceId"]])
+    launcher.now = runs[1]["LaunchTime"] + timedelta(hours=2)
+    launcher.prices = [PricePoint(z, 0.25, NOW - timedelta(days=30)) for z in ("us-east-1a", "us-east-1b")]
+
+    result = launcher("status", "--max-price", "0.3")
+
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[:3] == [
+        # Real AWS would show 1 in service and a replacement pending; moto's group keeps both.
+        f"Group {GROUP} in us-east-1: desired 2, in service 2 (min 0, max 2)",
+        # moto records no scaling activities (real AWS does: see test_launcher_group).
+        "  no scaling activities recorded",
+        "  instances it ran:",
+    ]
+    # Both instances, the terminated one too, priced at the group's own max price ($0.40/h).
+    # moto's group replaced the terminated instance when the launcher described it.
+    [replacement] = [
+        i
+        for r in ec2.describe_instances(
+            Filters=[{"Name": "tag:aws:autoscaling:groupName", "Values": [GROUP]}]
+        )["Reservations"]
+        for i in r["Instances"]
+        if i["InstanceId"] not in {run["InstanceId"] for run in runs}
+    ]
+    rows = {line.split()[0]: line.split() for line in lines[4:7]}
+    zone = runs[0]["Placement"]["AvailabilityZone"]
+    # Both instances, the terminated one too, priced at the group's own max price ($0.40/h).
+    assert rows[runs[0]["InstanceId"]][1:] == [
+        "g4dn.xlarge", "terminated", zone, *launched(runs[0]), "0h00m", "$0.00", "at", "$0.40/h",
+        "$0.00",
+    ]
+    assert rows[runs[1]["InstanceId"]][1:] == [
+        "g4dn.xlarge", "running", zone, *launched(runs[1]), "2h00m", "$0.80", "at", "$0.40/h",
+        "$0.50",
+    ]
+    assert rows[replacement["InstanceId"]][1:3] == ["g4dn.xlarge", "running"]
+    hours = (launcher.now - replacement["LaunchTime"]).total_seconds() / 3600
+    assert lines[7:] == [
+        f"    accrued so far (upper bound, at the max price): ${0.8 + 0.4 * hours:.2f}",
+        f"    accrued so far at the actual spot price: ${0.5 + 0.25 * hours:.2f}",
+        "    (compute only: EBS volumes and data transfer are billed on top, in neither figure)",
+        f"Songs in s3://{BUCKET}/: 1 of 2 done, 0 missing, 1 failed for good",
+        "  done:",
+        "    synthwave.wav",
+        "  failed for good (the workers do not try them again):",
+        ("    lofi_rain.wav  (line 3, 2 attempts): CUDA error: an illegal memory access was "
+        "encountered"),
+        "cost_report.csv: not written yet",
+    ]
+    assert terraform.argvs() == [["output", "-json", "-no-color"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-hours", "0"], "--max-hours must be more than 0 (got 0)"),
+        (["--max-hours", "-1"], "--max-hours must be more than 0 (got -1)"),
+        (["--max-hours", "nan"], "--max-hours must be a finite number (got nan)"),
+        (["--var", "max_hours=3"], "use --max-hours instead of --var max_hours=..."),
+        (["--var", "keep_alive=true"], "use --keep-alive instead of --var keep_alive=..."),
+        (["--var", "instance_types=x"], "use --instance-type instead of --var instance_types=..."),
+        (
+            ["--var", "shutdown_when_done=true"],
+            ("--var shutdown_when_done: replaced by keep_alive; the workers scale in when the "
+            "batch is done unless --keep-alive"),
+        ),
+        (
+            ["--var", "instance_type=g5.xlarge"],
+            "--var instance_type: replaced by instance_types; use --instance-type, repeatable",
+        ),
+        (
+            ["--var", "availability_zone=us-east-1a"],
+            ("--var availability_zone: replaced by availability_zones, which the launcher sets to "
+            "the zones with a default subnet and a spot price within the max"),
+        ),
+        (
+            ["--instance-type", "g4dn.xlarge", "--instance-type", "g5 xlarge"],
+            "--instance-type must be an EC2 instance type such as g4dn.xlarge (got 'g5 xlarge')",
+        ),
+    ],
+)
+def test_fleet_option_errors(
+    launcher: Launcher, terraform: FakeTerraform, args: list[str], message: str
+) -> None:
+    assert launcher(*GIT, *args) == Result(2, "", f"error: {message}\n")
+    assert terraform.argvs() == []
+
+
+def test_several_instance_types(launcher: Launcher, terraform: FakeTerraform, source: WorkerSource) -> None:
+    launcher.quotas = FakeServiceQuotas(applied={"L-3819A6DF": 16})
+    types = ["--instance-type", "g4dn.2xlarge", "--instance-type", "g4dn.xlarge"]
+
+    result = launcher(*GIT, *types, "--instance-type", "g4dn.xlarge", "--worker-count", "2", "--yes")
+
+    assert (result.code, result.err) == (0, "")
+    table = PRICE_LINES.split("On-demand")[0]
+    assert result.out.startswith(
+        table.replace("g4dn.xlarge", "g4dn.2xlarge")
+        + table
+        + "On-demand price of g4dn.2xlarge for comparison: $0.752/h (AWS public price list, 2024; "
+        "see launcher/prices.py)\n"
+        "On-demand price of g4dn.xlarge for comparison: $0.526/h (AWS public price list, 2024; "
+        "see launcher/prices.py)\n"
+        "Zones: us-east-1a, us-east-1c (a default subnet and a current price within the max "
+        "$0.40/h; the group spreads the workers over them)\n"
+    )
+    # The group may launch every worker as the larger type: its vCPUs count.
+    assert (
+        "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 16 vCPUs in us-east-1; "
+        "2 × g4dn.2xlarge needs 16 vCPUs\n"
+    ) in result.out
+    assert (
+        "  1 × NVIDIA T4 (16 GiB) per instance: 1 worker, up to 35 songs at once (its default batch)\n"
+        "  or 1 × NVIDIA T4 (16 GiB) per instance: 1 worker, up to 35 songs at once (its default batch)\n"
+        "  (counted at g4dn.2xlarge, the fewest GPUs)\n"
+    ) in result.out
+    assert "Launch 2 × g4dn.2xlarge or g4dn.xlarge spot in us-east-1 at max $0.40/h? [y/N] yes (--yes)\n" in result.out
+    assert launcher.price_requests == [
+        ("g4dn.2xlarge", NOW - timedelta(hours=24), NOW),
+        ("g4dn.xlarge", NOW - timedelta(hours=24), NOW),
+    ]
+    assert 'instance_types = ["g4dn.2xlarge", "g4dn.xlarge"]\n' in terraform.calls()[1]["tfvars"]
+
+
+def test_types_of_two_quota_families_are_checked_each(
+    launcher: Launcher, terraform: FakeTerraform
+) -> None:
+    launcher.quotas = FakeServiceQuotas(applied={"L-3819A6DF": 64, "L-7212CCBC": 0})
+
+    result = launcher(
+        *GIT, "--instance-type", "g4dn.12xlarge", "--instance-type", "p4d.24xlarge", "--max-price", "40", "--dry-run"
+    )
+
+    assert result.code == 2
+    assert (
+        "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 64 vCPUs in us-east-1; "
+        "1 × g4dn.12xlarge needs 48 vCPUs\n"
+    ) in result.out
+    assert result.err == (
+        'error: spot vCPU quota: "All P Spot Instance Requests" is 0 vCPUs in us-east-1, and '
+        "1 × p4d.24xlarge needs 96 vCPUs; request an increase to at least 96 at "
+        f"{QUOTA_URL}L-7212CCBC\n"
+        "error: 1 check failed; nothing launched\n"
+    )
+
+
+def test_status_after_the_group_was_destroyed_lists_tagged_workers(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    applied(workdir, terraform)  # the outputs still name the group; it is gone
+
+    result = launcher("status")
+
+    assert result == Result(
+        0,
+        "Workers in us-east-1: none pending or running\n"
+        f"Bucket {BUCKET}: does not exist\n",
+        "",
+    )

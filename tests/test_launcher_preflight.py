@@ -312,7 +312,7 @@ def test_a_private_repository_with_the_token_in_ssm(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     boto3.client("ssm").put_parameter(Name=PARAMETER, Value=TOKEN, Type="SecureString")
-    terraform.set_outputs(bucket_name="b", instance_ids=["i-1"])
+    terraform.set_outputs(bucket_name="b", autoscaling_group_name="musicgen-batch-workers")
 
     with PrivateHttpGit(source.repo.base, TOKEN) as private:
         rewrite_git_urls(

@@ -13,14 +13,14 @@ from launcher.prices import (
     SpotCost,
     ZoneStats,
     accrued_spot_cost,
-    choose_zone,
     cover_subnet_zones,
     fetch_price_history,
-    format_choice,
     format_price_table,
+    format_zones,
     on_demand_price,
     price_refusal,
     price_warning,
+    usable_zones,
     zone_stats,
 )
 
@@ -80,34 +80,31 @@ def stats(zone: str, current: float) -> ZoneStats:
 
 
 @pytest.mark.parametrize(
-    ("zones", "max_price", "expected"),
+    ("by_type", "max_price", "expected"),
     [
-        pytest.param([], 0.40, None, id="no zones"),
-        pytest.param([stats("us-east-1a", 0.50)], 0.40, None, id="all above max"),
-        pytest.param([stats("us-east-1a", 0.40)], 0.40, "us-east-1a", id="equal to max fits"),
+        pytest.param([], 0.40, [], id="no types"),
+        pytest.param([[]], 0.40, [], id="no zones"),
+        pytest.param([[stats("us-east-1a", 0.50)]], 0.40, [], id="all above max"),
+        pytest.param([[stats("us-east-1a", 0.40)]], 0.40, ["us-east-1a"], id="equal to max fits"),
         pytest.param(
-            [stats("us-east-1a", 0.30), stats("us-east-1b", 0.20), stats("us-east-1c", 0.25)],
+            [[stats("us-east-1c", 0.30), stats("us-east-1b", 0.45), stats("us-east-1a", 0.25)]],
             0.40,
-            "us-east-1b",
-            id="cheapest current",
+            ["us-east-1a", "us-east-1c"],
+            id="every zone within max, sorted",
         ),
         pytest.param(
-            [stats("us-east-1d", 0.20), stats("us-east-1b", 0.20), stats("us-east-1c", 0.20)],
+            [
+                [stats("us-east-1a", 0.30), stats("us-east-1b", 0.45)],
+                [stats("us-east-1b", 0.39), stats("us-east-1c", 0.41), stats("us-east-1a", 0.2)],
+            ],
             0.40,
-            "us-east-1b",
-            id="tie goes to the first zone name",
-        ),
-        pytest.param(
-            [stats("us-east-1a", 0.45), stats("us-east-1b", 0.39)],
-            0.40,
-            "us-east-1b",
-            id="cheapest zone within max",
+            ["us-east-1a", "us-east-1b"],
+            id="a zone counts when any type fits there, once",
         ),
     ],
 )
-def test_choose_zone(zones: list[ZoneStats], max_price: float, expected: str | None) -> None:
-    chosen = choose_zone(zones, max_price)
-    assert (chosen.zone if chosen else None) == expected
+def test_usable_zones(by_type: list[list[ZoneStats]], max_price: float, expected: list[str]) -> None:
+    assert usable_zones(by_type, max_price) == expected
 
 
 @pytest.mark.parametrize(
@@ -189,13 +186,12 @@ def test_price_table_and_choice() -> None:
         + points("us-east-1c", (2, 0.1990))
     )
     zones = zone_stats(history)
-    chosen = choose_zone(zones, 0.40)
 
     table = format_price_table(
         zones, region="us-east-1", instance_type="g4dn.xlarge", max_price=0.40, window_hours=24
     )
-    choice = format_choice(
-        zones, chosen, region="us-east-1", instance_type="g4dn.xlarge", max_price=0.40
+    choice = format_zones(
+        {"g4dn.xlarge": zones}, usable_zones([zones], 0.40), region="us-east-1", max_price=0.40
     )
 
     assert table == [
@@ -210,7 +206,27 @@ def test_price_table_and_choice() -> None:
             "On-demand price for comparison: $0.526/h (AWS public price list, 2024; "
             "see launcher/prices.py)"
         ),
-        "Zone: us-east-1c (cheapest current price, $0.199/h, within the max $0.40/h)",
+        (
+            "Zones: us-east-1a, us-east-1c (a default subnet and a current price within the max "
+            "$0.40/h; the group spreads the workers over them)"
+        ),
+    ]
+
+
+def test_zones_line_for_several_types_and_none_within_the_max() -> None:
+    cheap = stats(("us-east-1a", 0.9))
+
+    assert format_zones(
+        {"g4dn.xlarge": cheap, "g5.xlarge": cheap, "g6.xlarge": []},
+        [],
+        region="eu-west-1",
+        max_price=0.5,
+    ) == [
+        ("On-demand price of g4dn.xlarge for comparison: $0.587/h (AWS public price list, 2024; "
+        "see launcher/prices.py)"),
+        ("On-demand price of g5.xlarge for comparison: $1.123/h (AWS public price list, 2024; "
+        "see launcher/prices.py)"),
+        "Zones: every zone with a default subnet (no zone is within the max price)",
     ]
 
 
@@ -218,13 +234,13 @@ def test_price_table_without_history_and_unknown_on_demand_price() -> None:
     table = format_price_table(
         [], region="ap-south-1", instance_type="g6.xlarge", max_price=0.5, window_hours=6
     )
-    choice = format_choice([], None, region="ap-south-1", instance_type="g6.xlarge", max_price=0.5)
+    choice = format_zones({"g6.xlarge": []}, [], region="ap-south-1", max_price=0.5)
 
     assert table == [
         "Spot prices for g6.xlarge (Linux) in ap-south-1, last 6 h, USD/h:",
         "  no spot price history: g6.xlarge may not be offered in ap-south-1",
     ]
-    assert choice == ["Zone: left to AWS (no spot price history)"]
+    assert choice == ["Zones: every zone with a default subnet (no spot price history)"]
 
 
 def test_price_warning() -> None:

@@ -112,6 +112,9 @@ def root(tmp_path: Path) -> TerraformRoot:
         (2, "2"),
         (True, "true"),
         (False, "false"),
+        (["g4dn.xlarge", "g4dn.2xlarge"], '["g4dn.xlarge", "g4dn.2xlarge"]'),
+        (["${x}"], '["$${x}"]'),
+        ([], "[]"),
     ],
 )
 def test_hcl_value(value: str | float | bool, literal: str) -> None:
@@ -126,10 +129,15 @@ def test_written_variables_read_back_by_real_terraform(tmp_path: Path) -> None:
         "price": 0.4,
         "workers": 2,
         "flag": True,
+        "types": ["g4dn.xlarge", 'g5."x"${y}'],
+        "zones": [],
     }
+    # The lists as the root configuration declares them (instance_types, availability_zones).
+    types = {"types": " { type = list(string) }", "zones": " { type = list(string) }"}
     (tmp_path / "main.tf").write_text(
         "".join(
-            f'variable "{name}" {{}}\noutput "{name}" {{ value = var.{name} }}\n' for name in values
+            f'variable "{name}"{types.get(name, " {}")}\noutput "{name}" {{ value = var.{name} }}\n'
+            for name in values
         )
     )
     TerraformRoot(tmp_path).write_variables(values)
@@ -162,7 +170,7 @@ def test_write_variables(root: TerraformRoot) -> None:
 def test_init_apply_output_arguments(
     root: TerraformRoot, fake_terraform: FakeTerraform, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    fake_terraform.set_outputs(bucket_name="musicgen-batch-abc", instance_ids=["i-1", "i-2"])
+    fake_terraform.set_outputs(bucket_name="musicgen-batch-abc", autoscaling_group_name="musicgen-batch-workers")
     root.write_variables({"region": "us-east-1"})
 
     assert not root.is_initialized()
@@ -170,7 +178,7 @@ def test_init_apply_output_arguments(
     assert root.init() == 0
     assert root.is_initialized()
     assert root.apply() == 0
-    assert root.outputs() == {"bucket_name": "musicgen-batch-abc", "instance_ids": ["i-1", "i-2"]}
+    assert root.outputs() == {"bucket_name": "musicgen-batch-abc", "autoscaling_group_name": "musicgen-batch-workers"}
 
     assert fake_terraform.argvs() == [
         ["init", "-no-color", "-input=false", "-reconfigure", "-backend=true"],

@@ -1,0 +1,64 @@
+"""Songs the workers gave up on: failure counts under the batch's `.failures/` that reached the
+workers' max attempts for the prompt and duration the prompts file asks for now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from worker.failures import DEFAULT_MAX_ATTEMPTS, FAILURES_PREFIX, Failure, attempts_for, given_up
+from worker.prompts import Job
+
+
+@dataclass(frozen=True)
+class FailedSong:
+    job: Job
+    failure: Failure
+
+
+def failure_objects(s3: Any, bucket: str, prefix: str = "") -> list[tuple[str, bytes]]:
+    """(key relative to the prefix, body) of every failure count; one GET each, and there are
+    only as many as songs that failed at least once."""
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix + FAILURES_PREFIX
+    )
+    objects = []
+    for page in pages:
+        for item in page.get("Contents", []):
+            try:
+                body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            except ClientError:
+                continue  # removed meanwhile (the line was edited and the song retried)
+            objects.append((item["Key"][len(prefix) :], body))
+    return objects
+
+
+def failed_for_good(
+    jobs: list[Job],
+    objects: list[tuple[str, bytes]],
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> list[FailedSong]:
+    """Missing songs in prompts-file order whose count, for the prompt they have now, reached
+    `max_attempts`: the workers consider them done and will not try them again."""
+    counts = given_up(objects, max_attempts)
+    failed = []
+    for job in jobs:
+        failure = counts.get(job.file_name)
+        if failure is not None and attempts_for(failure, job.prompt_hash) >= max_attempts:
+            failed.append(FailedSong(job, failure))
+    return failed
+
+
+def format_failed(failed: list[FailedSong]) -> list[str]:
+    if not failed:
+        return []
+    return [
+        "  failed for good (the workers do not try them again):",
+        *(
+            f"    {song.job.file_name}  (line {song.job.line_no}, {song.failure.attempts} "
+            f"attempts): {song.failure.error}"
+            for song in failed
+        ),
+    ]
