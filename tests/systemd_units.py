@@ -38,6 +38,9 @@ REQUIRED_VARIABLES = {
     "bucket_name": "musicgen-batch-units",
     "region": "us-east-1",
     "instance_profile_name": "musicgen-batch-worker",
+    "autoscaling_group_name": "musicgen-batch-workers-musicgen-batch-units",
+    "vpc_id": "vpc-0123456789abcdef0",
+    "subnet_ids": '["subnet-0123456789abcdef0"]',
 }
 
 
