@@ -26,7 +26,7 @@ from tests import tf_support
 
 WORKER_MODULE = tf_support.TERRAFORM_DIR / "modules" / "worker"
 UNIT_DIR = "/etc/systemd/system"
-WORKER_UNIT = re.compile(r"musicgen-(worker@[^/]*|checkout)\.service")
+WORKER_UNIT = re.compile(r"musicgen-(worker@[^/]*|checkout|scale-in)\.service")
 BOOT_UNIT = "musicgen-worker.service"
 HEREDOC = re.compile(r"^cat > (\S+) <<'(\w+)'\n(.*?)\n\2$", re.MULTILINE | re.DOTALL)
 COPY = re.compile(r"^install -m [0-7]+ (/\S+) (/\S+)$", re.MULTILINE)
