@@ -443,7 +443,7 @@ def plan_values(workspace: Workspace, endpoint: str, tmp_path: Path, **extra: st
     return json.loads(workspace.run("show", "-json", "-no-color", str(plan_file)).stdout)
 
 
-def test_availability_zones_limit_the_subnets(
+def test_availability_zones_limit_the_subnets_and_enable_ssm_adds_session_manager(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     subnets = default_subnets(boto3.client("ec2"))
@@ -452,11 +452,16 @@ def test_availability_zones_limit_the_subnets(
         deployment.endpoint,
         tmp_path,
         availability_zones='["us-east-1b", "us-east-1d"]',
+        enable_ssm="true",
     )
     (group,) = resources_of(plan["planned_values"], "aws_autoscaling_group")
     assert sorted(group["values"]["vpc_zone_identifier"]) == sorted(
         [subnets["us-east-1b"], subnets["us-east-1d"]]
     )
+    (ssm,) = resources_of(plan["planned_values"], "aws_iam_role_policy_attachment")
+    assert ssm["values"]["policy_arn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    # The applied deployment (enable_ssm off) has none.
+    assert resources_of(deployment.planned, "aws_iam_role_policy_attachment") == []
     # A zone with no default subnet (or of another region) stops the plan with one line.
     with pytest.raises(AssertionError) as failure:
         plan_values(
