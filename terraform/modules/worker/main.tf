@@ -46,9 +46,8 @@ resource "aws_launch_template" "this" {
   update_default_version = true
   vpc_security_group_ids = [aws_security_group.this.id]
 
-  # The fallback power-off (when scale-in fails) ends the instance for good, never a stopped
-  # instance that keeps its volume billed.
-  instance_initiated_shutdown_behavior = "terminate"
+  # No instance_initiated_shutdown_behavior: a group's spot instances come from one-time
+  # requests, which EC2 cannot stop, so the fallback power-off terminates the instance.
 
   iam_instance_profile {
     name = var.instance_profile_name
