@@ -3,11 +3,6 @@ output "bucket_name" {
   value       = module.storage.bucket_name
 }
 
-output "instance_ids" {
-  description = "EC2 instance ids of the spot workers."
-  value       = module.worker.instance_ids
-}
-
 output "region" {
   description = "AWS region of the deployment."
   value       = var.region
@@ -16,4 +11,14 @@ output "region" {
 output "worker_tag" {
   description = "Tag that marks every worker instance and volume."
   value       = module.worker.worker_tag
+}
+
+output "autoscaling_group_name" {
+  description = "Auto Scaling group of the spot workers (its instances are found by the worker tag or the group)."
+  value       = module.worker.autoscaling_group_name
+}
+
+output "audio_format" {
+  description = "File format of the songs (wav or flac), so the launcher names the files the workers write."
+  value       = var.audio_format
 }

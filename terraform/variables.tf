@@ -4,22 +4,55 @@ variable "region" {
   default     = "us-east-1"
 }
 
-variable "availability_zone" {
-  description = "Availability zone for the workers, e.g. us-east-1b; empty lets EC2 choose (the launcher picks the cheapest zone)."
+variable "name" {
+  description = "Name prefix of every resource (bucket, role, security group, launch template, Auto Scaling group); the workers' Role tag is NAME-worker."
   type        = string
-  default     = ""
+  default     = "musicgen-batch"
+
+  validation {
+    # The generated bucket name starts with it (S3: lowercase), the role's name_prefix holds 38.
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,22}[a-z0-9])?$", var.name))
+    error_message = "name must be 1-24 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen."
+  }
 }
 
-variable "instance_type" {
-  description = "GPU instance type of the workers (an NVIDIA family the CUDA build of torch supports)."
-  type        = string
-  default     = "g4dn.xlarge"
+variable "tags" {
+  description = "Extra tags for every resource, the workers' instances and volumes included."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for key, value in var.tags :
+      !startswith(lower(key), "aws:") && length(key) >= 1 && length(key) <= 128 && length(value) <= 256
+    ])
+    error_message = "tags must have keys of 1-128 characters not starting with aws: and values of at most 256 characters."
+  }
+}
+
+variable "availability_zones" {
+  description = "Availability zones the workers may launch in, e.g. [\"us-east-1a\", \"us-east-1c\"]; empty: every zone that has a default subnet in the default VPC."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for zone in var.availability_zones : can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$", zone))])
+    error_message = "availability_zones must be zone names such as us-east-1a."
+  }
+}
+
+variable "instance_types" {
+  description = "GPU instance types the spot workers may run on (an NVIDIA family the CUDA build of torch supports); several types of one GPU class widen the spot capacity pool, e.g. [\"g4dn.xlarge\", \"g4dn.2xlarge\"]."
+  type        = list(string)
+  default     = ["g4dn.xlarge"]
 
   validation {
     # Volta (p3) is left out: CUDA 13 and the current torch wheels dropped sm_70. g4ad (AMD) and
     # g5g (Arm) cannot run the x86 CUDA AMI.
-    condition     = can(regex("^(g4dn|g5|g6|g6e|gr6|p4d|p4de|p5|p5e|p5en)\\.[0-9a-z]+$", var.instance_type))
-    error_message = "instance_type must be an NVIDIA GPU type of family g4dn, g5, g6, g6e, gr6, p4d, p4de, p5, p5e or p5en (e.g. g4dn.xlarge)."
+    condition = length(var.instance_types) > 0 && length(distinct(var.instance_types)) == length(var.instance_types) && alltrue([
+      for type in var.instance_types : can(regex("^(g4dn|g5|g6|g6e|gr6|p4d|p4de|p5|p5e|p5en)\\.[0-9a-z]+$", type))
+    ])
+    error_message = "instance_types must be a non-empty list of distinct NVIDIA GPU types of family g4dn, g5, g6, g6e, gr6, p4d, p4de, p5, p5e or p5en (e.g. [\"g4dn.xlarge\"])."
   }
 }
 
@@ -131,8 +164,25 @@ variable "audio_format" {
   }
 }
 
-variable "shutdown_when_done" {
-  description = "Terminate each worker (shutdown -h) once its batch finished with every song made; the bucket and its songs stay."
+variable "keep_alive" {
+  description = "Keep each worker's instance up (and billing) after its batch ends, until terraform destroy; false: a finished worker removes its instance from the group (scale-in)."
+  type        = bool
+  default     = false
+}
+
+variable "max_hours" {
+  description = "Hard cap on each worker's run in hours: then it saves its checkpoints and scales in whatever the state of the batch, so a bug or a hung model never bills for days."
+  type        = number
+  default     = 12
+
+  validation {
+    condition     = var.max_hours > 0 && var.max_hours <= 720
+    error_message = "max_hours must be greater than 0 and at most 720 (30 days)."
+  }
+}
+
+variable "enable_ssm" {
+  description = "Attach AmazonSSMManagedInstanceCore to the workers' role, so Session Manager can open a shell on a worker (no inbound port); off by default."
   type        = bool
   default     = false
 }

@@ -26,7 +26,7 @@ from tests import tf_support
 
 WORKER_MODULE = tf_support.TERRAFORM_DIR / "modules" / "worker"
 UNIT_DIR = "/etc/systemd/system"
-WORKER_UNIT = re.compile(r"musicgen-(worker@[^/]*|checkout)\.service")
+WORKER_UNIT = re.compile(r"musicgen-(worker@[^/]*|checkout|scale-in)\.service")
 BOOT_UNIT = "musicgen-worker.service"
 HEREDOC = re.compile(r"^cat > (\S+) <<'(\w+)'\n(.*?)\n\2$", re.MULTILINE | re.DOTALL)
 COPY = re.compile(r"^install -m [0-7]+ (/\S+) (/\S+)$", re.MULTILINE)
@@ -38,6 +38,9 @@ REQUIRED_VARIABLES = {
     "bucket_name": "musicgen-batch-units",
     "region": "us-east-1",
     "instance_profile_name": "musicgen-batch-worker",
+    "autoscaling_group_name": "musicgen-batch-workers-musicgen-batch-units",
+    "vpc_id": "vpc-0123456789abcdef0",
+    "subnet_ids": '["subnet-0123456789abcdef0"]',
 }
 
 

@@ -189,7 +189,7 @@ def test_boot_runs_the_batch_uploads_the_log_and_shuts_down(
     git("push", "--quiet", "bare", "main", cwd=work)
     (checkout / "prompts.txt").write_text("local edit that the reset must drop\n")
     (tmp_path / "shutdown-requested").unlink()
-    write_env_file(env_file, {**settings, "MUSICGEN_SHUTDOWN_WHEN_DONE": "0"})
+    write_env_file(env_file, {**settings, "MUSICGEN_KEEP_ALIVE": "1"})
 
     second = run_bootstrap(env_file)
     assert second.returncode == 0, second.stdout + second.stderr
@@ -210,6 +210,7 @@ def test_failed_batch_keeps_the_worker_up(
     url, _ = remote
     settings = settings_for(tmp_path, url, bucket, tiny_model_dir)
     settings["MUSICGEN_PROMPTS"] = "no-such-prompts.txt"
+    settings["MUSICGEN_KEEP_ALIVE"] = "1"
     env_file = write_env_file(tmp_path / "worker.env", settings)
     result = run_bootstrap(env_file)
     assert result.returncode == 2, result.stdout + result.stderr

@@ -4,6 +4,9 @@ The start script, the boot unit's root script and the units are taken from terra
 template as written there. A fake `nvidia-smi` lists 4 GPUs; a fake `systemctl`
 (tests/fake_systemctl.py) runs each unit's ExecStart with its Environment= lines and notes the
 power-off. The worker processes are real: the tiny model, one moto bucket, a file:// git remote.
+The scale-in unit's program is a stand-in whose exit status each test chooses (the group call
+itself is the worker's, tested against moto there); the end-action cases stand in for the
+workers too, each leaving the exit status the case gives it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from worker.report import SongRecord, parse_report
 TEMPLATE = REPO_ROOT / "terraform" / "modules" / "worker" / "templates" / "user_data.sh.tftpl"
 START = "/usr/local/sbin/musicgen-worker-start"
 BATCH_RUN = "/usr/local/sbin/musicgen-batch-run"
-UNITS = ("musicgen-worker.service", "musicgen-checkout.service", "musicgen-worker@.service")
+UNITS = (
+    "musicgen-worker.service",
+    "musicgen-checkout.service",
+    "musicgen-worker@.service",
+    "musicgen-scale-in.service",
+)
+SCALE_IN_UNIT = "musicgen-scale-in.service"
 ENV_FILE = "/etc/musicgen-batch/worker.env"
 GPUS = 4
 SONGS = [f"tune{i}" for i in range(6)]
@@ -70,6 +79,8 @@ def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_d
         "MUSICGEN_BATCH_SIZE": "1",
         "HOURLY_COST_USD": "2.0",
         "MUSICGEN_RUN_DIR": str(run_dir),
+        "MUSICGEN_KEEP_ALIVE": "0",
+        "MUSICGEN_MAX_HOURS": "12",
     }
     for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
         settings[name] = aws_env if name == "AWS_ENDPOINT_URL" else os.environ[name]
@@ -81,7 +92,25 @@ def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_d
         (units / unit).write_text(heredoc(f"/etc/systemd/system/{unit}"))
     sbin = tmp_path / "sbin"
     sbin.mkdir()
-    start = executable(sbin / "musicgen-worker-start", heredoc(START).replace(ENV_FILE, str(env_file)))
+    real_start = executable(sbin / "musicgen-worker-start", heredoc(START).replace(ENV_FILE, str(env_file)))
+    # The units' one program: the real start script, except where a test put a stand-in's exit
+    # status in stand-ins/ (scale-in: always; each GPU's worker and the checkout: when given).
+    stand_ins = tmp_path / "stand-ins"
+    stand_ins.mkdir()
+    (stand_ins / "scale-in").write_text("0\n")
+    start = executable(
+        sbin / "start-or-stand-in",
+        "#!/bin/bash\n"
+        f"stand_ins={stand_ins}\n"
+        'case "$1" in\n'
+        '  scale-in) echo "scale-in ran" ; exit "$(cat "$stand_ins/scale-in")" ;;\n'
+        '  worker) if [ -f "$stand_ins/gpu$2" ]; then\n'
+        f'      mkdir -p {run_dir}; code="$(cat "$stand_ins/gpu$2")"; echo "$code" > {run_dir}/gpu$2.exit\n'
+        '      echo "stand-in worker exited $code"; exit "$code"; fi ;;\n'
+        '  checkout) [ -f "$stand_ins/checkout" ] && exit 0 ;;\n'
+        "esac\n"
+        f'exec /bin/bash {real_start} "$@"\n',
+    )
     batch_run = executable(sbin / "musicgen-batch-run", heredoc(BATCH_RUN).replace(ENV_FILE, str(env_file)))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -109,7 +138,8 @@ def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_d
 
     command = [str(bin_dir / "systemctl"), "start", "--wait", "musicgen-worker.service"]
     return boot, {
-        "journal": journal.parent, "prompts": prompts, "command": command, "env": env, "run": run_dir
+        "journal": journal.parent, "prompts": prompts, "command": command, "env": env, "run": run_dir,
+        "stand_ins": stand_ins, "env_file": env_file, "settings": settings,
     }
 
 
@@ -127,7 +157,9 @@ def test_every_gpu_runs_its_own_worker_and_the_end_of_batch_action_runs_once(mac
     # all at once.
     worker_units = [f"musicgen-worker@{i}.service" for i in range(GPUS)]
     starts = {e["unit"]: e for e in events if e["event"] == "start"}
-    assert sorted(starts) == sorted(["musicgen-worker.service", "musicgen-checkout.service", *worker_units])
+    assert sorted(starts) == sorted(
+        ["musicgen-worker.service", "musicgen-checkout.service", *worker_units, SCALE_IN_UNIT]
+    )
     assert starts["musicgen-checkout.service"]["command"][1:] == ["checkout"]
     for i, unit in enumerate(worker_units):
         assert starts[unit]["env"]["CUDA_VISIBLE_DEVICES"] == str(i)
@@ -174,16 +206,20 @@ def test_every_gpu_runs_its_own_worker_and_the_end_of_batch_action_runs_once(mac
         "checkout", "gpu0", "gpu1", "gpu2", "gpu3"
     ]
 
-    # The end-of-batch action: once, after the last worker had stopped and reported 0.
-    (poweroff,) = [e for e in events if e["event"] == "poweroff"]
-    assert poweroff["time"] > max(stops[unit]["time"] for unit in worker_units)
+    # The end-of-batch action: the scale-in unit once, after the last worker had stopped and
+    # reported 0; it succeeded, so no power-off.
+    assert [e["unit"] for e in events if e["event"] == "start"].count(SCALE_IN_UNIT) == 1
+    assert starts[SCALE_IN_UNIT]["time"] > max(stops[unit]["time"] for unit in worker_units)
+    assert starts[SCALE_IN_UNIT]["command"][1:] == ["scale-in"]
+    assert not [e for e in events if e["event"] == "poweroff"]
     assert sorted(p.read_text() for p in paths["run"].glob("gpu*.exit")) == ["0\n"] * GPUS
     for i in range(GPUS):
         assert f"worker on GPU {i} exited 0" in boot_log
-    assert "workers exited 0" in boot_log and "every song exists; powering off" in boot_log
+    assert "workers exited 0" in boot_log
+    assert "scaled in: the group terminates this instance" in boot_log
 
 
-def test_a_failed_worker_keeps_the_instance_up_and_sets_the_boot_status(machine) -> None:
+def test_a_failed_worker_sets_the_boot_status_and_the_instance_scales_in(machine) -> None:
     boot, paths = machine
     paths["prompts"].unlink()  # every worker: unusable input, exit 2, before any model loads
     code, events = boot()
@@ -193,6 +229,8 @@ def test_a_failed_worker_keeps_the_instance_up_and_sets_the_boot_status(machine)
     for i in range(GPUS):
         assert f"worker on GPU {i} exited 2" in boot_log
     assert "workers exited 2" in boot_log
+    # Nothing more to do on this instance: it leaves the group (no replacement), no power-off.
+    assert [e["unit"] for e in events if e["event"] == "start"].count(SCALE_IN_UNIT) == 1
     assert not [e for e in events if e["event"] == "poweroff"]
     assert len([k for k in keys("musicgen-batch-gpus") if k.startswith("logs/")]) == GPUS + 1
 
@@ -204,11 +242,53 @@ def test_a_machine_without_gpus_runs_one_worker(machine, tmp_path: Path) -> None
     code, events = boot()
     assert code == 0, unit_output(paths, "musicgen-worker.service")
     assert sorted(e["unit"] for e in events if e["event"] == "start") == [
-        "musicgen-checkout.service", "musicgen-worker.service", "musicgen-worker@0.service"
+        "musicgen-checkout.service", "musicgen-scale-in.service", "musicgen-worker.service",
+        "musicgen-worker@0.service",
     ]
     assert "1 GPU(s)" in unit_output(paths, "musicgen-worker.service")
     assert "shared by 1 GPU workers" in unit_output(paths, "musicgen-worker@0.service")
-    assert len([e for e in events if e["event"] == "poweroff"]) == 1
+    assert not [e for e in events if e["event"] == "poweroff"]
+
+
+@pytest.mark.parametrize(
+    ("keep_alive", "statuses", "scale_in_status", "status", "end", "says"),
+    [
+        ("0", [0, 0, 0, 0], 0, 0, ["scale-in"], "scaled in: the group terminates this instance"),
+        ("1", [0, 0, 0, 0], 0, 0, [], "keep_alive: the instance stays up, and billed, until terraform destroy"),
+        ("0", [0, 3, 0, 0], 0, 3, [], "the instance is being stopped; no end action"),
+        ("0", [0, 0, 0, 0], 1, 0, ["scale-in", "poweroff"], "scale-in failed (see musicgen-scale-in.service); powering off"),
+        ("0", [0, 5, 5, 0], 0, 5, ["scale-in"], "scaled in: the group terminates this instance"),
+    ],
+    ids=["scale-in", "keep-alive", "exit-3", "scale-in-fails", "max-hours"],
+)
+def test_the_end_action_after_the_workers(
+    machine, keep_alive: str, statuses: list[int], scale_in_status: int, status: int, end: list[str], says: str
+) -> None:
+    """The root boot script through the unit texts, its workers stand-ins that exit as given:
+    after an exit 3 nothing more; with keep_alive a message; else the scale-in unit, and the
+    power-off only when that failed."""
+    boot, paths = machine
+    write_env_file(paths["env_file"], {**paths["settings"], "MUSICGEN_KEEP_ALIVE": keep_alive})
+    (paths["stand_ins"] / "checkout").write_text("0\n")
+    for i, code in enumerate(statuses):
+        (paths["stand_ins"] / f"gpu{i}").write_text(f"{code}\n")
+    (paths["stand_ins"] / "scale-in").write_text(f"{scale_in_status}\n")
+
+    code, events = boot()
+
+    boot_log = unit_output(paths, "musicgen-worker.service")
+    assert code == min(status, 1), boot_log
+    assert f"workers exited {status}" in boot_log and says in boot_log
+    workers = [f"musicgen-worker@{i}.service" for i in range(GPUS)]
+    stops = {e["unit"]: e for e in events if e["event"] == "stop"}
+    assert {unit: stops[unit]["status"] for unit in workers} == dict(zip(workers, statuses, strict=True))
+    ended = [e for e in events if e["event"] == "poweroff" or e.get("unit") == SCALE_IN_UNIT and e["event"] == "start"]
+    assert ["poweroff" if e["event"] == "poweroff" else "scale-in" for e in ended] == end
+    # Once, after the last worker had stopped.
+    assert all(e["time"] > max(stops[unit]["time"] for unit in workers) for e in ended)
+    if end:
+        assert stops[SCALE_IN_UNIT]["status"] == scale_in_status
+        assert unit_output(paths, SCALE_IN_UNIT) == "scale-in ran\n"
 
 
 def test_units_pin_one_gpu_each_and_the_boot_unit_waits_for_them() -> None:
@@ -220,6 +300,11 @@ def test_units_pin_one_gpu_each_and_the_boot_unit_waits_for_them() -> None:
     for line in ("Type=oneshot", f"ExecStart={START} checkout"):
         assert line in checkout.splitlines()
     assert "[Install]" not in checkout
+    scale_in = heredoc(f"/etc/systemd/system/{SCALE_IN_UNIT}")
+    for line in ("Type=oneshot", f"ExecStart={START} scale-in", "Restart=no"):
+        assert line in scale_in.splitlines()
+    assert "[Install]" not in scale_in  # started by the boot unit only
+    assert "systemctl start --wait musicgen-scale-in.service" in heredoc(BATCH_RUN)
     boot_unit = heredoc("/etc/systemd/system/musicgen-worker.service")
     for line in ("Type=oneshot", f"ExecStart={BATCH_RUN}", "TimeoutStartSec=infinity", "Restart=no"):
         assert line in boot_unit.splitlines()
@@ -243,7 +328,7 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     done = subprocess.run(
         ["systemd-analyze", "verify", f"--root={tmp_path}", "--man=no",
          "/etc/systemd/system/musicgen-worker.service", "/etc/systemd/system/musicgen-checkout.service",
-         "/etc/systemd/system/musicgen-worker@3.service"],
+         "/etc/systemd/system/musicgen-worker@3.service", f"/etc/systemd/system/{SCALE_IN_UNIT}"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
@@ -279,6 +364,8 @@ def test_a_shutdown_mid_batch_stops_every_worker_with_its_checkpoint(machine) ->
         assert f"worker on GPU {i} exited 3" in boot_log
         assert re.search(r"saved long\d\.wav at window", unit_output(paths, f"musicgen-worker@{i}.service"))
     assert "workers exited 3" in boot_log
+    assert "the instance is being stopped; no end action" in boot_log
     events = [json.loads(line) for line in (paths["journal"] / "journal.jsonl").read_text().splitlines()]
     assert not [e for e in events if e["event"] == "poweroff"]
+    assert not [e for e in events if e.get("unit") == SCALE_IN_UNIT]
     assert not [k for k in keys("musicgen-batch-gpus") if k.endswith(".wav")]

@@ -97,6 +97,7 @@ SERVICE_SETTING_SINCE = {
     "SystemCallArchitectures": 213,
     "ProtectHome": 214,
     "AmbientCapabilities": 229,
+    "RuntimeMaxSec": 229,
     "ReadWritePaths": 231,
     "RestrictRealtime": 231,
     "ProtectSystem": 232,  # "strict"
@@ -139,7 +140,11 @@ def root(user_data_files: dict[str, str], tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def workers(user_data_files: dict[str, str]) -> dict[str, dict]:
     found = worker_units(user_data_files)
-    assert {"musicgen-worker@.service", "musicgen-checkout.service"} <= set(found), found
+    assert {
+        "musicgen-worker@.service",
+        "musicgen-checkout.service",
+        "musicgen-scale-in.service",
+    } <= set(found), found
     assert BOOT_UNIT not in found
     return found
 
@@ -195,6 +200,37 @@ def test_every_worker_unit_has_an_exposure_of_4_or_less(
         overall = rf"Overall exposure level for {re.escape(name)}: ([\d.]+)"
         (level,) = re.findall(overall, result.stdout)
         assert float(level) <= MAX_EXPOSURE, result.stdout
+
+
+def exposure(root: Path, name: str) -> float:
+    result = analyze("security", "--offline=yes", f"--root={root}", instance_name(name))
+    (level,) = re.findall(rf"Overall exposure level for {re.escape(instance_name(name))}: ([\d.]+)", result.stdout)
+    return float(level)
+
+
+def test_the_scale_in_unit_is_as_confined_as_the_checkout(
+    workers: dict[str, dict], root: Path, user_data_files: dict[str, str]
+) -> None:
+    """It runs the repository's bootstrap (scale-in mode) with the instance role: the checkout's
+    sandbox, file for file, and an exposure no higher."""
+    scale_in = workers["musicgen-scale-in.service"]
+    assert values(scale_in, "Service", "Type") == ["oneshot"]
+    assert values(scale_in, "Service", "ExecStart") == ["/usr/local/sbin/musicgen-worker-start scale-in"]
+    assert not values(scale_in, "Install", "WantedBy")  # started by the boot unit only
+    assert (
+        user_data_files[f"{UNIT_DIR}/musicgen-scale-in.service.d/sandbox.conf"]
+        == user_data_files[f"{UNIT_DIR}/musicgen-checkout.service.d/sandbox.conf"]
+    )
+    assert exposure(root, "musicgen-scale-in.service") <= exposure(root, "musicgen-checkout.service")
+
+
+def test_systemd_stops_a_worker_some_minutes_after_max_hours(workers: dict[str, dict]) -> None:
+    """max_hours=12 (the default): the worker stops itself then; RuntimeMaxSec= is systemd's
+    backstop for a hung one, with 15 minutes for the last window and checkpoint."""
+    worker = workers["musicgen-worker@.service"]
+    assert values(worker, "Service", "RuntimeMaxSec") == [str(12 * 3600 + 900)]
+    for name in ("musicgen-checkout.service", "musicgen-scale-in.service"):
+        assert not values(workers[name], "Service", "RuntimeMaxSec"), name
 
 
 def test_the_unscored_baseline_would_fail_the_threshold(
@@ -338,20 +374,21 @@ def boot_run(
     user_data_files: dict[str, str],
     tmp_path: Path,
     *,
-    when_done: str,
+    keep_alive: str,
     gpus: int,
     statuses: list[str | None],
     checkout_status: int = 0,
+    scale_in_status: int = 0,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The boot unit's root script with a stand-in `systemctl` (each worker unit leaves the given
-    status in the run folder, None: none) and `nvidia-smi` listing `gpus` GPUs. Returns the run
-    and the systemctl calls in order."""
+    status in the run folder, None: none; the scale-in unit exits `scale_in_status`) and
+    `nvidia-smi` listing `gpus` GPUs. Returns the run and the systemctl calls in order."""
     boot = unit_with_dropins(BOOT_UNIT, user_data_files)
     ((_, _, program),) = exec_programs(boot)
     script = tmp_path / "musicgen-batch-run"
     script.write_text(user_data_files[program])
     env_file = tmp_path / "worker.env"
-    env_file.write_text(f"MUSICGEN_SHUTDOWN_WHEN_DONE='{when_done}'\n")
+    env_file.write_text(f"MUSICGEN_KEEP_ALIVE='{keep_alive}'\nMUSICGEN_MAX_HOURS='12'\n")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "gpu0.exit").write_text("0\n")  # left by an earlier run in this boot
@@ -367,6 +404,7 @@ def boot_run(
         f'  "start --wait musicgen-checkout.service") exit {checkout_status} ;;\n'
         f'  "start --wait musicgen-worker@"*) {writes.strip() or ":"}\n'
         f'    grep -qvx 0 {run_dir}/gpu*.exit && exit 1; exit 0 ;;\n'
+        f'  "start --wait musicgen-scale-in.service") exit {scale_in_status} ;;\n'
         f'  "--no-block poweroff") exit 0 ;;\n'
         f'esac\nexit 1\n'
     )
@@ -389,44 +427,68 @@ def boot_run(
     return run, calls.read_text().splitlines() if calls.exists() else []
 
 
+SCALE_IN = "start --wait musicgen-scale-in.service"
+POWEROFF = "--no-block poweroff"
+
+
 @pytest.mark.parametrize(
-    ("when_done", "gpus", "statuses", "status", "powers_off"),
+    ("keep_alive", "gpus", "statuses", "scale_in_status", "status", "end"),
     [
-        ("1", 4, ["0", "0", "0", "0"], 0, True),
-        ("0", 4, ["0", "0", "0", "0"], 0, False),
-        ("1", 4, ["0", "1", "0", "0"], 1, False),
-        ("1", 4, ["3", "3", "3", "3"], 3, False),
-        ("1", 4, ["0", "0", "0", None], 1, False),  # a worker killed before it reported
-        ("1", 4, ["0", "0", "0", "x"], 1, False),
-        ("1", 0, ["0"], 0, True),  # no GPU: one worker
-        ("1", 0, [None], 1, False),  # a stale status from an earlier run does not count
+        ("0", 4, ["0", "0", "0", "0"], 0, 0, [SCALE_IN]),
+        ("1", 4, ["0", "0", "0", "0"], 0, 0, []),  # keep_alive: up, and billed
+        ("0", 4, ["0", "1", "0", "0"], 0, 1, [SCALE_IN]),  # a song failed for good
+        ("0", 4, ["0", "5", "0", "0"], 0, 5, [SCALE_IN]),  # max_hours reached
+        ("1", 4, ["0", "5", "0", "0"], 0, 5, []),
+        ("0", 4, ["3", "3", "3", "3"], 0, 3, []),  # the instance is being stopped
+        ("0", 4, ["0", "3", "0", "1"], 0, 3, []),  # one worker saw the spot notice
+        ("0", 4, ["0", "0", "0", "0"], 1, 0, [SCALE_IN, POWEROFF]),  # scale-in refused
+        ("0", 4, ["2", "2", "2", "2"], 1, 2, [SCALE_IN, POWEROFF]),
+        ("0", 4, ["0", "0", "0", None], 0, 1, [SCALE_IN]),  # a worker killed before it reported
+        ("0", 4, ["0", "0", "0", "x"], 0, 1, [SCALE_IN]),
+        ("0", 0, ["0"], 0, 0, [SCALE_IN]),  # no GPU: one worker
+        ("0", 0, [None], 0, 1, [SCALE_IN]),  # a stale status from an earlier run does not count
     ],
 )
-def test_the_boot_unit_powers_off_once_only_after_every_worker_succeeded(
+def test_the_boot_unit_ends_the_instance_once_unless_it_is_stopping_or_kept_alive(
     user_data_files: dict[str, str],
     tmp_path: Path,
-    when_done: str,
+    keep_alive: str,
     gpus: int,
     statuses: list[str | None],
+    scale_in_status: int,
     status: int,
-    powers_off: bool,
+    end: list[str],
 ) -> None:
     run, calls = boot_run(
-        user_data_files, tmp_path, when_done=when_done, gpus=gpus, statuses=statuses
+        user_data_files,
+        tmp_path,
+        keep_alive=keep_alive,
+        gpus=gpus,
+        statuses=statuses,
+        scale_in_status=scale_in_status,
     )
     assert run.returncode == status, run.stdout + run.stderr
     workers = [f"musicgen-worker@{i}.service" for i in range(max(gpus, 1))]
     expected = ["start --wait musicgen-checkout.service", f"start --wait {' '.join(workers)}"]
-    # The power-off: exactly once, after the last worker had stopped, or not at all.
-    assert calls == expected + ["--no-block poweroff"] * powers_off, calls
+    # The end action: once, after the last worker had stopped; the power-off only when the
+    # scale-in failed.
+    assert calls == expected + end, calls
     assert f"workers exited {status}" in run.stdout
+    if "3" in statuses:
+        assert "the instance is being stopped; no end action" in run.stdout
+    elif keep_alive == "1":
+        assert "keep_alive: the instance stays up, and billed, until terraform destroy" in run.stdout
+    elif scale_in_status:
+        assert "scale-in failed (see musicgen-scale-in.service); powering off" in run.stdout
+    else:
+        assert "scaled in: the group terminates this instance" in run.stdout
 
 
 def test_the_boot_unit_starts_no_worker_without_a_checkout(
     user_data_files: dict[str, str], tmp_path: Path
 ) -> None:
     run, calls = boot_run(
-        user_data_files, tmp_path, when_done="1", gpus=4, statuses=[], checkout_status=1
+        user_data_files, tmp_path, keep_alive="0", gpus=4, statuses=[], checkout_status=1
     )
     assert run.returncode == 4, run.stdout + run.stderr
     assert calls == ["start --wait musicgen-checkout.service"]

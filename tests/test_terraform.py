@@ -1,14 +1,17 @@
 """The real terraform binary on the real root configuration: fmt, init, validate, variable
-validation, then apply and destroy against moto's server, checking the result through boto3."""
+validation, then ONE apply and destroy against moto's server, shared by every check of the
+result (through boto3), and plans that show how availability_zones limits the subnets."""
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import json
-import os
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -28,10 +31,12 @@ SETTINGS = {
     "max_price": "0.55",
     "worker_count": "2",
     "batch_size": "3",
-    "shutdown_when_done": "true",
+    "keep_alive": "false",
+    "max_hours": "6",
+    "instance_types": '["g4dn.xlarge", "g4dn.2xlarge"]',
+    "tags": '{Team = "music"}',
     "audio_format": "flac",
     "model_path": "/opt/musicgen/models/musicgen-small",
-    "availability_zone": "us-east-1b",
     "git_token_parameter": "/music/git-token",
 }
 TEST_AMI_NAME = "musicgen-batch-20260101-000000"
@@ -87,11 +92,15 @@ def test_validate(workspace: Workspace) -> None:
     assert report["warning_count"] == 0, report["diagnostics"]
 
 
-def test_bad_variables_fail_at_plan(workspace: Workspace, aws_env: str) -> None:
+def test_bad_variables_fail_at_plan(workspace: Workspace, moto_server: str) -> None:
     """Terraform reports every failed validation of one plan, before touching AWS."""
     bad = {
         "max_price": ("0", "max_price must be greater than 0"),
-        "instance_type": ("p3.2xlarge", "instance_type must be an NVIDIA GPU type"),
+        "instance_types": ('["g4dn.xlarge", "p3.2xlarge"]', "instance_types must be a non-empty list"),
+        "availability_zones": ('["us-east-1"]', "availability_zones must be zone names"),
+        "max_hours": ("0", "max_hours must be greater than 0"),
+        "name": ("Songs_1", "name must be 1-24 lowercase letters"),
+        "tags": ('{"aws:owner" = "me"}', "tags must have keys of 1-128 characters"),
         "bucket_name": ("My_Songs", "bucket_name must be empty or a valid S3 bucket name"),
         "git_repo_url": ("git@github.com:me/songs.git", "git_repo_url must be an https:// URL"),
         "worker_count": ("1.5", "worker_count must be a whole number >= 0"),
@@ -102,7 +111,9 @@ def test_bad_variables_fail_at_plan(workspace: Workspace, aws_env: str) -> None:
     }
     settings = {**SETTINGS, **{name: value for name, (value, _) in bad.items()}}
     with pytest.raises(AssertionError) as failure:
-        workspace.run("plan", "-input=false", "-no-color", *var_args(settings), endpoint=aws_env)
+        workspace.run(
+            "plan", "-input=false", "-no-color", *var_args(settings), endpoint=moto_server
+        )
     text = " ".join(str(failure.value).split())
     assert [m for _, m in bad.values() if m not in text] == []
 
@@ -125,32 +136,60 @@ def register_worker_ami(ec2) -> str:
     return image["ImageId"]
 
 
-@pytest.fixture
-def applied(workspace: Workspace, aws_env: str) -> Iterator[dict]:
-    """`terraform apply` against moto; destroyed afterwards if the test did not get that far."""
-    ami_id = register_worker_ami(boto3.client("ec2"))
-    args = ["-input=false", "-no-color", f"-state={workspace.state}", *var_args(SETTINGS)]
-    plan_file = workspace.root / "apply.tfplan"
-    workspace.run("plan", f"-out={plan_file}", *args, endpoint=aws_env)
-    plan = json.loads(workspace.run("show", "-json", "-no-color", str(plan_file)).stdout)
-    workspace.run(
-        "apply",
-        "-input=false",
-        "-no-color",
-        f"-state={workspace.state}",
-        str(plan_file),
-        endpoint=aws_env,
-    )
-    outputs = json.loads(
-        workspace.run("output", "-json", f"-state={workspace.state}", endpoint=aws_env).stdout
-    )
-    yield {
-        "outputs": {k: v["value"] for k, v in outputs.items()},
-        "planned": plan["planned_values"],
-        "ami_id": ami_id,
-    }
-    if json.loads(workspace.state.read_text())["resources"]:
-        workspace.run("destroy", "-auto-approve", *args, endpoint=aws_env)
+@dataclass
+class Deployment:
+    workspace: Workspace
+    endpoint: str
+    outputs: dict
+    planned: dict
+    ami_id: str
+
+    def args(self) -> list[str]:
+        return ["-input=false", "-no-color", f"-state={self.workspace.state}", *var_args(SETTINGS)]
+
+
+@pytest.fixture(scope="module")
+def deployment(workspace: Workspace, moto_server: str) -> Iterator[Deployment]:
+    """The one `terraform apply` of this module (about a minute on moto) against a fresh moto
+    server; every apply-level check reads it, the last test destroys it (and the teardown does,
+    when a test failed before)."""
+    urllib.request.urlopen(
+        urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    ).close()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            patch.delenv(name, raising=False)
+        for name, value in workspace.env(moto_server).items():
+            if name.startswith("AWS_"):
+                patch.setenv(name, value)
+        ami_id = register_worker_ami(boto3.client("ec2"))
+        args = ["-input=false", "-no-color", f"-state={workspace.state}", *var_args(SETTINGS)]
+        plan_file = workspace.root / "apply.tfplan"
+        workspace.run("plan", f"-out={plan_file}", *args, endpoint=moto_server)
+        plan = json.loads(workspace.run("show", "-json", "-no-color", str(plan_file)).stdout)
+        workspace.run(
+            "apply",
+            "-input=false",
+            "-no-color",
+            f"-state={workspace.state}",
+            str(plan_file),
+            endpoint=moto_server,
+            timeout=600,
+        )
+        outputs = json.loads(
+            workspace.run(
+                "output", "-json", f"-state={workspace.state}", endpoint=moto_server
+            ).stdout
+        )
+        yield Deployment(
+            workspace,
+            moto_server,
+            {k: v["value"] for k, v in outputs.items()},
+            plan["planned_values"],
+            ami_id,
+        )
+        if json.loads(workspace.state.read_text())["resources"]:
+            workspace.run("destroy", "-auto-approve", *args, endpoint=moto_server, timeout=600)
 
 
 def resources_of(values: dict, type_: str) -> list[dict]:
@@ -163,52 +202,139 @@ def resources_of(values: dict, type_: str) -> list[dict]:
     return found
 
 
-def test_apply_then_destroy(workspace: Workspace, applied: dict, tmp_path: Path) -> None:
-    """One apply (about a minute on moto) serves every check, then destroy must leave nothing."""
-    outputs = applied["outputs"]
-    assert set(outputs) >= {"bucket_name", "instance_ids", "region", "worker_tag"}
+def default_subnets(ec2) -> dict[str, str]:
+    """Zone -> default subnet of the default VPC."""
+    (vpc,) = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])
+    return {s["AvailabilityZone"]: s["SubnetId"] for s in subnets["Subnets"] if s["DefaultForAz"]}
+
+
+def the_group(deployment: Deployment) -> dict:
+    name = deployment.outputs["autoscaling_group_name"]
+    (group,) = boto3.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[name]
+    )["AutoScalingGroups"]
+    return group
+
+
+def group_instances(deployment: Deployment) -> list[dict]:
+    ids = [i["InstanceId"] for i in the_group(deployment)["Instances"]]
+    reservations = boto3.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
+
+
+def test_outputs_name_the_bucket_the_group_and_the_tag(deployment: Deployment) -> None:
+    outputs = deployment.outputs
+    assert set(outputs) == {
+        "bucket_name", "region", "worker_tag", "autoscaling_group_name", "audio_format"
+    }
     assert outputs["region"] == "us-east-1"
     assert outputs["worker_tag"] == WORKER_TAG
+    assert outputs["audio_format"] == "flac"
     assert outputs["bucket_name"].startswith("musicgen-batch-")
-    assert len(outputs["instance_ids"]) == 2
+    # Known before the group exists (the role names it): NAME-workers-BUCKET.
+    assert outputs["autoscaling_group_name"] == f"musicgen-batch-workers-{outputs['bucket_name']}"
 
+
+def test_the_group_is_all_spot_over_every_default_subnet(deployment: Deployment) -> None:
+    group = the_group(deployment)
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (0, 2, 2)
+    assert group["CapacityRebalance"] is True
+    assert group["HealthCheckType"] == "EC2"
+    policy = group["MixedInstancesPolicy"]
+    distribution = policy["InstancesDistribution"]
+    assert distribution["OnDemandBaseCapacity"] == 0
+    assert distribution["OnDemandPercentageAboveBaseCapacity"] == 0
+    assert distribution["SpotAllocationStrategy"] == "price-capacity-optimized"
+    assert float(distribution["SpotMaxPrice"]) == 0.55
+    assert [o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"]] == [
+        "g4dn.xlarge",
+        "g4dn.2xlarge",
+    ]
+    (template,) = boto3.client("ec2").describe_launch_templates()["LaunchTemplates"]
+    spec = policy["LaunchTemplate"]["LaunchTemplateSpecification"]
+    assert spec["LaunchTemplateId"] == template["LaunchTemplateId"]
+    # One subnet in each zone that has a default subnet, and nothing else.
+    subnets = default_subnets(boto3.client("ec2"))
+    assert len(subnets) >= 2
+    assert sorted(group["VPCZoneIdentifier"].split(",")) == sorted(subnets.values())
+    tags = {t["Key"]: (t["Value"], t["PropagateAtLaunch"]) for t in group["Tags"]}
+    assert tags["Role"] == ("musicgen-batch-worker", True)
+    assert tags["Project"] == ("musicgen-batch", True)
+    assert tags["Team"] == ("music", True)
+
+
+def test_the_launch_template_holds_the_instance_settings(deployment: Deployment) -> None:
+    """moto does not copy the template's metadata options, profile or market onto the
+    instances it launches for a group, so they are checked where AWS reads them."""
     ec2 = boto3.client("ec2")
-    reservations = ec2.describe_instances(InstanceIds=outputs["instance_ids"])["Reservations"]
-    instances = [i for r in reservations for i in r["Instances"]]
+    (template,) = ec2.describe_launch_templates()["LaunchTemplates"]
+    assert template["LaunchTemplateName"].startswith("musicgen-batch-worker-")
+    (version,) = ec2.describe_launch_template_versions(
+        LaunchTemplateId=template["LaunchTemplateId"], Versions=["$Latest"]
+    )["LaunchTemplateVersions"]
+    data = version["LaunchTemplateData"]
+    assert data["ImageId"] == deployment.ami_id
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] in (1, 2)
+    assert data["IamInstanceProfile"]["Name"].startswith("musicgen-batch-worker-")
+    # One-time spot (the group's): an OS power-off terminates; the template does not say "stop".
+    assert data.get("InstanceInitiatedShutdownBehavior", "terminate") == "terminate"
+    # A mixed instances policy owns the market and the types: the template names neither.
+    assert "InstanceMarketOptions" not in data and "InstanceType" not in data
+    (root,) = data["BlockDeviceMappings"]
+    assert root["DeviceName"] == "/dev/sda1"
+    assert root["Ebs"] == {
+        "Encrypted": True,
+        "DeleteOnTermination": True,
+        "VolumeSize": 100,
+        "VolumeType": "gp3",
+    }
+    specs = {s["ResourceType"]: {t["Key"]: t["Value"] for t in s["Tags"]} for s in data["TagSpecifications"]}
+    for kind in ("instance", "volume"):
+        assert specs[kind]["Role"] == "musicgen-batch-worker", kind
+        assert specs[kind]["Project"] == "musicgen-batch", kind
+        assert specs[kind]["Team"] == "music", kind
+
+
+def test_the_group_launched_tagged_workers(deployment: Deployment, tmp_path: Path) -> None:
+    ec2 = boto3.client("ec2")
+    instances = group_instances(deployment)
     assert len(instances) == 2
+    zones = set(default_subnets(ec2))
     for instance in instances:
+        assert instance["State"]["Name"] in ("pending", "running")
         tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
         assert tags["Role"] == "musicgen-batch-worker"
         assert tags["Project"] == "musicgen-batch"
-        assert instance["InstanceLifecycle"] == "spot"
-        assert instance["InstanceType"] == "g4dn.xlarge"
-        assert instance["ImageId"] == applied["ami_id"]
-        assert instance["Placement"]["AvailabilityZone"] == "us-east-1b"
-        assert instance["MetadataOptions"]["HttpTokens"] == "required"
-        assert instance["MetadataOptions"]["HttpPutResponseHopLimit"] in (1, 2)
-        assert "/musicgen-batch-worker-" in instance["IamInstanceProfile"]["Arn"]
+        assert tags["Team"] == "music"
+        assert tags["aws:autoscaling:groupName"] == deployment.outputs["autoscaling_group_name"]
+        assert instance["ImageId"] == deployment.ami_id
+        assert instance["Placement"]["AvailabilityZone"] in zones
+        (root,) = instance["BlockDeviceMappings"]
+        (volume,) = ec2.describe_volumes(VolumeIds=[root["Ebs"]["VolumeId"]])["Volumes"]
+        assert (volume["Encrypted"], volume["VolumeType"], volume["Size"]) == (True, "gp3", 100)
         user_data = ec2.describe_instance_attribute(
             InstanceId=instance["InstanceId"], Attribute="userData"
         )["UserData"]["Value"]
-        check_user_data(base64.b64decode(user_data).decode(), outputs["bucket_name"], tmp_path)
+        check_user_data(
+            base64.b64decode(user_data).decode(), deployment.outputs["bucket_name"], tmp_path
+        )
+    # The launcher finds the workers by their tag.
+    tagged = ec2.describe_instances(
+        Filters=[{"Name": "tag:Role", "Values": ["musicgen-batch-worker"]}]
+    )["Reservations"]
+    assert sorted(i["InstanceId"] for r in tagged for i in r["Instances"]) == sorted(
+        i["InstanceId"] for i in instances
+    )
 
-    # moto does not echo the spot options back, so they are checked in the applied plan.
-    for worker in resources_of(applied["planned"], "aws_instance"):
-        market = worker["values"]["instance_market_options"][0]
-        assert market["market_type"] == "spot"
-        spot = market["spot_options"][0]
-        assert float(spot["max_price"]) == 0.55
-        assert spot["spot_instance_type"] == "one-time"
-        assert spot["instance_interruption_behavior"] == "terminate"
-        assert worker["values"]["instance_initiated_shutdown_behavior"] == "terminate"
-        root = worker["values"]["root_block_device"][0]
-        assert root["encrypted"] and root["volume_type"] == "gp3" and root["volume_size"] == 100
-        assert root["tags"]["Role"] == "musicgen-batch-worker"
 
+def test_workers_have_an_egress_only_security_group(deployment: Deployment) -> None:
+    ec2 = boto3.client("ec2")
     (group,) = ec2.describe_security_groups(
         Filters=[{"Name": "group-name", "Values": ["musicgen-batch-worker-*"]}]
     )["SecurityGroups"]
-    for instance in instances:
+    for instance in group_instances(deployment):
         # moto lists an instance's groups on its network interface only.
         (interface,) = instance["NetworkInterfaces"]
         assert [g["GroupId"] for g in interface["Groups"]] == [group["GroupId"]]
@@ -216,9 +342,138 @@ def test_apply_then_destroy(workspace: Workspace, applied: dict, tmp_path: Path)
     egress = group["IpPermissionsEgress"]
     assert [(p["IpProtocol"], p["FromPort"], p["ToPort"]) for p in egress] == [("tcp", 443, 443)]
 
-    check_bucket(outputs["bucket_name"])
-    check_role(instances[0]["IamInstanceProfile"]["Arn"], outputs["bucket_name"])
-    check_destroy(workspace, outputs)
+
+def test_the_bucket_is_private_encrypted_and_tls_only(deployment: Deployment) -> None:
+    check_bucket(deployment.outputs["bucket_name"])
+
+
+def test_the_role_allows_the_bucket_and_scale_in_of_its_own_group(
+    deployment: Deployment,
+) -> None:
+    ec2 = boto3.client("ec2")
+    (version,) = ec2.describe_launch_template_versions(
+        LaunchTemplateId=ec2.describe_launch_templates()["LaunchTemplates"][0]["LaunchTemplateId"],
+        Versions=["$Latest"],
+    )["LaunchTemplateVersions"]
+    check_role(
+        version["LaunchTemplateData"]["IamInstanceProfile"]["Name"],
+        deployment.outputs["bucket_name"],
+        deployment.outputs["autoscaling_group_name"],
+    )
+
+
+def test_scale_in_of_a_worker_lowers_the_desired_capacity(deployment: Deployment) -> None:
+    """The call a finished worker makes: its instance goes, and the group does not replace it.
+    (Last before destroy: it changes the group.)"""
+    autoscaling = boto3.client("autoscaling")
+    first, second = group_instances(deployment)
+    autoscaling.terminate_instance_in_auto_scaling_group(
+        InstanceId=first["InstanceId"], ShouldDecrementDesiredCapacity=True
+    )
+    group = the_group(deployment)
+    assert group["DesiredCapacity"] == 1
+    assert [i["InstanceId"] for i in group["Instances"]] == [second["InstanceId"]]
+    # A later apply keeps the lowered capacity: the workers own it, not terraform. (moto echoes
+    # the template's own tags as a third tag specification, which real AWS does not, so the plan
+    # is not empty here; what matters is the capacity it would set.)
+    plan_file = deployment.workspace.root / "after-scale-in.tfplan"
+    deployment.workspace.run(
+        "plan", f"-out={plan_file}", *deployment.args(), endpoint=deployment.endpoint
+    )
+    plan = json.loads(
+        deployment.workspace.run("show", "-json", "-no-color", str(plan_file)).stdout
+    )
+    (change,) = [c for c in plan["resource_changes"] if c["type"] == "aws_autoscaling_group"]
+    assert change["change"]["after"]["desired_capacity"] == 1
+    assert change["change"]["after"]["max_size"] == 2
+    assert "delete" not in change["change"]["actions"]
+
+
+def test_destroy_leaves_no_instance_group_template_or_spot_request(
+    deployment: Deployment,
+) -> None:
+    outputs = deployment.outputs
+    ec2 = boto3.client("ec2")
+    workers = [
+        i
+        for r in ec2.describe_instances(
+            Filters=[{"Name": "tag:Role", "Values": [WORKER_TAG["Role"]]}]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
+    launched = [i["InstanceId"] for i in workers]
+    # The group's remaining worker still runs: destroy must end it.
+    assert [i for i in workers if i["State"]["Name"] in ("pending", "running")]
+    deployment.workspace.run(
+        "destroy", "-auto-approve", *deployment.args(), endpoint=deployment.endpoint, timeout=600
+    )
+
+    reservations = ec2.describe_instances(InstanceIds=launched)["Reservations"]
+    assert {i["State"]["Name"] for r in reservations for i in r["Instances"]} == {"terminated"}
+    running = ec2.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+    )["Reservations"]
+    assert running == []
+    assert boto3.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
+    assert ec2.describe_launch_templates()["LaunchTemplates"] == []
+    requests = ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
+    assert [r for r in requests if r["State"] in ("open", "active")] == []
+    assert outputs["bucket_name"] not in [
+        b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]
+    ]
+    roles = boto3.client("iam").list_roles()["Roles"]
+    assert not [r for r in roles if r["RoleName"].startswith("musicgen-batch-worker-")]
+    groups = ec2.describe_security_groups()["SecurityGroups"]
+    assert not [g for g in groups if g["GroupName"].startswith("musicgen-batch-worker-")]
+    state = json.loads(deployment.workspace.state.read_text())
+    assert state["resources"] == []
+
+
+def plan_values(workspace: Workspace, endpoint: str, tmp_path: Path, **extra: str) -> dict:
+    """`terraform plan` into an empty state, as JSON (nothing is created)."""
+    plan_file = tmp_path / "zones.tfplan"
+    workspace.run(
+        "plan",
+        "-input=false",
+        "-no-color",
+        f"-state={tmp_path / 'empty.tfstate'}",
+        f"-out={plan_file}",
+        *var_args({**SETTINGS, **extra}),
+        endpoint=endpoint,
+    )
+    return json.loads(workspace.run("show", "-json", "-no-color", str(plan_file)).stdout)
+
+
+def test_availability_zones_limit_the_subnets_and_enable_ssm_adds_session_manager(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    subnets = default_subnets(boto3.client("ec2"))
+    plan = plan_values(
+        deployment.workspace,
+        deployment.endpoint,
+        tmp_path,
+        availability_zones='["us-east-1b", "us-east-1d"]',
+        enable_ssm="true",
+    )
+    (group,) = resources_of(plan["planned_values"], "aws_autoscaling_group")
+    assert sorted(group["values"]["vpc_zone_identifier"]) == sorted(
+        [subnets["us-east-1b"], subnets["us-east-1d"]]
+    )
+    (ssm,) = resources_of(plan["planned_values"], "aws_iam_role_policy_attachment")
+    assert ssm["values"]["policy_arn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    # The applied deployment (enable_ssm off) has none.
+    assert resources_of(deployment.planned, "aws_iam_role_policy_attachment") == []
+    # A zone with no default subnet (or of another region) stops the plan with one line.
+    with pytest.raises(AssertionError) as failure:
+        plan_values(
+            deployment.workspace,
+            deployment.endpoint,
+            tmp_path,
+            availability_zones='["us-west-2a"]',
+        )
+    assert "No default subnet in the default VPC in availability_zones us-west-2a" in " ".join(
+        str(failure.value).split()
+    )
 
 
 def check_user_data(script: str, bucket: str, tmp_path: Path) -> None:
@@ -231,7 +486,8 @@ def check_user_data(script: str, bucket: str, tmp_path: Path) -> None:
         "HOURLY_COST_USD='0.55'",
         "MUSICGEN_BATCH_SIZE='3'",
         "MUSICGEN_FORMAT='flac'",
-        "MUSICGEN_SHUTDOWN_WHEN_DONE='1'",
+        "MUSICGEN_KEEP_ALIVE='0'",
+        "MUSICGEN_MAX_HOURS='6'",
         "MUSICGEN_IMDS_ENDPOINT='http://169.254.169.254'",
         "AWS_REGION='us-east-1'",
         "MUSICGEN_GIT_TOKEN_PARAMETER='/music/git-token'",
@@ -245,8 +501,11 @@ def check_user_data(script: str, bucket: str, tmp_path: Path) -> None:
     # The applied UserData is the one the unit tests render: the checkout and every GPU's worker
     # run sandboxed.
     units = systemd_units.worker_units(systemd_units.written_files(script))
-    for name in ("musicgen-checkout.service", "musicgen-worker@.service"):
+    for name in ("musicgen-checkout.service", "musicgen-worker@.service", "musicgen-scale-in.service"):
         assert systemd_units.values(units[name], "Service", "User") == ["musicgen"], name
+    # max_hours=6: systemd stops a hung worker 15 minutes after the worker's own cap.
+    worker = units["musicgen-worker@.service"]
+    assert systemd_units.values(worker, "Service", "RuntimeMaxSec") == [str(6 * 3600 + 900)]
     path = tmp_path / "user_data.sh"
     path.write_text(script)
     subprocess.run(["bash", "-n", str(path)], check=True)
@@ -284,10 +543,11 @@ def check_bucket(bucket: str) -> None:
     )
 
 
-def check_role(profile_arn: str, bucket: str) -> None:
+def check_role(profile_name: str, bucket: str, group_name: str) -> None:
     iam = boto3.client("iam")
-    profile = iam.get_instance_profile(InstanceProfileName=profile_arn.rsplit("/", 1)[1])
+    profile = iam.get_instance_profile(InstanceProfileName=profile_name)
     (role,) = profile["InstanceProfile"]["Roles"]
+    # enable_ssm is off by default: no managed policy at all.
     assert iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"] == []
     allowed: set[tuple[str, str]] = set()
     for name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
@@ -296,6 +556,7 @@ def check_role(profile_arn: str, bucket: str) -> None:
             document = json.loads(document)
         for statement in document["Statement"]:
             assert statement["Effect"] == "Allow"
+            assert "Condition" not in statement
             actions = statement["Action"]
             resources = statement["Resource"]
             for action in [actions] if isinstance(actions, str) else actions:
@@ -312,22 +573,21 @@ def check_role(profile_arn: str, bucket: str) -> None:
         # moto's account; a parameter path has no double slash in its ARN.
         ("ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/music/git-token"),
         ("s3:AbortMultipartUpload", f"{arn}/*"),
+        # Scale-in: only instances of this one group (any group id, this exact name).
+        (
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
+            f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/{group_name}",
+        ),
+        # AWS defines no resource type for this read-only List action: "*" is required.
+        ("autoscaling:DescribeAutoScalingInstances", "*"),
     }
-
-
-def check_destroy(workspace: Workspace, outputs: dict) -> None:
-    bucket = outputs["bucket_name"]
-    ids = outputs["instance_ids"]
-    args = ["-input=false", "-no-color", f"-state={workspace.state}", *var_args(SETTINGS)]
-    workspace.run("destroy", "-auto-approve", *args, endpoint=os.environ["AWS_ENDPOINT_URL"])
-
-    ec2 = boto3.client("ec2")
-    reservations = ec2.describe_instances(InstanceIds=ids)["Reservations"]
-    assert {i["State"]["Name"] for r in reservations for i in r["Instances"]} == {"terminated"}
-    assert bucket not in [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
-    roles = boto3.client("iam").list_roles()["Roles"]
-    assert not [r for r in roles if r["RoleName"].startswith("musicgen-batch-worker-")]
-    groups = ec2.describe_security_groups()["SecurityGroups"]
-    assert not [g for g in groups if g["GroupName"].startswith("musicgen-batch-worker-")]
-    state = json.loads(workspace.state.read_text())
-    assert state["resources"] == []
+    # The one wildcard ARN segment is the group id; the group the real ARN names matches it.
+    (real_arn,) = [
+        g["AutoScalingGroupARN"]
+        for g in boto3.client("autoscaling").describe_auto_scaling_groups(
+            AutoScalingGroupNames=[group_name]
+        )["AutoScalingGroups"]
+    ]
+    (pattern,) = [r for a, r in allowed if a.startswith("autoscaling:Terminate")]
+    assert fnmatch.fnmatchcase(real_arn, pattern)
+    assert not fnmatch.fnmatchcase(real_arn + "-other", pattern)

@@ -19,8 +19,13 @@ MODULE_DIRS = sorted(p for p in MODULES.iterdir() if p.is_dir())
 ALL_DIRS = [TERRAFORM_DIR, *MODULE_DIRS]
 LAUNCHER_VARIABLES = {
     "region": "us-east-1",
-    "availability_zone": "",
-    "instance_type": "g4dn.xlarge",
+    "availability_zones": [],
+    "instance_types": ["g4dn.xlarge"],
+    "keep_alive": False,
+    "max_hours": 12,
+    "name": "musicgen-batch",
+    "tags": {},
+    "enable_ssm": False,
     "max_price": 0.40,
     "worker_count": 1,
     "ami_id": "",
@@ -29,7 +34,6 @@ LAUNCHER_VARIABLES = {
     "model_path": "/opt/musicgen/models/musicgen-small",
     "batch_size": 0,
     "audio_format": "wav",
-    "shutdown_when_done": False,
     "root_volume_size_gb": 100,
     "git_token_parameter": "",
 }
@@ -65,15 +69,68 @@ def test_root_variables_are_the_launcher_interface() -> None:
     for name, default in LAUNCHER_VARIABLES.items():
         assert variables[name]["default"] == default, name
     assert "default" not in variables["git_repo_url"], "git_repo_url must be required"
+    for name in ("availability_zone", "instance_type", "shutdown_when_done"):
+        assert name not in variables, f"{name} was replaced"
     outputs = blocks(TERRAFORM_DIR / "outputs.tf", "output")
-    assert {"bucket_name", "instance_ids", "region", "worker_tag"} <= set(outputs)
+    assert set(outputs) == {
+        "bucket_name", "region", "worker_tag", "autoscaling_group_name", "audio_format"
+    }
 
 
 def test_validations_guard_the_values_that_would_fail_late() -> None:
     variables = blocks(TERRAFORM_DIR / "variables.tf", "variable")
-    for name in ("max_price", "instance_type", "bucket_name", "git_repo_url", "worker_count"):
+    for name in (
+        "max_price",
+        "instance_types",
+        "availability_zones",
+        "max_hours",
+        "name",
+        "tags",
+        "bucket_name",
+        "git_repo_url",
+        "worker_count",
+        "root_volume_size_gb",
+    ):
         assert variables[name].get("validation"), name
     assert "var.max_price > 0" in variables["max_price"]["validation"][0]["condition"]
+
+
+def test_inputs_are_validated_once_at_the_root() -> None:
+    """The root is the launcher's contract; a module takes plain typed inputs, so no check is
+    copied (and none can drift from the root's)."""
+    for folder in MODULE_DIRS:
+        for name, body in blocks(folder / "variables.tf", "variable").items():
+            assert "validation" not in body, f"{folder.name}: {name}"
+
+
+def test_name_and_tags_reach_every_module_and_the_network_is_looked_up_at_the_root() -> None:
+    modules = blocks(TERRAFORM_DIR / "main.tf", "module")
+    assert set(modules) == {"storage", "iam", "worker"}
+    for name, module in modules.items():
+        assert module["name"] == "${var.name}", name
+        assert module["tags"] == "${var.tags}", name
+    for folder in MODULE_DIRS:
+        assert not [k for k in blocks(folder / "main.tf", "data") if k.startswith(("aws_vpc", "aws_subnet"))]
+    data = blocks(TERRAFORM_DIR / "main.tf", "data")
+    assert data["aws_vpc.default"]["default"] is True
+    subnets = data["aws_subnets.default"]
+    filters = {f["name"]: f["values"] for f in subnets["filter"]}
+    assert filters == {"vpc-id": ["${data.aws_vpc.default.id}"], "default-for-az": ["true"]}
+    (zones,) = subnets["dynamic"]
+    assert zones["filter"]["content"][0]["name"] == "availability-zone"
+    assert "var.availability_zones" in zones["filter"]["for_each"]
+    assert modules["worker"]["subnet_ids"] == "${data.aws_subnets.default.ids}"
+    # The group name, known before the group: NAME-workers-BUCKET, the same for role and group.
+    group = load(TERRAFORM_DIR / "main.tf")["locals"][0]["autoscaling_group_name"]
+    assert group == "${var.name}-workers-${module.storage.bucket_name}"
+    assert modules["iam"]["autoscaling_group_name"] == "${local.autoscaling_group_name}"
+    assert modules["worker"]["autoscaling_group_name"] == "${local.autoscaling_group_name}"
+    # Every tagged resource of the modules takes the caller's tags.
+    for folder in MODULE_DIRS:
+        for key, body in blocks(folder / "main.tf", "resource").items():
+            if key.split(".")[0] in ("aws_s3_bucket", "aws_iam_role", "aws_iam_instance_profile",
+                                     "aws_security_group", "aws_launch_template"):
+                assert "var.tags" in str(body.get("tags", "")), key
 
 
 def test_only_the_root_configures_the_provider() -> None:
@@ -141,7 +198,11 @@ def test_worker_role_allows_exactly_the_bucket_actions() -> None:
         ("s3:DeleteObject", f"{bucket}/.failures/*"),
         ("s3:DeleteObject", f"{bucket}/.leases/*"),
         ("s3:AbortMultipartUpload", f"{bucket}/*"),
+        ("autoscaling:TerminateInstanceInAutoScalingGroup", "${local.autoscaling_group_arn}"),
+        ("autoscaling:DescribeAutoScalingInstances", "*"),
     }
+    # No statement has a condition that could widen or narrow it unseen.
+    assert not [s for s in document["statement"] if "condition" in s]
     # The git token: ssm:GetParameter on exactly the one parameter, only when one is named.
     (token,) = document["dynamic"][0]["statement"]["content"]
     assert (token["sid"], token["actions"]) == ("ReadGitToken", ["ssm:GetParameter"])
@@ -155,9 +216,44 @@ def test_worker_role_allows_exactly_the_bucket_actions() -> None:
         "aws_iam_role.this",
         "aws_iam_role_policy.this",
         "aws_iam_instance_profile.this",
+        "aws_iam_role_policy_attachment.ssm",
     }
     assume = blocks(main, "data")["aws_iam_policy_document.assume_role"]["statement"][0]
     assert assume["principals"][0]["identifiers"] == ["ec2.amazonaws.com"]
+
+
+def test_worker_role_may_terminate_only_instances_of_its_own_group() -> None:
+    """Scale-in: TerminateInstanceInAutoScalingGroup on exactly one group ARN, by name (its id is
+    AWS's); DescribeAutoScalingInstances, which has no resource type, on "*"; no other
+    autoscaling or ec2 action, and no wildcard action."""
+    main = MODULES / "iam" / "main.tf"
+    document = blocks(main, "data")["aws_iam_policy_document.bucket_access"]
+    statements = [*document["statement"], *document["dynamic"][0]["statement"]["content"]]
+    actions = [a for s in statements for a in s["actions"]]
+    assert not [a for a in actions if "*" in a]
+    assert not [a for a in actions if a.startswith("ec2:")]
+    assert sorted(a for a in actions if a.startswith("autoscaling:")) == [
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    (terminate,) = [s for s in statements if "autoscaling:TerminateInstanceInAutoScalingGroup" in s["actions"]]
+    assert terminate["actions"] == ["autoscaling:TerminateInstanceInAutoScalingGroup"]
+    assert terminate["resources"] == ["${local.autoscaling_group_arn}"]
+    (describe,) = [s for s in statements if "autoscaling:DescribeAutoScalingInstances" in s["actions"]]
+    assert describe["actions"] == ["autoscaling:DescribeAutoScalingInstances"]
+    # "*" only where AWS requires it: the describe action, nothing else.
+    assert [s["actions"] for s in statements if "*" in s["resources"]] == [
+        ["autoscaling:DescribeAutoScalingInstances"]
+    ]
+    arn = load(main)["locals"][0]["autoscaling_group_arn"]
+    # The group id (a UUID AWS assigns) is the one wildcard; the name is the exact variable.
+    assert arn.endswith(":autoScalingGroup:*:autoScalingGroupName/${var.autoscaling_group_name}")
+    assert arn.startswith("${local.arn_prefix}:autoscaling:${local.account}")
+    assert arn.count("*") == 1
+    # enable_ssm: the AWS managed Session Manager policy, only when asked for.
+    ssm = blocks(main, "resource")["aws_iam_role_policy_attachment.ssm"]
+    assert ssm["count"] == "${var.enable_ssm ? 1 : 0}"
+    assert ssm["policy_arn"].endswith(":iam::aws:policy/AmazonSSMManagedInstanceCore")
 
 
 def test_worker_role_can_abort_its_multipart_uploads() -> None:
@@ -168,30 +264,68 @@ def test_worker_role_can_abort_its_multipart_uploads() -> None:
     assert statement["resources"] == ["${var.bucket_arn}/*"]
 
 
-def test_worker_is_a_one_time_spot_instance_wired_to_the_variables() -> None:
-    instance = blocks(MODULES / "worker" / "main.tf", "resource")["aws_instance.this"]
-    assert instance["count"] == "${var.worker_count}"
-    market = instance["instance_market_options"][0]
-    assert market["market_type"] == "spot"
-    spot = market["spot_options"][0]
-    assert spot["max_price"] == "${var.max_price}"
-    # A persistent request would outlive terraform destroy and launch untracked replacements.
-    assert (spot["spot_instance_type"], spot["instance_interruption_behavior"]) == (
-        "one-time",
-        "terminate",
+def test_workers_are_an_all_spot_group_wired_to_the_variables() -> None:
+    resources = blocks(MODULES / "worker" / "main.tf", "resource")
+    assert "aws_instance.this" not in resources
+    group = resources["aws_autoscaling_group.this"]
+    assert group["name"] == "${var.autoscaling_group_name}"
+    assert (group["min_size"], group["max_size"], group["desired_capacity"]) == (
+        0,
+        "${var.worker_count}",
+        "${var.worker_count}",
     )
-    assert instance["instance_initiated_shutdown_behavior"] == "terminate"
-    metadata = instance["metadata_options"][0]
+    # The workers lower the desired capacity themselves: a later apply must not raise it.
+    assert group["lifecycle"][0]["ignore_changes"] == ["desired_capacity"]
+    # apply does not wait for spot capacity.
+    assert group["wait_for_capacity_timeout"] in ("0", 0)
+    assert group["vpc_zone_identifier"] == "${var.subnet_ids}"
+    assert group["capacity_rebalance"] is True
+    # Destroy drains the group (its instances terminated) before deleting it.
+    assert group["force_delete"] is False
+    policy = group["mixed_instances_policy"][0]
+    distribution = policy["instances_distribution"][0]
+    assert distribution == {
+        "on_demand_base_capacity": 0,
+        "on_demand_percentage_above_base_capacity": 0,
+        "spot_allocation_strategy": "price-capacity-optimized",
+        "spot_max_price": "${var.max_price}",
+    }
+    template = policy["launch_template"][0]
+    assert template["launch_template_specification"][0]["launch_template_id"] == (
+        "${aws_launch_template.this.id}"
+    )
+    (override,) = template["dynamic"]
+    assert override["override"]["for_each"] == "${var.instance_types}"
+    assert override["override"]["content"][0]["instance_type"] == "${override.value}"
+    (tag,) = group["dynamic"]
+    assert tag["tag"]["content"][0]["propagate_at_launch"] is True
+    assert "local.worker_tag" in tag["tag"]["for_each"] and "var.tags" in tag["tag"]["for_each"]
+
+    launch = resources["aws_launch_template.this"]
+    assert "instance_market_options" not in launch and "instance_type" not in launch
+    metadata = launch["metadata_options"][0]
     assert metadata["http_tokens"] == "required"
     assert metadata["http_put_response_hop_limit"] in (1, 2)
-    root = instance["root_block_device"][0]
-    assert (root["volume_type"], root["encrypted"]) == ("gp3", True)
-    assert root["volume_size"] == "${var.root_volume_size_gb}"
-    assert "worker_tag" in root["tags"] and "worker_tag" in instance["tags"]
-    assert "hourly_cost_usd = var.max_price" in instance["user_data"]
+    assert launch.get("instance_initiated_shutdown_behavior", "terminate") == "terminate"
+    root = launch["block_device_mappings"][0]
+    assert root["device_name"] == "${data.aws_ami.this.root_device_name}"
+    ebs = root["ebs"][0]
+    assert (ebs["volume_type"], ebs["encrypted"]) == ("gp3", True)
+    assert ebs["volume_size"] == "${var.root_volume_size_gb}"
+    assert launch["iam_instance_profile"][0]["name"] == "${var.instance_profile_name}"
+    assert launch["vpc_security_group_ids"] == ["${aws_security_group.this.id}"]
+    specs = {s["resource_type"]: s["tags"] for s in launch["tag_specifications"]}
+    assert specs == {"instance": "${local.instance_tags}", "volume": "${local.instance_tags}"}
+    instance_tags = load(MODULES / "worker" / "main.tf")["locals"][0]["instance_tags"]
+    assert "local.worker_tag" in instance_tags and "var.tags" in instance_tags
+    assert "hourly_cost_usd = var.max_price" in launch["user_data"]
+    assert 'keep_alive = var.keep_alive ? "1" : "0"' in launch["user_data"]
+    assert "runtime_max_sec = ceil(var.max_hours * 3600) + 900" in launch["user_data"]
 
     root_module = blocks(TERRAFORM_DIR / "main.tf", "module")["worker"]
     assert root_module["max_price"] == "${var.max_price}"
+    assert root_module["instance_types"] == "${var.instance_types}"
+    assert root_module["worker_count"] == "${var.worker_count}"
 
 
 def test_security_group_has_no_ingress() -> None:
@@ -240,8 +374,19 @@ def test_checkov_passes_with_only_the_listed_skips() -> None:
     assert summary["passed"] > 0
     assert result.returncode == 0, result.stderr
     passed = {c["check_id"] for c in report["results"]["passed_checks"]}
-    # The checks this product must pass, never skip.
-    assert {"CKV_AWS_79", "CKV_AWS_8", "CKV2_AWS_6", "CKV_AWS_300"} <= passed
+    # The checks this product must pass, never skip: IMDSv2 and a hop limit of 1 on the launch
+    # template, no secret in its user data, a group that launches from it with tags, the bucket's
+    # public access block and lifecycle rule. (CKV_AWS_8, EBS encryption, covers instances and
+    # launch configurations, not launch templates: the structural test above checks it.)
+    assert {
+        "CKV_AWS_79",
+        "CKV_AWS_341",
+        "CKV_AWS_46",
+        "CKV_AWS_315",
+        "CKV_AWS_153",
+        "CKV2_AWS_6",
+        "CKV_AWS_300",
+    } <= passed
 
 
 def test_checkov_skips_only_the_argued_checks() -> None:

@@ -10,29 +10,29 @@ data "aws_iam_policy_document" "assume_role" {
 }
 
 resource "aws_iam_role" "this" {
-  name_prefix        = var.name_prefix
-  description        = "musicgen-batch spot workers: read and write the batch bucket only."
+  name_prefix        = "${var.name}-worker-"
+  description        = "${var.name} spot workers: the batch bucket, and scale-in of their own group."
   assume_role_policy = data.aws_iam_policy_document.assume_role.json
+
+  tags = var.tags
 }
 
-data "aws_partition" "current" {
-  count = var.git_token_parameter == "" ? 0 : 1
-}
+data "aws_partition" "current" {}
 
-data "aws_region" "current" {
-  count = var.git_token_parameter == "" ? 0 : 1
-}
+data "aws_region" "current" {}
 
-data "aws_caller_identity" "current" {
-  count = var.git_token_parameter == "" ? 0 : 1
-}
+data "aws_caller_identity" "current" {}
 
 locals {
+  arn_prefix = "arn:${data.aws_partition.current.partition}"
+  account    = "${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}"
   # A name with a leading slash (a path) has no extra slash in its ARN.
   git_token_parameter_arns = [
     for name in compact([var.git_token_parameter]) :
-    "arn:${data.aws_partition.current[0].partition}:ssm:${data.aws_region.current[0].name}:${data.aws_caller_identity.current[0].account_id}:parameter/${trimprefix(name, "/")}"
+    "${local.arn_prefix}:ssm:${local.account}:parameter/${trimprefix(name, "/")}"
   ]
+  # The group's ARN holds its id, a UUID AWS assigns at creation: any id, this exact name.
+  autoscaling_group_arn = "${local.arn_prefix}:autoscaling:${local.account}:autoScalingGroup:*:autoScalingGroupName/${var.autoscaling_group_name}"
 }
 
 data "aws_iam_policy_document" "bucket_access" {
@@ -72,6 +72,29 @@ data "aws_iam_policy_document" "bucket_access" {
     ]
   }
 
+  statement {
+    # A finished worker removes its own instance from the group and lowers the desired capacity
+    # (TerminateInstanceInAutoScalingGroup, ShouldDecrementDesiredCapacity=true), so the group
+    # does not replace it. AWS's Service Authorization Reference for Amazon EC2 Auto Scaling
+    # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2autoscaling.html)
+    # lists this action with the required resource type autoScalingGroup (ARN
+    # arn:${Partition}:autoscaling:${Region}:${Account}:autoScalingGroup:${GroupId}:autoScalingGroupName/${GroupFriendlyName})
+    # and the condition keys autoscaling:ResourceTag/${TagKey} and aws:ResourceTag/${TagKey}:
+    # the ARN with this group's name limits it to the instances of this one group.
+    sid       = "ScaleInOwnGroup"
+    actions   = ["autoscaling:TerminateInstanceInAutoScalingGroup"]
+    resources = [local.autoscaling_group_arn]
+  }
+
+  statement {
+    # The worker finds its group from its instance id. The same reference lists
+    # DescribeAutoScalingInstances (access level List) with no resource type, so AWS requires
+    # "*"; it reads, never changes, and only names groups and instances.
+    sid       = "FindOwnGroup"
+    actions   = ["autoscaling:DescribeAutoScalingInstances"]
+    resources = ["*"]
+  }
+
   dynamic "statement" {
     # The git token of a private repository: this one parameter, read only. No kms:Decrypt:
     # a SecureString under the AWS managed key aws/ssm (the default) is decrypted for every
@@ -89,12 +112,23 @@ data "aws_iam_policy_document" "bucket_access" {
 }
 
 resource "aws_iam_role_policy" "this" {
-  name   = "musicgen-batch-bucket"
+  name   = "${var.name}-worker"
   role   = aws_iam_role.this.id
   policy = data.aws_iam_policy_document.bucket_access.json
 }
 
 resource "aws_iam_instance_profile" "this" {
-  name_prefix = var.name_prefix
+  name_prefix = "${var.name}-worker-"
   role        = aws_iam_role.this.name
+
+  tags = var.tags
+}
+
+# Opt-in: Session Manager shells on the workers (no SSH, no inbound port). It also grants the
+# SSM agent's own calls (ssm:UpdateInstanceInformation, ssmmessages:*, ec2messages:*).
+resource "aws_iam_role_policy_attachment" "ssm" {
+  count = var.enable_ssm ? 1 : 0
+
+  role       = aws_iam_role.this.name
+  policy_arn = "${local.arn_prefix}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }

@@ -1,17 +1,29 @@
+variable "name" {
+  description = "Name prefix of the role and instance profile (NAME-worker-...)."
+  type        = string
+  default     = "musicgen-batch"
+}
+
+variable "tags" {
+  description = "Tags of the role and instance profile."
+  type        = map(string)
+  default     = {}
+}
+
 variable "bucket_arn" {
   description = "ARN of the bucket the workers read and write."
   type        = string
-
-  validation {
-    condition     = can(regex("^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_arn))
-    error_message = "bucket_arn must be the ARN of an S3 bucket (arn:aws:s3:::name), not an object or wildcard."
-  }
 }
 
-variable "name_prefix" {
-  description = "Prefix of the generated role and instance profile names."
+variable "autoscaling_group_name" {
+  description = "Name of the workers' Auto Scaling group: the only group whose instances the role may terminate (scale-in)."
   type        = string
-  default     = "musicgen-batch-worker-"
+}
+
+variable "enable_ssm" {
+  description = "Attach AmazonSSMManagedInstanceCore (Session Manager) to the role."
+  type        = bool
+  default     = false
 }
 
 variable "git_token_parameter" {

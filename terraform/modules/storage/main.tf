@@ -1,7 +1,9 @@
 resource "aws_s3_bucket" "this" {
   bucket        = var.bucket_name != "" ? var.bucket_name : null
-  bucket_prefix = var.bucket_name == "" ? "musicgen-batch-" : null
+  bucket_prefix = var.bucket_name == "" ? "${var.name}-" : null
   force_destroy = var.force_destroy
+
+  tags = var.tags
 }
 
 resource "aws_s3_bucket_public_access_block" "this" {

@@ -1,6 +1,11 @@
-output "instance_ids" {
-  description = "Instance ids of the workers."
-  value       = aws_instance.this[*].id
+output "autoscaling_group_name" {
+  description = "Name of the workers' Auto Scaling group."
+  value       = aws_autoscaling_group.this.name
+}
+
+output "launch_template_id" {
+  description = "Launch template of the workers."
+  value       = aws_launch_template.this.id
 }
 
 output "security_group_id" {

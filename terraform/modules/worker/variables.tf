@@ -1,36 +1,36 @@
-variable "worker_count" {
-  description = "Number of spot workers."
-  type        = number
-  default     = 1
-
-  validation {
-    condition     = var.worker_count >= 0 && floor(var.worker_count) == var.worker_count
-    error_message = "worker_count must be a whole number >= 0."
-  }
+variable "name" {
+  description = "Name prefix of the security group, launch template and instances; the Role tag is NAME-worker."
+  type        = string
+  default     = "musicgen-batch"
 }
 
-variable "instance_type" {
-  description = "NVIDIA GPU instance type of the workers."
-  type        = string
-  default     = "g4dn.xlarge"
+variable "tags" {
+  description = "Tags of every resource here, propagated to the instances and their volumes."
+  type        = map(string)
+  default     = {}
+}
 
-  validation {
-    # Volta (p3) is left out: CUDA 13 and the current torch wheels dropped sm_70. g4ad (AMD) and
-    # g5g (Arm) cannot run the x86 CUDA AMI.
-    condition     = can(regex("^(g4dn|g5|g6|g6e|gr6|p4d|p4de|p5|p5e|p5en)\\.[0-9a-z]+$", var.instance_type))
-    error_message = "instance_type must be an NVIDIA GPU type of family g4dn, g5, g6, g6e, gr6, p4d, p4de, p5, p5e or p5en (e.g. g4dn.xlarge)."
-  }
+variable "autoscaling_group_name" {
+  description = "Name of the Auto Scaling group (chosen by the caller, so the IAM role can name it first)."
+  type        = string
+}
+
+variable "worker_count" {
+  description = "Number of spot workers: the group's desired and maximum capacity."
+  type        = number
+  default     = 1
+}
+
+variable "instance_types" {
+  description = "NVIDIA GPU instance types the group may launch, one override each."
+  type        = list(string)
+  default     = ["g4dn.xlarge"]
 }
 
 variable "max_price" {
   description = "Spot max price in USD per hour; the worker also reports cost with it."
   type        = number
   default     = 0.40
-
-  validation {
-    condition     = var.max_price > 0
-    error_message = "max_price must be greater than 0 (USD per hour)."
-  }
 }
 
 variable "ami_id" {
@@ -39,21 +39,20 @@ variable "ami_id" {
   default     = ""
 }
 
-variable "availability_zone" {
-  description = "Availability zone of the workers; empty lets EC2 choose."
+variable "vpc_id" {
+  description = "VPC of the subnets (the default VPC): the security group's."
   type        = string
-  default     = ""
+}
+
+variable "subnet_ids" {
+  description = "Subnets the group launches into, one per availability zone."
+  type        = list(string)
 }
 
 variable "root_volume_size_gb" {
   description = "Size in GB of the encrypted gp3 root volume; at least the AMI's root snapshot."
   type        = number
   default     = 100
-
-  validation {
-    condition     = var.root_volume_size_gb >= 8 && floor(var.root_volume_size_gb) == var.root_volume_size_gb
-    error_message = "root_volume_size_gb must be a whole number >= 8."
-  }
 }
 
 variable "instance_profile_name" {
@@ -100,10 +99,16 @@ variable "audio_format" {
   default     = "wav"
 }
 
-variable "shutdown_when_done" {
-  description = "Shut the worker down after a batch in which every song was made."
+variable "keep_alive" {
+  description = "Keep the instance up after its batch; false: it scales itself in."
   type        = bool
   default     = false
+}
+
+variable "max_hours" {
+  description = "Hours after which a worker checkpoints and scales in (the worker's MUSICGEN_MAX_HOURS)."
+  type        = number
+  default     = 12
 }
 
 variable "git_token_parameter" {
