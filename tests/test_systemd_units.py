@@ -484,14 +484,26 @@ def test_the_boot_unit_ends_the_instance_once_unless_it_is_stopping_or_kept_aliv
         assert "scaled in: the group terminates this instance" in run.stdout
 
 
-def test_the_boot_unit_starts_no_worker_without_a_checkout(
-    user_data_files: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("keep_alive", "scale_in_status", "end"),
+    [
+        ("0", 0, ["start --wait musicgen-scale-in.service"]),
+        ("0", 1, ["start --wait musicgen-scale-in.service", "--no-block poweroff"]),
+        ("1", 0, []),
+    ],
+    ids=["scale-in", "scale-in-fails", "keep-alive"],
+)
+def test_the_boot_unit_starts_no_worker_without_a_checkout_and_ends_like_a_batch(
+    user_data_files: dict[str, str], tmp_path: Path, keep_alive: str, scale_in_status: int, end: list[str]
 ) -> None:
+    """Without a checkout the instance can do nothing: it leaves the group (or powers off, and
+    a replacement tries again) instead of billing idle until destroy."""
     run, calls = boot_run(
-        user_data_files, tmp_path, keep_alive="0", gpus=4, statuses=[], checkout_status=1
+        user_data_files, tmp_path, keep_alive=keep_alive, gpus=4, statuses=[], checkout_status=1,
+        scale_in_status=scale_in_status,
     )
     assert run.returncode == 4, run.stdout + run.stderr
-    assert calls == ["start --wait musicgen-checkout.service"]
+    assert calls == ["start --wait musicgen-checkout.service", *end], calls
     assert "not starting the workers" in run.stdout
 
 
