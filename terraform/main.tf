@@ -3,7 +3,7 @@ provider "aws" {
 
   default_tags {
     tags = {
-      Project = "musicgen-batch"
+      Project = var.name
     }
   }
 }

@@ -138,7 +138,7 @@ def test_only_the_root_configures_the_provider() -> None:
     assert [p for p, found in providers.items() if found] == [TERRAFORM_DIR / "main.tf"]
     (aws,) = [entry["aws"] for entry in providers[TERRAFORM_DIR / "main.tf"]]
     assert aws["region"] == "${var.region}"
-    assert aws["default_tags"][0]["tags"]["Project"] == "musicgen-batch"
+    assert aws["default_tags"][0]["tags"]["Project"] == "${var.name}"
     assert "endpoints" not in aws, "test endpoints come from AWS_ENDPOINT_URL, not the config"
 
 
