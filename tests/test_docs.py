@@ -311,3 +311,102 @@ def test_a_file_that_lost_its_markers_is_an_error_naming_it(
         (tmp_path / relative).write_text("# Doc without markers\n")
     assert docs.main([], root=tmp_path) == 2
     assert capsys.readouterr().err.startswith("error: docs/worker.md: needs exactly one pair")
+
+
+# ---------------------------------------------------------------------------------------------
+# Links between the pages: README.md and docs/*.md
+
+
+def _documents() -> list[Path]:
+    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_INLINE_CODE = re.compile(r"`+[^`]*`+")
+_LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def _prose_lines(text: str) -> list[str]:
+    """The lines outside fenced code blocks, where a `#` starts a heading and `](` a link."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a heading: its text without Markdown, lower case, every character
+    other than a letter, digit, `_`, `-` or space dropped, spaces turned into `-`."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link counts by its text
+    text = text.replace("`", "")
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """Every heading's anchor; a repeated one gets -1, -2, ... as on GitHub."""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    for line in _prose_lines(text):
+        match = _HEADING.match(line)
+        if match:
+            base = github_anchor(match.group(2))
+            count = seen.get(base, 0)
+            seen[base] = count + 1
+            found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+def relative_links(text: str) -> list[str]:
+    links = []
+    for line in _prose_lines(text):
+        for target in _LINK.findall(_INLINE_CODE.sub("", line)):
+            if not re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):
+                links.append(target)
+    return links
+
+
+@pytest.mark.parametrize(
+    ("heading", "anchor"),
+    [
+        ("What happens when…", "what-happens-when"),
+        ("`python launcher status` for the group", "python-launcher-status-for-the-group"),
+        ("Session Manager: enable_ssm", "session-manager-enable_ssm"),
+        ("1. Build the worker AMI (once per model or dependency change)",
+         "1-build-the-worker-ami-once-per-model-or-dependency-change"),
+        ("prompts.txt", "promptstxt"),
+        ("Throughput on the [CPU](x.md)", "throughput-on-the-cpu"),
+    ],
+)
+def test_github_anchor(heading: str, anchor: str) -> None:
+    assert github_anchor(heading) == anchor
+
+
+def test_headings_in_code_blocks_and_repeats_are_counted_as_github_does() -> None:
+    text = "# Title\n\n## Tests\n\n```console\n# a shell comment\n```\n\n## Tests\n"
+    assert anchors(text) == {"title", "tests", "tests-1"}
+    assert relative_links("[a](b.md#c) `[x](y.md)` [web](https://example.com) [s](#d)\n") == [
+        "b.md#c",
+        "#d",
+    ]
+
+
+@pytest.mark.parametrize("document", _documents(), ids=lambda p: p.relative_to(REPO_ROOT).as_posix())
+def test_every_relative_link_points_to_an_existing_file_and_heading(document: Path) -> None:
+    broken = []
+    for link in relative_links(document.read_text(encoding="utf-8")):
+        path, _, anchor = link.partition("#")
+        target = (document.parent / path).resolve() if path else document
+        if not target.exists():
+            broken.append(f"{link}: no file {target.relative_to(REPO_ROOT) if target.is_relative_to(REPO_ROOT) else target}")
+        elif anchor and target.suffix == ".md" and anchor not in anchors(target.read_text(encoding="utf-8")):
+            broken.append(f"{link}: no heading with the anchor #{anchor}")
+    assert not broken, f"{document.relative_to(REPO_ROOT)}:\n" + "\n".join(broken)
+
+
+def test_the_readme_stays_a_front_page() -> None:
+    lines = (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) < 220, f"README.md has {len(lines)} lines; move detail into docs/"
