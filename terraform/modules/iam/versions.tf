@@ -1,10 +1,4 @@
 terraform {
   required_version = ">= 1.5"
-
-  required_providers {
-    aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.40"
-    }
-  }
+  required_providers { aws = { source = "hashicorp/aws", version = ">= 5.40" } }
 }
