@@ -403,6 +403,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _unexpected(command: str, argument: str, parser: argparse.ArgumentParser) -> str:
+    if argument in COMMANDS:
+        return f"the command comes first: {PROG} {argument} [OPTIONS]"
     if not argument.startswith("-") or argument == "-":
         return f"unexpected argument {argument!r} (only download takes a DIR)"
     option = argument.split("=", 1)[0]
@@ -457,7 +459,7 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     if running_group is not None:
         return _offer_raise(args, extra_vars, deps, prompt_file, root, outputs, running_group)
     ec2 = deps.ec2_client(args.region)
-    workers = instances.find_workers(ec2)
+    workers = instances.find_workers(ec2, _worker_tag(extra_vars, outputs))
     if workers:
         running = "A worker is" if len(workers) == 1 else f"{len(workers)} workers are"
         out.say(f"{running} already running in {args.region}; not launching another:")
@@ -578,6 +580,7 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         return 0
 
     variables: dict[str, Value] = {
+        "name": instances.NAME,
         "region": args.region,
         "instance_types": args.instance_types,
         "max_price": args.max_price,
@@ -690,17 +693,19 @@ def _failed_for_good(
 
 def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
-    prompt_file = _read_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
-    ec2 = deps.ec2_client(args.region)
     if args.bucket is None and "bucket_name" not in extra_vars:
         _require_terraform()
     root = TerraformRoot(args.terraform_dir)
     outputs = root.outputs() if terraform_installed() else {}
+    # The format the workers were launched with names their files.
+    audio_format = extra_vars.get("audio_format") or outputs.get("audio_format") or "wav"
+    prompt_file = _read_prompts(args.prompts, audio_format)
+    ec2 = deps.ec2_client(args.region)
     found = _running_group(args, deps, outputs)
     if found is not None:
         out.say(*_group_status(ec2, found, args, deps))
     else:
-        workers = instances.find_workers(ec2)
+        workers = instances.find_workers(ec2, _worker_tag(extra_vars, outputs))
         if workers:
             out.say(
                 f"Workers in {args.region}:",
@@ -1071,6 +1076,10 @@ def _spot_costs(
         for w in of_type:
             costs[w.instance_id] = prices.accrued_spot_cost(history, w.zone, w.launch_time, w.end(now))
     return costs
+
+
+def _worker_tag(extra_vars: dict[str, str], outputs: dict[str, Any]) -> dict[str, str]:
+    return instances.worker_tag(outputs, extra_vars.get("name", instances.NAME))
 
 
 def _bucket(
