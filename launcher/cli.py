@@ -568,15 +568,11 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         "",
     )
 
-    if args.dry_run:
-        out.say("Dry run: stopping before the question. Nothing launched.")
-        return 0
     question = (
         f"Launch {args.worker_count} × {' or '.join(args.instance_types)} spot in {args.region} "
         f"at max {usd(args.max_price)}/h? [y/N] "
     )
-    if not _confirmed(args, out, question):
-        out.say("Nothing launched.")
+    if not _go_ahead(args, out, question, "Nothing launched."):
         return 0
 
     variables: dict[str, Value] = {
@@ -664,15 +660,11 @@ def _offer_raise(
             f"{found.max_size}; change it with `terraform -chdir="
             f"{shlex.quote(_shown(root.working_dir))} apply -var worker_count={wanted}`"
         )
-    if args.dry_run:
-        out.say("Dry run: stopping before the question. Nothing changed.")
-        return 0
     question = (
         f"Raise the group from {found.desired} to {wanted} "
         f"worker{'s' if wanted != 1 else ''}? [y/N] "
     )
-    if not _confirmed(args, out, question):
-        out.say("Nothing changed.")
+    if not _go_ahead(args, out, question, "Nothing changed."):
         return 0
     group.raise_group(deps.autoscaling_client(args.region), found.name, wanted)
     out.say(
@@ -1105,6 +1097,18 @@ def _progress(s3: Any, bucket: str | None, prompt_file: PromptFile) -> batch.Pro
     progress = batch.split_progress(prompt_file.jobs, keys)
     changed = batch.changed_songs(s3, name, progress.done, prefix)
     return batch.Progress(progress.done, progress.missing, changed)
+
+
+def _go_ahead(args: argparse.Namespace, out: Console, question: str, nothing: str) -> bool:
+    """Whether to change something: not in a dry run, and --yes or the user's yes; otherwise
+    says `nothing` (what was left as it was)."""
+    if args.dry_run:
+        out.say(f"Dry run: stopping before the question. {nothing}")
+        return False
+    if not _confirmed(args, out, question):
+        out.say(nothing)
+        return False
+    return True
 
 
 def _confirmed(args: argparse.Namespace, out: Console, question: str) -> bool:

@@ -31,6 +31,19 @@ class Worker:
         return now if self.ended is None else min(self.ended, now)
 
 
+def worker_from(instance: Mapping[str, Any], ended: datetime | None = None) -> Worker:
+    """A worker from an instance as DescribeInstances lists it."""
+    return Worker(
+        instance_id=instance["InstanceId"],
+        instance_type=instance["InstanceType"],
+        state=instance["State"]["Name"],
+        zone=instance["Placement"]["AvailabilityZone"],
+        launch_time=instance["LaunchTime"],
+        spot=instance.get("InstanceLifecycle") == "spot",
+        ended=ended,
+    )
+
+
 def worker_tag(outputs: Mapping[str, Any], name: str = NAME) -> dict[str, str]:
     """The tag on every worker: terraform's `worker_tag` output, else (no state yet) the tag
     terraform gives the workers of a deployment called `name`."""
@@ -49,14 +62,7 @@ def find_workers(ec2: Any, tag: Mapping[str, str]) -> list[Worker]:
         ]
     )
     workers = [
-        Worker(
-            instance_id=instance["InstanceId"],
-            instance_type=instance["InstanceType"],
-            state=instance["State"]["Name"],
-            zone=instance["Placement"]["AvailabilityZone"],
-            launch_time=instance["LaunchTime"],
-            spot=instance.get("InstanceLifecycle") == "spot",
-        )
+        worker_from(instance)
         for page in pages
         for reservation in page.get("Reservations", [])
         for instance in reservation.get("Instances", [])
