@@ -148,6 +148,7 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--terraform-dir",
         type=Path,
+        metavar="DIR",
         default=Path(os.environ.get("MUSICGEN_TERRAFORM_DIR") or REPO_ROOT / "terraform"),
         help="terraform root configuration and its state (default: $MUSICGEN_TERRAFORM_DIR, "
         "else terraform/)",
@@ -184,6 +185,7 @@ def _batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prompts",
         default="prompts.txt",
+        metavar="FILE",
         help="prompts file, parsed exactly as the worker parses it (default: %(default)s)",
     )
     parser.add_argument(
