@@ -148,7 +148,7 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--terraform-dir",
         type=Path,
-        metavar="DIR",
+        metavar="PATH",
         default=Path(os.environ.get("MUSICGEN_TERRAFORM_DIR") or REPO_ROOT / "terraform"),
         help="terraform root configuration and its state (default: $MUSICGEN_TERRAFORM_DIR, "
         "else terraform/)",

@@ -32,7 +32,7 @@ error.
 """
 
 LAUNCH_HELP = """\
-usage: musicgen-launcher launch [-h] [--region REGION] [--terraform-dir DIR] [--var KEY=VALUE]
+usage: musicgen-launcher launch [-h] [--region REGION] [--terraform-dir PATH] [--var KEY=VALUE]
                                 [--prompts FILE] [--max-price USD] [--instance-type TYPE]
                                 [--worker-count N] [--keep-alive] [--max-hours HOURS]
                                 [--bucket BUCKET] [--realtime-factor FACTOR]
@@ -48,7 +48,7 @@ options:
   --region REGION       AWS region for prices, workers and terraform (default: boto3's:
                         $AWS_DEFAULT_REGION, else the profile's region; else $AWS_REGION, else us-
                         east-1); the checks before launch show where it came from
-  --terraform-dir DIR   terraform root configuration and its state (default:
+  --terraform-dir PATH  terraform root configuration and its state (default:
                         $MUSICGEN_TERRAFORM_DIR, else terraform/)
   --var KEY=VALUE       extra terraform variable, repeatable, e.g. ami_id, bucket_name,
                         model_path, batch_size, audio_format, force_destroy, root_volume_size_gb
@@ -106,62 +106,63 @@ options:
 """
 
 STATUS_HELP = """\
-usage: musicgen-launcher status [-h] [--region REGION] [--terraform-dir DIR] [--var KEY=VALUE]
+usage: musicgen-launcher status [-h] [--region REGION] [--terraform-dir PATH] [--var KEY=VALUE]
                                 [--prompts FILE] [--max-price USD] [--bucket BUCKET]
 
 show the group (or the tagged workers), its cost and the batch's progress; never launches or
 changes anything
 
 options:
-  -h, --help           show this help message and exit
-  --region REGION      AWS region for prices, workers and terraform (default: boto3's:
-                       $AWS_DEFAULT_REGION, else the profile's region; else $AWS_REGION, else us-
-                       east-1); the checks before launch show where it came from
-  --terraform-dir DIR  terraform root configuration and its state (default:
-                       $MUSICGEN_TERRAFORM_DIR, else terraform/)
-  --var KEY=VALUE      extra terraform variable, repeatable, e.g. ami_id, bucket_name, model_path,
-                       batch_size, audio_format, force_destroy, root_volume_size_gb
-                       (docs/deploy.md lists them); refused: variables with an option of their own
-                       (such as max_price), availability_zones (the launcher sets it) and the
-                       replaced instance_type, availability_zone and shutdown_when_done
-  --prompts FILE       prompts file, parsed exactly as the worker parses it (default: prompts.txt)
-  --max-price USD      spot max price in USD per hour per instance, above 0; the estimate and the
-                       cost-so-far figures use it as the hourly rate, except for a running spot
-                       worker, whose own spot request price counts where AWS reports one (default:
-                       0.40)
-  --bucket BUCKET      bucket whose progress to show: NAME, NAME/PREFIX or s3://NAME/PREFIX; read
-                       only, it does not rename the bucket terraform creates (default: the
-                       bucket_name terraform output, or --var bucket_name=...)
+  -h, --help            show this help message and exit
+  --region REGION       AWS region for prices, workers and terraform (default: boto3's:
+                        $AWS_DEFAULT_REGION, else the profile's region; else $AWS_REGION, else us-
+                        east-1); the checks before launch show where it came from
+  --terraform-dir PATH  terraform root configuration and its state (default:
+                        $MUSICGEN_TERRAFORM_DIR, else terraform/)
+  --var KEY=VALUE       extra terraform variable, repeatable, e.g. ami_id, bucket_name,
+                        model_path, batch_size, audio_format, force_destroy, root_volume_size_gb
+                        (docs/deploy.md lists them); refused: variables with an option of their
+                        own (such as max_price), availability_zones (the launcher sets it) and the
+                        replaced instance_type, availability_zone and shutdown_when_done
+  --prompts FILE        prompts file, parsed exactly as the worker parses it (default:
+                        prompts.txt)
+  --max-price USD       spot max price in USD per hour per instance, above 0; the estimate and the
+                        cost-so-far figures use it as the hourly rate, except for a running spot
+                        worker, whose own spot request price counts where AWS reports one
+                        (default: 0.40)
+  --bucket BUCKET       bucket whose progress to show: NAME, NAME/PREFIX or s3://NAME/PREFIX; read
+                        only, it does not rename the bucket terraform creates (default: the
+                        bucket_name terraform output, or --var bucket_name=...)
 """
 
 DOWNLOAD_HELP = """\
-usage: musicgen-launcher download [-h] [--region REGION] [--terraform-dir DIR] [--var KEY=VALUE]
+usage: musicgen-launcher download [-h] [--region REGION] [--terraform-dir PATH] [--var KEY=VALUE]
                                   [--bucket BUCKET] [--prefix PREFIX] [--logs]
                                   [DIR]
 
 copy the batch's songs, cost report and listening page into DIR, only what is new or changed
 
 positional arguments:
-  DIR                  the folder to copy into, created if missing (default: songs)
+  DIR                   the folder to copy into, created if missing (default: songs)
 
 options:
-  -h, --help           show this help message and exit
-  --region REGION      AWS region for prices, workers and terraform (default: boto3's:
-                       $AWS_DEFAULT_REGION, else the profile's region; else $AWS_REGION, else us-
-                       east-1); the checks before launch show where it came from
-  --terraform-dir DIR  terraform root configuration and its state (default:
-                       $MUSICGEN_TERRAFORM_DIR, else terraform/)
-  --var KEY=VALUE      extra terraform variable, repeatable, e.g. ami_id, bucket_name, model_path,
-                       batch_size, audio_format, force_destroy, root_volume_size_gb
-                       (docs/deploy.md lists them); refused: variables with an option of their own
-                       (such as max_price), availability_zones (the launcher sets it) and the
-                       replaced instance_type, availability_zone and shutdown_when_done
-  --bucket BUCKET      bucket to copy from: NAME, NAME/PREFIX or s3://NAME/PREFIX; read only, it
-                       does not rename the bucket terraform creates (default: the bucket_name
-                       terraform output, or --var bucket_name=...)
-  --prefix PREFIX      the batch's folder in the bucket, as in the worker's s3://BUCKET/PREFIX; or
-                       give it in --bucket (default: the bucket's root)
-  --logs               copy the workers' logs/ as well
+  -h, --help            show this help message and exit
+  --region REGION       AWS region for prices, workers and terraform (default: boto3's:
+                        $AWS_DEFAULT_REGION, else the profile's region; else $AWS_REGION, else us-
+                        east-1); the checks before launch show where it came from
+  --terraform-dir PATH  terraform root configuration and its state (default:
+                        $MUSICGEN_TERRAFORM_DIR, else terraform/)
+  --var KEY=VALUE       extra terraform variable, repeatable, e.g. ami_id, bucket_name,
+                        model_path, batch_size, audio_format, force_destroy, root_volume_size_gb
+                        (docs/deploy.md lists them); refused: variables with an option of their
+                        own (such as max_price), availability_zones (the launcher sets it) and the
+                        replaced instance_type, availability_zone and shutdown_when_done
+  --bucket BUCKET       bucket to copy from: NAME, NAME/PREFIX or s3://NAME/PREFIX; read only, it
+                        does not rename the bucket terraform creates (default: the bucket_name
+                        terraform output, or --var bucket_name=...)
+  --prefix PREFIX       the batch's folder in the bucket, as in the worker's s3://BUCKET/PREFIX;
+                        or give it in --bucket (default: the bucket's root)
+  --logs                copy the workers' logs/ as well
 """
 
 
