@@ -453,12 +453,17 @@ def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
 def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
     _require_terraform()
-    prompt_file = _read_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
+    # A new launch applies --var audio_format, else terraform's default.
+    audio_format = extra_vars.get("audio_format", "wav")
+    prompt_file = _read_prompts(args.prompts, audio_format)
     root = TerraformRoot(args.terraform_dir)
     outputs = root.outputs()
 
     running_group = _running_group(args, deps, outputs)
     if running_group is not None:
+        # A running group's workers write the format it was launched with.
+        if _audio_format(extra_vars, outputs) != audio_format:
+            prompt_file = _read_prompts(args.prompts, _audio_format(extra_vars, outputs))
         return _offer_raise(args, extra_vars, deps, prompt_file, root, outputs, running_group)
     ec2 = deps.ec2_client(args.region)
     workers = instances.find_workers(ec2, _worker_tag(extra_vars, outputs))
@@ -691,9 +696,7 @@ def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         _require_terraform()
     root = TerraformRoot(args.terraform_dir)
     outputs = root.outputs() if terraform_installed() else {}
-    # The format the workers were launched with names their files.
-    audio_format = extra_vars.get("audio_format") or outputs.get("audio_format") or "wav"
-    prompt_file = _read_prompts(args.prompts, audio_format)
+    prompt_file = _read_prompts(args.prompts, _audio_format(extra_vars, outputs))
     ec2 = deps.ec2_client(args.region)
     found = _running_group(args, deps, outputs)
     if found is not None:
@@ -1070,6 +1073,12 @@ def _spot_costs(
         for w in of_type:
             costs[w.instance_id] = prices.accrued_spot_cost(history, w.zone, w.launch_time, w.end(now))
     return costs
+
+
+def _audio_format(extra_vars: dict[str, str], outputs: dict[str, Any]) -> str:
+    """The format the deployed workers write, which names their files: --var audio_format, else
+    terraform's output, else terraform's default."""
+    return extra_vars.get("audio_format") or outputs.get("audio_format") or "wav"
 
 
 def _worker_tag(extra_vars: dict[str, str], outputs: dict[str, Any]) -> dict[str, str]:

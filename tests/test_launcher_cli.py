@@ -1574,3 +1574,23 @@ def test_an_invalid_bucket_is_refused_before_any_aws_call(
         "and '-')\n",
     )
     assert terraform.argvs() == []
+
+
+def test_a_running_flac_groups_songs_are_found_by_their_flac_names(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    (workdir / "prompts.txt").write_text("calm piano ; 10 ; one\nloud drums ; 20 ; two\n")
+    make_group(desired=0)
+    applied(workdir, terraform)
+    terraform.set_outputs(**GROUP_OUTPUTS, audio_format="flac")
+    batch_bucket("one.flac", "two.wav")  # the .wav is not what this group makes
+
+    result = launcher("--dry-run")
+
+    assert result == Result(
+        0,
+        f"Group {GROUP} in us-east-1: desired 0, in service 0 (min 0, max 2)\n"
+        f"Songs in s3://{BUCKET}/: 1 written, 1 missing, 0 failed for good (of 2 in prompts.txt)\n"
+        "Dry run: stopping before the question. Nothing changed.\n",
+        "",
+    )
