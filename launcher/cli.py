@@ -44,6 +44,8 @@ DEFAULT_MAX_PRICE = 0.40
 DEFAULT_DOWNLOAD_DIR = "songs"
 # The workers' hard cap (terraform's max_hours): a hung model or a bug never bills for days.
 DEFAULT_MAX_HOURS = 12.0
+# AWS keeps 90 days of spot price history.
+MAX_PRICE_WINDOW_HOURS = 90 * 24
 
 # Variables the launcher sets from its own options; a --var for one of them would make the
 # question ("at max $0.40/h?") describe something other than what terraform applies.
@@ -128,152 +130,297 @@ class Deps:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python launcher",
-        description=(
-            "Launch a group of MusicGen spot workers with terraform after checking for a running "
-            "group, spot prices and the batch's cost, or offer to raise an existing group back to "
-            "the worker count; `status` shows the group, its cost and the batch's progress; "
-            "`download [DIR]` copies the songs, cost report and listening page."
-        ),
-    )
-    parser.add_argument(
-        "command",
-        nargs="?",
-        choices=["status", "download"],
-        help=(
-            "status: show the group (or the workers), its cost and the batch's progress; changes "
-            "nothing; download: copy the batch into DIR"
-        ),
-    )
-    parser.add_argument(
-        "directory",
-        nargs="?",
-        metavar="DIR",
-        help=f"download: the folder to copy into (default: {DEFAULT_DOWNLOAD_DIR})",
-    )
-    parser.add_argument(
+PROG = "musicgen-launcher"
+COMMANDS = ("launch", "status", "download")
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """--region, --terraform-dir and --var: every command finds the deployment the same way."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
         "--region",
         help=(
-            "AWS region (default: boto3's: $AWS_DEFAULT_REGION, else the profile's region; "
-            "else $AWS_REGION, else us-east-1)"
+            "AWS region for prices, workers and terraform (default: boto3's: "
+            "$AWS_DEFAULT_REGION, else the profile's region; else $AWS_REGION, else "
+            f"{region.DEFAULT_REGION}); the checks before launch show where it came from"
         ),
     )
+    common.add_argument(
+        "--terraform-dir",
+        type=Path,
+        metavar="PATH",
+        default=Path(os.environ.get("MUSICGEN_TERRAFORM_DIR") or REPO_ROOT / "terraform"),
+        help="terraform root configuration and its state (default: $MUSICGEN_TERRAFORM_DIR, "
+        "else terraform/)",
+    )
+    common.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=(
+            "extra terraform variable, repeatable, e.g. ami_id, bucket_name, model_path, "
+            "batch_size, audio_format, force_destroy, root_volume_size_gb (docs/deploy.md lists "
+            "them); refused: variables with an option of their own (such as max_price), "
+            "availability_zones (the launcher sets it) and the replaced instance_type, "
+            "availability_zone and shutdown_when_done"
+        ),
+    )
+    return common
+
+
+def _bucket_option(parser: argparse.ArgumentParser, use: str) -> None:
+    parser.add_argument(
+        "--bucket",
+        help=(
+            f"bucket {use}: NAME, NAME/PREFIX or s3://NAME/PREFIX; read only, it does not "
+            "rename the bucket terraform creates (default: the bucket_name terraform output, "
+            "or --var bucket_name=...)"
+        ),
+    )
+
+
+def _batch_options(parser: argparse.ArgumentParser) -> None:
+    """--prompts and --max-price: what launch and status know of the batch and its price."""
+    parser.add_argument(
+        "--prompts",
+        default="prompts.txt",
+        metavar="FILE",
+        help="prompts file, parsed exactly as the worker parses it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-price",
+        type=float,
+        default=DEFAULT_MAX_PRICE,
+        metavar="USD",
+        help=(
+            "spot max price in USD per hour per instance, above 0; the estimate and the "
+            "cost-so-far figures use it as the hourly rate, except for a running spot worker, "
+            "whose own spot request price counts where AWS reports one (default: %(default).2f)"
+        ),
+    )
+
+
+def _launch_parser(parser: argparse.ArgumentParser) -> None:
+    _batch_options(parser)
     parser.add_argument(
         "--instance-type",
         dest="instance_types",
         action="append",
         metavar="TYPE",
         help=(
-            f"instance type of the workers, repeatable: several types of one GPU class widen the "
-            f"spot capacity pool (default: {DEFAULT_INSTANCE_TYPE})"
+            "GPU instance type of the workers; repeat it for several types of one GPU class, "
+            "a wider spot capacity pool, all at one max price; terraform accepts the NVIDIA "
+            f"families g4dn, g5, g6, g6e, gr6, p4d, p4de, p5, p5e and p5en "
+            f"(default: {DEFAULT_INSTANCE_TYPE})"
         ),
-    )
-    parser.add_argument(
-        "--max-price",
-        type=float,
-        default=DEFAULT_MAX_PRICE,
-        help="most USD per hour to pay per instance (default: %(default).2f)",
     )
     parser.add_argument(
         "--worker-count",
         type=int,
+        metavar="N",
         help=(
-            "instances (default: 1; with a running group, its maximum size, which terraform "
-            "sets to the launch's worker count)"
+            "instances, the group's size, at least 1; they share the generation time and each "
+            "pays the boot overhead (default: 1; with a running group, the count to raise it "
+            "back to: its maximum size, which terraform sets to the launch's worker count)"
         ),
     )
     parser.add_argument(
         "--keep-alive",
         action="store_true",
         help=(
-            "keep each instance up (and billing) after its workers finished, instead of "
-            "scaling it in"
+            "keep each instance up, and billing, after its workers finished, instead of "
+            "scaling it in (terraform's keep_alive)"
         ),
     )
     parser.add_argument(
         "--max-hours",
         type=float,
         default=DEFAULT_MAX_HOURS,
+        metavar="HOURS",
         help=(
             "hours after which a worker checkpoints and scales its instance in, whatever the "
-            "batch's state (default: %(default)g)"
+            "batch's state; above 0; terraform's max_hours (default: %(default)g)"
         ),
     )
-    parser.add_argument("--prompts", default="prompts.txt", help="(default: %(default)s)")
-    parser.add_argument(
-        "--bucket", help="bucket to look for finished songs in (default: terraform output)"
-    )
+    _bucket_option(parser, "to look for finished songs in, left out of the estimate")
     parser.add_argument(
         "--realtime-factor",
         type=float,
         default=estimate.DEFAULT_REALTIME_FACTOR,
-        help="audio seconds generated per second per GPU, an assumption (default: %(default)g)",
+        metavar="FACTOR",
+        help=(
+            "audio seconds generated per wall-clock second per GPU (one worker runs per GPU); "
+            "an assumption, on the slow side for musicgen-small on a T4 (g4dn.xlarge), as long "
+            "songs re-generate overlapping windows: measure yours as requested_duration_s / "
+            "generation_time_s in a finished cost_report.csv (default: %(default)g)"
+        ),
     )
     parser.add_argument(
         "--boot-overhead-min",
         type=float,
         default=estimate.DEFAULT_BOOT_OVERHEAD_MIN,
-        help="minutes of boot and model load per instance (default: %(default)g)",
+        metavar="MINUTES",
+        help=(
+            "minutes each instance is paid for before it generates anything (boot, bootstrap, "
+            "model load); an assumption, at least 0 (default: %(default)g)"
+        ),
     )
     parser.add_argument(
         "--price-window-hours",
         type=float,
         default=24.0,
-        help="spot price history to summarise (default: %(default)g)",
+        metavar="HOURS",
+        help=(
+            "span of spot price history to summarise, above 0 and at most "
+            f"{MAX_PRICE_WINDOW_HOURS}, as AWS keeps 90 days (default: %(default)g)"
+        ),
     )
-    parser.add_argument("--git-url", help="repository the worker clones (default: origin)")
-    parser.add_argument("--git-ref", help="branch, tag or commit (default: current branch)")
+    parser.add_argument(
+        "--git-url",
+        metavar="URL",
+        help=(
+            "repository the workers clone; https:// only, the workers get only HTTPS out "
+            "(default: `git remote get-url origin`)"
+        ),
+    )
+    parser.add_argument(
+        "--git-ref",
+        metavar="REF",
+        help=(
+            "branch, tag or commit the workers run; push it first, they clone from the remote "
+            "(default: the current branch, the commit when HEAD is detached)"
+        ),
+    )
     parser.add_argument(
         "--git-token-parameter",
         metavar="NAME",
         help=(
             "SSM Parameter Store SecureString holding a read-only token for a private "
-            "repository (default: none, the repository must be public)"
+            "repository, e.g. /musicgen/git-token; see docs/launcher-preflight.md (default: "
+            "none, a public repository)"
         ),
     )
     parser.add_argument(
-        "--terraform-dir",
-        type=Path,
-        default=Path(os.environ.get("MUSICGEN_TERRAFORM_DIR") or REPO_ROOT / "terraform"),
-        help="terraform root configuration (default: $MUSICGEN_TERRAFORM_DIR, else terraform/)",
-    )
-    parser.add_argument(
-        "--var",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra terraform variable, repeatable (e.g. --var ami_id=ami-123)",
-    )
-    parser.add_argument(
-        "--yes", action="store_true", help="launch, or raise a running group, without asking"
+        "--yes",
+        action="store_true",
+        help="launch, or raise a running group, without asking, for automation; warnings are "
+        "still printed",
     )
     parser.add_argument(
         "--force",
         action="store_true",
-        help="launch although every zone's current spot price is above the max price",
+        help="launch although every zone's current spot price is above the max price (refused "
+        "otherwise)",
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="stop before the question; change nothing"
+        "--dry-run",
+        action="store_true",
+        help="do everything up to the question (to launch, or to raise the group), then stop; "
+        "changes nothing and needs no terminal",
     )
+
+
+def _status_parser(parser: argparse.ArgumentParser) -> None:
+    _batch_options(parser)
+    _bucket_option(parser, "whose progress to show")
+
+
+def _download_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "directory",
+        nargs="?",
+        default=DEFAULT_DOWNLOAD_DIR,
+        metavar="DIR",
+        help="the folder to copy into, created if missing (default: %(default)s)",
+    )
+    _bucket_option(parser, "to copy from")
     parser.add_argument(
         "--prefix",
         default="",
-        help="download: the batch's folder in the bucket, as in the worker's s3://BUCKET/PREFIX "
-        "(default: the bucket's root)",
+        help="the batch's folder in the bucket, as in the worker's s3://BUCKET/PREFIX; or give "
+        "it in --bucket (default: the bucket's root)",
     )
     parser.add_argument(
-        "--logs", action="store_true", help="download: copy the workers' logs/ as well"
+        "--logs", action="store_true", help="copy the workers' logs/ as well"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The commands, each with only its own options; main() runs `launch` when none is named."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Runs a batch of MusicGen songs on AWS spot GPUs. The same command runs from the "
+            "checkout as `python launcher` or `python -m launcher`."
+        ),
+        epilog=(
+            f"Without a command, {PROG} launches: `{PROG} --dry-run` is `{PROG} launch "
+            f"--dry-run`. `{PROG} COMMAND --help` lists a command's options. Exit status: 0 "
+            "done (launched, declined, nothing to do), 1 terraform or a copy failed, 2 a usage, "
+            "check or AWS error."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    common = _common_options()
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], help=summary, description=summary)
+
+    _launch_parser(
+        command(
+            "launch",
+            "(the default) check for a running group, spot prices and the batch's cost, ask, "
+            "then terraform apply; with a running group, offer to raise it back to its worker "
+            "count",
+        )
+    )
+    _status_parser(
+        command(
+            "status",
+            "show the group (or the tagged workers), its cost and the batch's progress; never "
+            "launches or changes anything",
+        )
+    )
+    _download_parser(
+        command(
+            "download",
+            "copy the batch's songs, cost report and listening page into DIR, only what is new "
+            "or changed",
+        )
     )
     return parser
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command's options; `launch` when the first argument names no command. An option of
+    another command (`status --yes`) or an unknown one is a one-line usage error."""
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["launch", *argv]
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        raise UsageError(_unexpected(args.command, extra[0], parser))
+    return args
+
+
+def _unexpected(command: str, argument: str, parser: argparse.ArgumentParser) -> str:
+    if argument in COMMANDS:
+        return f"the command comes first: {PROG} {argument} [OPTIONS]"
+    if not argument.startswith("-") or argument == "-":
+        return f"unexpected argument {argument!r} (only download takes a DIR)"
+    option = argument.split("=", 1)[0]
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if any(option in sub._option_string_actions for sub in subparsers.choices.values()):
+        return f"{command} does not take {option}"
+    return f"unknown option {option} (see {PROG} {command} --help)"
+
+
 def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
     deps = deps or Deps.system()
-    args = build_parser().parse_args(argv)
     stderr = deps.console.stderr
     try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
         extra_vars = _check_options(args)
         chosen_region = region.resolve_region(args.region, deps.session_region(), os.environ)
         args.region, args.region_source = chosen_region.name, chosen_region.source
@@ -306,15 +453,20 @@ def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
 def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
     _require_terraform()
-    prompt_file = _read_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
+    # A new launch applies --var audio_format, else terraform's default.
+    audio_format = extra_vars.get("audio_format", "wav")
+    prompt_file = _read_prompts(args.prompts, audio_format)
     root = TerraformRoot(args.terraform_dir)
     outputs = root.outputs()
 
     running_group = _running_group(args, deps, outputs)
     if running_group is not None:
+        # A running group's workers write the format it was launched with.
+        if _audio_format(extra_vars, outputs) != audio_format:
+            prompt_file = _read_prompts(args.prompts, _audio_format(extra_vars, outputs))
         return _offer_raise(args, extra_vars, deps, prompt_file, root, outputs, running_group)
     ec2 = deps.ec2_client(args.region)
-    workers = instances.find_workers(ec2)
+    workers = instances.find_workers(ec2, _worker_tag(extra_vars, outputs))
     if workers:
         running = "A worker is" if len(workers) == 1 else f"{len(workers)} workers are"
         out.say(f"{running} already running in {args.region}; not launching another:")
@@ -423,18 +575,15 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         "",
     )
 
-    if args.dry_run:
-        out.say("Dry run: stopping before the question. Nothing launched.")
-        return 0
     question = (
         f"Launch {args.worker_count} × {' or '.join(args.instance_types)} spot in {args.region} "
         f"at max {usd(args.max_price)}/h? [y/N] "
     )
-    if not _confirmed(args, out, question):
-        out.say("Nothing launched.")
+    if not _go_ahead(args, out, question, "Nothing launched."):
         return 0
 
     variables: dict[str, Value] = {
+        "name": instances.NAME,
         "region": args.region,
         "instance_types": args.instance_types,
         "max_price": args.max_price,
@@ -518,15 +667,11 @@ def _offer_raise(
             f"{found.max_size}; change it with `terraform -chdir="
             f"{shlex.quote(_shown(root.working_dir))} apply -var worker_count={wanted}`"
         )
-    if args.dry_run:
-        out.say("Dry run: stopping before the question. Nothing changed.")
-        return 0
     question = (
         f"Raise the group from {found.desired} to {wanted} "
         f"worker{'s' if wanted != 1 else ''}? [y/N] "
     )
-    if not _confirmed(args, out, question):
-        out.say("Nothing changed.")
+    if not _go_ahead(args, out, question, "Nothing changed."):
         return 0
     group.raise_group(deps.autoscaling_client(args.region), found.name, wanted)
     out.say(
@@ -547,17 +692,17 @@ def _failed_for_good(
 
 def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
-    prompt_file = _read_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
-    ec2 = deps.ec2_client(args.region)
     if args.bucket is None and "bucket_name" not in extra_vars:
         _require_terraform()
     root = TerraformRoot(args.terraform_dir)
     outputs = root.outputs() if terraform_installed() else {}
+    prompt_file = _read_prompts(args.prompts, _audio_format(extra_vars, outputs))
+    ec2 = deps.ec2_client(args.region)
     found = _running_group(args, deps, outputs)
     if found is not None:
         out.say(*_group_status(ec2, found, args, deps))
     else:
-        workers = instances.find_workers(ec2)
+        workers = instances.find_workers(ec2, _worker_tag(extra_vars, outputs))
         if workers:
             out.say(
                 f"Workers in {args.region}:",
@@ -684,32 +829,38 @@ def download_command(args: argparse.Namespace, extra_vars: dict[str, str], deps:
 
 def _files(count: int, noun: str = "file") -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-# AWS keeps 90 days of spot price history.
-MAX_PRICE_WINDOW_HOURS = 90 * 24
 
 
 def _check_options(args: argparse.Namespace) -> dict[str, str]:
-    """Extra terraform variables from --var, after rejecting values no launch could use."""
-    if args.directory is not None and args.command != "download":
-        raise UsageError(f"unexpected argument {args.directory!r} (only download takes a DIR)")
-    for option in (
-        "max_price",
-        "realtime_factor",
-        "boot_overhead_min",
-        "price_window_hours",
-        "max_hours",
-    ):
+    """Extra terraform variables from --var, after rejecting values no command could use; each
+    command checks the options it has."""
+    numbers = ("max_price", "realtime_factor", "boot_overhead_min", "price_window_hours", "max_hours")
+    for option in (name for name in numbers if hasattr(args, name)):
         value = getattr(args, option)
         # nan slips through every comparison below, and would reach terraform's variables.
         if not math.isfinite(value):
             raise UsageError(f"--{option.replace('_', '-')} must be a finite number (got {value:g})")
+    if args.bucket is not None:
+        _split_bucket(args.bucket)  # before any AWS call
+    if args.command == "launch":
+        _check_launch_options(args)
+    elif args.command == "status":
+        _check_max_price(args)
+    return _extra_variables(args.var)
+
+
+def _check_max_price(args: argparse.Namespace) -> None:
+    if args.max_price <= 0:
+        raise UsageError(f"--max-price must be more than 0 USD/h (got {args.max_price:g})")
+
+
+def _check_launch_options(args: argparse.Namespace) -> None:
     if args.price_window_hours > MAX_PRICE_WINDOW_HOURS:
         raise UsageError(
             f"--price-window-hours must be at most {MAX_PRICE_WINDOW_HOURS} (90 days of spot "
             f"price history; got {args.price_window_hours:g})"
         )
-    if args.max_price <= 0:
-        raise UsageError(f"--max-price must be more than 0 USD/h (got {args.max_price:g})")
+    _check_max_price(args)
     # A running group is raised back to the count it was launched with unless one is given.
     args.worker_count_given = args.worker_count is not None
     if args.worker_count is None:
@@ -743,8 +894,11 @@ def _check_options(args: argparse.Namespace) -> dict[str, str]:
             "--git-token-parameter must be an SSM parameter name such as /musicgen/git-token "
             f"(got {args.git_token_parameter!r})"
         )
+
+
+def _extra_variables(items: list[str]) -> dict[str, str]:
     extra: dict[str, str] = {}
-    for item in args.var:
+    for item in items:
         name, equals, value = item.partition("=")
         name = name.strip()
         if not equals or not name:
@@ -921,6 +1075,16 @@ def _spot_costs(
     return costs
 
 
+def _audio_format(extra_vars: dict[str, str], outputs: dict[str, Any]) -> str:
+    """The format the deployed workers write, which names their files: --var audio_format, else
+    terraform's output, else terraform's default."""
+    return extra_vars.get("audio_format") or outputs.get("audio_format") or "wav"
+
+
+def _worker_tag(extra_vars: dict[str, str], outputs: dict[str, Any]) -> dict[str, str]:
+    return instances.worker_tag(outputs, extra_vars.get("name", instances.NAME))
+
+
 def _bucket(
     args: argparse.Namespace, extra_vars: dict[str, str], outputs: dict[str, Any]
 ) -> str | None:
@@ -944,6 +1108,18 @@ def _progress(s3: Any, bucket: str | None, prompt_file: PromptFile) -> batch.Pro
     progress = batch.split_progress(prompt_file.jobs, keys)
     changed = batch.changed_songs(s3, name, progress.done, prefix)
     return batch.Progress(progress.done, progress.missing, changed)
+
+
+def _go_ahead(args: argparse.Namespace, out: Console, question: str, nothing: str) -> bool:
+    """Whether to change something: not in a dry run, and --yes or the user's yes; otherwise
+    says `nothing` (what was left as it was)."""
+    if args.dry_run:
+        out.say(f"Dry run: stopping before the question. {nothing}")
+        return False
+    if not _confirmed(args, out, question):
+        out.say(nothing)
+        return False
+    return True
 
 
 def _confirmed(args: argparse.Namespace, out: Console, question: str) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from launcher.instances import Worker
+from launcher.instances import Worker, worker_from
 
 # EC2 Auto Scaling tags each instance it launches with its group's name.
 GROUP_NAME_TAG = "aws:autoscaling:groupName"
@@ -208,15 +208,7 @@ def group_instances(ec2: Any, name: str, activities: list[Activity]) -> list[Wor
                 for instance in reservation.get("Instances", []):
                     found[instance["InstanceId"]] = instance
     workers = [
-        Worker(
-            instance_id=instance["InstanceId"],
-            instance_type=instance["InstanceType"],
-            state=instance["State"]["Name"],
-            zone=instance["Placement"]["AvailabilityZone"],
-            launch_time=instance["LaunchTime"],
-            spot=instance.get("InstanceLifecycle") == "spot",
-            ended=ended_at(instance, activities),
-        )
+        worker_from(instance, ended_at(instance, activities))
         for instance in found.values()
     ]
     return sorted(workers, key=lambda w: (w.launch_time, w.instance_id))

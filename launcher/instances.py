@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 from launcher.money import cents, usd
 from launcher.prices import SpotCost
 
-# terraform/ tags every worker with this (its output `worker_tag`); keep the two in step.
-WORKER_TAG_KEY = "Role"
-WORKER_TAG_VALUE = "musicgen-batch-worker"
+# The name prefix of every resource: the launcher passes it as terraform's `name` variable, whose
+# default it equals (tests check), and terraform tags the workers NAME-worker.
+NAME = "musicgen-batch"
 ACTIVE_STATES = ("pending", "running")
 
 
@@ -30,23 +31,38 @@ class Worker:
         return now if self.ended is None else min(self.ended, now)
 
 
-def find_workers(ec2: Any) -> list[Worker]:
+def worker_from(instance: Mapping[str, Any], ended: datetime | None = None) -> Worker:
+    """A worker from an instance as DescribeInstances lists it."""
+    return Worker(
+        instance_id=instance["InstanceId"],
+        instance_type=instance["InstanceType"],
+        state=instance["State"]["Name"],
+        zone=instance["Placement"]["AvailabilityZone"],
+        launch_time=instance["LaunchTime"],
+        spot=instance.get("InstanceLifecycle") == "spot",
+        ended=ended,
+    )
+
+
+def worker_tag(outputs: Mapping[str, Any], name: str = NAME) -> dict[str, str]:
+    """The tag on every worker: terraform's `worker_tag` output, else (no state yet) the tag
+    terraform gives the workers of a deployment called `name`."""
+    tag = outputs.get("worker_tag")
+    if isinstance(tag, Mapping) and tag:
+        return {str(key): str(value) for key, value in tag.items()}
+    return {"Role": f"{name}-worker"}
+
+
+def find_workers(ec2: Any, tag: Mapping[str, str]) -> list[Worker]:
     """Pending or running instances with the worker tag, oldest first."""
     pages = ec2.get_paginator("describe_instances").paginate(
         Filters=[
-            {"Name": f"tag:{WORKER_TAG_KEY}", "Values": [WORKER_TAG_VALUE]},
+            *({"Name": f"tag:{key}", "Values": [value]} for key, value in tag.items()),
             {"Name": "instance-state-name", "Values": list(ACTIVE_STATES)},
         ]
     )
     workers = [
-        Worker(
-            instance_id=instance["InstanceId"],
-            instance_type=instance["InstanceType"],
-            state=instance["State"]["Name"],
-            zone=instance["Placement"]["AvailabilityZone"],
-            launch_time=instance["LaunchTime"],
-            spot=instance.get("InstanceLifecycle") == "spot",
-        )
+        worker_from(instance)
         for page in pages
         for reservation in page.get("Reservations", [])
         for instance in reservation.get("Instances", [])

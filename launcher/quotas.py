@@ -49,12 +49,16 @@ def spot_quota_for(instance_type: str) -> SpotQuota | None:
 
 @dataclass(frozen=True)
 class QuotaValue:
+    """A spot quota's name and its value in vCPUs (applied, else AWS's default)."""
+
     name: str
     vcpus: float
 
 
 @dataclass(frozen=True)
 class QuotaUnreadable:
+    """Why the quota could not be read: the check then warns instead of failing."""
+
     reason: str
 
 

@@ -12,6 +12,9 @@ DEFAULT_REGION = "us-east-1"
 
 @dataclass(frozen=True)
 class Region:
+    """The region the launcher works in, and where it came from (an option, a variable, a
+    profile, the default), which the checks before launch show."""
+
     name: str
     source: str
 

@@ -380,6 +380,7 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
         terraform.calls()[1]["tfvars"]
         == tfvars.read_text()
         == expected_tfvars(
+            'name = "musicgen-batch"',
             'region = "us-east-1"',
             'instance_types = ["g4dn.xlarge"]',
             "max_price = 0.4",
@@ -441,6 +442,7 @@ def test_yes_force_with_every_zone_above_the_max_price_warns_and_goes_on(
     # default subnet) stays.
     assert [argv[0] for argv in terraform.argvs()] == ["output", "apply", "output"]
     assert terraform.calls()[1]["tfvars"] == expected_tfvars(
+        'name = "musicgen-batch"',
         'region = "us-east-1"',
         'instance_types = ["g4dn.2xlarge"]',
         "max_price = 0.35",
@@ -1466,5 +1468,129 @@ def test_status_after_the_group_was_destroyed_lists_tagged_workers(
         0,
         "Workers in us-east-1: none pending or running\n"
         f"Bucket {BUCKET}: does not exist\n",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["status", "--yes"], "status does not take --yes"),
+        (["status", "--dry-run", "--bucket", "songs"], "status does not take --dry-run"),
+        (["status", "--worker-count=2"], "status does not take --worker-count"),
+        (["download", "--prompts", "prompts.txt"], "download does not take --prompts"),
+        (["--logs"], "launch does not take --logs"),
+        (["status", "--bogus"], "unknown option --bogus (see musicgen-launcher status --help)"),
+        (["--yes", "status"], "the command comes first: musicgen-launcher status [OPTIONS]"),
+        (["status", "songs"], "unexpected argument 'songs' (only download takes a DIR)"),
+    ],
+)
+def test_each_command_takes_only_its_own_options(
+    launcher: Launcher, terraform: FakeTerraform, argv: list[str], message: str
+) -> None:
+    assert launcher(*argv) == Result(2, "", f"error: {message}\n")
+    assert terraform.argvs() == []
+
+
+def test_launch_is_the_command_when_none_is_named(launcher: Launcher) -> None:
+    assert launcher("launch", *GIT, "--dry-run") == launcher(*GIT, "--dry-run")
+
+
+def test_status_finds_the_workers_by_terraforms_worker_tag(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    ours = start_instance(tags={"Role": "songs-worker"})
+    start_instance(tags={"Role": "musicgen-batch-worker"})  # another deployment's
+    launcher.now = ours["LaunchTime"] + timedelta(hours=1)
+    (workdir / "terraform" / ".terraform").mkdir()
+    terraform.set_outputs(worker_tag={"Role": "songs-worker"})
+
+    result = launcher("status")
+
+    assert result == Result(
+        0,
+        "Workers in us-east-1:\n"
+        + status_worker_lines(ours, "1h00m", "$0.40 at $0.40/h", "$0.43")
+        + "  accrued so far (upper bound, at the max price): $0.40\n"
+        "  accrued so far at the actual spot price: $0.43\n"
+        "  (compute only: EBS volumes and data transfer are billed on top, in neither figure)\n"
+        "Bucket: unknown (no terraform outputs in terraform/; pass --bucket to name one)\n",
+        "",
+    )
+
+
+def test_without_state_the_workers_tag_follows_the_name_variable(
+    launcher: Launcher, terraform: FakeTerraform
+) -> None:
+    start_instance(tags={"Role": "musicgen-batch-worker"})  # another deployment's
+
+    assert launcher("status", "--var", "name=songs").out == (
+        "Workers in us-east-1: none pending or running\n"
+        "Bucket: unknown (no terraform outputs in terraform/; pass --bucket to name one)\n"
+    )
+    result = launcher(*GIT, "--dry-run")
+    assert result.out.startswith("A worker is already running in us-east-1; not launching")
+
+
+def test_status_takes_the_audio_format_from_terraforms_outputs(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    (workdir / "prompts.txt").write_text("calm piano ; 10 ; one\nloud drums ; 20 ; two\n")
+    (workdir / "terraform" / ".terraform").mkdir()
+    terraform.set_outputs(bucket_name="songs", audio_format="flac")
+    s3 = aws.s3_client("us-east-1")
+    s3.create_bucket(Bucket="songs")
+    s3.put_object(Bucket="songs", Key="one.flac", Body=b"fLaC")
+    s3.put_object(Bucket="songs", Key="two.wav", Body=b"RIFF")  # not what a flac batch makes
+
+    result = launcher("status")
+
+    assert result == Result(
+        0,
+        "Workers in us-east-1: none pending or running\n"
+        "Songs in s3://songs/: 1 of 2 done, 1 missing\n"
+        "  done:\n"
+        "    one.flac\n"
+        "  missing:\n"
+        "    two.flac  (line 2, 20 s)\n"
+        "cost_report.csv: not written yet\n",
+        "",
+    )
+
+
+@pytest.mark.parametrize("command", ["status", "download", "launch"])
+@pytest.mark.parametrize(
+    ("bucket", "name"), [("s3://", "''"), ("s3://songs batch/x", "'songs batch'"), ("/x", "''")]
+)
+def test_an_invalid_bucket_is_refused_before_any_aws_call(
+    launcher: Launcher, terraform: FakeTerraform, command: str, bucket: str, name: str
+) -> None:
+    result = launcher(command, "--bucket", bucket)
+
+    assert result == Result(
+        2,
+        "",
+        f"error: --bucket: {name} is not an S3 bucket name (lower-case letters, digits, '.' "
+        "and '-')\n",
+    )
+    assert terraform.argvs() == []
+
+
+def test_a_running_flac_groups_songs_are_found_by_their_flac_names(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    (workdir / "prompts.txt").write_text("calm piano ; 10 ; one\nloud drums ; 20 ; two\n")
+    make_group(desired=0)
+    applied(workdir, terraform)
+    terraform.set_outputs(**GROUP_OUTPUTS, audio_format="flac")
+    batch_bucket("one.flac", "two.wav")  # the .wav is not what this group makes
+
+    result = launcher("--dry-run")
+
+    assert result == Result(
+        0,
+        f"Group {GROUP} in us-east-1: desired 0, in service 0 (min 0, max 2)\n"
+        f"Songs in s3://{BUCKET}/: 1 written, 1 missing, 0 failed for good (of 2 in prompts.txt)\n"
+        "Dry run: stopping before the question. Nothing changed.\n",
         "",
     )

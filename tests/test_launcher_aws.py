@@ -1,0 +1,40 @@
+"""One client factory for the launcher and the worker: one retry policy, one place that reads
+the region."""
+
+from __future__ import annotations
+
+import pytest
+
+from launcher import aws as launcher_aws
+from worker import aws as worker_aws
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: launcher_aws.ec2_client("eu-west-3"),
+        lambda: launcher_aws.s3_client("eu-west-3"),
+        lambda: launcher_aws.ssm_client("eu-west-3"),
+        lambda: launcher_aws.service_quotas_client("eu-west-3"),
+        lambda: launcher_aws.autoscaling_client("eu-west-3"),
+        lambda: worker_aws.s3_client(),
+        lambda: worker_aws.autoscaling_client(),
+    ],
+)
+def test_every_client_retries_in_the_standard_mode(make, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    client = make()
+    assert client.meta.config.retries == {"mode": "standard"}
+    assert client.meta.region_name == "eu-west-3"
+
+
+def test_the_launchers_region_wins_over_aws_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    assert launcher_aws.ec2_client("ap-south-1").meta.region_name == "ap-south-1"
+    assert worker_aws.client("ec2").meta.region_name == "eu-west-3"
+
+
+def test_without_aws_region_boto3s_chain_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ca-central-1")
+    assert worker_aws.client("s3").meta.region_name == "ca-central-1"
