@@ -17,12 +17,14 @@ under a temporary root for ``systemd-analyze``.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from tests import tf_support
+from tests.hcl import blocks
 
 WORKER_MODULE = tf_support.TERRAFORM_DIR / "modules" / "worker"
 UNIT_DIR = "/etc/systemd/system"
@@ -32,7 +34,7 @@ HEREDOC = re.compile(r"^cat > (\S+) <<'(\w+)'\n(.*?)\n\2$", re.MULTILINE | re.DO
 COPY = re.compile(r"^install -m [0-7]+ (/\S+) (/\S+)$", re.MULTILINE)
 HOST_UNITS = Path("/lib/systemd/system")
 
-# The worker module's variables without a default, as the root module passes them.
+# The worker module's variables the root computes (the others take the root's defaults).
 REQUIRED_VARIABLES = {
     "git_repo_url": "https://git.example.com/music/songs.git",
     "bucket_name": "musicgen-batch-units",
@@ -67,6 +69,18 @@ def user_data_expression() -> str:
         index += 1
 
 
+def root_defaults() -> dict[str, str]:
+    """The root's default of each worker-module variable the root declares too, as ``-var``
+    text: the module's inputs have no defaults of their own."""
+    declared = blocks(tf_support.TERRAFORM_DIR / "variables.tf", "variable")
+    values = {}
+    for name in blocks(WORKER_MODULE / "variables.tf", "variable"):
+        if "default" in declared.get(name, {}):
+            default = declared[name]["default"]
+            values[name] = default if isinstance(default, str) else json.dumps(default)
+    return values
+
+
 def render_user_data(workdir: Path, settings: dict[str, str] | None = None) -> str:
     """Evaluate the module's own call with ``terraform console``: the module's variables.tf and
     templates next to one local holding the call (no provider, so no ``init``)."""
@@ -75,7 +89,7 @@ def render_user_data(workdir: Path, settings: dict[str, str] | None = None) -> s
     for folder in ("templates", "files"):
         shutil.copytree(WORKER_MODULE / folder, workdir / folder, dirs_exist_ok=True)
     (workdir / "render.tf").write_text(f"locals {{\n  user_data = {user_data_expression()}\n}}\n")
-    values = {**REQUIRED_VARIABLES, **(settings or {})}
+    values = {**root_defaults(), **REQUIRED_VARIABLES, **(settings or {})}
     args = [arg for name, value in values.items() for arg in ("-var", f"{name}={value}")]
     binary = tf_support.terraform_binary()
     if binary is None:

@@ -86,6 +86,15 @@ def test_ami_is_named_for_the_terraform_lookup_and_tagged() -> None:
     assert '[var.ami_id == "" ? "musicgen-batch-*" : var.ami_id]' in worker_main
 
 
+def test_terraform_points_the_workers_at_the_folder_packer_bakes_the_model_into() -> None:
+    # Two tools, one path: the AMI's folder is the default of terraform's model_path, the
+    # one place the workers' model folder is set (the boot script has no default of its own).
+    baked = blocks(TEMPLATE, "variable")["model_dir"]["default"]
+    used = blocks(REPO_ROOT / "terraform" / "variables.tf", "variable")["model_path"]["default"]
+    assert used == baked
+    assert "opt/musicgen/models" not in (REPO_ROOT / "worker" / "bootstrap.sh").read_text()
+
+
 def test_provisioners_install_the_venv_download_the_model_and_smoke_check() -> None:
     variables = blocks(TEMPLATE, "variable")
     assert variables["venv_dir"]["default"] == "/opt/musicgen/venv"

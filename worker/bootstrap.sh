@@ -66,7 +66,6 @@ package_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # so that the IAM policy's .checkpoints/ and .leases/ delete rights match the keys it writes.
 export MUSICGEN_OUTPUT="${MUSICGEN_OUTPUT:-s3://$MUSICGEN_BUCKET}"
 export MUSICGEN_PROMPTS="${MUSICGEN_PROMPTS:-prompts.txt}"
-export MUSICGEN_MODEL="${MUSICGEN_MODEL:-/opt/musicgen/models/musicgen-small}"
 export PYTHONUNBUFFERED=1
 
 mkdir -p "$log_dir"
@@ -155,6 +154,8 @@ gpu_count() {
 }
 
 run_worker() {
+  # terraform's model_path, where packer/ baked the weights: its one default is there.
+  : "${MUSICGEN_MODEL:?MUSICGEN_MODEL is not set (expected in $env_file)}"
   log "worker: output $MUSICGEN_OUTPUT, prompts $MUSICGEN_PROMPTS, model $MUSICGEN_MODEL"
   set +e
   # exec: the worker itself, not a subshell that a SIGTERM could end first, is the pipeline's head.

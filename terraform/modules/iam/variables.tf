@@ -1,13 +1,11 @@
 variable "name" {
   description = "Name prefix of the role and instance profile (NAME-worker-...)."
   type        = string
-  default     = "musicgen-batch"
 }
 
 variable "tags" {
   description = "Tags of the role and instance profile."
   type        = map(string)
-  default     = {}
 }
 
 variable "bucket_arn" {
@@ -23,11 +21,9 @@ variable "autoscaling_group_name" {
 variable "enable_ssm" {
   description = "Attach AmazonSSMManagedInstanceCore (Session Manager) to the role."
   type        = bool
-  default     = false
 }
 
 variable "git_token_parameter" {
   description = "SSM parameter (name, in the provider's region) the workers may read: the git token of a private repository; empty grants no SSM access."
   type        = string
-  default     = ""
 }

@@ -1,23 +1,19 @@
 variable "name" {
   description = "Name prefix of a generated bucket name."
   type        = string
-  default     = "musicgen-batch"
 }
 
 variable "tags" {
   description = "Tags of the bucket."
   type        = map(string)
-  default     = {}
 }
 
 variable "bucket_name" {
   description = "Bucket name; empty generates a unique name starting with NAME-."
   type        = string
-  default     = ""
 }
 
 variable "force_destroy" {
   description = "Delete the bucket on destroy even when it still holds objects (songs are the user's data, so the root default is false)."
   type        = bool
-  default     = false
 }

@@ -1,13 +1,11 @@
 variable "name" {
   description = "Name prefix of the security group, launch template and instances; the Role tag is NAME-worker."
   type        = string
-  default     = "musicgen-batch"
 }
 
 variable "tags" {
   description = "Tags of every resource here, propagated to the instances and their volumes."
   type        = map(string)
-  default     = {}
 }
 
 variable "autoscaling_group_name" {
@@ -18,25 +16,21 @@ variable "autoscaling_group_name" {
 variable "worker_count" {
   description = "Number of spot workers: the group's desired and maximum capacity."
   type        = number
-  default     = 1
 }
 
 variable "instance_types" {
   description = "NVIDIA GPU instance types the group may launch, one override each."
   type        = list(string)
-  default     = ["g4dn.xlarge"]
 }
 
 variable "max_price" {
   description = "Spot max price in USD per hour; the worker also reports cost with it."
   type        = number
-  default     = 0.40
 }
 
 variable "ami_id" {
   description = "AMI id; empty picks the newest musicgen-batch-* AMI owned by this account."
   type        = string
-  default     = ""
 }
 
 variable "vpc_id" {
@@ -52,7 +46,6 @@ variable "subnet_ids" {
 variable "root_volume_size_gb" {
   description = "Size in GB of the encrypted gp3 root volume; at least the AMI's root snapshot."
   type        = number
-  default     = 100
 }
 
 variable "instance_profile_name" {
@@ -78,41 +71,34 @@ variable "git_repo_url" {
 variable "git_ref" {
   description = "Branch, tag or commit the worker runs."
   type        = string
-  default     = "main"
 }
 
 variable "model_path" {
   description = "Model folder on the AMI, or a Hugging Face model id."
   type        = string
-  default     = "/opt/musicgen/models/musicgen-small"
 }
 
 variable "batch_size" {
   description = "Songs generated together; 0 lets the worker choose."
   type        = number
-  default     = 0
 }
 
 variable "audio_format" {
   description = "Song file format, wav or flac (the worker's MUSICGEN_FORMAT)."
   type        = string
-  default     = "wav"
 }
 
 variable "keep_alive" {
   description = "Keep the instance up after its batch; false: it scales itself in."
   type        = bool
-  default     = false
 }
 
 variable "max_hours" {
   description = "Hours after which a worker checkpoints and scales in (the worker's MUSICGEN_MAX_HOURS)."
   type        = number
-  default     = 12
 }
 
 variable "git_token_parameter" {
   description = "SSM parameter holding the git token of a private repository; empty for a public one."
   type        = string
-  default     = ""
 }
