@@ -282,10 +282,11 @@ def _check_places(output: str, spool_dir: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
-    """Exit 0 when every song is written (songs other workers hold are waited for), 1 when every
-    song is done but some failed for good (--max-attempts times across workers) or could not be
-    stored, 2 for unusable input, 3 when a spot interruption notice or SIGTERM stopped the run,
-    5 when --max-hours stopped it (rerun to resume from the checkpoints)."""
+    """Parse, validate, --check, then run until done or stopped. The exit code (worker/results.py):
+    0 when every song is done (written, waited for while other workers hold it, or given up
+    after --max-attempts failures), 1 when a song failed here and is neither, 2 for unusable
+    input, 3 when a spot interruption notice or SIGTERM stopped the run, 5 when --max-hours
+    stopped it (rerun to resume from the checkpoints)."""
     started = time.monotonic()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
