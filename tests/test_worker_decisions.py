@@ -16,8 +16,8 @@ from worker.results import (
     EXIT_STOPPED,
     EXIT_TIME_CAP,
     RunResult,
-    exit_code,
     not_written,
+    run_exit_code,
 )
 from worker.resume import checkpoint_problem
 from worker.runner import next_round
@@ -41,16 +41,18 @@ from worker.windows import WindowPlan
         ([], [], set(), True, False, EXIT_OK),
     ],
 )
-def test_exit_code(unfinished, failed, done, time_cap_hit, interrupted, expected):
-    assert exit_code(unfinished, failed, done, time_cap_hit, interrupted) == expected
+def test_run_exit_code(unfinished, failed, done, time_cap_hit, interrupted, expected):
+    assert run_exit_code(unfinished, failed, done, time_cap_hit, interrupted) == expected
 
 
 def test_a_run_results_exit_code_counts_generated_skipped_and_given_up_as_done():
     failure = Failure("c.wav", "h", 2, "boom", "w", "t")
     result = RunResult(generated=["a.wav"], skipped=["b.wav"], failed=["a.wav", "b.wav", "c.wav"])
-    assert result.exit_code == EXIT_FAILED
+    assert result.exit_code() == EXIT_FAILED
     result.given_up["c.wav"] = failure
-    assert result.exit_code == EXIT_OK
+    assert result.exit_code() == EXIT_OK
+    result.unfinished.append("d.wav")
+    assert (result.exit_code(), result.exit_code(time_cap_hit=True)) == (EXIT_STOPPED, EXIT_TIME_CAP)
 
 
 @pytest.mark.parametrize(

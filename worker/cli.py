@@ -29,7 +29,6 @@ from .results import (
     EXIT_TIME_CAP,
     EXIT_USAGE,
     RunResult,
-    exit_code,
 )
 from .settings import GenerationParams, MasteringSettings, RunSettings
 from .stopping import Stop, stop_signals
@@ -408,10 +407,7 @@ def _run(
         return EXIT_FAILED
     result = runner.result
     _summarise(result)
-    code = exit_code(
-        result.unfinished, result.failed, {*result.generated, *result.skipped, *result.given_up},
-        time_cap_hit=stop.time_cap.hit, interrupted=stop.interrupted(),
-    )
+    code = result.exit_code(time_cap_hit=stop.time_cap.hit, interrupted=stop.interrupted())
     if code == EXIT_TIME_CAP:
         log.warning(
             "stopped at the time cap of %g h (--max-hours); run again to resume from the checkpoints",

@@ -27,17 +27,17 @@ class RunResult:
     retry: list[str] = field(default_factory=list)  # failed with attempts left: tried again here
     tries: dict[str, int] = field(default_factory=dict)  # failed generations in this run, per song
 
-    @property
-    def exit_code(self) -> int:
-        """See `exit_code`, for a run no time cap stopped."""
-        return exit_code(self.unfinished, self.failed, {*self.generated, *self.skipped, *self.given_up})
+    def exit_code(self, time_cap_hit: bool = False, interrupted: bool = False) -> int:
+        """See `run_exit_code`."""
+        done = {*self.generated, *self.skipped, *self.given_up}
+        return run_exit_code(self.unfinished, self.failed, done, time_cap_hit, interrupted)
 
     def not_written(self) -> list[str]:
         """Songs that failed in this run and were not written in the end, in order of failure."""
         return not_written(self.failed, {*self.generated, *self.skipped})
 
 
-def exit_code(
+def run_exit_code(
     unfinished: Iterable[str], failed: Iterable[str], done: set[str], time_cap_hit: bool = False,
     interrupted: bool = False,
 ) -> int:
