@@ -361,7 +361,7 @@ def _run(
     stop: Stop,
     load_engine: Callable | None,
 ) -> int:
-    # torch loads here, after the input has been checked.
+    # The audio libraries load here, and torch with the engine, after the input has been checked.
     from .runner import ModelUnavailable, Runner
 
     runner = Runner(
