@@ -56,7 +56,7 @@ def next_round(jobs: list[Job], retry: Iterable[str], elsewhere: Iterable[str]) 
     workers hold looked at again alongside; with none to retry, the songs held elsewhere are
     waited for; with neither, the run is over."""
     retry, elsewhere = set(retry), set(elsewhere)
-    again = retry | elsewhere if retry else elsewhere
+    again = retry | elsewhere
     return NextRound([job for job in jobs if job.file_name in again], wait=not retry and bool(elsewhere))
 
 
