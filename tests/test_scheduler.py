@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.engines import FakeEngine, SpyEngine
+from worker.generation import song_seed
 from worker.prompts import Job
-from worker.runner import song_seed
 from worker.scheduler import BatchScheduler, Callbacks, SongState, new_song
 from worker.windows import WindowPlan, WindowSettings
 

@@ -1,7 +1,9 @@
+import signal
 import time
 
 from tests.imds_stub import ImdsStub
 from worker.spot import SpotWatcher
+from worker.stopping import stop_signals
 
 
 def test_poll_follows_imdsv2_404_then_notice():
@@ -35,3 +37,31 @@ def test_watcher_thread_raises_the_flag_within_one_interval():
             time.sleep(0.01)
         assert watcher.interrupted
         watcher.stop()
+
+
+def test_stop_signals_turn_a_sigterm_into_a_stop_and_restore_the_handlers():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with stop_signals(None, 5.0, None, time.monotonic()) as stop:
+        assert not stop.requested()
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.interrupted() and stop.requested()
+        assert not stop.time_cap.hit
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_stop_signals_stop_at_the_time_cap_without_an_interruption():
+    with stop_signals(None, 5.0, 0.5, started=time.monotonic() - 1800) as stop:
+        assert stop.requested()
+        assert stop.time_cap.hit and not stop.interrupted()
+
+
+def test_stop_signals_watch_for_a_spot_notice_and_stop_the_watcher_after():
+    with ImdsStub() as imds:
+        with stop_signals(imds.url, 0.05, None, time.monotonic()) as stop:
+            assert not stop.requested()
+            imds.interrupt()
+            deadline = time.monotonic() + 5
+            while not stop.requested() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert stop.interrupted()
+        assert not stop.watcher._thread.is_alive()

@@ -46,11 +46,14 @@ def test_a_nan_in_the_decoder_output_fails_that_song_alone(tiny_model_dir, tmp_p
         load_engine=lambda model: NanEngine(Engine.from_pretrained(model), 20_000),
     )
     err = capsys.readouterr().err
-    assert code == 1
+    # Tried again after the other songs, then given up after --max-attempts (2) failures: the
+    # song is done, and listed (exit 0; see the exit codes in docs/worker.md).
+    assert code == 0
     assert (
         "failed broken.wav (line 2): ValueError: the decoded audio has 1 non-finite samples (NaN or inf)"
         in err
     )
+    assert "given up: broken.wav failed 2 times, last: ValueError: the decoded audio has 1 non-finite" in err
     assert sorted(p.name for p in out.glob("*.wav")) == ["calm.wav"]
     assert [r["s3_filename"] for r in parse_report((out / "cost_report.csv").read_bytes())] == ["calm.wav"]
     assert not list(out.glob(".leases/*"))

@@ -7,9 +7,7 @@ import functools
 import logging
 import math
 import os
-import signal
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -18,21 +16,27 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from . import aws
-from .failures import DEFAULT_MAX_ATTEMPTS
 from .identity import default_worker_id, earlier_self
-from .leases import DEFAULT_LEASE_S, MAX_LEASE_S
+from .leases import MAX_LEASE_S
 from .page import PAGE_KEY
 from .precision import DTYPE_CHOICES, default_threads
-from .prompts import SUFFIXES, read_prompts
+from .prompts import SUFFIXES, Job, PromptFile, read_prompts
 from .report import worker_hourly_rate
+from .results import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_TIME_CAP,
+    EXIT_USAGE,
+    RunResult,
+)
 from .settings import GenerationParams, MasteringSettings, RunSettings
-from .spot import SpotWatcher, TimeCap
+from .stopping import Stop, stop_signals
 from .store import Store, is_s3_uri, local_path, make_folder, open_store
 from .windows import WindowSettings
 
 log = logging.getLogger("worker")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIME_CAP = 0, 1, 2, 5
 
 
 class UsageError(Exception):
@@ -89,16 +93,16 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _shown(value: float | None) -> str:
+def _shown(value: float | str | None) -> str:
     """A default as an option's text, written as a user would type it: 30.0 as 30, None as off."""
     if value is None:
         return "off"
-    return str(value) if isinstance(value, int) else f"{value:g}"
+    return str(value) if isinstance(value, int | str) else f"{value:g}"
 
 
 def build_parser() -> argparse.ArgumentParser:
     # Defaults come from the settings' dataclasses, so the two cannot disagree.
-    params, window, mastering = GenerationParams(), WindowSettings(), MasteringSettings()
+    params, window, mastering, run = GenerationParams(), WindowSettings(), MasteringSettings(), RunSettings()
     parser = argparse.ArgumentParser(
         prog="python -m worker",
         description="Generate one long-form MusicGen song per line of a prompts file.",
@@ -106,9 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     options = [
         ("--prompts", "MUSICGEN_PROMPTS", "prompts.txt", "prompts file: PROMPT ; DURATION_S ; FILE_NAME per line"),
         ("--output", "MUSICGEN_OUTPUT", "output/", "s3://bucket/prefix or a local folder"),
-        ("--model", "MUSICGEN_MODEL", "facebook/musicgen-small", "hub id or a save_pretrained folder"),
-        ("--hourly-cost", "HOURLY_COST_USD", "0.40", "USD per hour (the spot max price) for the cost estimate"),
-        ("--batch-size", "MUSICGEN_BATCH_SIZE", "0", "songs generated together; 0 = from free GPU memory"),
+        ("--model", "MUSICGEN_MODEL", _shown(run.model), "hub id or a save_pretrained folder"),
+        ("--hourly-cost", "HOURLY_COST_USD", f"{run.hourly_cost_usd:.2f}", "USD per hour (the spot max price) for the cost estimate"),
+        ("--batch-size", "MUSICGEN_BATCH_SIZE", _shown(run.batch_size), "songs generated together; 0 = from free GPU memory"),
         ("--window-s", "MUSICGEN_WINDOW_S", _shown(window.window_s), "seconds generated per window"),
         ("--stride-s", "MUSICGEN_STRIDE_S", _shown(window.stride_s), "seconds each continuation window adds"),
         ("--top-k", "MUSICGEN_TOP_K", _shown(params.top_k), "sampling: keep the k most likely tokens"),
@@ -116,17 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
         ("--guidance-scale", "MUSICGEN_GUIDANCE_SCALE", _shown(params.guidance_scale), "classifier-free guidance scale"),
         ("--seed", "MUSICGEN_SEED", None, "base seed for reproducible songs (default: random per song)"),
         ("--worker-id", "MUSICGEN_WORKER_ID", None, "name in records and leases (default: host name)"),
-        ("--lease-s", "MUSICGEN_LEASE_S", f"{DEFAULT_LEASE_S:g}", "seconds a claim on a song lasts without renewal (renewed every third of it)"),
-        ("--spool-dir", "MUSICGEN_SPOOL_DIR", ".spool", "finished songs wait here until stored"),
+        ("--lease-s", "MUSICGEN_LEASE_S", _shown(run.lease_s), "seconds a claim on a song lasts without renewal (renewed every third of it)"),
+        ("--spool-dir", "MUSICGEN_SPOOL_DIR", _shown(run.spool_dir), "finished songs wait here until stored"),
         ("--imds-endpoint", "MUSICGEN_IMDS_ENDPOINT", None, "instance metadata URL; set on EC2 to watch for spot interruptions"),
-        ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S", "5", "seconds between interruption checks"),
-        ("--dtype", "MUSICGEN_DTYPE", "auto", "auto, float16, bfloat16 or float32; auto: bf16 on GPUs with native bf16 (compute capability 8.0+), else fp16; fp32 on the CPU"),
-        ("--gpu-count", "MUSICGEN_GPU_COUNT", "1", "GPU workers on this machine: they share its cores and its hourly cost"),
+        ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S", _shown(run.imds_poll_s), "seconds between interruption checks"),
+        ("--dtype", "MUSICGEN_DTYPE", _shown(run.dtype), "auto, float16, bfloat16 or float32; auto: bf16 on GPUs with native bf16 (compute capability 8.0+), else fp16; fp32 on the CPU"),
+        ("--gpu-count", "MUSICGEN_GPU_COUNT", _shown(run.gpu_count), "GPU workers on this machine: they share its cores and its hourly cost"),
         ("--threads", "MUSICGEN_THREADS", None, "torch CPU threads (default: CPU cores / GPU count, at least 1)"),
         ("--loudness-lufs", "MUSICGEN_LOUDNESS_LUFS", _shown(mastering.loudness_lufs), "integrated loudness of every song in LUFS, or off"),
         ("--fade-out-s", "MUSICGEN_FADE_OUT_S", _shown(mastering.fade_out_s), "seconds of fade-out at each song's end; 0 = off"),
-        ("--format", "MUSICGEN_FORMAT", "wav", "audio file format: wav or flac"),
-        ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS), "failed attempts (across workers) after which a song is given up"),
+        ("--format", "MUSICGEN_FORMAT", _shown(run.audio_format), "audio file format: wav or flac"),
+        ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS", _shown(run.max_attempts), "failed attempts (across workers) after which a song is given up"),
         ("--max-hours", "MUSICGEN_MAX_HOURS", None, "hours after which the worker stops as on a spot notice (checkpoints saved) and exits 5 (default: no cap)"),
     ]
     for flag, env, default, text in options:
@@ -277,10 +281,11 @@ def _check_places(output: str, spool_dir: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
-    """Exit 0 when every song is written (songs other workers hold are waited for), 1 when every
-    song is done but some failed for good (--max-attempts times across workers) or could not be
-    stored, 2 for unusable input, 3 when a spot interruption notice or SIGTERM stopped the run,
-    5 when --max-hours stopped it (rerun to resume from the checkpoints)."""
+    """Parse, validate, --check, then run until done or stopped. The exit code (worker/results.py):
+    0 when every song is done (written, waited for while other workers hold it, or given up
+    after --max-attempts failures), 1 when a song failed here and is neither, 2 for unusable
+    input, 3 when a spot interruption notice or SIGTERM stopped the run, 5 when --max-hours
+    stopped it (rerun to resume from the checkpoints)."""
     started = time.monotonic()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -291,66 +296,78 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     )
     try:
         settings, params = settings_from(args)
+        prompts = _read_prompts(args.prompts, settings.audio_format)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-
-    try:
-        prompts = read_prompts(args.prompts, settings.audio_format)
-    except OSError as error:
-        print(f"error: cannot read prompts file {args.prompts}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_USAGE
-    for problem in prompts.errors:
-        print(f"{args.prompts} {problem}", file=sys.stderr)
     if args.check:
-        for job in prompts.jobs:
-            print(f"line {job.line_no}: {job.file_name} {job.duration_s:g} s: {job.prompt}")
-        print(f"{len(prompts.jobs)} songs, {len(prompts.errors)} errors")
-        return EXIT_USAGE if prompts.errors or not prompts.jobs else EXIT_OK
+        return check(prompts)
     if not prompts.jobs:
         print(f"error: no valid song in {args.prompts}", file=sys.stderr)
         return EXIT_USAGE
+    store = _open_output(args.output, settings.spool_dir, s3_client or aws.s3_client)
+    if isinstance(store, int):
+        return store
+    with stop_signals(settings.imds_endpoint, settings.imds_poll_s, settings.max_hours, started) as stop:
+        return _run(args, settings, params, prompts.jobs, store, stop, load_engine)
 
+
+def _read_prompts(path: str, audio_format: str) -> PromptFile:
+    """The prompts file, its problems printed one per line; UsageError when it cannot be read."""
     try:
-        _check_places(args.output, settings.spool_dir)
-        store = open_store(args.output, s3_client or aws.s3_client)
+        prompts = read_prompts(path, audio_format)
+    except OSError as error:
+        raise UsageError(f"cannot read prompts file {path}: {error.strerror or error}") from None
+    for problem in prompts.errors:
+        print(f"{path} {problem}", file=sys.stderr)
+    return prompts
+
+
+def check(prompts: PromptFile) -> int:
+    """--check: list the songs the prompts file describes; exit 2 on any error or no song."""
+    for job in prompts.jobs:
+        print(f"line {job.line_no}: {job.file_name} {job.duration_s:g} s: {job.prompt}")
+    print(f"{len(prompts.jobs)} songs, {len(prompts.errors)} errors")
+    return EXIT_USAGE if prompts.errors or not prompts.jobs else EXIT_OK
+
+
+def _open_output(output: str, spool_dir: str, s3_client: Callable) -> Store | int:
+    """The output's store, or the exit code after saying in one line why it cannot be used."""
+    try:
+        _check_places(output, spool_dir)
+        store = open_store(output, s3_client)
         problem = store.problem()
     except (UsageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ParamValidationError as error:  # a bucket name S3 cannot have
-        print(f"error: output {args.output!r}: {error}".replace("\n", " "), file=sys.stderr)
+        print(f"error: output {output!r}: {error}".replace("\n", " "), file=sys.stderr)
         return EXIT_USAGE
     except (BotoCoreError, ClientError) as error:
-        print(f"error: cannot use the output {args.output}: {error}", file=sys.stderr)
+        print(f"error: cannot use the output {output}: {error}", file=sys.stderr)
         return EXIT_FAILED
     if problem is not None:
-        print(f"error: output {args.output}: {problem}", file=sys.stderr)
+        print(f"error: output {output}: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    # torch loads here, after the input has been checked.
+    return store
+
+
+def _run(
+    args: argparse.Namespace,
+    settings: RunSettings,
+    params: GenerationParams,
+    jobs: list[Job],
+    store: Store,
+    stop: Stop,
+    load_engine: Callable | None,
+) -> int:
+    # The audio libraries load here, and torch with the engine, after the input has been checked.
     from .runner import ModelUnavailable, Runner
-
-    watcher = None
-    if settings.imds_endpoint:
-        watcher = SpotWatcher(settings.imds_endpoint, settings.imds_poll_s).start()
-    # A shutdown (systemd's SIGTERM when the instance stops) ends the run like a spot notice:
-    # checkpoints saved, leases released, report written.
-    # Ctrl-C is the same request from a person at a terminal.
-    terminated = threading.Event()
-    previous_handlers = {
-        number: signal.signal(number, lambda *_: terminated.set())
-        for number in (signal.SIGTERM, signal.SIGINT)
-    }
-    time_cap = TimeCap(settings.max_hours, started)
-
-    def interrupted() -> bool:
-        return terminated.is_set() or (watcher is not None and watcher.interrupted)
 
     runner = Runner(
         settings,
         store,
-        # Checked before the cap, so a shutdown that comes first is reported as one (exit 3).
-        should_stop=lambda: interrupted() or time_cap.reached(),
+        should_stop=stop.requested,
         earlier_self=(lambda owner: False) if args.worker_id else (
             lambda owner: earlier_self(owner, settings.worker_id)
         ),
@@ -362,7 +379,7 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
         settings.hourly_cost_usd, settings.hourly_cost_usd * settings.gpu_count, settings.gpu_count,
     )
     try:
-        runner.upload_spooled(prompts.jobs)
+        runner.upload_spooled(jobs)
         if load_engine is None:
             from .engine import Engine
 
@@ -380,20 +397,29 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
             return loaded
 
         try:
-            runner.run_batch(prompts.jobs, engine)
+            runner.run_batch(jobs, engine)
         except ModelUnavailable as error:
             log.error("cannot load the model %s: %s", settings.model, error)
             return EXIT_FAILED
-        runner.write_report(prompts.jobs)
+        runner.write_report(jobs)
     except (BotoCoreError, ClientError) as error:
         log.error("cannot use the output %s: %s", args.output, error)
         return EXIT_FAILED
-    finally:
-        for number, handler in previous_handlers.items():
-            signal.signal(number, handler)
-        if watcher is not None:
-            watcher.stop()
     result = runner.result
+    _summarise(result)
+    code = result.exit_code(time_cap_hit=stop.time_cap.hit, interrupted=stop.interrupted())
+    if code == EXIT_TIME_CAP:
+        log.warning(
+            "stopped at the time cap of %g h (--max-hours); run again to resume from the checkpoints",
+            settings.max_hours,
+        )
+    elif code == EXIT_STOPPED:
+        log.warning("stopped early (spot interruption or shutdown); run again to resume from the checkpoints")
+    print(f"Listen: {page_location(store)}", flush=True)
+    return code
+
+
+def _summarise(result: RunResult) -> None:
     not_written = result.not_written()
     log.info(
         "done: %d generated, %d skipped, %d failed%s, %d left to other workers, %d unfinished",
@@ -406,17 +432,6 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     for name in not_written:
         if name not in result.given_up:
             log.error("not written: %s: %s", name, result.why_failed.get(name, "see above"))
-    if result.unfinished and time_cap.hit and not interrupted():
-        log.warning(
-            "stopped at the time cap of %g h (--max-hours); run again to resume from the checkpoints",
-            settings.max_hours,
-        )
-        print(f"Listen: {page_location(store)}", flush=True)
-        return EXIT_TIME_CAP
-    if result.unfinished:
-        log.warning("stopped early (spot interruption or shutdown); run again to resume from the checkpoints")
-    print(f"Listen: {page_location(store)}", flush=True)
-    return result.exit_code
 
 
 def page_location(store: Store) -> str:

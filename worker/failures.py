@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .leases import blocks
+from .settings import DEFAULT_MAX_ATTEMPTS  # noqa: F401 - the launcher takes its default from here
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 FAILURES_PREFIX = ".failures/"
-DEFAULT_MAX_ATTEMPTS = 2
 # Tries of the read-modify-write before the count is given up as unwritable (each lost try
 # means another worker wrote the count in between).
 WRITE_TRIES = 5
@@ -152,3 +152,22 @@ def count_failure(store: Store, file_name: str, prompt_hash: str, error: str, wo
         if written is not None:
             return failure.attempts
     raise RuntimeError(f"the failure count of {file_name} kept changing under {WRITE_TRIES} tries")
+
+
+def is_given_up(failure: Failure | None, prompt_hash: str, max_attempts: int) -> bool:
+    """Whether the song, as the prompts file now describes it, has failed max_attempts times."""
+    return failure is not None and attempts_for(failure, prompt_hash) >= max_attempts
+
+
+# What a worker does with a song whose generation just failed (see `after_failure`).
+RETRY = "retry"  # attempts left: try it again here, after the other songs
+LEAVE = "leave"  # attempts left, but this run tried it max_attempts times: not again here
+GIVEN_UP = "given up"  # max_attempts counted: done, listed with its error
+
+
+def after_failure(attempts: int, tries: int, max_attempts: int) -> str:
+    """`attempts` counted across workers, `tries` made by this run. This run's own tries bound
+    it too, so a count that cannot be written (or keeps being reset by hand) never loops."""
+    if attempts >= max_attempts:
+        return GIVEN_UP
+    return RETRY if tries < max_attempts else LEAVE

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Self
 
+from .settings import DEFAULT_LEASE_S
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 LEASES_PREFIX = ".leases/"
 # The longest lease a worker may take (--lease-s); also the bound for a readable lease.
 MAX_LEASE_S = 86400.0
-DEFAULT_LEASE_S = 120.0
 # A waiting worker looks again this often: soon after a lease expires, without polling S3 hard.
 MAX_POLL_S = 10.0
 

@@ -1,4 +1,5 @@
-"""The listening page, `index.html` next to the songs (pure: jobs and records in, bytes out).
+"""The listening page, `index.html` next to the songs (`render_page` is pure: jobs and records
+in, bytes out; `write_page` stores it).
 
 One self-contained static file: inline CSS and SVG, no script and nothing fetched from elsewhere,
 since the bucket is private and the page is opened from disk. Songs are linked relatively, so
@@ -7,12 +8,19 @@ the same page works in the output folder and in a downloaded copy.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from html import escape
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from .prompts import Job
 from .report import SongRecord
+
+if TYPE_CHECKING:
+    from .store import Store
+
+log = logging.getLogger(__name__)
 
 PAGE_KEY = "index.html"
 PAGE_CONTENT_TYPE = "text/html; charset=utf-8"
@@ -189,3 +197,8 @@ def render_page(
 </html>
 """
     return page.encode("utf-8")
+
+
+def write_page(store: Store, jobs: list[Job], records: list[SongRecord], why_failed: Mapping[str, str]) -> None:
+    store.write(PAGE_KEY, render_page(jobs, records, why_failed), content_type=PAGE_CONTENT_TYPE)
+    log.info("wrote %s", store.uri(PAGE_KEY))

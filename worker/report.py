@@ -1,7 +1,9 @@
-"""Per-song records and the cost report built from them (pure: bytes in, bytes out).
+"""Per-song records and the cost report built from them.
 
 Every finished song leaves a small JSON record under `.records/`; `cost_report.csv` is rebuilt from
 all records at the end of each run, so it lists every song any run generated, interrupted or not.
+Everything here is pure (bytes in, bytes out) but `read_records` and `write_report`, which take
+the store.
 """
 
 from __future__ import annotations
@@ -9,8 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from dataclasses import MISSING, asdict, dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import Store
+
+log = logging.getLogger(__name__)
 
 REPORT_KEY = "cost_report.csv"
 RECORDS_PREFIX = ".records/"
@@ -162,3 +171,39 @@ def _text_cell(text: str) -> str:
 
 def parse_report(data: bytes) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+
+
+def read_records(store: Store) -> dict[str, SongRecord]:
+    """Every readable record in the output, by key; unreadable ones are skipped, and named."""
+    records = {}
+    for key in store.list(RECORDS_PREFIX):
+        found = store.read(key)
+        if found is None:
+            continue
+        try:
+            records[key] = SongRecord.from_json(found[0])
+        except (ValueError, TypeError) as error:
+            log.warning("ignored unreadable record %s: %s", key, error)
+    return records
+
+
+# Rewrites of the report when records keep appearing while it is written.
+REPORT_TRIES = 3
+
+
+def write_report(store: Store, order: list[str]) -> list[SongRecord]:
+    """Rebuild cost_report.csv from every record (songs in `order` first); any worker may, the
+    last one wins. Returns the records it lists.
+
+    Re-read after writing: a worker that finished meanwhile may have written its report first,
+    and then this one must include its record too.
+    """
+    records = read_records(store)
+    for _attempt in range(REPORT_TRIES):
+        store.write(REPORT_KEY, render_report(list(records.values()), order))
+        latest = read_records(store)
+        if latest.keys() == records.keys():
+            break
+        records = latest
+    log.info("wrote %s (%d songs)", store.uri(REPORT_KEY), len(records))
+    return list(records.values())

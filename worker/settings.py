@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from .windows import WindowSettings
 
+# Also the defaults of a lease's length (leases.py) and of the launcher's failure listing.
+DEFAULT_LEASE_S = 120.0
+DEFAULT_MAX_ATTEMPTS = 2
+
 
 @dataclass(frozen=True)
 class GenerationParams:
@@ -32,13 +36,17 @@ class MasteringSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    model: str
-    hourly_cost_usd: float
-    batch_size: int
+    """A run's settings; the defaults are the CLI's (worker/cli.py shows them in its help)."""
+
+    model: str = "facebook/musicgen-small"  # a hub id or a save_pretrained folder
+    # One GPU worker's share of the instance's hourly price (the CLI's --hourly-cost is the
+    # instance's; with one GPU the two are the same).
+    hourly_cost_usd: float = 0.40
+    batch_size: int = 0  # 0: from free GPU memory
     window: WindowSettings = field(default_factory=WindowSettings)
     seed: int | None = None
     worker_id: str = "worker"
-    lease_s: float = 120.0
+    lease_s: float = DEFAULT_LEASE_S
     spool_dir: str = ".spool"
     imds_endpoint: str | None = None  # set on EC2: watch for spot interruption notices
     imds_poll_s: float = 5.0
@@ -47,5 +55,5 @@ class RunSettings:
     dtype: str = "auto"  # a name from worker.precision.DTYPE_CHOICES
     threads: int = 1  # torch CPU threads of this process
     gpu_count: int = 1  # GPU workers on this machine, sharing its cores and its hourly cost
-    max_attempts: int = 2  # failed attempts, across workers, after which a song is done
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS  # failed attempts, across workers, after which a song is done
     max_hours: float | None = None  # stop as on a spot notice after this many hours (None: never)
