@@ -1,6 +1,6 @@
 """Advance many songs window by window in shared batches on one GPU.
 
-Rules (see README, "How songs share the GPU"):
+Rules (see docs/design.md, "How songs share the GPU"):
 - A song joins a batch only once `claim` grants it (see leases.py); songs start in a batch of up
   to `batch_size` rows; longer songs go first, so a batch's songs need
   about the same number of windows.
