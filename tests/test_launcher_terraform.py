@@ -18,7 +18,7 @@ import pytest
 from launcher import aws
 from tests import tf_support
 from tests.git_servers import GitDaemon, Remotes
-from tests.test_launcher_cli import (
+from tests.support.launcher import (
     CALM_MARKET,
     GIT,
     MOTO_AMI,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_worker_e2e import WINDOW, Loader
+from tests.support.failing_loader import WINDOW, Loader
 from worker.cli import main
 
 CHROMIUM = shutil.which("chromium")
