@@ -37,6 +37,9 @@ from tests.support.boot import (
 )
 from tests.systemd_units import values, worker_units
 
+# Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
+pytestmark = pytest.mark.slow
+
 bucket = boot.bucket
 
 

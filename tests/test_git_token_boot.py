@@ -19,6 +19,9 @@ from tests.support import boot
 from tests.support.boot import bootstrap_env, keys, settings_for, write_env_file
 from tests.tf_support import skip_reason
 
+# Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
+pytestmark = pytest.mark.slow
+
 bucket = boot.bucket
 
 TOKEN = "github_pat_BOOTsecret_0123456789abcdef"

@@ -31,6 +31,7 @@ from tests.support.launcher import (
 
 pytestmark = [
     pytest.mark.terraform,
+    pytest.mark.slow,
     pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated"),
 ]
 

@@ -29,6 +29,9 @@ from tests.support.boot import keys, settings_for, write_env_file
 from tests.tf_support import REPO_ROOT
 from worker.report import SongRecord, parse_report
 
+# Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
+pytestmark = pytest.mark.slow
+
 TEMPLATE = REPO_ROOT / "terraform" / "modules" / "worker" / "templates" / "user_data.sh.tftpl"
 START = "/usr/local/sbin/musicgen-worker-start"
 BATCH_RUN = "/usr/local/sbin/musicgen-batch-run"

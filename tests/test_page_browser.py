@@ -18,10 +18,13 @@ from tests.support.failing_loader import WINDOW, Loader
 from worker.cli import main
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="BROWSER TEST NOT RUN: no `chromium` on PATH (apt-get install chromium; `make test` does)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="BROWSER TEST NOT RUN: no `chromium` on PATH (apt-get install chromium; `make test` does)",
+    ),
+]
 
 SCRIPT_PROMPT = "<script>alert(1)</script>"
 PROMPTS = f"""\
