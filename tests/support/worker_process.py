@@ -12,7 +12,7 @@ import soundfile
 
 from worker.checkpoints import Checkpoint, checkpoint_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WINDOW = ["--window-s", "4", "--stride-s", "2.5"]
 
 
