@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench tiny-model packer-requirements clean test-tools docs
+.PHONY: install run test test-quick lint bench tiny-model packer-requirements clean test-tools docs
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ test-tools:
 
 test: install $(CHECKOV_VENV)/.installed test-tools
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+
+# The inner loop: everything but the process tier (marked slow: real worker processes, boots,
+# the real terraform apply, the browser, venv builds). `make test` runs it all.
+test-quick: install $(CHECKOV_VENV)/.installed
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -m 'not slow'
 
 lint: install $(CHECKOV_VENV)/.installed
 	$(PY) -m ruff check .

@@ -1,5 +1,8 @@
-"""Shared fixtures: a real moto server on loopback, per-test AWS settings pointing at it, and a
-tiny random MusicGen saved to disk."""
+"""Shared fixtures: a real moto server on loopback, per-test AWS settings pointing at it, a tiny
+random MusicGen saved to disk, and the launcher's harness (tests/support/launcher.py).
+
+Helpers that tests import live in tests/support/ and the helper modules beside this file; no test
+module imports another (tests/test_layout.py checks it)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,19 @@ from pathlib import Path
 
 import pytest
 from moto.server import ThreadedMotoServer
+
+from launcher import aws
+from tests.git_servers import GitDaemon, Remotes
+from tests.support.boot import make_remote
+from tests.support.fake_terraform import FakeTerraform
+from tests.support.launcher import (
+    CALM_MARKET,
+    PACKER_AMI_NAME,
+    PROMPTS,
+    Launcher,
+    WorkerSource,
+    rewrite_git_urls,
+)
 
 TEST_REGION = "us-east-1"
 
@@ -97,6 +113,14 @@ def user_data_files(user_data_script: str) -> dict[str, str]:
     from tests import systemd_units
 
     return systemd_units.written_files(user_data_script)
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The worker's git remote for a boot (tests/support/boot.py): a bare file:// repository of
+    this project's files plus a prompts file, and a working clone to push changes from. One per
+    module: a module may push to it."""
+    return make_remote(tmp_path_factory.mktemp("remote"))
+
+
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """The worker's main() points the root logger at the stderr of its moment (a test's capture);
@@ -129,3 +153,41 @@ def refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pyt
         return capsys.readouterr().err
 
     return run
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's current directory: prompts.txt and a terraform/ root beside it."""
+    work = tmp_path / "work"
+    (work / "terraform").mkdir(parents=True)
+    (work / "prompts.txt").write_text(PROMPTS)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MUSICGEN_TERRAFORM_DIR", str(work / "terraform"))
+    return work
+
+
+@pytest.fixture
+def terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTerraform:
+    return FakeTerraform.install(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def source(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerSource]:
+    """main of https://github.com/example/musicgen-batch.git holds PROMPTS; a Packer AMI exists
+    in us-east-1 (moto registers it now, so its age is 0 against the tests' earlier clock)."""
+    repo = Remotes(tmp_path / "remote", "musicgen-batch", {"prompts.txt": PROMPTS})
+    ec2 = aws.ec2_client("us-east-1")
+    ami_id = ec2.register_image(Name=PACKER_AMI_NAME, RootDeviceName="/dev/sda1")["ImageId"]
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    with GitDaemon(repo.base) as daemon:
+        rewrite_git_urls(
+            monkeypatch, "https://github.com/example/", f"git://127.0.0.1:{daemon.port}/"
+        )
+        yield WorkerSource(repo, daemon, ami_id, vpc["VpcId"])
+
+
+@pytest.fixture
+def launcher(
+    aws_env: str, workdir: Path, terraform: FakeTerraform, source: WorkerSource
+) -> Launcher:
+    return Launcher(prices=CALM_MARKET)

@@ -24,75 +24,23 @@ import pytest
 
 from tests.autoscaling_groups import GROUP, group, make_group
 from tests.imds_stub import ImdsStub
-from tests.systemd_units import BOOT_UNIT, exec_programs, unit_with_dropins, values, worker_units
-from tests.tf_support import REPO_ROOT
+from tests.support import boot
+from tests.support.boot import (
+    BOOTSTRAP,
+    PROMPTS,
+    bootstrap_env,
+    git,
+    keys,
+    run_boot_unit,
+    settings_for,
+    write_env_file,
+)
+from tests.systemd_units import values, worker_units
 
-BOOTSTRAP = REPO_ROOT / "worker" / "bootstrap.sh"
-PROMPTS = "calm piano ; 1.5 ; calm\nepic cinematic drums ; 2 ; epic.wav\n"
-GIT_IDENTITY = ["-c", "user.name=musicgen-batch", "-c", "user.email=musicgen-batch@example.com"]
+# Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
+pytestmark = pytest.mark.slow
 
-
-def git(*args: str, cwd: Path) -> str:
-    result = subprocess.run(
-        ["git", *GIT_IDENTITY, *args], cwd=cwd, check=True, capture_output=True, text=True
-    )
-    return result.stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """A bare repository holding this project's files plus a prompts file; returns its file://
-    URL and a working clone to push changes from."""
-    root = tmp_path_factory.mktemp("remote")
-    work = root / "work"
-    listed = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO_ROOT)
-    for name in filter(None, listed.split("\0")):
-        source = REPO_ROOT / name
-        if source.is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, work / name)
-    (work / "prompts.txt").write_text(PROMPTS)
-    git("init", "--quiet", "--initial-branch=main", cwd=work)
-    git("add", "--all", cwd=work)
-    git("commit", "--quiet", "-m", "songs", cwd=work)
-    bare = root / "songs.git"
-    git("clone", "--quiet", "--bare", str(work), str(bare), cwd=root)
-    git("remote", "add", "bare", str(bare), cwd=work)
-    return f"file://{bare}", work
-
-
-@pytest.fixture
-def bucket(aws_env: str) -> str:
-    boto3.client("s3").create_bucket(Bucket="musicgen-batch-bootstrap")
-    return "musicgen-batch-bootstrap"
-
-
-def write_env_file(path: Path, settings: dict[str, str]) -> Path:
-    path.write_text("".join(f"{name}='{value}'\n" for name, value in settings.items()))
-    return path
-
-
-def settings_for(tmp_path: Path, url: str, bucket: str, model: Path) -> dict[str, str]:
-    return {
-        "MUSICGEN_REPO_URL": url,
-        "MUSICGEN_REPO_REF": "main",
-        "MUSICGEN_BUCKET": bucket,
-        "MUSICGEN_CHECKOUT_DIR": str(tmp_path / "app"),
-        "MUSICGEN_VENV": sys.prefix,
-        "MUSICGEN_LOG_DIR": str(tmp_path / "logs"),
-        "MUSICGEN_MODEL": str(model),
-        "HOURLY_COST_USD": "0.5",
-        "MUSICGEN_BATCH_SIZE": "2",
-        "MUSICGEN_WINDOW_S": "4",
-        "MUSICGEN_STRIDE_S": "2.5",
-        "MUSICGEN_SHUTDOWN_WHEN_DONE": "1",
-    }
-
-
-def bootstrap_env(env_file: Path) -> dict[str, str]:
-    env = {**os.environ, "MUSICGEN_ENV_FILE": str(env_file)}
-    env.pop("MUSICGEN_IMDS_ENDPOINT", None)
-    return env
+bucket = boot.bucket
 
 
 def run_bootstrap(env_file: Path) -> subprocess.CompletedProcess[str]:
@@ -108,44 +56,16 @@ def run_bootstrap(env_file: Path) -> subprocess.CompletedProcess[str]:
 
 def stop_post(files: dict[str, str], env_file: Path, status: int, tmp_path: Path) -> None:
     """Run musicgen-worker.service's root script as systemd does on a machine without GPUs, its
-    one worker unit leaving `status` in the run folder, as the bootstrap exited; a power-off it
-    asks for leaves tmp_path/shutdown-requested."""
-    ((_, _, program),) = exec_programs(unit_with_dropins(BOOT_UNIT, files))
-    script = tmp_path / "musicgen-batch-run"
-    script.write_text(files[program])
-    run_dir = tmp_path / "run-boot"
-    fake_bin = tmp_path / "fake-bin"
-    fake_bin.mkdir(exist_ok=True)
-    systemctl = fake_bin / "systemctl"
-    systemctl.write_text(
-        f'#!/bin/sh\ncase "$*" in\n'
-        f'  "start --wait musicgen-checkout.service") exit 0 ;;\n'
-        f'  "start --wait musicgen-worker@0.service")\n'
-        f'    mkdir -p {run_dir} && echo {status} > {run_dir}/gpu0.exit; exit {min(status, 1)} ;;\n'
-        f'  "--no-block poweroff") touch {tmp_path / "shutdown-requested"} ;;\n'
-        f'  *) exit 1 ;;\nesac\n'
+    one worker unit leaving `status` in the run folder, as the bootstrap exited; there is no
+    Auto Scaling group here, so an end of batch fails to scale in and powers off, which leaves
+    tmp_path/shutdown-requested."""
+    run, calls = run_boot_unit(
+        files, tmp_path, env_file, gpus=None, statuses=[str(status)], scale_in_status=1
     )
-    systemctl.chmod(0o755)
-    (fake_bin / "nvidia-smi").write_text("#!/bin/sh\nexit 9\n")  # no GPU driver here
-    (fake_bin / "nvidia-smi").chmod(0o755)
-    result = subprocess.run(
-        ["bash", str(script)],
-        env={
-            "PATH": f"{fake_bin}:{os.environ['PATH']}",
-            "MUSICGEN_ENV_FILE": str(env_file),
-            "MUSICGEN_RUN_DIR": str(run_dir),
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == status, result.stdout + result.stderr
-    assert f"worker on GPU 0 exited {status}" in result.stdout
-
-
-def keys(bucket: str) -> list[str]:
-    listed = boto3.client("s3").list_objects_v2(Bucket=bucket)
-    return sorted(item["Key"] for item in listed.get("Contents", []))
+    assert run.returncode == status, run.stdout + run.stderr
+    assert f"worker on GPU 0 exited {status}" in run.stdout
+    if "--no-block poweroff" in calls:
+        (tmp_path / "shutdown-requested").touch()
 
 
 def test_bootstrap_is_valid_bash() -> None:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported below are named as test parameters
 """A line whose prompt or duration changed after its song was stored: warned, never overwritten."""
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import soundfile
 
 from launcher import aws
 from tests.engines import FakeEngine
-from tests.test_launcher_cli import GIT, launcher, source, terraform, workdir  # noqa: F401 - fixtures
+from tests.support.launcher import GIT
 from worker.changes import describe_change
 from worker.cli import main
 from worker.prompts import Job, prompt_hash

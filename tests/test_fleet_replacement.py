@@ -9,8 +9,11 @@ from datetime import datetime
 import boto3
 import pytest
 
-from tests.test_resilience import read_checkpoint, start_worker, wait_for_window, wav_frames
+from tests.support.worker_process import read_checkpoint, start_worker, wait_for_window, wav_frames
 from worker.report import parse_report
+
+# Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
+pytestmark = pytest.mark.slow
 
 TTL_S = 3
 

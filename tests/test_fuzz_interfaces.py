@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported below are named as test parameters
 """Hypothesis over the whole command line and environment, and over hand-edited bookkeeping.
 
 The worker runs in this process with FakeEngine behind a loader that records whether it was
@@ -21,14 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.engines import FakeEngine
-from tests.test_launcher_cli import (  # noqa: F401 - fixtures
-    CALM_MARKET,
-    GIT,
-    Launcher,
-    source,
-    terraform,
-    workdir,
-)
+from tests.support.launcher import CALM_MARKET, GIT, Launcher
 from worker.cli import main
 from worker.report import parse_report
 

@@ -13,13 +13,16 @@ import boto3
 import pytest
 
 from launcher.gitremote import CREDENTIAL_HELPER
-from tests import systemd_units, test_bootstrap
+from tests import systemd_units
 from tests.git_servers import PrivateHttpGit, git
-from tests.test_bootstrap import bootstrap_env, keys, settings_for, write_env_file
+from tests.support import boot
+from tests.support.boot import bootstrap_env, keys, settings_for, write_env_file
 from tests.tf_support import skip_reason
 
-remote = test_bootstrap.remote
-bucket = test_bootstrap.bucket
+# Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
+pytestmark = pytest.mark.slow
+
+bucket = boot.bucket
 
 TOKEN = "github_pat_BOOTsecret_0123456789abcdef"
 PARAMETER = "/musicgen/git-token"
@@ -77,7 +80,7 @@ def test_bootstrap_fetches_a_private_repository_with_the_token(
     env_file = write_env_file(tmp_path / "worker.env", settings)
 
     result = subprocess.run(
-        ["bash", str(test_bootstrap.BOOTSTRAP)],
+        ["bash", str(boot.BOOTSTRAP)],
         env=bootstrap_env(env_file),
         capture_output=True,
         text=True,
@@ -110,7 +113,7 @@ def test_without_the_token_parameter_the_private_repository_is_not_run(
     env["GIT_TERMINAL_PROMPT"] = "0"
 
     result = subprocess.run(
-        ["bash", str(test_bootstrap.BOOTSTRAP)],
+        ["bash", str(boot.BOOTSTRAP)],
         env=env,
         capture_output=True,
         text=True,

@@ -1,67 +1,45 @@
 """`python launcher` and `python launcher status` against the local moto server.
 
 EC2 and S3 are real HTTP calls to moto; spot price histories come from the tests' own tables
-(moto's are placeholders); terraform is the recorded stand-in from test_launcher_tf. The worker's
+(moto's are placeholders); terraform is the recorded stand-in of tests/support/fake_terraform.py. The worker's
 repository (https://github.com/example/...) is a bare repository served by `git daemon` on
 127.0.0.1, reached through a url rewrite in git's command-line config (GIT_CONFIG_COUNT).
 """
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import boto3
 import pytest
 
 from launcher import aws
-from launcher.cli import Console, Deps, main
 from launcher.prices import PricePoint
-from tests.git_servers import GitDaemon, Remotes
 from tests.service_quotas import FakeServiceQuotas
-from tests.test_launcher_group import GROUP, make_group
-from tests.test_launcher_tf import FakeTerraform
+from tests.support.fake_terraform import FakeTerraform
+from tests.support.launcher import (
+    GIT,
+    GROUP,
+    MOTO_AMI,
+    NOW,
+    PACKER_AMI_NAME,
+    REPORT,
+    Launcher,
+    Result,
+    WorkerSource,
+    history,
+    make_group,
+)
 from worker.failures import Failure, failure_key
 from worker.prompts import prompt_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-GIT = ["--git-url", "https://github.com/example/musicgen-batch.git", "--git-ref", "main"]
-# One of the AMIs moto always has; describe_images would take seconds to find one.
-MOTO_AMI = "ami-12c6146b"
 MOTO_AMI_NAME = "Windows_Server-2008-R2_SP1-English-64Bit-Base-2017.10.13"
-NOW = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
-PROMPTS = """\
-# Saturday batch
-upbeat synthwave with driving bass ; 180 ; synthwave.wav
-calm lo-fi piano, rain in the background ; 240 ; lofi_rain
-epic orchestral trailer ; abc ; epic.wav
-"""
-REPORT = (
-    "s3_filename,prompt,requested_duration_s,generation_time_s,estimated_cost_usd\n"
-    "synthwave.wav,upbeat synthwave with driving bass,180,301.2,0.0335\n"
-)
-
-
-def history(*zones: tuple[str, list[float]]) -> list[PricePoint]:
-    return [
-        PricePoint(zone, price, NOW - timedelta(hours=len(prices) - i))
-        for zone, prices in zones
-        for i, price in enumerate(prices)
-    ]
-
-
-CALM_MARKET = history(
-    ("us-east-1a", [0.2104, 0.2250, 0.2201]),
-    ("us-east-1b", [0.41, 0.43]),
-    ("us-east-1c", [0.1990]),
-)
 PRICE_LINES = """\
 Spot prices for g4dn.xlarge (Linux) in us-east-1, last 24 h, USD/h:
   zone         current       min    median       max  <= max $0.40
@@ -91,125 +69,6 @@ Worker code: https://github.com/example/musicgen-batch.git @ main
 
 """
 QUESTION = "Launch 1 × g4dn.xlarge spot in us-east-1 at max $0.40/h? [y/N] "
-PACKER_AMI_NAME = "musicgen-batch-20261128-101500"
-
-
-@dataclass
-class WorkerSource:
-    """What the worker will run: its repository (served by git daemon) and the Packer AMI."""
-
-    repo: Remotes
-    daemon: GitDaemon
-    ami_id: str
-    vpc_id: str
-
-    def commit(self) -> str:
-        return subprocess.run(
-            ["git", "-C", str(self.repo.work), "rev-parse", "HEAD"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
-    def check_lines(self, ami: str = "") -> str:
-        ami = ami or f"{self.ami_id} {PACKER_AMI_NAME}, built 0 min ago (newest packer/ build)"
-        return (
-            "Checks before launch:\n"
-            "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
-            f"  ok  AMI: {ami}\n"
-            f"  ok  network: default VPC {self.vpc_id}, default subnet in us-east-1a, us-east-1c\n"
-            "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 64 vCPUs in "
-            "us-east-1; 1 × g4dn.xlarge needs 4 vCPUs\n"
-            "  ok  git: https://github.com/example/musicgen-batch.git can be read anonymously, "
-            "as the worker reads it\n"
-            f"  ok  prompts: prompts.txt is prompts.txt at main ({self.commit()[:12]}) on the remote\n"
-            "\n"
-        )
-
-
-def rewrite_git_urls(monkeypatch: pytest.MonkeyPatch, prefix: str, to: str) -> None:
-    """git's command-line config from the environment: the user's config files are not read."""
-    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
-    monkeypatch.setenv("GIT_CONFIG_KEY_0", f"url.{to}.insteadOf")
-    monkeypatch.setenv("GIT_CONFIG_VALUE_0", prefix)
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Launcher:
-    """Runs main() in this process with a scripted terminal and price history."""
-
-    prices: list[PricePoint]
-    now: datetime = NOW
-    price_requests: list[tuple[str, datetime, datetime]] | None = None
-    quotas: FakeServiceQuotas = field(
-        default_factory=lambda: FakeServiceQuotas(applied={"L-3819A6DF": 64})
-    )
-
-    def __call__(
-        self, *argv: str, stdin: str = "", tty: bool = True, stdout_tty: bool = False
-    ) -> Result:
-        self.price_requests = []
-
-        def price_history(ec2, instance_type, start, end):
-            self.price_requests.append((instance_type, start, end))
-            return self.prices
-
-        console = Console(io.StringIO(stdin), io.StringIO(), io.StringIO(), tty, stdout_tty)
-        deps = Deps(
-            console=console,
-            now=lambda: self.now,
-            price_history=price_history,
-            ec2_client=aws.ec2_client,
-            s3_client=aws.s3_client,
-            service_quotas_client=lambda region: self.quotas,
-        )
-        code = main(list(argv), deps)
-        return Result(code, console.stdout.getvalue(), console.stderr.getvalue())
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The user's current directory: prompts.txt and a terraform/ root beside it."""
-    work = tmp_path / "work"
-    (work / "terraform").mkdir(parents=True)
-    (work / "prompts.txt").write_text(PROMPTS)
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("MUSICGEN_TERRAFORM_DIR", str(work / "terraform"))
-    return work
-
-
-@pytest.fixture
-def terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTerraform:
-    return FakeTerraform.install(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def source(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerSource]:
-    """main of https://github.com/example/musicgen-batch.git holds PROMPTS; a Packer AMI exists
-    in us-east-1 (moto registers it now, so its age is 0 against the tests' earlier clock)."""
-    repo = Remotes(tmp_path / "remote", "musicgen-batch", {"prompts.txt": PROMPTS})
-    ec2 = aws.ec2_client("us-east-1")
-    ami_id = ec2.register_image(Name=PACKER_AMI_NAME, RootDeviceName="/dev/sda1")["ImageId"]
-    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
-    with GitDaemon(repo.base) as daemon:
-        rewrite_git_urls(
-            monkeypatch, "https://github.com/example/", f"git://127.0.0.1:{daemon.port}/"
-        )
-        yield WorkerSource(repo, daemon, ami_id, vpc["VpcId"])
-
-
-@pytest.fixture
-def launcher(
-    aws_env: str, workdir: Path, terraform: FakeTerraform, source: WorkerSource
-) -> Launcher:
-    return Launcher(prices=CALM_MARKET)
 
 
 def start_instance(zone: str = "us-east-1b", tags: dict[str, str] | None = None) -> dict:

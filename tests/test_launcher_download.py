@@ -13,7 +13,7 @@ import pytest
 from launcher import aws
 from launcher.cli import Console, Deps, main
 from launcher.download import MANIFEST_NAME, RemoteFile, human_size, local_path, plan
-from tests.test_launcher_cli import Launcher
+from tests.support.launcher import Launcher
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
 

@@ -1,5 +1,4 @@
 """Launcher input that used to reach terraform as nan, or end in a traceback."""
-# ruff: noqa: F811 - the fixtures imported below are named as test parameters
 
 from __future__ import annotations
 
@@ -7,15 +6,7 @@ import pytest
 
 from launcher import aws
 from launcher.batch import split_bucket
-from tests.test_launcher_cli import (  # noqa: F401 - fixtures
-    GIT,
-    REPORT,
-    Result,
-    launcher,
-    source,
-    terraform,
-    workdir,
-)
+from tests.support.launcher import GIT, REPORT, Result
 
 
 @pytest.mark.parametrize(

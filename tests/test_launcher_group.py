@@ -9,11 +9,9 @@ import pytest
 
 from launcher import aws, group
 from launcher.group import Activity, Group
+from tests.support.launcher import GROUP, make_group
 
 T0 = datetime(2026, 11, 29, 1, 0, tzinfo=UTC)
-GROUP = "musicgen-batch-workers"
-# One of the AMIs moto always has.
-MOTO_AMI = "ami-12c6146b"
 
 
 def at(minutes: float) -> datetime:
@@ -280,53 +278,6 @@ def test_unlisted_instances() -> None:
         "i-0bbb000000000002",
         "i-0ccc000000000003",
     ]
-
-
-def make_group(desired: int, max_size: int = 2, name: str = GROUP) -> None:
-    """A group shaped like terraform's: a launch template, spot over several types, the default
-    subnets of two zones."""
-    ec2 = aws.ec2_client("us-east-1")
-    subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
-    subnet_ids = [
-        s["SubnetId"]
-        for s in subnets["Subnets"]
-        if s["AvailabilityZone"] in ("us-east-1a", "us-east-1b")
-    ]
-    template = ec2.create_launch_template(
-        LaunchTemplateName=f"{name}-template",
-        LaunchTemplateData={"ImageId": MOTO_AMI, "InstanceType": "g4dn.xlarge"},
-    )["LaunchTemplate"]
-    aws.autoscaling_client("us-east-1").create_auto_scaling_group(
-        AutoScalingGroupName=name,
-        MinSize=0,
-        MaxSize=max_size,
-        DesiredCapacity=desired,
-        VPCZoneIdentifier=",".join(subnet_ids),
-        MixedInstancesPolicy={
-            "LaunchTemplate": {
-                "LaunchTemplateSpecification": {
-                    "LaunchTemplateId": template["LaunchTemplateId"],
-                    "Version": "$Latest",
-                },
-                "Overrides": [{"InstanceType": "g4dn.xlarge"}, {"InstanceType": "g4dn.2xlarge"}],
-            },
-            "InstancesDistribution": {
-                "OnDemandBaseCapacity": 0,
-                "OnDemandPercentageAboveBaseCapacity": 0,
-                "SpotAllocationStrategy": "price-capacity-optimized",
-                "SpotMaxPrice": "0.4",
-            },
-        },
-        Tags=[
-            {
-                "Key": "Role",
-                "Value": "musicgen-batch-worker",
-                "PropagateAtLaunch": True,
-                "ResourceId": name,
-                "ResourceType": "auto-scaling-group",
-            }
-        ],
-    )
 
 
 def test_describe_and_raise_a_group_in_moto(aws_env: str) -> None:

@@ -14,17 +14,9 @@ import pytest
 from launcher import aws
 from launcher.checks import Check, Image, Network, ami_check, network_check
 from launcher.region import Region, SessionRegion, resolve_region, session_region
-from tests import test_launcher_cli
 from tests.git_servers import PrivateHttpGit
-from tests.test_launcher_cli import GIT, NOW, Launcher, WorkerSource, rewrite_git_urls
-from tests.test_launcher_tf import FakeTerraform
-
-# The launcher tests' fixtures: a scripted terminal, the terraform stand-in, the worker's
-# repository behind git daemon and a Packer AMI in moto.
-workdir = test_launcher_cli.workdir
-terraform = test_launcher_cli.terraform
-source = test_launcher_cli.source
-launcher = test_launcher_cli.launcher
+from tests.support.fake_terraform import FakeTerraform
+from tests.support.launcher import GIT, NOW, Launcher, WorkerSource, rewrite_git_urls
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
 

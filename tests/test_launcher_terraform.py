@@ -18,7 +18,7 @@ import pytest
 from launcher import aws
 from tests import tf_support
 from tests.git_servers import GitDaemon, Remotes
-from tests.test_launcher_cli import (
+from tests.support.launcher import (
     CALM_MARKET,
     GIT,
     MOTO_AMI,
@@ -31,6 +31,7 @@ from tests.test_launcher_cli import (
 
 pytestmark = [
     pytest.mark.terraform,
+    pytest.mark.slow,
     pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated"),
 ]
 

@@ -25,9 +25,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.test_bootstrap import keys, remote, settings_for, write_env_file  # noqa: F401
+from tests.support.boot import keys, settings_for, write_env_file
 from tests.tf_support import REPO_ROOT
 from worker.report import SongRecord, parse_report
+
+# Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
+pytestmark = pytest.mark.slow
 
 TEMPLATE = REPO_ROOT / "terraform" / "modules" / "worker" / "templates" / "user_data.sh.tftpl"
 START = "/usr/local/sbin/musicgen-worker-start"
@@ -65,7 +68,7 @@ def executable(path: Path, text: str) -> Path:
 
 
 @pytest.fixture
-def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_dir: Path):  # noqa: F811
+def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_dir: Path):
     """A 4-GPU instance after its UserData ran: settings, start script, boot script, units and a
     PATH with the fake driver and systemctl. Returns (run the boot unit, paths)."""
     boto3.client("s3").create_bucket(Bucket="musicgen-batch-gpus")

@@ -14,14 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_worker_e2e import WINDOW, Loader
+from tests.support.failing_loader import WINDOW, Loader
 from worker.cli import main
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="BROWSER TEST NOT RUN: no `chromium` on PATH (apt-get install chromium; `make test` does)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="BROWSER TEST NOT RUN: no `chromium` on PATH (apt-get install chromium; `make test` does)",
+    ),
+]
 
 SCRIPT_PROMPT = "<script>alert(1)</script>"
 PROMPTS = f"""\

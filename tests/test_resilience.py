@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import boto3
 import numpy as np
@@ -17,48 +16,21 @@ import soundfile
 from moto.server import ThreadedMotoServer
 
 from tests.imds_stub import ImdsStub
-from worker.checkpoints import Checkpoint, checkpoint_key
+from tests.support.worker_process import (
+    ROOT,
+    WINDOW,
+    finish,
+    read_checkpoint,
+    start_worker,
+    wait_for_window,
+    wav_frames,
+)
 from worker.cli import main
 from worker.engine import Engine
 from worker.report import parse_report
 
-ROOT = Path(__file__).resolve().parent.parent
-WINDOW = ["--window-s", "4", "--stride-s", "2.5"]
-
-
-def start_worker(prompts, output, model, *extra):
-    command = [sys.executable, "-m", "worker", "--prompts", str(prompts), "--output", output,
-               "--model", str(model), *WINDOW, *extra]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(process, timeout=240):
-    output, _ = process.communicate(timeout=timeout)
-    return process.returncode, output
-
-
-def read_checkpoint(s3, bucket, name, prefix=""):
-    try:
-        body = s3.get_object(Bucket=bucket, Key=prefix + checkpoint_key(name))["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-    return Checkpoint.from_json(body)
-
-
-def wait_for_window(s3, bucket, name, window, process, prefix="", timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        checkpoint = read_checkpoint(s3, bucket, name, prefix)
-        if checkpoint is not None and checkpoint.next_window >= window:
-            return checkpoint
-        assert process.poll() is None, process.communicate()[0]
-        time.sleep(0.2)
-    raise AssertionError(f"no checkpoint at window {window} within {timeout} s")
-
-
-def wav_frames(s3, bucket, key):
-    return soundfile.info(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())).frames
+# Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -110,7 +82,8 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(bucket, tiny_model_dir, tmp_pat
 
 def test_kill_9_mid_song_then_rerun_resumes_without_duplicates(bucket, tiny_model_dir, tmp_path):
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a long ambient piano song;30;long\nshort jazz;2;short\n")
+    # 18 s is 7 windows: killed after the third, four are left to resume.
+    prompts.write_text("a long ambient piano song;18;long\nshort jazz;2;short\n")
     worker = start_worker(prompts, "s3://batch/run", tiny_model_dir, "--worker-id", "host-1",
                           "--batch-size", "1")
     saved = wait_for_window(bucket, "batch", "long.wav", 3, worker, prefix="run/")
@@ -120,9 +93,9 @@ def test_kill_9_mid_song_then_rerun_resumes_without_duplicates(bucket, tiny_mode
     code, output = finish(start_worker(prompts, "s3://batch/run", tiny_model_dir, "--worker-id", "host-1"))
     assert code == 0, output
     assert "took over the lease on long.wav (ours, from an earlier run)" in output
-    resumed = int(re.search(r"resuming long.wav at window (\d+) of 12", output).group(1))
+    resumed = int(re.search(r"resuming long.wav at window (\d+) of 7", output).group(1))
     assert resumed >= saved.next_window + 1
-    assert wav_frames(bucket, "batch", "run/long.wav") == 30 * 8000
+    assert wav_frames(bucket, "batch", "run/long.wav") == 18 * 8000
     rows = parse_report(bucket.get_object(Bucket="batch", Key="run/cost_report.csv")["Body"].read())
     assert sorted(r["s3_filename"] for r in rows) == ["run/long.wav", "run/short.wav"]
     keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="batch")["Contents"]]

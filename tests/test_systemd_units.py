@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.boot import run_boot_unit
 from tests.systemd_units import (
     BOOT_UNIT,
     UNIT_DIR,
@@ -380,51 +381,19 @@ def boot_run(
     checkout_status: int = 0,
     scale_in_status: int = 0,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """The boot unit's root script with a stand-in `systemctl` (each worker unit leaves the given
-    status in the run folder, None: none; the scale-in unit exits `scale_in_status`) and
-    `nvidia-smi` listing `gpus` GPUs. Returns the run and the systemctl calls in order."""
-    boot = unit_with_dropins(BOOT_UNIT, user_data_files)
-    ((_, _, program),) = exec_programs(boot)
-    script = tmp_path / "musicgen-batch-run"
-    script.write_text(user_data_files[program])
+    """The boot unit's root script (tests/support/boot.py) on `gpus` GPUs with the given
+    keep_alive; returns the run and the systemctl calls in order."""
     env_file = tmp_path / "worker.env"
     env_file.write_text(f"MUSICGEN_KEEP_ALIVE='{keep_alive}'\nMUSICGEN_MAX_HOURS='12'\n")
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "gpu0.exit").write_text("0\n")  # left by an earlier run in this boot
-    calls = tmp_path / "systemctl-calls"
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    writes = "".join(
-        f"echo {code} > {run_dir}/gpu{i}.exit\n" for i, code in enumerate(statuses) if code is not None
+    return run_boot_unit(
+        user_data_files,
+        tmp_path,
+        env_file,
+        gpus=gpus,
+        statuses=statuses,
+        checkout_status=checkout_status,
+        scale_in_status=scale_in_status,
     )
-    (fake_bin / "systemctl").write_text(
-        f'#!/bin/bash\necho "$*" >> {calls}\n'
-        f'case "$*" in\n'
-        f'  "start --wait musicgen-checkout.service") exit {checkout_status} ;;\n'
-        f'  "start --wait musicgen-worker@"*) {writes.strip() or ":"}\n'
-        f'    grep -qvx 0 {run_dir}/gpu*.exit && exit 1; exit 0 ;;\n'
-        f'  "start --wait musicgen-scale-in.service") exit {scale_in_status} ;;\n'
-        f'  "--no-block poweroff") exit 0 ;;\n'
-        f'esac\nexit 1\n'
-    )
-    listing = "".join(f"echo 'GPU {i}: Tesla T4 (UUID: GPU-{i})'\n" for i in range(gpus))
-    (fake_bin / "nvidia-smi").write_text(f'#!/bin/bash\n[ "$1" = -L ] || exit 9\n{listing}')
-    for tool in fake_bin.iterdir():
-        tool.chmod(0o755)
-    run = subprocess.run(
-        ["bash", str(script)],
-        env={
-            "PATH": f"{fake_bin}:/usr/bin:/bin",
-            "MUSICGEN_ENV_FILE": str(env_file),
-            "MUSICGEN_RUN_DIR": str(run_dir),
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    return run, calls.read_text().splitlines() if calls.exists() else []
 
 
 SCALE_IN = "start --wait musicgen-scale-in.service"

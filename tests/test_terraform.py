@@ -21,6 +21,7 @@ from tests import systemd_units, tf_support
 
 pytestmark = [
     pytest.mark.terraform,
+    pytest.mark.slow,
     pytest.mark.skipif(tf_support.skip_reason() is not None, reason=str(tf_support.skip_reason())),
 ]
 

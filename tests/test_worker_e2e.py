@@ -6,9 +6,8 @@ import boto3
 import pytest
 import soundfile
 
-from tests.engines import SpyEngine
+from tests.support.failing_loader import WINDOW, Loader
 from worker.cli import main
-from worker.engine import Engine
 from worker.report import REPORT_COLUMNS, SongRecord, parse_report
 
 PROMPTS = """\
@@ -18,21 +17,6 @@ calm piano;1.5;calm.wav
 broken line without fields
 this song will fail ; 3 ; fail.wav
 """
-WINDOW = ["--window-s", "4", "--stride-s", "2.5", "--hourly-cost", "0.5", "--batch-size", "2"]
-
-
-class Loader:
-    """load_engine seam: the real engine from disk, wrapped to fail one song."""
-
-    def __init__(self):
-        self.spies = []
-
-    def __call__(self, model):
-        spy = SpyEngine(Engine.from_pretrained(model), fail_words=["fail"], fail_after_windows=0)
-        self.spies.append(spy)
-        return spy
-
-
 def wav_lengths(blobs):
     return {name: soundfile.info(io.BytesIO(data)).frames for name, data in blobs.items()}
 
