@@ -22,9 +22,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.autoscaling_groups import GROUP, group, make_group
 from tests.imds_stub import ImdsStub
 from tests.support import boot
+from tests.support.autoscaling import GROUP, group, make_group
 from tests.support.boot import (
     BOOTSTRAP,
     PROMPTS,

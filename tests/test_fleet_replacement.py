@@ -1,4 +1,5 @@
-"""A replacement worker finishes a killed worker's song: real worker processes, moto's S3 server."""
+"""A replacement worker finishes a killed worker's song and scales its instance in: real worker
+processes, moto's S3 and Auto Scaling servers."""
 
 import re
 import signal
@@ -9,6 +10,8 @@ from datetime import datetime
 import boto3
 import pytest
 
+from tests.imds_stub import ImdsStub
+from tests.support.autoscaling import group, make_group, run_scale_in
 from tests.support.worker_process import read_checkpoint, start_worker, wait_for_window, wav_frames
 from worker.report import parse_report
 
@@ -95,3 +98,11 @@ def test_a_killed_workers_song_is_taken_over_after_its_lease_expires_and_resumed
     keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="batch")["Contents"]]
     assert [k for k in keys if k.endswith(".wav")] == ["long.wav"]
     assert not [k for k in keys if k.startswith((".leases/", ".checkpoints/", ".failures/"))]
+
+    # B's batch is done, so its instance leaves the group, which launches nothing in its place.
+    # (The group launching B when A's instance went away is AWS's part, which moto lacks.)
+    (b_instance,) = make_group(desired=1)
+    with ImdsStub(instance_id=b_instance) as imds:
+        scaled_in = run_scale_in(imds.url)
+    assert scaled_in.returncode == 0, scaled_in.stderr
+    assert (group()["DesiredCapacity"], group()["Instances"]) == (0, [])

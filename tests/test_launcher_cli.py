@@ -19,11 +19,10 @@ import pytest
 from launcher import aws
 from launcher.prices import PricePoint
 from tests.service_quotas import FakeServiceQuotas
+from tests.support.autoscaling import GROUP, MOTO_AMI, make_group
 from tests.support.fake_terraform import FakeTerraform
 from tests.support.launcher import (
     GIT,
-    GROUP,
-    MOTO_AMI,
     NOW,
     PACKER_AMI_NAME,
     REPORT,
@@ -31,7 +30,6 @@ from tests.support.launcher import (
     Result,
     WorkerSource,
     history,
-    make_group,
 )
 from worker.failures import Failure, failure_key
 from worker.prompts import prompt_hash

@@ -9,7 +9,7 @@ import pytest
 
 from launcher import aws, group
 from launcher.group import Activity, Group
-from tests.support.launcher import GROUP, make_group
+from tests.support.autoscaling import GROUP, make_group
 
 T0 = datetime(2026, 11, 29, 1, 0, tzinfo=UTC)
 

@@ -18,10 +18,10 @@ import pytest
 from launcher import aws
 from tests import tf_support
 from tests.git_servers import GitDaemon, Remotes
+from tests.support.autoscaling import MOTO_AMI
 from tests.support.launcher import (
     CALM_MARKET,
     GIT,
-    MOTO_AMI,
     PROMPTS,
     REPORT,
     Launcher,

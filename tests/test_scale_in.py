@@ -9,28 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.autoscaling_groups import GROUP, group, make_group
 from tests.imds_stub import ImdsStub
+from tests.support.autoscaling import GROUP, group, make_group, run_scale_in
 from worker.scale_in import ScaleInError, group_of, refusal, scale_in
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_scale_in(imds_url: str | None, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, **env}
-    environment.pop("MUSICGEN_IMDS_ENDPOINT", None)
-    if imds_url is not None:
-        environment["MUSICGEN_IMDS_ENDPOINT"] = imds_url
-    return subprocess.run(
-        [sys.executable, "-m", "worker.scale_in"], cwd=ROOT, env=environment,
-        capture_output=True, text=True, timeout=120, check=False,
-    )
 
 
 def test_the_instance_leaves_its_group_and_the_desired_capacity_drops(aws_env):
@@ -136,7 +122,7 @@ def test_a_refused_call_exits_1_with_one_line(aws_env, moto_with_iam, monkeypatc
         f"scale-in: {GROUP}: TerminateInstanceInAutoScalingGroup refused: AccessDenied"
     )
     as_worker = boto3.session.Session().client("autoscaling")  # the default session keeps old keys
-    after = group(as_worker)
+    after = group(client=as_worker)
     assert after["DesiredCapacity"] == 1 and [i["InstanceId"] for i in after["Instances"]] == [me]
 
 

@@ -1,6 +1,6 @@
 """The launcher's test harness: `python launcher` run in-process with a scripted terminal,
-price history and Service Quotas, the worker's repository served by `git daemon`, and an Auto
-Scaling group shaped like terraform's, all against the tests' moto server.
+price history and Service Quotas, and the worker's repository served by `git daemon`, all
+against the tests' moto server (an Auto Scaling group like terraform's: tests/support/autoscaling.py).
 
 Its fixtures (workdir, terraform, source, launcher) are in tests/conftest.py.
 """
@@ -22,8 +22,6 @@ from tests.service_quotas import FakeServiceQuotas
 
 GIT = ["--git-url", "https://github.com/example/musicgen-batch.git", "--git-ref", "main"]
 # One of the AMIs moto always has; describe_images would take seconds to find one.
-MOTO_AMI = "ami-12c6146b"
-GROUP = "musicgen-batch-workers"
 NOW = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 PROMPTS = """\
 # Saturday batch
@@ -131,49 +129,3 @@ class Launcher:
         )
         code = main(list(argv), deps)
         return Result(code, console.stdout.getvalue(), console.stderr.getvalue())
-
-def make_group(desired: int, max_size: int = 2, name: str = GROUP) -> None:
-    """A group shaped like terraform's: a launch template, spot over several types, the default
-    subnets of two zones."""
-    ec2 = aws.ec2_client("us-east-1")
-    subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
-    subnet_ids = [
-        s["SubnetId"]
-        for s in subnets["Subnets"]
-        if s["AvailabilityZone"] in ("us-east-1a", "us-east-1b")
-    ]
-    template = ec2.create_launch_template(
-        LaunchTemplateName=f"{name}-template",
-        LaunchTemplateData={"ImageId": MOTO_AMI, "InstanceType": "g4dn.xlarge"},
-    )["LaunchTemplate"]
-    aws.autoscaling_client("us-east-1").create_auto_scaling_group(
-        AutoScalingGroupName=name,
-        MinSize=0,
-        MaxSize=max_size,
-        DesiredCapacity=desired,
-        VPCZoneIdentifier=",".join(subnet_ids),
-        MixedInstancesPolicy={
-            "LaunchTemplate": {
-                "LaunchTemplateSpecification": {
-                    "LaunchTemplateId": template["LaunchTemplateId"],
-                    "Version": "$Latest",
-                },
-                "Overrides": [{"InstanceType": "g4dn.xlarge"}, {"InstanceType": "g4dn.2xlarge"}],
-            },
-            "InstancesDistribution": {
-                "OnDemandBaseCapacity": 0,
-                "OnDemandPercentageAboveBaseCapacity": 0,
-                "SpotAllocationStrategy": "price-capacity-optimized",
-                "SpotMaxPrice": "0.4",
-            },
-        },
-        Tags=[
-            {
-                "Key": "Role",
-                "Value": "musicgen-batch-worker",
-                "PropagateAtLaunch": True,
-                "ResourceId": name,
-                "ResourceType": "auto-scaling-group",
-            }
-        ],
-    )
