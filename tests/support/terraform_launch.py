@@ -58,9 +58,6 @@ class Root:
     def state(self) -> Path:
         return self.config / "terraform.tfstate"
 
-    def env(self, endpoint: str | None = None) -> dict[str, str]:
-        return dict(self.environment)
-
     def run(
         self, *args: str, endpoint: str | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
