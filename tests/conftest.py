@@ -26,17 +26,8 @@ from tests.support.launcher import (
     WorkerSource,
     rewrite_git_urls,
 )
-from tests.support.terraform_launch import TerraformLaunch, terraform_launch
 
 TEST_REGION = "us-east-1"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that change or destroy the shared real-terraform launch run last, in their own
-    order, whatever order the files were named in: every other check reads it as launched."""
-    last = [item for item in items if item.get_closest_marker("changes_shared_launch")]
-    if last:
-        items[:] = [item for item in items if item not in last] + last
 
 
 @pytest.fixture(scope="session")
@@ -200,15 +191,3 @@ def launcher(
     aws_env: str, workdir: Path, terraform: FakeTerraform, source: WorkerSource
 ) -> Launcher:
     return Launcher(prices=CALM_MARKET)
-
-
-@pytest.fixture(scope="session")
-def shared_terraform_launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TerraformLaunch]:
-    """The real-terraform tier's one deployment (tests/support/terraform_launch.py): launched on
-    first use, destroyed at the session's end unless a test destroyed it."""
-    from tests import tf_support
-
-    if tf_support.skip_reason() is not None:
-        pytest.skip(tf_support.skip_reason())
-    with terraform_launch(tmp_path_factory.mktemp("real-terraform")) as launch:
-        yield launch
