@@ -224,7 +224,9 @@ def test_scale_in_leaves_the_group_and_uploads_its_log(
         assert pulled.returncode == 0, pulled.stdout + pulled.stderr
         result = run_mode("scale-in", env)
         assert result.returncode == 0, result.stdout + result.stderr
-        # Once left, it is not in a group any more: the second call fails, and says why.
+        # Once left, it is not in a group any more: the second call fails, and says why. (A
+        # log is named to the second: the next second keeps the two logs apart.)
+        time.sleep(1.1)
         again = run_mode("scale-in", env)
     after = group()
     assert after["DesiredCapacity"] == 1 and [i["InstanceId"] for i in after["Instances"]] == [other]
