@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
@@ -84,6 +84,14 @@ BOLD, PLAIN = "\033[1m", "\033[0m"
 
 class UsageError(Exception):
     """A problem the user can fix; printed as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's own refusals (a value it cannot convert, a missing value) become a UsageError,
+    so they print as one line like every other usage error, not the usage text and a line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
 
 
 @dataclass
@@ -348,7 +356,7 @@ def _download_parser(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The commands, each with only its own options; main() runs `launch` when none is named."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=(
             "Runs a batch of MusicGen songs on AWS spot GPUs. The same command runs from the "

@@ -184,3 +184,18 @@ def test_help(
         main(argv)
     assert exited.value.code == 0
     assert capsys.readouterr() == (expected, "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--max-hours", ""], "error: argument --max-hours: invalid float value: ''\n"),
+        (["status", "--max-price", "abc"], "error: argument --max-price: invalid float value: 'abc'\n"),
+        (["download", "--bucket"], "error: argument --bucket: expected one argument\n"),
+    ],
+)
+def test_values_argparse_cannot_read_are_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert capsys.readouterr() == ("", expected)
