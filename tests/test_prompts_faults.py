@@ -140,7 +140,7 @@ def test_a_fifo_is_read_up_to_the_limit_and_no_further(tmp_path):
         except BrokenPipeError:
             pass
 
-    thread = threading.Thread(target=writer)
+    thread = threading.Thread(target=writer, daemon=True)  # never outlives the test if the read fails
     thread.start()
     with pytest.raises(OSError) as refused:
         read_prompts(fifo)
