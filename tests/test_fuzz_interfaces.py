@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 import soundfile
+import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -52,8 +53,19 @@ WORKER_OPTIONS = [
     ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S"),
     ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS"),
     ("--max-hours", "MUSICGEN_MAX_HOURS"),
+    ("--dtype", "MUSICGEN_DTYPE"),
+    ("--gpu-count", "MUSICGEN_GPU_COUNT"),
+    ("--threads", "MUSICGEN_THREADS"),
+    ("--loudness-lufs", "MUSICGEN_LOUDNESS_LUFS"),
+    ("--fade-out-s", "MUSICGEN_FADE_OUT_S"),
+    ("--format", "MUSICGEN_FORMAT"),
 ]
-SPECIAL = ["nan", "inf", "-inf", "1e308", "1e12", "-1", "0", "", " ", "1", "3", "0.5", "２", "ü", "10" * 30]
+SPECIAL = [
+    "nan", "inf", "-inf", "1e308", "1e12", "-1", "0", "", " ", "1", "3", "0.5", "２", "ü", "10" * 30,
+    "１０", "٥", "1_0", "0x10", "9" * 5000, "x" * 300, "FLAC", "Float32", "off", "OFF",
+]
+# Longest error line a refusal may print: its text and at most two values, each quoted cut.
+MAX_ERROR_LINE = 1000
 # Places, relative to the example's own folder: files, folders, missing and impossible ones.
 PLACES = [
     "prompts.txt", "a-folder", "a-file", "a-file/below", "missing/deeper", "out", "out/inner",
@@ -95,12 +107,12 @@ def _example_folder(base: Path) -> Path:
 
 
 @fuzz(150)
-@given(drawn=settings_drawn, check=st.booleans())
-def test_any_worker_command_line_and_environment_exits_cleanly(fuzz_home, capsys, drawn, check):
+@given(drawn=settings_drawn, check=st.booleans(), omp=st.one_of(st.none(), values))
+def test_any_worker_command_line_and_environment_exits_cleanly(fuzz_home, capsys, drawn, check, omp):
     folder = _example_folder(fuzz_home)
     os.chdir(folder)
     argv = ["--prompts", "prompts.txt", "--output", "out", "--spool-dir", "spool"] + (["--check"] if check else [])
-    env = {}
+    env = {} if omp is None else {"OMP_NUM_THREADS": omp}
     for (flag, variable), value, as_env in drawn:
         if as_env:
             env[variable] = value
@@ -109,12 +121,15 @@ def test_any_worker_command_line_and_environment_exits_cleanly(fuzz_home, capsys
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     loader = Loader()
+    before = torch.get_num_threads()
+    usage = False
     try:
         try:
             code = main(argv, load_engine=loader)
         except SystemExit as exit_:  # argparse's own usage errors
-            code = exit_.code
+            code, usage = exit_.code, True
     finally:
+        torch.set_num_threads(before)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -127,6 +142,11 @@ def test_any_worker_command_line_and_environment_exits_cleanly(fuzz_home, capsys
     if code == 2:
         assert not loader.loaded, err
         assert "Traceback" not in err, err
+    if code == 2 and not usage:
+        # One refusal, the last line, cut short however long the value was.
+        refusals = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(refusals) == 1 and err.splitlines()[-1] == refusals[0], err
+        assert len(refusals[0]) <= MAX_ERROR_LINE, err
 
 
 LAUNCHER_OPTIONS = [

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.engines import FakeEngine
 from worker.cli import build_parser, main, settings_from
 from worker.engine import Engine, pick_device
 from worker.generation import WindowRequest
@@ -132,6 +133,7 @@ def test_options_and_environment_set_dtype_threads_and_gpu_count(monkeypatch):
 
 def test_default_threads_split_this_machines_cpus(monkeypatch):
     monkeypatch.setattr("worker.cli.usable_cpus", lambda: 48)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert settings("--gpu-count", "4").threads == 12
     assert settings().threads == 48
 
@@ -149,6 +151,59 @@ def test_default_threads_split_this_machines_cpus(monkeypatch):
 def test_bad_precision_options_exit_2_before_the_model_loads(refused, argv, env, message):
     err = refused(argv, env)
     assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("omp", "argv", "threads", "source"),
+    [
+        ("3", [], 3, "OMP_NUM_THREADS"),
+        ("2,1", [], 2, "OMP_NUM_THREADS"),  # one count per nesting level; torch runs at the first
+        ("3", ["--threads", "5"], 5, "--threads/MUSICGEN_THREADS"),
+        (None, ["--gpu-count", "4"], 12, "48 usable CPUs / 4 GPU workers"),
+        (" ", [], 48, "48 usable CPUs / 1 GPU workers"),  # empty counts as unset
+    ],
+)
+def test_the_model_runs_with_omp_num_threads_unless_the_option_says_otherwise(
+    tmp_path, monkeypatch, capsys, omp, argv, threads, source
+):
+    """OMP_NUM_THREADS is the thread count every OpenMP program takes from its environment
+    (libgomp's manual: a comma-separated list, one count per nesting level); the worker's
+    start line says where its count came from."""
+    monkeypatch.setattr("worker.cli.usable_cpus", lambda: 48)
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("calm piano ; 1 ; calm\n")
+    loaded = []
+
+    def load(model):
+        loaded.append(torch.get_num_threads())
+        return FakeEngine()
+
+    before = torch.get_num_threads()
+    try:
+        places = ["--output", str(tmp_path / "out"), "--spool-dir", str(tmp_path / "spool")]
+        assert main(["--prompts", str(prompts), *places, *argv], load_engine=load) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert loaded == [threads]
+    start_line = next(line for line in capsys.readouterr().err.splitlines() if "CPU threads" in line)
+    assert f", {threads} CPU threads, " in start_line
+    assert start_line.endswith(f"; threads from {source}")
+
+
+@pytest.mark.parametrize(
+    ("omp", "message"),
+    [
+        ("four", "error: OMP_NUM_THREADS='four' is not a valid int"),
+        ("0", "error: OMP_NUM_THREADS='0': must be >= 1"),
+        ("100000", "error: OMP_NUM_THREADS='100000': must be <= 4096"),
+    ],
+)
+def test_an_unusable_omp_num_threads_exits_2_in_one_line(refused, omp, message):
+    assert refused([], {"OMP_NUM_THREADS": omp}) == message + "\n"
 
 
 def test_a_gpu_worker_charges_its_share_and_limits_its_threads(tiny_model_dir, tmp_path, monkeypatch):

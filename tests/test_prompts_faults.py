@@ -1,12 +1,21 @@
 """Prompts-file input that used to pass validation and fail later, or silently change meaning."""
 
 import codecs
+import errno
+import os
+import resource
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 
 from worker.cli import main
-from worker.prompts import MAX_FILE_NAME_BYTES, Job, parse_prompts, read_prompts
+from worker.prompts import MAX_FILE_NAME_BYTES, MAX_PROMPTS_BYTES, Job, parse_prompts, read_prompts
 from worker.report import SongRecord, parse_report, render_report
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def errors(text):
@@ -99,3 +108,111 @@ def test_tab_in_a_prompt_is_allowed():
 def test_spreadsheet_formulas_in_the_report_are_text(prompt):
     record = SongRecord("x.wav", prompt, 1, 1.0, 0.1, "x.wav", 1, "m", 1, 1, "a", "b", "w")
     assert parse_report(render_report([record]))[0]["prompt"] == "'" + prompt
+
+
+# -- the size of a prompts file, digits, quoting ----------------------------------------------
+
+
+def test_a_prompts_file_over_the_limit_is_refused_in_one_line(tmp_path, capsys):
+    path = tmp_path / "p.txt"
+    line = b"calm piano;10;calm\n"
+    path.write_bytes(line * (MAX_PROMPTS_BYTES // len(line) + 1))
+    assert main(["--prompts", str(path), "--check"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: cannot read prompts file {str(path)!r}: larger than 4 MiB, the most a prompts file may hold\n"
+
+
+def test_a_fifo_is_read_up_to_the_limit_and_no_further(tmp_path):
+    """A FIFO never ends while its writer writes: the reader stops one byte past the limit and
+    closes it, and the writer's next write fails with EPIPE (pipe(7): a write to a pipe whose
+    read end is closed gets SIGPIPE/EPIPE; Python ignores SIGPIPE, so it is BrokenPipeError)."""
+    fifo = tmp_path / "prompts.fifo"
+    os.mkfifo(fifo)
+    written = []
+
+    def writer():
+        chunk = b"calm piano;10;calm\n" * 3000
+        try:
+            with open(fifo, "wb", buffering=0) as pipe:
+                for _ in range(10 * MAX_PROMPTS_BYTES // len(chunk)):
+                    written.append(pipe.write(chunk))
+        except BrokenPipeError:
+            pass
+
+    thread = threading.Thread(target=writer, daemon=True)  # never outlives the test if the read fails
+    thread.start()
+    with pytest.raises(OSError) as refused:
+        read_prompts(fifo)
+    thread.join(timeout=60)
+    assert refused.value.errno == errno.EFBIG
+    # What the reader took, plus at most what the pipe's buffer (64 KiB) and one chunk hold.
+    assert sum(written) <= MAX_PROMPTS_BYTES + (1 << 20)
+
+
+@pytest.mark.slow
+def test_dev_zero_is_refused_in_one_line_without_filling_the_memory(tmp_path):
+    """The worker in its own process, its address space capped at 2 GiB (setrlimit(2),
+    RLIMIT_AS): reading /dev/zero whole would end in a MemoryError traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "--prompts", "/dev/zero", "--check"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)),
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "error: cannot read prompts file '/dev/zero': larger than 4 MiB, the most a prompts file may hold\n"
+
+
+@pytest.mark.parametrize(
+    ("duration", "reason"),
+    [
+        ("１０", "duration '１０' is not a number of seconds: write it with the digits 0-9"),
+        ("٥", "duration '٥' is not a number of seconds: write it with the digits 0-9"),
+        ("1_0", "duration '1_0' is not a number of seconds"),
+        ("0x10", "duration '0x10' is not a number of seconds"),
+    ],
+)
+def test_durations_are_ascii_decimals(duration, reason):
+    assert errors(f"p;{duration};x\nfine;2;fine\n") == [f"line 1: {reason}"]
+
+
+@pytest.mark.parametrize("written", ["10", "+10", "10.", ".1e2", "1e1", " 10 "])
+def test_every_ascii_decimal_form_is_a_duration(written):
+    assert parse_prompts(f"p;{written};x\n").jobs[0].duration_s == 10
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ("p;" + "x" * 1_000_000 + ";x", "duration '" + "x" * 200 + "'... (1000000 characters) is not"),
+        ("p;10;\x07" + "n" * 1_000_000, "file name '\\x07" + "n" * 199 + "'... (1000001 characters) contains"),
+    ],
+)
+def test_a_huge_field_is_quoted_shortened_with_its_length(line, shown):
+    (error,) = errors(line + "\n")
+    assert error.startswith(f"line 1: {shown}")
+    assert len(error) < 400
+
+
+@pytest.mark.parametrize("content", ["", "# only a comment\n\n   \n"])
+def test_check_on_a_file_without_songs_says_why(tmp_path, capsys, content):
+    path = tmp_path / "p.txt"
+    path.write_text(content)
+    assert main(["--prompts", str(path), "--check"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "0 songs, 0 errors\n"
+    assert err == (
+        f"error: no valid song in {path}: it has only blank and comment lines; "
+        "a song is one line PROMPT ; DURATION_S ; FILE_NAME\n"
+    )
+
+
+def test_check_on_a_file_whose_every_song_is_bad_says_so(tmp_path, capsys):
+    path = tmp_path / "p.txt"
+    path.write_text("p;ten;x\n")
+    assert main(["--prompts", str(path), "--check"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"{path} line 1: duration 'ten' is not a number of seconds",
+        f"error: no valid song in {path}: every song line has an error (listed above)",
+    ]

@@ -1,12 +1,20 @@
 """Exit codes and messages of `python -m worker` for input it cannot use."""
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from tests.engines import FakeEngine
 from worker.cli import build_parser, main, settings_from
+from worker.engine import Engine
+from worker.identity import process_start
+from worker.prompts import parse_prompts
+from worker.report import SongRecord, record_key
 from worker.settings import GenerationParams, MasteringSettings
 from worker.windows import WindowSettings
 
@@ -34,8 +42,8 @@ def test_check_passes_a_clean_file(tmp_path, capsys):
     [
         (["--hourly-cost", "cheap"], {}, "error: --hourly-cost/HOURLY_COST_USD='cheap' is not a valid float"),
         ([], {"MUSICGEN_BATCH_SIZE": "-1"}, "error: --batch-size/MUSICGEN_BATCH_SIZE='-1': must be >= 0"),
-        (["--window-s", "4", "--stride-s", "5"], {}, "error: need 0 < stride (5 s) <= window (4 s)"),
-        (["--top-k", "0"], {}, "error: top_k must be >= 1, got 0"),
+        (["--window-s", "4", "--stride-s", "5"], {}, "error: --stride-s/MUSICGEN_STRIDE_S='5': must be <= the window, --window-s/MUSICGEN_WINDOW_S=4"),
+        (["--top-k", "0"], {}, "error: --top-k/MUSICGEN_TOP_K='0': must be >= 1"),
         (["--output", "s3://"], {}, "error: output 's3://' names no bucket"),
     ],
 )
@@ -45,7 +53,7 @@ def test_bad_settings_exit_2_with_the_value_named(refused, argv, env, message):
 
 def test_missing_prompts_file_exits_2(tmp_path, capsys):
     assert main(["--prompts", str(tmp_path / "none.txt")]) == 2
-    assert f"error: cannot read prompts file {tmp_path / 'none.txt'}: No such file or directory" in capsys.readouterr().err
+    assert f"error: cannot read prompts file '{tmp_path / 'none.txt'}': No such file or directory" in capsys.readouterr().err
 
 
 def test_no_valid_line_exits_2_without_loading_a_model(tmp_path, capsys):
@@ -101,3 +109,73 @@ def test_an_environment_variable_replaces_a_dataclass_default(monkeypatch):
     settings, params = settings_from(build_parser().parse_args([]))
     assert params == GenerationParams(top_k=17)
     assert settings.window == WindowSettings(stride_s=12.5)
+
+
+# -- enumerated values, numbers, quoting, every option's odd values ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--format", "FLAC", "--dtype", "BFloat16"], {}),
+        ([], {"MUSICGEN_FORMAT": "Flac", "MUSICGEN_DTYPE": "BFLOAT16"}),
+    ],
+)
+def test_enumerated_values_are_case_insensitive(tiny_model_dir, monkeypatch, argv, env):
+    """CONTRACT: enumerated values are case-insensitive, normalised to lower case; the engine
+    then computes in the dtype named and the songs get the format's extension."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings, _ = settings_from(build_parser().parse_args(argv))
+    engine = Engine.from_pretrained(str(tiny_model_dir), dtype=settings.dtype)
+    assert engine.dtype == torch.bfloat16
+    assert parse_prompts("p;1;song\n", settings.audio_format).jobs[0].file_name == "song.flac"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--window-s", "１０"], "error: --window-s/MUSICGEN_WINDOW_S='１０' is not a valid float: write it with the digits 0-9"),
+        (["--top-k", "٥"], "error: --top-k/MUSICGEN_TOP_K='٥' is not a valid int: write it with the digits 0-9"),
+        (["--batch-size", "1_0"], "error: --batch-size/MUSICGEN_BATCH_SIZE='1_0' is not a valid int"),
+        (["--top-k", "2000000"], "error: --top-k/MUSICGEN_TOP_K='2000000': must be <= 1048576"),
+        (["--max-hours", "1e308"], "error: --max-hours/MUSICGEN_MAX_HOURS='1e308': must be <= 720"),
+        (["--temperature", "-1"], "error: --temperature/MUSICGEN_TEMPERATURE='-1': must be > 0"),
+        (["--guidance-scale", "0.5"], "error: --guidance-scale/MUSICGEN_GUIDANCE_SCALE='0.5': must be >= 1"),
+        (["--seed", "9" * 5000], "error: --seed/MUSICGEN_SEED='" + "9" * 200 + "'... (5000 characters) is not a valid int (too many digits)"),
+        (["--hourly-cost", "x" * 100_000], "error: --hourly-cost/HOURLY_COST_USD='" + "x" * 200 + "'... (100000 characters) is not a valid float"),
+        (["--worker-id", "w" * 201], "error: --worker-id/MUSICGEN_WORKER_ID='" + "w" * 200 + "'... (201 characters): must be at most 200 characters"),
+        (["--spool-dir", "s3://bucket/spool"], "error: --spool-dir/MUSICGEN_SPOOL_DIR='s3://bucket/spool': must be a local folder (songs wait there until stored)"),
+        (["--spool-dir", ""], "error: --spool-dir/MUSICGEN_SPOOL_DIR is empty"),
+        (["--output", ""], "error: --output/MUSICGEN_OUTPUT is empty"),
+        (["--prompts", ""], "error: --prompts/MUSICGEN_PROMPTS is empty"),
+        (["--model", "m" * 300], "error: --model/MUSICGEN_MODEL='" + "m" * 200 + "'... (300 characters): File name too long"),
+        (["--spool-dir", "s" * 300], "error: --spool-dir/MUSICGEN_SPOOL_DIR='" + "s" * 200 + "'... (300 characters): File name too long"),
+        (["--output", "o" * 300], "error: --output/MUSICGEN_OUTPUT='" + "o" * 200 + "'... (300 characters): File name too long"),
+        (["--output", "s3://Bad Name"], "error: output 's3://Bad Name': not a bucket name S3 accepts (3 to 63 lower-case letters, digits, dots and hyphens)"),
+    ],
+)
+def test_odd_values_are_one_line_naming_the_option(refused, argv, message):
+    """Each refused before the model loads, as one line; a long value is quoted cut short with
+    its length, limits are printed as the integers they are."""
+    err = refused(argv, {})
+    assert err == message + "\n"
+
+
+def test_the_prompts_option_is_refused_before_its_file_is_read(refused):
+    assert refused(["--prompts", " "], {}) == "error: --prompts/MUSICGEN_PROMPTS is empty\n"
+
+
+def test_the_worker_id_help_states_the_id_a_worker_really_uses(tmp_path, capsys):
+    """The help's default (HOST:PID:START) is the owner name this process writes into a song's
+    record: this host's name, this process's id and its start time (/proc, proc(5))."""
+    stated = next(action.help for action in build_parser()._actions if action.dest == "worker_id")
+    assert "(default: HOST:PID:START" in stated
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("calm piano;1;calm\n")
+    argv = ["--prompts", str(prompts), "--output", str(tmp_path / "out"), "--spool-dir", str(tmp_path / "spool")]
+    assert main(argv, load_engine=lambda model: FakeEngine()) == 0
+    record = SongRecord.from_json((tmp_path / "out" / record_key("calm.wav")).read_bytes())
+    host, pid, start = record.worker.rsplit(":", 2)
+    assert (host, int(pid)) == (socket.gethostname(), os.getpid())
+    assert abs(int(start) - process_start(os.getpid())) <= 1

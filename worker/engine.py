@@ -19,12 +19,14 @@ from transformers import AutoProcessor, MusicgenForConditionalGeneration
 from transformers.cache_utils import Cache
 
 from .generation import Conditioning, WindowRequest
+from .hf_output import quiet_loading
 from .kvcache import window_cache
 from .memory import batch_for_memory, bytes_per_song
 from .modelsize import DecoderShape
 from .onednn import can_pack, pack_linears
 from .precision import choose_dtype, gpu_of
 from .settings import GenerationParams
+from .values import count
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +104,17 @@ class Engine:
         `dtype` is a name from worker.precision.DTYPE_CHOICES; "auto" picks it for the device.
         """
         dev, dtype = pick_device(dtype) if device is None else (device, device_dtype(device, dtype))
-        # transformers picks SDPA attention for the decoder by default (EnCodec has none to pick).
-        model = MusicgenForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
+        with quiet_loading():
+            # transformers picks SDPA attention for the decoder by default (EnCodec has none to pick).
+            model = MusicgenForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
+            processor = AutoProcessor.from_pretrained(model_id)
         model.to(dev).eval()
-        processor = AutoProcessor.from_pretrained(model_id)
         shape = DecoderShape.from_config(model.decoder.config)
         log.info(
-            "loaded %s on %s (%s): %s, decoder of %d layers x %d hidden, %d codebooks, %.2f B parameters",
+            "loaded %s on %s (%s): %s, decoder of %d layers x %d hidden, %d codebooks; %s parameters in all",
             model_id, dev, str(dtype).removeprefix("torch."),
             "stereo" if shape.audio_channels == 2 else "mono",
-            shape.layers, shape.hidden, shape.codebooks, shape.parameters / 1e9,
+            shape.layers, shape.hidden, shape.codebooks, count(model.num_parameters()),
         )
         return cls(model, processor, dev, dtype)
 

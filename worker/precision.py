@@ -54,3 +54,22 @@ def default_threads(cpu_count: int, gpu_count: int) -> int:
     busy-waiting OpenMP threads then slow every process down.
     """
     return max(1, cpu_count // max(1, gpu_count))
+
+
+@dataclass(frozen=True)
+class Threads:
+    count: int
+    source: str  # where the count came from, as the worker's start line says it
+
+
+def choose_threads(option: int | None, omp_num_threads: int | None, cpu_count: int, gpu_count: int) -> Threads:
+    """The worker's own option wins; then OMP_NUM_THREADS, the variable every OpenMP program (torch's
+    CPU kernels included) reads for its thread count, so a user who limited it on a busy machine
+    is obeyed; then the machine's cores shared by its GPU workers."""
+    if option is not None:
+        return Threads(option, "--threads/MUSICGEN_THREADS")
+    if omp_num_threads is not None:
+        return Threads(omp_num_threads, "OMP_NUM_THREADS")
+    return Threads(
+        default_threads(cpu_count, gpu_count), f"{cpu_count} usable CPUs / {max(1, gpu_count)} GPU workers"
+    )

@@ -7,12 +7,15 @@ show the same errors the worker would, without loading a model.
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import math
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+
+from .values import parse_float, quoted
 
 # Half an hour: far beyond the 3-5 minute songs this tool is for, yet a typo such as
 # 18000 instead of 180 is caught before it buys five GPU hours.
@@ -31,6 +34,10 @@ MAX_PROMPT_CHARS = 2000
 WAV_SUFFIX = ".wav"
 # The audio formats the worker writes, each with the one extension its files get.
 SUFFIXES = {"wav": WAV_SUFFIX, "flac": ".flac"}
+# Two thousand songs with 2000-character prompts fit; `--prompts /dev/zero` or a log file
+# given by mistake is refused after reading this much, instead of filling the memory.
+MAX_PROMPTS_MIB = 4
+MAX_PROMPTS_BYTES = MAX_PROMPTS_MIB << 20
 
 
 @dataclass(frozen=True)
@@ -67,17 +74,19 @@ def prompt_hash(prompt: str) -> str:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds as a positive finite number no larger than MAX_DURATION_S; ValueError says why not."""
+    """Seconds as a positive finite number no larger than MAX_DURATION_S, written in the digits
+    0-9 (`150.5`, `1e2`); ValueError says why not."""
+    shown = quoted(text)
     try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"duration {text!r} is not a number of seconds") from None
+        value = parse_float(text, "a number of seconds")
+    except ValueError as error:
+        raise ValueError(f"duration {shown} {error}") from None
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"duration {text!r} must be a positive number of seconds")
+        raise ValueError(f"duration {shown} must be a positive number of seconds")
     if value < MIN_DURATION_S:
-        raise ValueError(f"duration {text!r} is under the minimum of {MIN_DURATION_S:g} s")
+        raise ValueError(f"duration {shown} is under the minimum of {MIN_DURATION_S:g} s")
     if value > MAX_DURATION_S:
-        raise ValueError(f"duration {text!r} is over the maximum of {MAX_DURATION_S:g} s")
+        raise ValueError(f"duration {shown} is over the maximum of {MAX_DURATION_S:g} s")
     return value
 
 
@@ -92,25 +101,25 @@ def normalize_file_name(text: str, audio_format: str = "wav") -> str:
     if not name:
         raise ValueError("file name is empty")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
-        raise ValueError(f"file name {name!r} contains control characters")
+        raise ValueError(f"file name {quoted(name)} contains control characters")
     if "/" in name or "\\" in name:
-        raise ValueError(f"file name {name!r} must not contain '/' or '\\'")
+        raise ValueError(f"file name {quoted(name)} must not contain '/' or '\\'")
     if ".." in name:
-        raise ValueError(f"file name {name!r} must not contain '..'")
+        raise ValueError(f"file name {quoted(name)} must not contain '..'")
     if name.startswith("."):
-        raise ValueError(f"file name {name!r} must not start with '.'")
+        raise ValueError(f"file name {quoted(name)} must not start with '.'")
     forbidden = sorted(WINDOWS_FORBIDDEN.intersection(name))
     if forbidden:
-        raise ValueError(f"file name {name!r} must not contain {' '.join(forbidden)} (Windows cannot hold them)")
+        raise ValueError(f"file name {quoted(name)} must not contain {' '.join(forbidden)} (Windows cannot hold them)")
     if name.endswith((".", " ")):
-        raise ValueError(f"file name {name!r} must not end with a dot or a space (Windows cannot hold it)")
+        raise ValueError(f"file name {quoted(name)} must not end with a dot or a space (Windows cannot hold it)")
     for other in SUFFIXES.values():
         if other != suffix and name.lower().endswith(other):
-            raise ValueError(f"file name {name!r} ends in {other}, but the format is {audio_format}")
+            raise ValueError(f"file name {quoted(name)} ends in {other}, but the format is {audio_format}")
     if not name.lower().endswith(suffix):
         name += suffix
     if WINDOWS_RESERVED.fullmatch(name):
-        raise ValueError(f"file name {name!r} is a device name on Windows")
+        raise ValueError(f"file name {quoted(name)} is a device name on Windows")
     if len(name) > MAX_FILE_NAME_CHARS:
         raise ValueError(f"file name is longer than {MAX_FILE_NAME_CHARS} characters")
     if len(name.encode("utf-8")) > MAX_FILE_NAME_BYTES:
@@ -149,9 +158,9 @@ def parse_prompts(text: str, audio_format: str = "wav") -> PromptFile:
 def read_prompts(path: str | Path, audio_format: str = "wav") -> PromptFile:
     """Parse a prompts file; a line that is not UTF-8 is reported and the other lines still run.
 
-    Raises OSError when the file cannot be read.
+    Raises OSError when the file cannot be read, and EFBIG beyond MAX_PROMPTS_BYTES.
     """
-    data = _as_utf8(Path(path).read_bytes())
+    data = _as_utf8(_read_bounded(Path(path)))
     if isinstance(data, LineError):
         return PromptFile(jobs=[], errors=[data])
     numbered: list[tuple[int, str | LineError]] = []
@@ -161,6 +170,25 @@ def read_prompts(path: str | Path, audio_format: str = "wav") -> PromptFile:
         except UnicodeDecodeError:
             numbered.append((line_no, LineError(line_no, "line is not valid UTF-8")))
     return _parse_lines(numbered, audio_format)
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, reading at most one byte past the limit: a FIFO or a device (`/dev/zero`)
+    never ends, and a terminal returns a line per read, so the reads loop until EOF or the limit."""
+    chunks: list[bytes] = []
+    size = 0
+    with path.open("rb", buffering=0) as file:
+        while size <= MAX_PROMPTS_BYTES:
+            chunk = file.read(MAX_PROMPTS_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    if size > MAX_PROMPTS_BYTES:
+        # An OSError, so every reader of prompts files (the launcher too) reports it as it
+        # reports a file it cannot read.
+        raise OSError(errno.EFBIG, f"larger than {MAX_PROMPTS_MIB} MiB, the most a prompts file may hold")
+    return b"".join(chunks)
 
 
 def _as_utf8(data: bytes) -> bytes | LineError:
@@ -208,7 +236,7 @@ def _parse_lines(numbered, audio_format: str = "wav") -> PromptFile:
             errors.append(
                 LineError(
                     line_no,
-                    f"file name {parsed.file_name!r} is already used on line {first_line_of[key]}",
+                    f"file name {quoted(parsed.file_name)} is already used on line {first_line_of[key]}",
                 )
             )
             continue

@@ -54,6 +54,7 @@ class RunSettings:
     audio_format: str = "wav"
     dtype: str = "auto"  # a name from worker.precision.DTYPE_CHOICES
     threads: int = 1  # torch CPU threads of this process
+    threads_source: str = "default"  # where `threads` came from, for the start line
     gpu_count: int = 1  # GPU workers on this machine, sharing its cores and its hourly cost
     max_attempts: int = DEFAULT_MAX_ATTEMPTS  # failed attempts, across workers, after which a song is done
     max_hours: float | None = None  # stop as on a spot notice after this many hours (None: never)

@@ -28,6 +28,8 @@ from transformers import (
     T5Tokenizer,
 )
 
+from .hf_output import quiet_loading
+
 SAMPLING_RATE = 8000
 FRAME_RATE = 50  # 8000 Hz / (8 * 5 * 4) as in the real model's 32000 Hz / (8 * 5 * 4 * 4)
 CODEBOOK_SIZE = 64
@@ -70,6 +72,11 @@ def random_musicgen(
 def save_tiny_model(path: Path, seed: int = 0, audio_channels: int = 1) -> Path:
     """Mono, or stereo like facebook/musicgen-stereo-*: the same mono EnCodec, and a decoder with
     twice its codebooks, left and right interleaved."""
+    with quiet_loading():
+        return _save(path, seed, audio_channels)
+
+
+def _save(path: Path, seed: int, audio_channels: int) -> Path:
     text = T5Config(
         vocab_size=3 + len(WORDS),
         d_model=32,
