@@ -6,6 +6,7 @@ starts them and powers off once after a complete batch."""
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from tests.systemd_units import (
     unit_names,
     unit_root,
     unit_with_dropins,
+    user_data_payload,
     values,
     worker_units,
 )
@@ -173,11 +175,14 @@ def test_user_data_writes_every_file_literally(user_data_script: str) -> None:
 
 
 def test_user_data_leaves_room_under_ec2s_16_kb_limit(tmp_path: Path) -> None:
-    """EC2 refuses UserData over 16 KB; the biggest rendering (the private repository's helper
-    included) keeps 1 KB free for the user's own URL, ref and parameter name."""
-    script = render_user_data(tmp_path, {"git_token_parameter": "/music/git-token"})
-    assert "git-credential-ssm.py <<'HELPER'" in script
-    assert len(script.encode()) <= 16 * 1024 - 1024, len(script.encode())
+    """EC2 refuses UserData over 16 KB "in raw form, before it is base64-encoded" (EC2 User Guide,
+    "Work with instance user data"): the bytes of the module's user_data value, gzip here. The
+    biggest rendering (the private repository's helper included) keeps 1 KB free for the user's
+    own URL, ref and parameter name, and is the script cloud-init runs once uncompressed."""
+    settings = {"git_token_parameter": "/music/git-token"}
+    payload = user_data_payload(tmp_path, settings)
+    assert len(payload) <= 16 * 1024 - 1024, len(payload)
+    assert "git-credential-ssm.py <<'HELPER'" in gzip.decompress(payload).decode()
 
 
 def test_every_unit_passes_systemd_analyze_verify(

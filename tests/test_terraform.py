@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import gzip
 import json
 import shutil
 import subprocess
@@ -318,8 +319,11 @@ def test_the_group_launched_tagged_workers(deployment: Deployment, tmp_path: Pat
         user_data = ec2.describe_instance_attribute(
             InstanceId=instance["InstanceId"], Attribute="userData"
         )["UserData"]["Value"]
+        # What EC2 holds is gzip, which cloud-init uncompresses before it runs it.
         check_user_data(
-            base64.b64decode(user_data).decode(), deployment.outputs["bucket_name"], tmp_path
+            gzip.decompress(base64.b64decode(user_data)).decode(),
+            deployment.outputs["bucket_name"],
+            tmp_path,
         )
     # The launcher finds the workers by their tag.
     tagged = ec2.describe_instances(

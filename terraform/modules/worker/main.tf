@@ -70,7 +70,9 @@ resource "aws_launch_template" "this" {
     }
   }
 
-  user_data = base64encode(templatefile("${path.module}/templates/user_data.sh.tftpl", {
+  # gzip: EC2 counts UserData's raw bytes (at most 16 KB) and cloud-init uncompresses gzip content
+  # before it runs it (cloud-init's docs, "User-Data Formats": Gzip Compressed Content).
+  user_data = base64gzip(templatefile("${path.module}/templates/user_data.sh.tftpl", {
     repo_url        = var.git_repo_url
     repo_ref        = var.git_ref
     bucket          = var.bucket_name
@@ -87,6 +89,7 @@ resource "aws_launch_template" "this" {
 
     git_token_parameter   = var.git_token_parameter
     git_credential_helper = file("${path.module}/files/git-credential-ssm.py")
+    sandbox               = file("${path.module}/files/sandbox.conf")
   }))
 
   tag_specifications {
