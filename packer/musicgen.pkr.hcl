@@ -124,6 +124,18 @@ build {
     destination = "/tmp"
   }
 
+  # The worker units' sandbox, the same file the instances' UserData installs, and the script
+  # that runs the smoke check inside it.
+  provisioner "file" {
+    source      = "${path.root}/../terraform/modules/worker/files/sandbox.conf"
+    destination = "/tmp/musicgen-sandbox.conf"
+  }
+
+  provisioner "file" {
+    source      = "${path.root}/sandboxed_smoke_check.sh"
+    destination = "/tmp/musicgen-sandboxed-smoke-check.sh"
+  }
+
   provisioner "shell" {
     environment_vars = [
       "PYTHON=${var.python}",
@@ -144,17 +156,19 @@ build {
       "mkdir -p \"$MODEL_DIR\"",
       "\"$VENV_DIR/bin/python\" -c 'import os, huggingface_hub; huggingface_hub.snapshot_download(os.environ[\"MODEL_ID\"], local_dir=os.environ[\"MODEL_DIR\"])'",
       "rm -rf \"$MODEL_DIR/.cache\"",
-      "mkdir -p /tmp/musicgen-smoke && mv /tmp/worker /tmp/musicgen-smoke/",
-      "PYTHONPATH=/tmp/musicgen-smoke \"$VENV_DIR/bin/python\" /tmp/musicgen-smoke-check.py \"$MODEL_DIR\"",
       # The worker's unprivileged user (no login shell, home = its systemd StateDirectory): it owns
       # the checkout; the venv and the model stay root's and read-only to it.
       "useradd --system --user-group --home-dir /var/lib/musicgen-batch --no-create-home --shell /usr/sbin/nologin musicgen",
       "install -d -o musicgen -g musicgen -m 0750 /opt/musicgen/app",
       "chown -R root:root \"$VENV_DIR\" \"$MODEL_DIR\"",
       "chmod -R u+rwX,go+rX,go-w \"$VENV_DIR\" \"$MODEL_DIR\"",
-      # CUDA and the read-only model as that user, with no way to gain privileges, as in its unit.
-      "setpriv --reuid=musicgen --regid=musicgen --clear-groups --no-new-privs --bounding-set=-all env HOME=/nonexistent XDG_CACHE_HOME=/tmp/musicgen-smoke-cache PYTHONPATH=/tmp/musicgen-smoke \"$VENV_DIR/bin/python\" /tmp/musicgen-smoke-check.py \"$MODEL_DIR\"",
-      "rm -rf /tmp/musicgen-requirements.txt /tmp/musicgen-smoke-check.py /tmp/musicgen-smoke /tmp/musicgen-smoke-cache",
+      # Outside /tmp, which the sandbox makes private.
+      "install -d -m 0755 /opt/musicgen/smoke && mv /tmp/worker /tmp/musicgen-smoke-check.py /opt/musicgen/smoke/",
+      # Every GPU as root: the driver, CUDA torch and the model.
+      "PYTHONPATH=/opt/musicgen/smoke \"$VENV_DIR/bin/python\" /opt/musicgen/smoke/musicgen-smoke-check.py \"$MODEL_DIR\"",
+      # Again as the worker units run it: the musicgen user in their sandbox, by systemd-run.
+      "bash /tmp/musicgen-sandboxed-smoke-check.sh /tmp/musicgen-sandbox.conf /usr/bin/env PYTHONPATH=/opt/musicgen/smoke \"$VENV_DIR/bin/python\" /opt/musicgen/smoke/musicgen-smoke-check.py \"$MODEL_DIR\"",
+      "rm -rf /tmp/musicgen-requirements.txt /tmp/musicgen-sandbox.conf /tmp/musicgen-sandboxed-smoke-check.sh /opt/musicgen/smoke /var/cache/musicgen-batch /var/log/musicgen-batch",
     ]
   }
 }

@@ -50,10 +50,11 @@ data "aws_subnets" "default" {
 module "storage" {
   source = "./modules/storage"
 
-  name          = var.name
-  tags          = var.tags
-  bucket_name   = var.bucket_name
-  force_destroy = var.force_destroy
+  name            = var.name
+  tags            = var.tags
+  bucket_name     = var.bucket_name
+  force_destroy   = var.force_destroy
+  worker_role_arn = module.iam.role_arn
 }
 
 module "iam" {
@@ -91,6 +92,8 @@ module "worker" {
   audio_format = var.audio_format
   keep_alive   = var.keep_alive
   max_hours    = var.max_hours
+
+  max_failed_boots = var.max_failed_boots
 
   git_token_parameter = var.git_token_parameter
 }

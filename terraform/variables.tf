@@ -181,6 +181,17 @@ variable "max_hours" {
   }
 }
 
+variable "max_failed_boots" {
+  description = "Boots that ran nothing (the git checkout failed, or no GPU was usable), counted batch-wide in the bucket's .boot-failures/, after which the failing instance sets the group's desired capacity to 0, so a broken token, repository or AMI costs a few short boots instead of an endless replacement loop."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.max_failed_boots >= 1 && floor(var.max_failed_boots) == var.max_failed_boots
+    error_message = "max_failed_boots must be a whole number >= 1."
+  }
+}
+
 variable "enable_ssm" {
   description = "Attach AmazonSSMManagedInstanceCore to the workers' role, so Session Manager can open a shell on a worker (no inbound port); off by default."
   type        = bool

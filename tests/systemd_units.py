@@ -2,7 +2,8 @@
 rendered by the real terraform binary, the files its heredocs write, and those files laid out
 under a temporary root for ``systemd-analyze``.
 
-- ``render_user_data(settings)``: the UserData script for the worker module's variables.
+- ``user_data_payload(settings)``: the UserData bytes EC2 gets (gzip), for the module's variables.
+- ``render_user_data(settings)``: the script cloud-init runs from them.
 - ``written_files(script)``: ``{absolute path: text}`` of every ``cat > PATH <<'TAG'`` heredoc, and
   of every ``install -m MODE SOURCE PATH`` copy of one.
 - ``worker_units(files)``: every unit that runs code from the git checkout (each GPU's
@@ -17,6 +18,7 @@ under a temporary root for ``systemd-analyze``.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import shutil
@@ -47,9 +49,11 @@ REQUIRED_VARIABLES = {
 
 
 def user_data_expression() -> str:
-    """The ``templatefile(...)`` call of the worker's ``user_data``, verbatim from main.tf."""
+    """The worker's ``user_data`` expression (the encoding around the ``templatefile(...)`` call),
+    verbatim from main.tf."""
     text = (WORKER_MODULE / "main.tf").read_text()
-    start = text.index("templatefile(", text.index("user_data"))
+    start = text.index("=", text.index("\n  user_data")) + 1
+    start += len(text[start:]) - len(text[start:].lstrip())
     depth, in_string, index = 0, False, start
     while True:
         char = text[index]
@@ -81,9 +85,10 @@ def root_defaults() -> dict[str, str]:
     return values
 
 
-def render_user_data(workdir: Path, settings: dict[str, str] | None = None) -> str:
-    """Evaluate the module's own call with ``terraform console``: the module's variables.tf and
-    templates next to one local holding the call (no provider, so no ``init``)."""
+def user_data_payload(workdir: Path, settings: dict[str, str] | None = None) -> bytes:
+    """What EC2 receives and counts, base64-decoded: the module's own ``user_data`` expression
+    evaluated with ``terraform console``, from the module's variables.tf and templates next to one
+    local holding it (no provider, so no ``init``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(WORKER_MODULE / "variables.tf", workdir / "variables.tf")
     for folder in ("templates", "files"):
@@ -96,7 +101,7 @@ def render_user_data(workdir: Path, settings: dict[str, str] | None = None) -> s
         raise RuntimeError(tf_support.skip_reason())
     result = subprocess.run(
         [binary, "console", *args],
-        input="base64encode(local.user_data)\n",
+        input="local.user_data\n",
         cwd=workdir,
         env=tf_support.terraform_env(workdir / "tf"),
         capture_output=True,
@@ -105,7 +110,12 @@ def render_user_data(workdir: Path, settings: dict[str, str] | None = None) -> s
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return base64.b64decode(result.stdout.strip().strip('"')).decode()
+    return base64.b64decode(result.stdout.strip().strip('"'))
+
+
+def render_user_data(workdir: Path, settings: dict[str, str] | None = None) -> str:
+    """The script cloud-init runs: the payload, uncompressed as cloud-init does gzip content."""
+    return gzip.decompress(user_data_payload(workdir, settings)).decode()
 
 
 def written_files(script: str) -> dict[str, str]:

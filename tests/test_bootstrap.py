@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -59,13 +60,14 @@ def stop_post(files: dict[str, str], env_file: Path, status: int, tmp_path: Path
     one worker unit leaving `status` in the run folder, as the bootstrap exited; there is no
     Auto Scaling group here, so an end of batch fails to scale in and powers off, which leaves
     tmp_path/shutdown-requested."""
-    run, calls = run_boot_unit(
+    code, events, output, _ = run_boot_unit(
         files, tmp_path, env_file, gpus=None, statuses=[str(status)], scale_in_status=1
     )
-    assert run.returncode == status, run.stdout + run.stderr
-    assert f"worker on GPU 0 exited {status}" in run.stdout
-    if "--no-block poweroff" in calls:
+    assert code == status, output
+    assert f"worker on GPU 0 exited {status}" in output
+    if [e for e in events if e["event"] == "poweroff"]:
         (tmp_path / "shutdown-requested").touch()
+    shutil.rmtree(tmp_path / "boot-unit")  # the next boot's
 
 
 def test_bootstrap_is_valid_bash() -> None:
@@ -209,40 +211,96 @@ def run_mode(mode: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_scale_in_leaves_the_group_and_uploads_its_log(
-    tmp_path: Path, remote: tuple[str, Path], bucket: str, tiny_model_dir: Path
+def start_script(files: dict[str, str], env_file: Path, folder: Path) -> Path:
+    """The units' start script from the rendered UserData, reading `env_file`."""
+    script = folder / "musicgen-worker-start"
+    script.write_text(files["/usr/local/sbin/musicgen-worker-start"].replace("/etc/musicgen-batch/worker.env", str(env_file)))
+    return script
+
+
+def test_scale_in_needs_nothing_from_git_and_uploads_its_log(
+    tmp_path: Path, bucket: str, tiny_model_dir: Path, user_data_files: dict[str, str]
 ) -> None:
-    """`bootstrap.sh scale-in` as musicgen-scale-in.service runs it, after the checkout unit:
-    the instance (its id from the metadata service) leaves its group, which does not replace
-    it, and the log goes up under the instance's id."""
+    """musicgen-scale-in.service's ExecStart on an instance whose repository is gone and whose
+    checkout is empty: root's end program still takes the instance out of its group, which does
+    not replace it, and its log goes up under the instance's id."""
     me, other = make_group(desired=2)
-    url, _ = remote
     with ImdsStub(instance_id=me) as imds:
-        settings = {**settings_for(tmp_path, url, bucket, tiny_model_dir), "MUSICGEN_IMDS_ENDPOINT": imds.url}
-        env = bootstrap_env(write_env_file(tmp_path / "worker.env", settings))
-        pulled = run_mode("checkout", env)
-        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
-        result = run_mode("scale-in", env)
-        assert result.returncode == 0, result.stdout + result.stderr
-        # Once left, it is not in a group any more: the second call fails, and says why. (A
-        # log is named to the second: the next second keeps the two logs apart.)
-        time.sleep(1.1)
-        again = run_mode("scale-in", env)
+        settings = {
+            **settings_for(tmp_path, f"file://{tmp_path}/gone.git", bucket, tiny_model_dir),
+            "MUSICGEN_IMDS_ENDPOINT": imds.url,
+        }
+        env_file = write_env_file(tmp_path / "worker.env", settings)
+        result = subprocess.run(
+            ["bash", str(start_script(user_data_files, env_file, tmp_path)), "scale-in"],
+            env=bootstrap_env(env_file), capture_output=True, text=True, timeout=300, check=False,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not Path(settings["MUSICGEN_CHECKOUT_DIR"]).exists()
     after = group()
     assert after["DesiredCapacity"] == 1 and [i["InstanceId"] for i in after["Instances"]] == [other]
     assert f"scale-in: {me} leaves {GROUP} without replacement" in result.stdout
-    assert again.returncode == 1
-    assert f"scale-in: {me} is not in an Auto Scaling group" in again.stdout
-    logs = [k for k in keys(bucket) if k.startswith(f"logs/{me}-scale-in-")]
-    assert len(logs) == 2 and [k for k in keys(bucket) if k.startswith(f"logs/{me}-checkout-")]
-    texts = [boto3.client("s3").get_object(Bucket=bucket, Key=k)["Body"].read().decode() for k in logs]
-    assert any("scale-in exited 0" in t and "without replacement" in t for t in texts)
-    assert any("scale-in exited 1" in t for t in texts)
+    (log_key,) = [k for k in keys(bucket) if k.startswith(f"logs/{me}-scale-in-")]
+    log = boto3.client("s3").get_object(Bucket=bucket, Key=log_key)["Body"].read().decode()
+    assert "without replacement" in log
+
+
+def test_a_failed_worker_leaves_its_last_error_line_for_the_boot_unit(
+    tmp_path: Path, remote: tuple[str, Path], bucket: str, tiny_model_dir: Path
+) -> None:
+    """GPU 0's worker unit: the worker refuses its input (exit 2) with one `error:` line; its
+    status and that line wait in the run folder, where the boot unit reads them."""
+    url, _ = remote
+    settings = {**settings_for(tmp_path, url, bucket, tiny_model_dir), "MUSICGEN_PROMPTS": "no-such-prompts.txt"}
+    env = bootstrap_env(write_env_file(tmp_path / "worker.env", settings))
+    assert run_mode("checkout", env).returncode == 0
+    result = subprocess.run(["bash", str(BOOTSTRAP), "worker", "0"], env=env, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    run_dir = Path(settings["MUSICGEN_RUN_DIR"])
+    assert (run_dir / "gpu0.exit").read_text() == "2\n"
+    reason = (run_dir / "gpu0.reason").read_text()
+    assert reason.startswith("error: ") and "no-such-prompts.txt" in reason and reason.count("\n") == 1
+
+
+def test_a_stalled_git_host_ends_the_checkout(
+    tmp_path: Path, remote: tuple[str, Path], bucket: str, tiny_model_dir: Path,
+    user_data_files: dict[str, str],
+) -> None:
+    """The checkout unit on a later boot, its git host now accepting connections and never
+    answering: with the instance's own settings (the rendered worker.env) git gives up once the
+    transfer stays under GIT_HTTP_LOW_SPEED_LIMIT bytes/s for GIT_HTTP_LOW_SPEED_TIME seconds
+    (git-config(1), http.lowSpeedLimit and http.lowSpeedTime), the checkout fails with exit 4
+    and says why, instead of holding a GPU instance forever."""
+    rendered = dict(
+        line.split("=", 1) for line in user_data_files["/etc/musicgen-batch/worker.env"].splitlines() if "=" in line
+    )
+    low_speed = {name: rendered[name].strip("'") for name in ("GIT_HTTP_LOW_SPEED_LIMIT", "GIT_HTTP_LOW_SPEED_TIME")}
+    url, _ = remote
+    settings = {**settings_for(tmp_path, url, bucket, tiny_model_dir), **low_speed}
+    env_file = write_env_file(tmp_path / "worker.env", settings)
+    start = start_script(user_data_files, env_file, tmp_path)
+    first = subprocess.run(["bash", str(start), "checkout"], env=bootstrap_env(env_file),
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stdout + first.stderr
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        stalled = f"http://127.0.0.1:{server.getsockname()[1]}/songs.git"
+        write_env_file(env_file, {**settings, "MUSICGEN_REPO_URL": stalled})
+        started = time.monotonic()
+        result = subprocess.run(["bash", str(start), "checkout"], env=bootstrap_env(env_file),
+                                capture_output=True, text=True, timeout=600, check=False)
+        took = time.monotonic() - started
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert took < int(low_speed["GIT_HTTP_LOW_SPEED_TIME"]) + 60, took
+    reason = (Path(settings["MUSICGEN_RUN_DIR"]) / "checkout.reason").read_text()
+    assert reason.startswith(("error:", "fatal:")), reason
 
 
 def test_an_unknown_mode_prints_the_usage() -> None:
     result = subprocess.run(["bash", str(BOOTSTRAP), "scale-out"], capture_output=True, text=True, check=False)
-    assert (result.returncode, result.stderr) == (2, "usage: bootstrap.sh [checkout | worker GPU_INDEX | scale-in]\n")
+    assert (result.returncode, result.stderr) == (2, "usage: bootstrap.sh [checkout | worker GPU_INDEX]\n")
 
 
 @pytest.fixture
@@ -368,6 +426,8 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
             "MUSICGEN_CHECKOUT_DIR": str(checkout),
             "MUSICGEN_VENV": str(venv),
             "MUSICGEN_LOG_DIR": str(folders["LogsDirectory"]),
+            # The units' RuntimeDirectory, where /run/musicgen-batch would be.
+            "MUSICGEN_RUN_DIR": str(folders["RuntimeDirectory"]),
         }
         env_file = write_env_file(base / "worker.env", settings)
         env_file.chmod(0o644)
@@ -377,8 +437,6 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
             **unit_env,
             "HOME": str(state_dir),
             "TMPDIR": str(private_tmp),
-            # The units' RuntimeDirectory, where /run/musicgen-batch would be.
-            "MUSICGEN_RUN_DIR": str(folders["RuntimeDirectory"]),
         }
         # The units' own ExecStart (reading this run's settings file): on a first boot cut short
         # the checkout unit finds a half-made checkout, clears it as the worker and clones, then

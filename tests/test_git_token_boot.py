@@ -5,12 +5,16 @@ the clone URL, the process list, the output or the run's log."""
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import shutil
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from launcher.gitremote import CREDENTIAL_HELPER
 from tests import systemd_units
@@ -157,12 +161,14 @@ def heredoc(script: str, marker: str) -> str:
 def test_the_first_boot_clones_a_private_repository_through_the_installed_helper(
     tmp_path: Path, remote: tuple[str, Path], private, bucket: str, tiny_model_dir: Path
 ) -> None:
-    """The UserData's start script, as the unit runs it, on a machine with no checkout yet: its
-    clone gets the token from the helper the UserData installs, then the bootstrap runs."""
+    """The UserData's start script, as the checkout unit runs it, on a machine with no checkout
+    yet: its clone gets the token from the helper the UserData installs (beside its aws_retry.py),
+    then the bootstrap's checkout runs."""
     server, url = private
     script = render_user_data(tmp_path, PARAMETER)
     helper = tmp_path / "git-credential-ssm.py"
     helper.write_text(heredoc(script, "HELPER"))
+    (tmp_path / "aws_retry.py").write_text(heredoc(script, "RETRY"))
     settings = token_settings(tmp_path, url, bucket, tiny_model_dir)
     settings["MUSICGEN_GIT_CREDENTIAL_HELPER"] = str(helper)
     env_file = write_env_file(tmp_path / "worker.env", settings)
@@ -172,7 +178,7 @@ def test_the_first_boot_clones_a_private_repository_through_the_installed_helper
     )
 
     result = subprocess.run(
-        ["bash", str(start)],
+        ["bash", str(start), "checkout"],
         env={**bootstrap_env(env_file), "GIT_TERMINAL_PROMPT": "0"},
         capture_output=True,
         text=True,
@@ -180,7 +186,51 @@ def test_the_first_boot_clones_a_private_repository_through_the_installed_helper
         check=False,
     )
 
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     checkout = Path(settings["MUSICGEN_CHECKOUT_DIR"])
     assert git("rev-parse", "HEAD", cwd=checkout) == git("rev-parse", "HEAD", cwd=remote[1])
     assert_token_kept_secret(server, checkout, result.stdout, result.stderr, uploaded_logs(bucket))
+
+
+# -- IAM's first minutes: the helper in this process ---------------------------------------------
+
+
+def load_helper() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("git_credential_ssm", CREDENTIAL_HELPER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Ssm:
+    """GetParameter refused `refusals` times, as SSM refuses a role whose policy it does not see
+    yet (AccessDeniedException), then answered."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals, self.calls = refusals, 0
+
+    def get_parameter(self, Name: str, WithDecryption: bool) -> dict:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "GetParameter")
+        return {"Parameter": {"Name": Name, "Value": TOKEN}}
+
+
+@pytest.mark.parametrize(
+    ("grace", "uptime", "answered", "calls"),
+    [("300", 20.0, True, 3), ("300", 3600.0, False, 1), (None, 20.0, False, 1)],
+    ids=["first-minutes", "later", "the-launchers-check"],
+)
+def test_the_helper_tries_a_refusal_again_only_in_an_instances_first_minutes(
+    monkeypatch: pytest.MonkeyPatch, grace: str | None, uptime: float, answered: bool, calls: int
+) -> None:
+    helper = load_helper()
+    monkeypatch.setenv("MUSICGEN_GIT_TOKEN_PARAMETER", PARAMETER)
+    if grace is not None:
+        monkeypatch.setenv("MUSICGEN_IAM_GRACE_S", grace)
+    ssm, out, waits = Ssm(refusals=2), io.StringIO(), []
+    status = helper.main(["helper", "get"], io.StringIO("protocol=https\n\n"), out, ssm=ssm,
+                         uptime=lambda: uptime + sum(waits), sleep=waits.append)
+    assert (status == 0) == answered
+    assert ssm.calls == calls
+    assert (f"password={TOKEN}" in out.getvalue()) == answered

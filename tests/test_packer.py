@@ -4,9 +4,11 @@ pyproject.toml, and the AMI's smoke check run on the tiny model."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import ModuleType
@@ -16,12 +18,13 @@ import pytest
 import torch
 
 from tests.hcl import blocks, load
-from tests.systemd_units import values, worker_units
+from tests.systemd_units import UNIT_DIR, parse_unit, values, worker_units
 from tests.tf_support import REPO_ROOT
 from worker.engine import Engine
 
 PACKER_DIR = REPO_ROOT / "packer"
 TEMPLATE = PACKER_DIR / "musicgen.pkr.hcl"
+SANDBOX = REPO_ROOT / "terraform" / "modules" / "worker" / "files" / "sandbox.conf"
 # Runs on the operator's machine, never on a worker.
 LAUNCHER_ONLY = {"python-terraform"}
 
@@ -103,7 +106,8 @@ def test_provisioners_install_the_venv_download_the_model_and_smoke_check() -> N
     (build,) = load(TEMPLATE)["build"]
     uploads = {p["file"]["source"] for p in build["provisioner"] if "file" in p}
     assert uploads == {
-        "${path.root}/requirements.txt", "${path.root}/smoke_check.py", "${path.root}/../worker"
+        "${path.root}/requirements.txt", "${path.root}/smoke_check.py", "${path.root}/../worker",
+        f"${{path.root}}/../{SANDBOX.relative_to(REPO_ROOT)}", "${path.root}/sandboxed_smoke_check.sh",
     }
     (worker_upload,) = [
         p["file"] for p in build["provisioner"] if p.get("file", {}).get("source", "").endswith("/worker")
@@ -118,9 +122,9 @@ def test_provisioners_install_the_venv_download_the_model_and_smoke_check() -> N
     assert "snapshot_download" in script and "MODEL_DIR" in script
     assert 'musicgen-smoke-check.py \\"$MODEL_DIR\\"' in script
     # The check imports the worker package uploaded next to it.
-    assert "mv /tmp/worker /tmp/musicgen-smoke/" in script
-    assert 'PYTHONPATH=/tmp/musicgen-smoke \\"$VENV_DIR/bin/python\\" /tmp/musicgen-smoke-check.py' in script
-    assert script.index("snapshot_download") < script.index("PYTHONPATH=/tmp/musicgen-smoke")
+    assert "mv /tmp/worker /tmp/musicgen-smoke-check.py /opt/musicgen/smoke/" in script
+    assert 'PYTHONPATH=/opt/musicgen/smoke \\"$VENV_DIR/bin/python\\" /opt/musicgen/smoke/musicgen-smoke-check.py' in script
+    assert script.index("snapshot_download") < script.index("PYTHONPATH=/opt/musicgen/smoke")
     assert "{{ .Vars }}" in shell["execute_command"]
     assert "VENV_DIR=${var.venv_dir}" in shell["environment_vars"]
     assert "MODEL_DIR=${var.model_dir}" in shell["environment_vars"]
@@ -273,13 +277,45 @@ def test_ami_bakes_the_unprivileged_worker_user_and_a_read_only_venv_and_model()
     assert "install -d -o musicgen -g musicgen -m 0750 /opt/musicgen/app" in lines
     assert 'chown -R root:root \\"$VENV_DIR\\" \\"$MODEL_DIR\\"' in lines
     assert 'chmod -R u+rwX,go+rX,go-w \\"$VENV_DIR\\" \\"$MODEL_DIR\\"' in lines
-    (unprivileged,) = [line for line in lines if line.startswith("setpriv ")]
-    assert "--reuid=musicgen" in unprivileged and "--no-new-privs" in unprivileged
-    assert "--bounding-set=-all" in unprivileged
-    assert unprivileged.endswith('musicgen-smoke-check.py \\"$MODEL_DIR\\"')
-    # The user and its folders come before the unprivileged check, and the clean-up after it.
-    assert lines.index(useradd) < lines.index(unprivileged) < len(lines) - 1
-    assert "/tmp/musicgen-smoke-check.py" in lines[-1] and lines[-1].startswith("rm ")
+    (sandboxed,) = [line for line in lines if "sandboxed-smoke-check.sh" in line and line.startswith("bash ")]
+    assert sandboxed.endswith('musicgen-smoke-check.py \\"$MODEL_DIR\\"')
+    # The user and its folders come before the sandboxed check, and the clean-up after it.
+    assert lines.index(useradd) < lines.index(sandboxed) < len(lines) - 1
+    assert "/tmp/musicgen-sandbox.conf" in lines[-1] and lines[-1].startswith("rm ")
+
+
+def test_the_sandboxed_smoke_check_runs_in_exactly_the_worker_units_sandbox(
+    user_data_files: dict[str, str], tmp_path: Path
+) -> None:
+    """packer/sandboxed_smoke_check.sh with the file the template uploads, against a stand-in
+    `systemd-run` that records its arguments: every setting of the worker units' sandbox drop-in
+    (as the rendered UserData installs it) is one --property, in order, and nothing else; the
+    program runs under it, and its exit status is the build step's."""
+    (build,) = load(TEMPLATE)["build"]
+    uploads = {p["file"]["destination"]: p["file"]["source"] for p in build["provisioner"] if "file" in p}
+    assert uploads["/tmp/musicgen-sandbox.conf"].replace("${path.root}", str(PACKER_DIR)) == (
+        f"{PACKER_DIR}/../{SANDBOX.relative_to(REPO_ROOT)}"
+    )
+    recorded = tmp_path / "systemd-run.json"
+    stand_in = tmp_path / "bin" / "systemd-run"
+    stand_in.parent.mkdir()
+    stand_in.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(recorded)!r}, 'w').write(json.dumps(sys.argv[1:]))\nsys.exit(7)\n"
+    )
+    stand_in.chmod(0o755)
+    done = subprocess.run(
+        ["bash", str(PACKER_DIR / "sandboxed_smoke_check.sh"), str(SANDBOX), "/usr/bin/python3", "check.py", "/model"],
+        env={"PATH": f"{stand_in.parent}:/usr/bin:/bin"}, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 7, done.stderr
+    argv = json.loads(recorded.read_text())
+    assert {"--wait", "--pipe"} <= set(argv)
+    assert argv[argv.index("--") + 1:] == ["/usr/bin/python3", "check.py", "/model"]
+    passed = [a.removeprefix("--property=") for a in argv if a.startswith("--property=")]
+    for unit in worker_units(user_data_files):
+        installed = parse_unit(user_data_files[f"{UNIT_DIR}/{unit}.d/sandbox.conf"])
+        assert passed == [f"{key}={value}" for key, value in installed["Service"]], unit
 
 
 def test_ami_user_matches_the_worker_units(user_data_files: dict[str, str]) -> None:

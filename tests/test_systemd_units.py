@@ -6,6 +6,7 @@ starts them and powers off once after a complete batch."""
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 import subprocess
@@ -13,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.boot import run_boot_unit
+from tests.support.boot import SCALE_IN, run_boot_unit, write_env_file
 from tests.systemd_units import (
     BOOT_UNIT,
     UNIT_DIR,
     exec_programs,
     instance_name,
-    render_user_data,
     unit_names,
     unit_root,
     unit_with_dropins,
+    user_data_payload,
     values,
     worker_units,
 )
@@ -92,6 +93,7 @@ SERVICE_SETTING_SINCE = {
         0,
     ),
     "NoNewPrivileges": 187,
+    "TimeoutStartSec": 188,
     "SystemCallFilter": 187,
     "SystemCallErrorNumber": 187,
     "RestrictAddressFamilies": 211,
@@ -173,11 +175,14 @@ def test_user_data_writes_every_file_literally(user_data_script: str) -> None:
 
 
 def test_user_data_leaves_room_under_ec2s_16_kb_limit(tmp_path: Path) -> None:
-    """EC2 refuses UserData over 16 KB; the biggest rendering (the private repository's helper
-    included) keeps 1 KB free for the user's own URL, ref and parameter name."""
-    script = render_user_data(tmp_path, {"git_token_parameter": "/music/git-token"})
-    assert "git-credential-ssm.py <<'HELPER'" in script
-    assert len(script.encode()) <= 16 * 1024 - 1024, len(script.encode())
+    """EC2 refuses UserData over 16 KB "in raw form, before it is base64-encoded" (EC2 User Guide,
+    "Work with instance user data"): the bytes of the module's user_data value, gzip here. The
+    biggest rendering (the private repository's helper included) keeps 1 KB free for the user's
+    own URL, ref and parameter name, and is the script cloud-init runs once uncompressed."""
+    settings = {"git_token_parameter": "/music/git-token"}
+    payload = user_data_payload(tmp_path, settings)
+    assert len(payload) <= 16 * 1024 - 1024, len(payload)
+    assert "git-credential-ssm.py <<'HELPER'" in gzip.decompress(payload).decode()
 
 
 def test_every_unit_passes_systemd_analyze_verify(
@@ -212,11 +217,10 @@ def exposure(root: Path, name: str) -> float:
 def test_the_scale_in_unit_is_as_confined_as_the_checkout(
     workers: dict[str, dict], root: Path, user_data_files: dict[str, str]
 ) -> None:
-    """It runs the repository's bootstrap (scale-in mode) with the instance role: the checkout's
-    sandbox, file for file, and an exposure no higher."""
+    """It runs root's end program with the instance role: the checkout's sandbox, file for file,
+    and an exposure no higher."""
     scale_in = workers["musicgen-scale-in.service"]
     assert values(scale_in, "Service", "Type") == ["oneshot"]
-    assert values(scale_in, "Service", "ExecStart") == ["/usr/local/sbin/musicgen-worker-start scale-in"]
     assert not values(scale_in, "Install", "WantedBy")  # started by the boot unit only
     assert (
         user_data_files[f"{UNIT_DIR}/musicgen-scale-in.service.d/sandbox.conf"]
@@ -335,9 +339,9 @@ def test_gpu_devices_are_prepared_by_root_before_every_worker(
     devices = unit_with_dropins("musicgen-gpu-devices.service", user_data_files)
     assert values(devices, "Service", "Type") == ["oneshot"]
     assert values(devices, "Service", "RemainAfterExit") == ["yes"]
+    # Its one program is UserData's; what it makes: tests/test_gpu_devices.py.
     (program,) = [p for _, _, p in exec_programs(devices)]
-    script = user_data_files[program]
-    assert "nvidia-modprobe -u -c 0 -c 1" in script and "nvidia-modprobe -c 255" in script
+    assert program in user_data_files
     # The GPU workers, and the boot unit that counts the GPUs with nvidia-smi.
     gpu_units = {n: u for n, u in workers.items() if "@" in n}
     assert gpu_units
@@ -362,7 +366,6 @@ def test_the_boot_unit_is_root_and_runs_only_its_userdata_script(
     script = user_data_files[program]
     for checkout_code in ("bootstrap.sh", CHECKOUT, "MUSICGEN_CHECKOUT_DIR", "MUSICGEN_VENV", "python"):
         assert checkout_code not in script, checkout_code
-    assert "systemctl start --wait musicgen-checkout.service" in script
     # The units it starts are the sandboxed ones, run as the musicgen user.
     for name in ("musicgen-checkout.service", "musicgen-worker@.service"):
         assert values(workers[name], "Service", "User") == ["musicgen"], name
@@ -378,44 +381,65 @@ def boot_run(
     keep_alive: str,
     gpus: int,
     statuses: list[str | None],
+    reasons: list[str] | None = None,
     checkout_status: int = 0,
+    checkout_reason: str = "",
     scale_in_status: int = 0,
-) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """The boot unit's root script (tests/support/boot.py) on `gpus` GPUs with the given
-    keep_alive; returns the run and the systemctl calls in order."""
-    env_file = tmp_path / "worker.env"
-    env_file.write_text(f"MUSICGEN_KEEP_ALIVE='{keep_alive}'\nMUSICGEN_MAX_HOURS='12'\n")
+    system_state: str = "running",
+) -> tuple[int, list[dict], str, str | None]:
+    """The boot unit through the fake systemctl (tests/support/boot.py) on `gpus` GPUs with the
+    given keep_alive, its units stand-ins that exit as given; returns its status, the journal,
+    its output and what it told the end program."""
+    env_file = write_env_file(tmp_path / "worker.env", {
+        "MUSICGEN_KEEP_ALIVE": keep_alive,
+        "MUSICGEN_MAX_HOURS": "12",
+        "MUSICGEN_RUN_DIR": str(tmp_path / "run"),
+        "MUSICGEN_BOOT_FAILURE_FILE": str(tmp_path / "boot" / "failure"),
+    })
+    (tmp_path / "boot-unit").mkdir()
+    (tmp_path / "boot-unit" / "system-state").write_text(system_state)
     return run_boot_unit(
         user_data_files,
         tmp_path,
         env_file,
         gpus=gpus,
         statuses=statuses,
+        reasons=reasons,
         checkout_status=checkout_status,
+        checkout_reason=checkout_reason,
         scale_in_status=scale_in_status,
     )
 
 
-SCALE_IN = "start --wait musicgen-scale-in.service"
-POWEROFF = "--no-block poweroff"
+def end_actions(events: list[dict]) -> list[str]:
+    """The units' results at the end: the scale-in unit's start, the power-off."""
+    return [
+        "poweroff" if e["event"] == "poweroff" else "scale-in"
+        for e in events
+        if e["event"] == "poweroff" or (e["event"] == "start" and e["unit"] == SCALE_IN)
+    ]
+
+
+UNUSABLE = "error: GPU unusable: CUDA error: no CUDA-capable device is detected"
 
 
 @pytest.mark.parametrize(
     ("keep_alive", "gpus", "statuses", "scale_in_status", "status", "end"),
     [
-        ("0", 4, ["0", "0", "0", "0"], 0, 0, [SCALE_IN]),
+        ("0", 4, ["0", "0", "0", "0"], 0, 0, ["scale-in"]),
         ("1", 4, ["0", "0", "0", "0"], 0, 0, []),  # keep_alive: up, and billed
-        ("0", 4, ["0", "1", "0", "0"], 0, 1, [SCALE_IN]),  # a song failed for good
-        ("0", 4, ["0", "5", "0", "0"], 0, 5, [SCALE_IN]),  # max_hours reached
+        ("0", 4, ["0", "1", "0", "0"], 0, 1, ["scale-in"]),  # a song failed for good
+        ("0", 4, ["0", "5", "0", "0"], 0, 5, ["scale-in"]),  # max_hours reached
         ("1", 4, ["0", "5", "0", "0"], 0, 5, []),
         ("0", 4, ["3", "3", "3", "3"], 0, 3, []),  # the instance is being stopped
         ("0", 4, ["0", "3", "0", "1"], 0, 3, []),  # one worker saw the spot notice
-        ("0", 4, ["0", "0", "0", "0"], 1, 0, [SCALE_IN, POWEROFF]),  # scale-in refused
-        ("0", 4, ["2", "2", "2", "2"], 1, 2, [SCALE_IN, POWEROFF]),
-        ("0", 4, ["0", "0", "0", None], 0, 1, [SCALE_IN]),  # a worker killed before it reported
-        ("0", 4, ["0", "0", "0", "x"], 0, 1, [SCALE_IN]),
-        ("0", 0, ["0"], 0, 0, [SCALE_IN]),  # no GPU: one worker
-        ("0", 0, [None], 0, 1, [SCALE_IN]),  # a stale status from an earlier run does not count
+        ("0", 4, ["143", "143", "143", "143"], 0, 143, ["scale-in"]),  # stopped, not a shutdown
+        ("0", 4, ["0", "0", "0", "0"], 1, 0, ["scale-in", "poweroff"]),  # scale-in refused
+        ("0", 4, ["2", "2", "2", "2"], 1, 2, ["scale-in", "poweroff"]),
+        ("0", 4, ["0", "0", "0", None], 0, 1, ["scale-in"]),  # a worker killed before it reported
+        ("0", 4, ["0", "0", "0", "x"], 0, 1, ["scale-in"]),
+        ("0", 0, ["0"], 0, 0, ["scale-in"]),  # no GPU: one worker
+        ("0", 0, [None], 0, 1, ["scale-in"]),  # a stale status from an earlier run does not count
     ],
 )
 def test_the_boot_unit_ends_the_instance_once_unless_it_is_stopping_or_kept_alive(
@@ -428,7 +452,7 @@ def test_the_boot_unit_ends_the_instance_once_unless_it_is_stopping_or_kept_aliv
     status: int,
     end: list[str],
 ) -> None:
-    run, calls = boot_run(
+    code, events, output, told = boot_run(
         user_data_files,
         tmp_path,
         keep_alive=keep_alive,
@@ -436,28 +460,79 @@ def test_the_boot_unit_ends_the_instance_once_unless_it_is_stopping_or_kept_aliv
         statuses=statuses,
         scale_in_status=scale_in_status,
     )
-    assert run.returncode == status, run.stdout + run.stderr
-    workers = [f"musicgen-worker@{i}.service" for i in range(max(gpus, 1))]
-    expected = ["start --wait musicgen-checkout.service", f"start --wait {' '.join(workers)}"]
+    assert code == status, output
+    workers = {f"musicgen-worker@{i}.service" for i in range(max(gpus, 1))}
+    stops = {e["unit"]: e for e in events if e["event"] == "stop"}
+    assert workers <= set(stops), events
+    assert stops["musicgen-checkout.service"]["time"] <= min(
+        e["time"] for e in events if e["event"] == "start" and e["unit"] in workers
+    )
     # The end action: once, after the last worker had stopped; the power-off only when the
-    # scale-in failed.
-    assert calls == expected + end, calls
-    assert f"workers exited {status}" in run.stdout
+    # scale-in failed; and this boot did not fail, so the end program is told nothing.
+    assert end_actions(events) == end, events
+    last_worker = max(stops[unit]["time"] for unit in workers)
+    assert all(e["time"] >= last_worker for e in events if e["event"] == "poweroff" or e.get("unit") == SCALE_IN)
+    assert told == ("" if end else None)
+    assert f"workers exited {status}" in output
     if "3" in statuses:
-        assert "the instance is being stopped; no end action" in run.stdout
+        assert "the instance is stopping; no end action" in output
     elif keep_alive == "1":
-        assert "keep_alive: the instance stays up, and billed, until terraform destroy" in run.stdout
+        assert "keep_alive: the instance stays up, and billed, until terraform destroy" in output
     elif scale_in_status:
-        assert "scale-in failed (see musicgen-scale-in.service); powering off" in run.stdout
+        assert "scale-in failed (see musicgen-scale-in.service); powering off" in output
     else:
-        assert "scaled in: the group terminates this instance" in run.stdout
+        assert "scaled in: the group terminates this instance" in output
+
+
+@pytest.mark.parametrize(
+    ("statuses", "nothing_ran"),
+    [(["0", "6", "0", "0"], "0"), (["6", "6", "6", "6"], "1")],
+    ids=["one-gpu-unusable", "every-gpu-unusable"],
+)
+def test_an_unusable_gpu_is_a_failed_boot_told_to_the_end_program(
+    user_data_files: dict[str, str], tmp_path: Path, statuses: list[str], nothing_ran: str
+) -> None:
+    """Exit 6 with the worker's one-line reason (bootstrap.sh's gpuN.reason): the boot failed;
+    it ran nothing when every GPU was unusable."""
+    reasons = [UNUSABLE if code == "6" else "" for code in statuses]
+    code, events, output, told = boot_run(
+        user_data_files, tmp_path, keep_alive="0", gpus=4, statuses=statuses, reasons=reasons
+    )
+    assert code == 6, output
+    assert end_actions(events) == ["scale-in"]
+    unusable = "; ".join(f"GPU {i}: {UNUSABLE}" for i, c in enumerate(statuses) if c == "6")
+    assert told == f"nothing_ran={nothing_ran}\nreason={unusable}\n"
+    assert f"worker on GPU 1 exited 6: {UNUSABLE}" in output
+
+
+def test_a_shutdown_is_an_instance_stop_whatever_the_workers_said(
+    user_data_files: dict[str, str], tmp_path: Path
+) -> None:
+    """systemctl(1): is-system-running prints "stopping" once shutdown has begun; workers stopped
+    then need not say 3 for the instance to be left alone."""
+    code, events, output, told = boot_run(
+        user_data_files, tmp_path, keep_alive="0", gpus=2, statuses=["143", "143"], system_state="stopping"
+    )
+    assert code == 143
+    assert end_actions(events) == [] and told is None
+    assert "the instance is stopping; no end action" in output
+
+
+def test_keep_alive_keeps_a_failed_boot_up_and_tells_no_end_program(
+    user_data_files: dict[str, str], tmp_path: Path
+) -> None:
+    code, events, output, told = boot_run(
+        user_data_files, tmp_path, keep_alive="1", gpus=1, statuses=["6"], reasons=[UNUSABLE]
+    )
+    assert (code, end_actions(events), told) == (6, [], None)
+    assert f"failed boot: GPU 0: {UNUSABLE}" in output
 
 
 @pytest.mark.parametrize(
     ("keep_alive", "scale_in_status", "end"),
     [
-        ("0", 0, ["start --wait musicgen-scale-in.service"]),
-        ("0", 1, ["start --wait musicgen-scale-in.service", "--no-block poweroff"]),
+        ("0", 0, ["scale-in"]),
+        ("0", 1, ["scale-in", "poweroff"]),
         ("1", 0, []),
     ],
     ids=["scale-in", "scale-in-fails", "keep-alive"],
@@ -465,15 +540,20 @@ def test_the_boot_unit_ends_the_instance_once_unless_it_is_stopping_or_kept_aliv
 def test_the_boot_unit_starts_no_worker_without_a_checkout_and_ends_like_a_batch(
     user_data_files: dict[str, str], tmp_path: Path, keep_alive: str, scale_in_status: int, end: list[str]
 ) -> None:
-    """Without a checkout the instance can do nothing: it leaves the group (or powers off, and
-    a replacement tries again) instead of billing idle until destroy."""
-    run, calls = boot_run(
-        user_data_files, tmp_path, keep_alive=keep_alive, gpus=4, statuses=[], checkout_status=1,
-        scale_in_status=scale_in_status,
+    """Without a checkout the instance can do nothing: it records the failed boot and leaves the
+    group (or powers off) instead of billing idle until destroy."""
+    reason = "fatal: repository 'https://git.example.com/songs.git/' not found"
+    code, events, output, told = boot_run(
+        user_data_files, tmp_path, keep_alive=keep_alive, gpus=4, statuses=[], checkout_status=4,
+        checkout_reason=reason, scale_in_status=scale_in_status,
     )
-    assert run.returncode == 4, run.stdout + run.stderr
-    assert calls == ["start --wait musicgen-checkout.service", *end], calls
-    assert "not starting the workers" in run.stdout
+    assert code == 4, output
+    assert [e["unit"] for e in events if e["event"] == "start"] == [
+        "musicgen-worker.service", "musicgen-checkout.service", *([SCALE_IN] if end else [])
+    ]
+    assert end_actions(events) == end
+    assert told == (f"nothing_ran=1\nreason=the git checkout failed: {reason}\n" if end else None)
+    assert "not starting the workers" in output
 
 
 def test_helper_scripts_are_valid_bash(user_data_files: dict[str, str], tmp_path: Path) -> None:
@@ -531,27 +611,31 @@ def test_unit_paths_match_the_settings_and_the_bootstrap(
             assert not settings[read_only].strip("'").startswith(CHECKOUT), read_only
 
 
-def test_gpu_device_helper_asks_nvidia_modprobe_for_the_control_and_uvm_nodes(
-    user_data_files: dict[str, str], tmp_path: Path
-) -> None:
-    """Off a GPU machine only the fixed nodes are asked for; the per-GPU loop finds none."""
-    helper = tmp_path / "devices"
-    helper.write_text(user_data_files["/usr/local/sbin/musicgen-gpu-devices"])
-    calls = tmp_path / "calls"
-    fake = tmp_path / "bin" / "nvidia-modprobe"
-    fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
-    fake.chmod(0o755)
-    run = subprocess.run(
-        ["bash", str(helper)],
-        env={"PATH": f"{fake.parent}:/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=False,
+def timespan_s(value: str) -> float:
+    """A systemd time span as systemd itself reads it (`systemd-analyze timespan`)."""
+    out = analyze("timespan", value).stdout
+    (micro,) = [line.split(":", 1)[1] for line in out.splitlines() if line.strip().startswith("μs:")]
+    return int(micro) / 1e6
+
+
+def test_no_oneshot_unit_can_hold_the_instance_forever(user_data_files: dict[str, str]) -> None:
+    """systemd.service(5): a Type=oneshot unit has no start timeout unless given one, so a stalled
+    step (a git host that stops answering, a busy group) would keep a GPU instance up. Each has a
+    finite one, and the boot unit's covers its checkout, a worker stopped by RuntimeMaxSec= and
+    the end; its stop timeout covers the workers' checkpoints and the end."""
+    oneshots = {}
+    for name in unit_names(user_data_files):
+        unit = unit_with_dropins(name, user_data_files)
+        if values(unit, "Service", "Type") == ["oneshot"]:
+            (timeout,) = values(unit, "Service", "TimeoutStartSec")
+            assert timeout not in ("infinity", "0"), name
+            oneshots[name] = timespan_s(timeout)
+    assert {BOOT_UNIT, "musicgen-checkout.service", "musicgen-scale-in.service", "musicgen-gpu-devices.service"} <= set(oneshots)
+    worker = unit_with_dropins("musicgen-worker@.service", user_data_files)
+    (runtime_max,) = values(worker, "Service", "RuntimeMaxSec")
+    (worker_stop,) = values(worker, "Service", "TimeoutStopSec")
+    assert oneshots[BOOT_UNIT] >= (
+        oneshots["musicgen-checkout.service"] + timespan_s(runtime_max) + oneshots["musicgen-scale-in.service"]
     )
-    assert run.returncode == 0, run.stderr
-    asked = calls.read_text().splitlines()
-    assert asked[:2] == ["-c 255", "-u -c 0 -c 1"]
-    gpus = Path("/proc/driver/nvidia/gpus")
-    assert len(asked) == 2 + (len(list(gpus.iterdir())) if gpus.is_dir() else 0)
-    assert all(re.fullmatch(r"-c \d+", line) for line in asked[2:]), asked
+    (boot_stop,) = values(unit_with_dropins(BOOT_UNIT, user_data_files), "Service", "TimeoutStopSec")
+    assert timespan_s(boot_stop) >= timespan_s(worker_stop) + oneshots["musicgen-scale-in.service"]

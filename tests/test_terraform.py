@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import gzip
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import boto3
 import pytest
 
 from tests import systemd_units, tf_support
+from tests.support.iam_policy import explicitly_denied
 
 pytestmark = [
     pytest.mark.terraform,
@@ -39,6 +41,7 @@ SETTINGS = {
     "audio_format": "flac",
     "model_path": "/opt/musicgen/models/musicgen-small",
     "git_token_parameter": "/music/git-token",
+    "max_failed_boots": "2",
 }
 TEST_AMI_NAME = "musicgen-batch-20260101-000000"
 
@@ -241,6 +244,9 @@ def test_the_group_is_all_spot_over_every_default_subnet(deployment: Deployment)
     group = the_group(deployment)
     assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (0, 2, 2)
     assert group["CapacityRebalance"] is True
+    # A worker's own scale-in must not set off a rebalance that ends busy workers in other zones;
+    # capacity rebalancing is another process and stays on.
+    assert [p["ProcessName"] for p in group["SuspendedProcesses"]] == ["AZRebalance"]
     assert group["HealthCheckType"] == "EC2"
     policy = group["MixedInstancesPolicy"]
     distribution = policy["InstancesDistribution"]
@@ -318,8 +324,11 @@ def test_the_group_launched_tagged_workers(deployment: Deployment, tmp_path: Pat
         user_data = ec2.describe_instance_attribute(
             InstanceId=instance["InstanceId"], Attribute="userData"
         )["UserData"]["Value"]
+        # What EC2 holds is gzip, which cloud-init uncompresses before it runs it.
         check_user_data(
-            base64.b64decode(user_data).decode(), deployment.outputs["bucket_name"], tmp_path
+            gzip.decompress(base64.b64decode(user_data)).decode(),
+            deployment.outputs["bucket_name"],
+            tmp_path,
         )
     # The launcher finds the workers by their tag.
     tagged = ec2.describe_instances(
@@ -346,6 +355,46 @@ def test_workers_have_an_egress_only_security_group(deployment: Deployment) -> N
 
 def test_the_bucket_is_private_encrypted_and_tls_only(deployment: Deployment) -> None:
     check_bucket(deployment.outputs["bucket_name"])
+
+
+def test_the_workers_cannot_overwrite_a_song(deployment: Deployment) -> None:
+    """The applied bucket policy, evaluated as IAM evaluates a Deny (tests/support/iam_policy.py):
+    the worker role's PutObject of a song without If-None-Match or If-Match is refused; with one
+    of them, a bookkeeping key, or a multipart part (s3:ObjectCreationOperation false) it is not;
+    nobody else is affected."""
+    bucket = deployment.outputs["bucket_name"]
+    policy = json.loads(boto3.client("s3").get_bucket_policy(Bucket=bucket)["Policy"])
+    ec2 = boto3.client("ec2")
+    (version,) = ec2.describe_launch_template_versions(
+        LaunchTemplateId=ec2.describe_launch_templates()["LaunchTemplates"][0]["LaunchTemplateId"],
+        Versions=["$Latest"],
+    )["LaunchTemplateVersions"]
+    profile = boto3.client("iam").get_instance_profile(
+        InstanceProfileName=version["LaunchTemplateData"]["IamInstanceProfile"]["Name"]
+    )
+    (role,) = profile["InstanceProfile"]["Roles"]
+
+    def denied(key: str, who: str = role["Arn"], creating: str = "true", **headers: str) -> bool:
+        context = {
+            "aws:SecureTransport": "true",
+            "s3:ObjectCreationOperation": creating,
+            "s3:if-none-match": headers.get("if_none_match"),
+            "s3:if-match": headers.get("if_match"),
+        }
+        return explicitly_denied(policy, who, "s3:PutObject", f"arn:aws:s3:::{bucket}/{key}", context)
+
+    for song in ("calm.wav", "epic.flac", "a/b/c.wav", ".leases.wav", "logs.wav"):
+        assert denied(song), song
+        assert not denied(song, if_none_match="*"), song
+        assert not denied(song, if_match='"0123abcd"'), song
+        assert not denied(song, creating="false"), song  # CreateMultipartUpload, UploadPart
+        assert not denied(song, who="arn:aws:iam::123456789012:user/operator"), song
+    for bookkeeping in (
+        ".leases/calm.wav.json", ".checkpoints/calm.wav/3.npz", ".failures/calm.wav.json",
+        ".records/calm.wav.json", ".boot-failures/i-0123.json", ".damaged/calm.wav.20261204T160000Z",
+        "logs/i-0123-gpu0-20261204T160000Z.log", "cost_report.csv", "index.html",
+    ):
+        assert not denied(bookkeeping), bookkeeping
 
 
 def test_the_role_allows_the_bucket_and_scale_in_of_its_own_group(
@@ -493,6 +542,7 @@ def check_user_data(script: str, bucket: str, tmp_path: Path) -> None:
         "AWS_REGION='us-east-1'",
         "MUSICGEN_GIT_TOKEN_PARAMETER='/music/git-token'",
         "MUSICGEN_GIT_CREDENTIAL_HELPER='/usr/local/lib/musicgen-batch/git-credential-ssm.py'",
+        "MUSICGEN_MAX_FAILED_BOOTS='2'",
     ]:
         assert line in script.splitlines()
     assert "/etc/musicgen-batch/worker.env" in script
@@ -532,7 +582,7 @@ def check_bucket(bucket: str) -> None:
     assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]
 
     policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    (deny,) = policy["Statement"]
+    (deny,) = [s for s in policy["Statement"] if s.get("Sid") == "DenyInsecureTransport"]
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert sorted(deny["Resource"]) == [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
@@ -579,6 +629,11 @@ def check_role(profile_name: str, bucket: str, group_name: str) -> None:
             "autoscaling:TerminateInstanceInAutoScalingGroup",
             f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/{group_name}",
         ),
+        # After max_failed_boots boots that ran nothing: this group to 0, no other.
+        (
+            "autoscaling:SetDesiredCapacity",
+            f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/{group_name}",
+        ),
         # AWS defines no resource type for this read-only List action: "*" is required.
         ("autoscaling:DescribeAutoScalingInstances", "*"),
     }
@@ -589,6 +644,6 @@ def check_role(profile_name: str, bucket: str, group_name: str) -> None:
             AutoScalingGroupNames=[group_name]
         )["AutoScalingGroups"]
     ]
-    (pattern,) = [r for a, r in allowed if a.startswith("autoscaling:Terminate")]
-    assert fnmatch.fnmatchcase(real_arn, pattern)
-    assert not fnmatch.fnmatchcase(real_arn + "-other", pattern)
+    for pattern in [r for a, r in allowed if a.startswith(("autoscaling:Terminate", "autoscaling:Set"))]:
+        assert fnmatch.fnmatchcase(real_arn, pattern)
+        assert not fnmatch.fnmatchcase(real_arn + "-other", pattern)

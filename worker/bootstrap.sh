@@ -1,32 +1,29 @@
 #!/bin/bash
-# Runs on every boot of a worker instance, in one of four ways:
+# Runs on every boot of a worker instance, in one of three ways:
 #   bootstrap.sh checkout      musicgen-checkout.service: bring the checkout to the configured ref,
 #                              once per boot, before any worker starts.
 #   bootstrap.sh worker INDEX  musicgen-worker@INDEX.service: one worker process pinned to GPU
 #                              INDEX, with its own worker id (instance + GPU) and its own log, on the
 #                              checkout brought up to date; its exit status goes to
-#                              $MUSICGEN_RUN_DIR/gpuINDEX.exit for the instance's boot unit.
-#   bootstrap.sh scale-in      musicgen-scale-in.service, once every worker is done: this instance
-#                              leaves its Auto Scaling group without replacement
-#                              (`python -m worker.scale_in` from the checkout).
+#                              $MUSICGEN_RUN_DIR/gpuINDEX.exit for the instance's boot unit, and the
+#                              worker's last `error:` line, when it failed, to gpuINDEX.reason.
 #   bootstrap.sh               checkout and one worker in this process (a machine without systemd).
 # Each run uploads its log to the bucket's logs/.
 #
 # It runs as the unprivileged musicgen user inside the units' sandbox and needs no root: the boot
 # unit musicgen-worker.service (a root-owned script written by UserData) starts these units, reads
-# the workers' exit statuses and powers off after a complete batch.
+# the workers' exit statuses and reasons, and ends the instance with UserData's own end program
+# (the scale-in needs nothing from this checkout).
 #
 # Settings come from MUSICGEN_ENV_FILE (default /etc/musicgen-batch/worker.env, written by the
 # instance's UserData). Every path has a MUSICGEN_* setting so the script also runs outside EC2.
-# Exit status: the worker's (0 every song written, 1 every song done but some failed for good, 2
-# unusable input, 3 stopped by a spot notice or shutdown, 5 its time cap MUSICGEN_MAX_HOURS
-# reached; 0 for `checkout`), scale_in's for `scale-in` (0 left the group, 1 not), or 4 when the
-# checkout cannot be brought up to date.
+# Exit status: the worker's (docs/worker.md#exit-codes; 0 for `checkout`), or 4 when the checkout
+# cannot be brought up to date.
 set -euo pipefail
 
 mode="${1:-single}"
 case "$mode" in
-  single | checkout | scale-in) ;;
+  single | checkout) ;;
   worker)
     gpu_index="${2:-}"
     if ! [[ "$gpu_index" =~ ^[0-9]+$ ]]; then
@@ -35,7 +32,7 @@ case "$mode" in
     fi
     ;;
   *)
-    echo "usage: bootstrap.sh [checkout | worker GPU_INDEX | scale-in]" >&2
+    echo "usage: bootstrap.sh [checkout | worker GPU_INDEX]" >&2
     exit 2
     ;;
 esac
@@ -74,7 +71,6 @@ case "$mode" in
   single) log_name="run-$started" key_suffix="" ;;
   checkout) log_name="checkout-$started" key_suffix="-checkout" ;;
   worker) log_name="gpu$gpu_index-$started" key_suffix="-gpu$gpu_index" ;;
-  scale-in) log_name="scale-in-$started" key_suffix="-scale-in" ;;
 esac
 log_file="$(cd "$log_dir" && pwd)/$log_name.log"
 
@@ -178,16 +174,6 @@ case "$mode" in
     status=0
     ;;
 
-  scale-in)
-    log "scale-in: leaving the Auto Scaling group without replacement"
-    set +e
-    (cd "$checkout" && exec "$python" -m worker.scale_in) 2>&1 | to_log
-    status="${PIPESTATUS[0]}"
-    set -e
-    log "scale-in exited $status"
-    upload_log
-    ;;
-
   worker)
     # The unit pins the GPU; the worker's id names the instance and the GPU, so each GPU's leases
     # and records are its own. Every worker gets its share of the cores and of the hourly cost.
@@ -199,6 +185,11 @@ case "$mode" in
     log "worker exited $status"
     upload_log
     mkdir -p "$run_dir"
+    # Why it failed, in the worker's own words (e.g. "error: GPU unusable: ..."), for the boot unit.
+    rm -f "$run_dir/gpu$gpu_index.reason"
+    if ((status != 0)); then
+      grep '^error: ' "$log_file" | tail -n 1 >"$run_dir/gpu$gpu_index.reason" || true
+    fi
     echo "$status" >"$run_dir/gpu$gpu_index.exit"
     ;;
 esac

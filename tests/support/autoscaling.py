@@ -14,6 +14,7 @@ import boto3
 GROUP = "musicgen-batch-workers"
 MOTO_AMI = "ami-12c6146b"  # one of the images moto registers by itself
 ROOT = Path(__file__).resolve().parents[2]
+END_PROGRAM = ROOT / "terraform" / "modules" / "worker" / "files" / "instance_end.py"
 
 
 def make_group(desired: int, max_size: int = 2, name: str = GROUP) -> list[str]:
@@ -70,12 +71,14 @@ def group(name: str = GROUP, client: Any = None) -> dict[str, Any]:
 
 
 def run_scale_in(imds_url: str | None, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m worker.scale_in` as the instance whose metadata service is at `imds_url`."""
-    environment = {**os.environ, **env}
+    """The instance's end program (terraform/modules/worker/files/instance_end.py, as the scale-in
+    unit runs it) as the instance whose metadata service is at `imds_url`; a boot that did not
+    fail unless `env` names a MUSICGEN_BOOT_FAILURE_FILE."""
+    environment = {**os.environ, "MUSICGEN_BOOT_FAILURE_FILE": str(ROOT / "no-boot-failure"), **env}
     environment.pop("MUSICGEN_IMDS_ENDPOINT", None)
     if imds_url is not None:
         environment["MUSICGEN_IMDS_ENDPOINT"] = imds_url
     return subprocess.run(
-        [sys.executable, "-m", "worker.scale_in"], cwd=ROOT, env=environment,
+        [sys.executable, str(END_PROGRAM)], cwd=ROOT, env=environment,
         capture_output=True, text=True, timeout=120, check=False,
     )

@@ -1,22 +1,26 @@
 """An instance's boot without an instance: the settings file the UserData writes, a file:// copy
-of this project as the worker's git remote, worker/bootstrap.sh's environment, and the boot
-unit's root script (musicgen-worker.service) run with stand-ins for `systemctl` and `nvidia-smi`.
+of this project as the worker's git remote, worker/bootstrap.sh's environment, and the units
+(the boot unit musicgen-worker.service, its root script, the start script) from the rendered
+UserData, run by the fake `systemctl` (tests/fake_systemctl.py) with a fake `nvidia-smi`.
 
 The `remote` fixture built on `make_remote` is in tests/conftest.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
 
-from tests.systemd_units import BOOT_UNIT, exec_programs, unit_with_dropins
+from tests.systemd_units import UNIT_DIR
 from tests.tf_support import REPO_ROOT
 
 BOOTSTRAP = REPO_ROOT / "worker" / "bootstrap.sh"
@@ -77,6 +81,11 @@ def settings_for(tmp_path: Path, url: str, bucket: str, model: Path) -> dict[str
         "MUSICGEN_WINDOW_S": "4",
         "MUSICGEN_STRIDE_S": "2.5",
         "MUSICGEN_SHUTDOWN_WHEN_DONE": "1",
+        # Where the units leave their statuses, the boot unit its failure, the end program is.
+        "MUSICGEN_RUN_DIR": str(tmp_path / "run"),
+        "MUSICGEN_BOOT_FAILURE_FILE": str(tmp_path / "boot" / "failure"),
+        "MUSICGEN_END_PROGRAM": str(FILES / "instance_end.py"),
+        "MUSICGEN_CLONE_RETRY_S": "0",
     }
 
 
@@ -91,6 +100,132 @@ def keys(bucket: str) -> list[str]:
     return sorted(item["Key"] for item in listed.get("Contents", []))
 
 
+UNITS = (
+    "musicgen-worker.service",
+    "musicgen-checkout.service",
+    "musicgen-worker@.service",
+    "musicgen-scale-in.service",
+)
+START = "/usr/local/sbin/musicgen-worker-start"
+BATCH_RUN = "/usr/local/sbin/musicgen-batch-run"
+ENV_FILE = "/etc/musicgen-batch/worker.env"
+FAKE_SYSTEMCTL = REPO_ROOT / "tests" / "fake_systemctl.py"
+FILES = REPO_ROOT / "terraform" / "modules" / "worker" / "files"
+SCALE_IN = "musicgen-scale-in.service"
+
+
+def executable(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class Machine:
+    """An instance after its UserData ran, under a folder: the rendered units, the boot unit's
+    root script and the start script reading the test's settings file, a fake `nvidia-smi` and
+    the fake `systemctl` (tests/fake_systemctl.py) on PATH."""
+
+    root: Path
+    env: dict[str, str]
+    journal: Path
+    sbin: Path
+
+    def systemctl(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.root / "bin" / "systemctl"), *args], env=self.env,
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    def boot(self) -> tuple[int, list[dict]]:
+        """`systemctl start --wait musicgen-worker.service`: the boot unit's status (from the
+        journal) and the journal."""
+        self.systemctl("start", "--wait", "musicgen-worker.service")
+        events = self.events()
+        (status,) = [e["status"] for e in events if e["event"] == "stop" and e["unit"] == "musicgen-worker.service"]
+        return status, events
+
+    def start_boot(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(self.root / "bin" / "systemctl"), "start", "--wait", "musicgen-worker.service"],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        )
+
+    def events(self) -> list[dict]:
+        if not self.journal.exists():
+            return []
+        return [json.loads(line) for line in self.journal.read_text().splitlines()]
+
+    def output(self, unit: str) -> str:
+        log = self.journal.parent / f"{unit}.log"
+        return log.read_text() if log.exists() else ""
+
+    def set_state(self, state: str) -> None:
+        """The manager's state `systemctl is-system-running` prints (`stopping`: a shutdown)."""
+        (self.root / "system-state").write_text(f"{state}\n")
+
+
+def make_machine(root: Path, files: dict[str, str], env_file: Path, *, gpus: int | None,
+                 start: Path | None = None) -> Machine:
+    """`files`: what the rendered UserData writes. `start`: a stand-in for the start script (all
+    three kinds of unit run it), else the real one. `gpus`: GPUs `nvidia-smi -L` lists (None: no
+    driver)."""
+    units = root / "units"
+    units.mkdir(parents=True)
+    for unit in UNITS:
+        (units / unit).write_text(files[f"{UNIT_DIR}/{unit}"])
+    sbin = root / "sbin"
+    real_start = executable(sbin / "musicgen-worker-start", files[START].replace(ENV_FILE, str(env_file)))
+    batch_run = executable(sbin / "musicgen-batch-run", files[BATCH_RUN].replace(ENV_FILE, str(env_file)))
+    bin_dir = root / "bin"
+    if gpus is None:
+        executable(bin_dir / "nvidia-smi", "#!/bin/sh\nexit 9\n")
+    else:
+        listing = "".join(f"echo 'GPU {i}: Tesla T4 (UUID: GPU-{i:08d}-1111-2222-3333-444444444444)'\n" for i in range(gpus))
+        executable(bin_dir / "nvidia-smi", f'#!/bin/bash\n[ "$1" = -L ] || exit 9\n{listing}')
+    journal = root / "journal" / "journal.jsonl"
+    journal.parent.mkdir()
+    # The fake's settings live in its wrapper, as systemd's live in the manager: the units' clean
+    # environments do not carry them.
+    fake_settings = {
+        "FAKE_SYSTEMD_UNIT_DIR": str(units),
+        "FAKE_SYSTEMD_PATHS": json.dumps({START: str(start or real_start), BATCH_RUN: str(batch_run)}),
+        "FAKE_SYSTEMD_JOURNAL": str(journal),
+        "FAKE_SYSTEMD_STATE": str(root / "system-state"),
+    }
+    exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in fake_settings.items())
+    executable(bin_dir / "systemctl", f"#!/bin/bash\n{exports}exec {sys.executable} {FAKE_SYSTEMCTL} \"$@\"\n")
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(root)}
+    return Machine(root, env, journal, sbin)
+
+
+def stand_in_start(root: Path, env_file: Path, run_dir: Path, told: Path, *, statuses: list[str | None],
+                   reasons: list[str] | None = None, checkout_status: int = 0,
+                   checkout_reason: str = "", scale_in_status: int = 0) -> Path:
+    """A stand-in for the start script, reading the settings file as it does: the checkout exits `checkout_status` (leaving
+    `checkout_reason` as the real one does), each GPU's worker leaves its status from `statuses`
+    (None: none) and its reason from `reasons` in the run folder, and the scale-in copies what the
+    boot unit told the end program (its failure file) to `told`, then exits `scale_in_status`."""
+    reasons = reasons or [""] * len(statuses)
+    worker_cases = "".join(
+        f"    {i}) {'' if code is None else f'echo {code} > {run_dir}/gpu{i}.exit; '}"
+        f"{f'echo {shlex.quote(reason)} > {run_dir}/gpu{i}.reason; ' if reason else ''}"
+        f"exit {code or 1} ;;\n"
+        for i, (code, reason) in enumerate(zip(statuses, reasons, strict=True))
+    )
+    checkout_line = f"echo {shlex.quote(checkout_reason)} > {run_dir}/checkout.reason; " if checkout_reason else ""
+    return executable(root / "stand-in-start", (
+        f"#!/bin/bash\nset -a\n. {env_file}\nset +a\nmkdir -p {run_dir}\n"
+        'case "$1" in\n'
+        f"  checkout) {checkout_line}exit {checkout_status} ;;\n"
+        f'  worker) case "$2" in\n{worker_cases}    *) exit 1 ;;\n  esac ;;\n'
+        f'  scale-in) if [ -f "$MUSICGEN_BOOT_FAILURE_FILE" ]; then cp "$MUSICGEN_BOOT_FAILURE_FILE" {told}; '
+        f"else : > {told}; fi; exit {scale_in_status} ;;\n"
+        "esac\nexit 1\n"
+    ))
+
+
 def run_boot_unit(
     files: dict[str, str],
     folder: Path,
@@ -98,55 +233,27 @@ def run_boot_unit(
     *,
     gpus: int | None,
     statuses: list[str | None],
+    reasons: list[str] | None = None,
     checkout_status: int = 0,
+    checkout_reason: str = "",
     scale_in_status: int = 0,
-) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """The boot unit's root script, from the rendered UserData `files`, reading `env_file`, with
-    a stand-in `systemctl`: the checkout unit exits `checkout_status`, each worker unit leaves
-    its status from `statuses` in the run folder (None: none), the scale-in unit exits
-    `scale_in_status`. `nvidia-smi` lists `gpus` GPUs (None: no driver). The run folder holds a
-    stale status of GPU 0 from an earlier run in this boot. Returns the run and the systemctl
-    calls in order; everything it writes stays in `folder`/boot-unit/."""
-    ((_, _, program),) = exec_programs(unit_with_dropins(BOOT_UNIT, files))
+) -> tuple[int, list[dict], str, str | None]:
+    """The boot unit, from the rendered UserData `files`, reading `env_file`, its units run by the
+    fake systemctl with a stand-in start script (`stand_in_start`). The run folder holds a stale
+    status of GPU 0 from an earlier run in this boot. Returns the boot unit's status, the
+    journal, its output, and what the end program was told (None: the scale-in never ran; "":
+    no failure); everything it writes stays in `folder`/boot-unit/."""
     base = folder / "boot-unit"
-    run_dir, fake_bin = base / "run", base / "bin"
-    for path in (run_dir, fake_bin):
-        path.mkdir(parents=True, exist_ok=True)
-    script = base / "musicgen-batch-run"
-    script.write_text(files[program])
+    settings = dict(
+        line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line
+    )
+    run_dir = Path(settings["MUSICGEN_RUN_DIR"].strip("'"))
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "gpu0.exit").write_text("0\n")
-    calls = base / "systemctl-calls"
-    calls.unlink(missing_ok=True)
-    writes = "".join(
-        f"echo {code} > {run_dir}/gpu{i}.exit\n" for i, code in enumerate(statuses) if code is not None
-    )
-    (fake_bin / "systemctl").write_text(
-        f'#!/bin/bash\necho "$*" >> {calls}\n'
-        f'case "$*" in\n'
-        f'  "start --wait musicgen-checkout.service") exit {checkout_status} ;;\n'
-        f'  "start --wait musicgen-worker@"*) {writes.strip() or ":"}\n'
-        f'    grep -qvx 0 {run_dir}/gpu*.exit && exit 1; exit 0 ;;\n'
-        f'  "start --wait musicgen-scale-in.service") exit {scale_in_status} ;;\n'
-        f'  "--no-block poweroff") exit 0 ;;\n'
-        f'esac\nexit 1\n'
-    )
-    if gpus is None:
-        (fake_bin / "nvidia-smi").write_text("#!/bin/sh\nexit 9\n")
-    else:
-        listing = "".join(f"echo 'GPU {i}: Tesla T4 (UUID: GPU-{i})'\n" for i in range(gpus))
-        (fake_bin / "nvidia-smi").write_text(f'#!/bin/bash\n[ "$1" = -L ] || exit 9\n{listing}')
-    for tool in fake_bin.iterdir():
-        tool.chmod(0o755)
-    run = subprocess.run(
-        ["bash", str(script)],
-        env={
-            "PATH": f"{fake_bin}:/usr/bin:/bin",
-            "MUSICGEN_ENV_FILE": str(env_file),
-            "MUSICGEN_RUN_DIR": str(run_dir),
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    return run, calls.read_text().splitlines() if calls.exists() else []
+    told = base / "told"
+    start = stand_in_start(base, env_file, run_dir, told, statuses=statuses, reasons=reasons,
+                           checkout_status=checkout_status, checkout_reason=checkout_reason,
+                           scale_in_status=scale_in_status)
+    machine = make_machine(base, files, env_file, gpus=gpus, start=start)
+    status, events = machine.boot()
+    return status, events, machine.output("musicgen-worker.service"), told.read_text() if told.exists() else None

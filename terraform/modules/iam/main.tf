@@ -87,6 +87,15 @@ data "aws_iam_policy_document" "bucket_access" {
   }
 
   statement {
+    # After max_failed_boots boots that ran nothing, the failing instance sets its own group's
+    # desired capacity to 0. The same reference lists SetDesiredCapacity (Write) with the
+    # required resource type autoScalingGroup: this group's ARN, as above.
+    sid       = "StopOwnGroup"
+    actions   = ["autoscaling:SetDesiredCapacity"]
+    resources = [local.autoscaling_group_arn]
+  }
+
+  statement {
     # The worker finds its group from its instance id. The same reference lists
     # DescribeAutoScalingInstances (access level List) with no resource type, so AWS requires
     # "*"; it reads, never changes, and only names groups and instances.

@@ -70,7 +70,9 @@ resource "aws_launch_template" "this" {
     }
   }
 
-  user_data = base64encode(templatefile("${path.module}/templates/user_data.sh.tftpl", {
+  # gzip: EC2 counts UserData's raw bytes (at most 16 KB) and cloud-init uncompresses gzip content
+  # before it runs it (cloud-init's docs, "User-Data Formats": Gzip Compressed Content).
+  user_data = base64gzip(templatefile("${path.module}/templates/user_data.sh.tftpl", {
     repo_url        = var.git_repo_url
     repo_ref        = var.git_ref
     bucket          = var.bucket_name
@@ -84,9 +86,15 @@ resource "aws_launch_template" "this" {
     # systemd's backstop for a hung worker: the worker's own cap, plus time for its last window
     # and checkpoint.
     runtime_max_sec = ceil(var.max_hours * 3600) + 900
+    # The boot unit's: the checkout (15 min), the workers, the end (20 min), and slack.
+    boot_timeout_sec = ceil(var.max_hours * 3600) + 900 + 3600
+    max_failed_boots = var.max_failed_boots
 
     git_token_parameter   = var.git_token_parameter
     git_credential_helper = file("${path.module}/files/git-credential-ssm.py")
+    aws_retry             = file("${path.module}/files/aws_retry.py")
+    end_program           = file("${path.module}/files/instance_end.py")
+    sandbox               = file("${path.module}/files/sandbox.conf")
   }))
 
   tag_specifications {
@@ -110,7 +118,12 @@ resource "aws_autoscaling_group" "this" {
   vpc_zone_identifier = var.subnet_ids
   # A spot instance at elevated interruption risk gets its replacement launched first.
   capacity_rebalance = true
-  health_check_type  = "EC2"
+  # A worker's own scale-in (TerminateInstanceInAutoScalingGroup with a decrement) can leave the
+  # zones unbalanced, and "rebalancing might terminate instances in other zones" (its API
+  # reference): busy workers. AZRebalance stays suspended; capacity rebalancing (above) is a
+  # separate process and stays on.
+  suspended_processes = ["AZRebalance"]
+  health_check_type   = "EC2"
 
   # Spot capacity may take long or not come at all: apply returns once the group exists and
   # `python launcher status` follows the launches.

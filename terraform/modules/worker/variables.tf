@@ -98,6 +98,11 @@ variable "max_hours" {
   type        = number
 }
 
+variable "max_failed_boots" {
+  description = "Failed boots that ran nothing (checkout failed, or every GPU unusable), batch-wide, after which an instance sets the group's desired capacity to 0."
+  type        = number
+}
+
 variable "git_token_parameter" {
   description = "SSM parameter holding the git token of a private repository; empty for a public one."
   type        = string

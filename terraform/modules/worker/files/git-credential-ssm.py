@@ -10,14 +10,21 @@ chain (the instance role on a worker, the user's own for the launcher's check).
 
 The instance's UserData installs this file (it is needed for the very first clone, before any
 checkout exists) and worker/bootstrap.sh uses it on every boot; the launcher runs the same file
-for its access check. It needs only the standard library and boto3.
+for its access check. It needs only the standard library, boto3 and aws_retry.py beside it: on a
+new instance a refusal is tried again while IAM may still be settling (MUSICGEN_IAM_GRACE_S).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import aws_retry  # the module beside this file, wherever it is installed
 
 PARAMETER_ENV = "MUSICGEN_GIT_TOKEN_PARAMETER"
 # GitHub, GitLab and Gitea accept any user name with a token as the password; GitHub's own docs
@@ -37,7 +44,14 @@ def credential_response(token: str) -> str:
     return f"username={USERNAME}\npassword={token}\n"
 
 
-def main(argv: list[str], stdin: TextIO, stdout: TextIO, ssm: Any | None = None) -> int:
+def main(
+    argv: list[str],
+    stdin: TextIO,
+    stdout: TextIO,
+    ssm: Any | None = None,
+    uptime: Callable[[], float] = aws_retry.uptime_s,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     # git also calls `store` and `erase`; this helper keeps nothing, so those are no-ops.
     if argv[1:2] != ["get"]:
         return 0
@@ -50,11 +64,23 @@ def main(argv: list[str], stdin: TextIO, stdout: TextIO, ssm: Any | None = None)
         import boto3
 
         ssm = boto3.client("ssm")
+
+    def say(line: str) -> None:
+        print(f"git-credential-ssm: {name}: {line}", file=sys.stderr)
+
     try:
-        stdout.write(credential_response(read_token(ssm, name)))
+        token = aws_retry.retry(
+            lambda: read_token(ssm, name),
+            aws_retry.refused_while_iam_settles(os.environ, uptime),
+            aws_retry.iam_grace_left_s(os.environ, uptime),
+            say=say,
+            sleep=sleep,
+        )
+        stdout.write(credential_response(token))
     except Exception as exc:  # noqa: BLE001 - git shows this line; the value never appears in it
         print(
-            f"git-credential-ssm: cannot read SSM parameter {name}: {type(exc).__name__}",
+            f"git-credential-ssm: cannot read SSM parameter {name}: "
+            f"{aws_retry.error_code(exc) or type(exc).__name__}",
             file=sys.stderr,
         )
         return 1
