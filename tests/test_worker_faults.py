@@ -288,7 +288,7 @@ def test_missing_bucket_exits_2_before_the_model_loads(aws_env, prompts, capsys)
 # -- 11: Ctrl-C --------------------------------------------------------------------------------
 
 
-def test_ctrl_c_checkpoints_releases_reports_and_exits_3(tmp_path, capsys):
+def test_ctrl_c_checkpoints_releases_reports_and_exits_130(tmp_path, capsys):
     out = tmp_path / "out"
     prompts = tmp_path / "p.txt"
     prompts.write_text("short;1;first\nlonger;4;second\n")
@@ -303,9 +303,13 @@ def test_ctrl_c_checkpoints_releases_reports_and_exits_3(tmp_path, capsys):
 
     argv = ["--prompts", str(prompts), "--output", str(out), "--batch-size", "2",
             "--window-s", "1", "--stride-s", "0.5"]
-    assert main(argv, load_engine=lambda model: FakeEngine(interrupt_mid_song)) == 3
+    assert main(argv, load_engine=lambda model: FakeEngine(interrupt_mid_song)) == 130
     err = capsys.readouterr().err
-    assert sent == [2, 1, 1] and "KeyboardInterrupt" not in err and "stopped early" in err
+    assert sent == [2, 1, 1] and "KeyboardInterrupt" not in err
+    assert err.splitlines()[-1].endswith(
+        "WARNING stopped by Ctrl-C (SIGINT); saved second.wav at the last window: run again to resume "
+        "from the checkpoints"
+    )
     assert [r["s3_filename"] for r in parse_report((out / "cost_report.csv").read_bytes())] == ["first.wav"]
     assert not (out / ".leases").exists() or list((out / ".leases").iterdir()) == []
     assert Checkpoint.from_json((out / checkpoint_key("second.wav")).read_bytes()).next_window >= 1
