@@ -172,7 +172,8 @@ def test_only_the_worker_whose_upload_won_writes_the_record(tmp_path, prompts, c
         """While this worker generates, another one stores calm.wav with its own record."""
 
         def decode(self, codes, num_samples):
-            if not (out / "calm.wav").exists():
+            # drums.wav (3 s), the longer song, is claimed and decoded first; calm.wav is 2 s.
+            if num_samples == 2 * 8000 and not (out / "calm.wav").exists():
                 soundfile.write(out / "calm.wav", np.full(num_samples, 0.5), 8000, subtype="PCM_16")
                 (out / ".records").mkdir(exist_ok=True)
                 (out / record_key("calm.wav")).write_bytes(theirs.to_json())
