@@ -261,7 +261,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the engine's precision line
-    device, dtype = pick_device(args.dtype)
+    device, dtype = pick_device(dtype=args.dtype)
     scale = args.scale if args.scale is not None else (1.0 if device.type == "cuda" else 0.05)
     window = WindowSettings()  # the worker's default windows, scaled
     window_s, stride_s = window.window_s * scale, window.stride_s * scale

@@ -4,6 +4,12 @@ moto's server answers 500 on the spot path, so tests use this: tokens from PUT /
 404 on the spot notice path until `notice` is set, the instance id once `instance_id` is set
 (404 before, as off EC2), and a 401 for the first token's first use
 when `expire_first_token` is set (the worker must fetch a new token).
+
+`autoscaling/target-lifecycle-state` answers `lifecycle_state` as plain text once set (404
+before, as on an instance outside an Auto Scaling group). AWS documents the item in "Retrieve
+the target lifecycle state through instance metadata" (Amazon EC2 Auto Scaling User Guide): the
+state the instance is moving to, `InService` for a running member (the page's sample output),
+`Terminated` once Auto Scaling takes it out (also Detached, Standby and the Warmed:* states).
 """
 
 from __future__ import annotations
@@ -15,9 +21,13 @@ from typing import Self
 
 
 class ImdsStub:
-    def __init__(self, expire_first_token: bool = False, instance_id: str | None = None) -> None:
+    def __init__(
+        self, expire_first_token: bool = False, instance_id: str | None = None, lifecycle_state: str | None = None
+    ) -> None:
         self.notice: dict | None = None
         self.instance_id = instance_id
+        self.lifecycle_state = lifecycle_state
+        self.lifecycle_requests = 0
         self.tokens_issued = 0
         self.notice_requests = 0
         self._expire_first = expire_first_token
@@ -45,6 +55,11 @@ class ImdsStub:
                     return self._send(401)
                 if self.path == "/latest/meta-data/instance-id" and stub.instance_id is not None:
                     return self._send(200, stub.instance_id.encode())
+                if self.path == "/latest/meta-data/autoscaling/target-lifecycle-state":
+                    stub.lifecycle_requests += 1
+                    if stub.lifecycle_state is None:
+                        return self._send(404)
+                    return self._send(200, stub.lifecycle_state.encode())
                 if self.path != "/latest/meta-data/spot/instance-action":
                     return self._send(404)
                 stub.notice_requests += 1

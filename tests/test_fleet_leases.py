@@ -4,13 +4,19 @@ counted across workers, the lease heartbeat, and waiting for songs other workers
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
 import pytest
 import soundfile
 
+# The worker's device check imports torch before it claims anything: imported here first, so a
+# worker started in-process claims within the test's sub-second leases, not seconds later.
+import torch  # noqa: F401
+
 from tests.engines import FakeEngine
+from tests.support.worker_process import fake_systemctl
 from worker import aws
 from worker.cli import main
 from worker.failures import (
@@ -344,19 +350,92 @@ def test_a_song_another_worker_stores_meanwhile_ends_the_wait(tmp_path, capsys):
     assert (out / "calm.wav").read_bytes() == b"RIFF"
 
 
-def test_a_stop_while_waiting_exits_3(tmp_path, capsys, monkeypatch):
+class LiveHolder:
+    """Another worker, alive: it holds `file_name` under `owner` (or that name from another
+    host) and renews the lease every third of its TTL, like the heartbeat of a worker still
+    generating; after `stores_after_s` it stores the song and releases the lease."""
+
+    def __init__(self, store, file_name, owner="live-host", ttl=1.5, stores_after_s=20.0, process=None):
+        extra = {} if process is None else {"process": process}
+        self.leases = Leases(store, owner, ttl, **extra)
+        assert self.leases.claim(file_name)
+        self.store, self.file_name, self.stores_after_s = store, file_name, stores_after_s
+        self.heartbeat = Heartbeat(self.leases)
+        self.done = threading.Event()
+
+    def __enter__(self):
+        self.heartbeat.start()
+        self.thread = threading.Thread(target=self._finish, daemon=True)
+        self.thread.start()
+        return self
+
+    def _finish(self):
+        if not self.done.wait(self.stores_after_s):
+            self.store.write(self.file_name, b"RIFF")
+            self.leases.release(self.file_name)
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.heartbeat.stop()
+
+
+def test_a_worker_with_nothing_left_to_claim_leaves_the_song_to_its_live_holder(tmp_path, capsys):
+    """The end of a batch: this worker generates what it can claim, then finds the last song
+    under a lease that is renewed, so its holder is alive: the worker ends its batch within
+    about one lease period (exit 0, songs left named) instead of idling until the song is done."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\nfast drums;1;drums\n")
+    out = tmp_path / "out"
+    engine = FakeEngine()
+    argv = ["--prompts", str(prompts), "--output", str(out), "--window-s", "1", "--stride-s", "0.5",
+            "--lease-s", "1.5", "--worker-id", "b"]
+    with LiveHolder(LocalStore(out), "calm.wav"):
+        started = time.monotonic()
+        assert main(argv, load_engine=lambda model: engine) == 0
+        waited = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert waited < 1.5 + 3, waited  # one lease period and a poll, not the 20 s the holder takes
+    assert engine.conditioned == ["fast drums"]  # its own song; the held one never here
+    assert "left calm.wav to live-host, which renews its lease" in err
+    assert "done: 1 generated, 0 skipped, 0 failed, 1 left to live workers, 0 unfinished" in err
+    assert not (out / "calm.wav").exists() and (out / "drums.wav").is_file()
+    assert json.loads(LocalStore(out).read(lease_key("calm.wav"))[0])["owner"] == "live-host"
+
+
+def test_a_live_process_with_this_workers_id_keeps_its_song(tmp_path, capsys):
+    """Two workers started with one --worker-id: the other one, alive on another host, renews
+    its lease on calm.wav; this one warns, leaves the song to it and never generates it."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\n")
+    out = tmp_path / "out"
+    engine = FakeEngine()
+    argv = ["--prompts", str(prompts), "--output", str(out), "--lease-s", "1.5", "--worker-id", "batch"]
+    with LiveHolder(LocalStore(out), "calm.wav", owner="batch", process="host-2:4242:1700000000"):
+        assert main(argv, load_engine=lambda model: engine) == 0
+    err = capsys.readouterr().err
+    assert engine.conditioned == []
+    assert "calm.wav is held by another process with this worker's name 'batch' (host-2:4242:1700000000" in err
+    assert "left calm.wav to batch, which renews its lease" in err
+
+
+@pytest.mark.parametrize(("system_state", "code"), [("running", 143), ("stopping", 3)])
+def test_a_sigterm_while_waiting_exits_143_unless_the_system_is_shutting_down(
+    tmp_path, capsys, monkeypatch, system_state, code
+):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("calm piano;2;calm\n")
     out = tmp_path / "out"
     assert Leases(LocalStore(out), "live-host", 600).claim("calm.wav")
     import signal
 
+    monkeypatch.setenv("PATH", f"{fake_systemctl(tmp_path / 'bin', system_state)}{os.pathsep}{os.environ['PATH']}")
     threading.Timer(0.5, lambda: signal.raise_signal(signal.SIGTERM)).start()
     argv = ["--prompts", str(prompts), "--output", str(out), "--lease-s", "60", "--worker-id", "b"]
     started = time.monotonic()
-    assert main(argv, load_engine=lambda model: FakeEngine()) == 3
+    assert main(argv, load_engine=lambda model: FakeEngine()) == code
     assert time.monotonic() - started < 5
-    assert "stopped early" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "calm.wav held by other workers" in err and "resume" not in err
     assert json.loads(LocalStore(out).read(lease_key("calm.wav"))[0])["owner"] == "live-host"
 
 
@@ -469,3 +548,17 @@ def test_the_time_cap_while_waiting_for_another_worker_exits_5(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "stopped at the time cap of 0.0003 h (--max-hours)" in err
     assert json.loads(LocalStore(out).read(lease_key("calm.wav"))[0])["owner"] == "live-host"
+
+
+def test_a_time_cap_too_short_for_a_window_says_that_nothing_was_saved(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("calm piano;2;calm\n")
+    out = tmp_path / "out"
+    argv = ["--prompts", str(prompts), "--output", str(out), "--max-hours", "1e-12"]
+    assert main(argv, load_engine=lambda model: FakeEngine()) == 5
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.endswith(
+        "WARNING stopped at the time cap of 1e-12 h (--max-hours); nothing saved of calm.wav (no window "
+        "generated in this run): run again to generate; --max-hours 1e-12 ended the run before any window"
+    )
+    assert "resume" not in last and not (out / ".checkpoints").exists()

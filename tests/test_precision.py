@@ -1,9 +1,11 @@
-"""The dtype choice per GPU generation, the CPU thread split, the per-GPU cost rate, and the
-engine end to end in bf16 and fp16 on the CPU."""
+"""The dtype choice per GPU generation, the device choice and the GPU self-test, the CPU thread
+split, the per-GPU cost rate, and the engine end to end in bf16 and fp16 on the CPU."""
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -11,9 +13,9 @@ import torch
 
 from tests.engines import FakeEngine
 from worker.cli import build_parser, main, settings_from
-from worker.engine import Engine, pick_device
+from worker.engine import Engine, device_dtype, pick_device
 from worker.generation import WindowRequest
-from worker.precision import Gpu, choose_dtype, default_threads, gpu_of
+from worker.precision import Gpu, GpuUnusable, choose_device, choose_dtype, default_threads, gpu_of
 from worker.report import REPORT_COLUMNS, SongRecord, parse_report, record_key, worker_hourly_rate
 
 # (GPU, compute capability): the auto choice.
@@ -81,13 +83,13 @@ def test_gpu_of_reads_the_device_it_is_asked_about():
 
 
 @pytest.mark.parametrize(("name", "capability", "expected"), GPUS)
-def test_the_worker_device_choice_logs_the_gpu(monkeypatch, caplog, name, capability, expected):
+def test_the_worker_dtype_choice_logs_the_gpu(monkeypatch, caplog, name, capability, expected):
     fake = FakeCuda(name, capability)
     for query in ("is_available", "is_bf16_supported", "get_device_capability", "get_device_name"):
         monkeypatch.setattr(torch.cuda, query, getattr(fake, query))
     with caplog.at_level(logging.INFO, logger="worker.engine"):
-        device, dtype = pick_device()
-    assert (device, dtype) == (torch.device("cuda", 0), getattr(torch, expected))
+        dtype = device_dtype(torch.device("cuda", 0))
+    assert dtype == getattr(torch, expected)
     major, minor = capability
     assert f"precision: {expected} chosen on {name} (compute capability {major}.{minor})" in caplog.text
 
@@ -95,7 +97,7 @@ def test_the_worker_device_choice_logs_the_gpu(monkeypatch, caplog, name, capabi
 def test_the_cpu_computes_in_float32_unless_asked(caplog):
     with caplog.at_level(logging.INFO, logger="worker.engine"):
         assert pick_device() == (torch.device("cpu"), torch.float32)
-        assert pick_device("bfloat16") == (torch.device("cpu"), torch.bfloat16)
+        assert pick_device(dtype="bfloat16") == (torch.device("cpu"), torch.bfloat16)
     assert "precision: float32 chosen on the CPU" in caplog.text
     assert "precision: bfloat16 as asked on the CPU" in caplog.text
 
@@ -247,3 +249,161 @@ def test_the_engine_runs_end_to_end_in_half_precision_on_the_cpu(tiny_model_dir,
     samples = engine.decode(codes, 70 * engine.hop_length - 17)
     assert samples.shape == (70 * engine.hop_length - 17,)
     assert samples.dtype == np.float32 and np.isfinite(samples).all()
+
+
+# -- the device: no silent CPU fallback, and a GPU self-test before anything is claimed ------
+
+
+class StandInTorch:
+    """torch as the worker's device choice uses it, with a GPU that behaves as told: `cuda`
+    answers like torch.cuda for one GPU (its init, capability and name), and a tensor made "on
+    the GPU" is made on the CPU, or raises `alloc_error`; `wrong` makes every product NaN (a
+    GPU that computes garbage). What torch raises is documented in worker/precision.py."""
+
+    def __init__(self, gpu=("Tesla T4", (7, 5)), init_error=None, alloc_error=None, wrong=False):
+        self.cuda = FakeCuda(*gpu)
+        self.cuda.init = self._init
+        self.init_error, self.alloc_error, self.wrong = init_error, alloc_error, wrong
+        self.made = []
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    def _init(self):
+        if self.init_error is not None:
+            raise self.init_error
+
+    def device(self, kind, index=None):
+        return (kind, index)
+
+    def ones(self, shape, dtype, device):
+        if self.alloc_error is not None:
+            raise self.alloc_error
+        self.made.append((dtype, device))
+        return torch.full(shape, float("nan") if self.wrong else 1.0, dtype=dtype)
+
+
+# c10/cuda/CUDAFunctions.cpp, raised by torch.cuda.init() on a machine without the driver.
+NO_DRIVER = (
+    "Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and installed a "
+    "driver from http://www.nvidia.com/Download/index.aspx"
+)
+CUDA_OOM = (
+    "CUDA out of memory. Tried to allocate 2.00 MiB. GPU 0 has a total capacity of 14.57 GiB of which\n"
+    "1.06 MiB is free. Of the allocated memory 14.31 GiB is allocated by PyTorch."
+)
+ECC = (
+    "CUDA error: uncorrectable ECC error encountered\n"
+    "CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be incorrect.\n"
+    "For debugging consider passing CUDA_LAUNCH_BLOCKING=1"
+)
+
+
+@pytest.mark.parametrize(
+    ("stand_in", "reason"),
+    [
+        (StandInTorch(init_error=AssertionError("Torch not compiled with CUDA enabled")),
+         "Torch not compiled with CUDA enabled"),
+        (StandInTorch(init_error=RuntimeError(NO_DRIVER)), NO_DRIVER),
+        (StandInTorch(init_error=RuntimeError("No CUDA GPUs are available")), "No CUDA GPUs are available"),
+        (StandInTorch(alloc_error=torch.OutOfMemoryError(CUDA_OOM)), " ".join(CUDA_OOM.split())),
+        (StandInTorch(alloc_error=torch.AcceleratorError(ECC)), " ".join(ECC.split())),
+        (StandInTorch(wrong=True),
+         "Tesla T4 (compute capability 7.5) multiplied two 1024x1024 matrices of ones in float16 wrongly"),
+    ],
+)
+def test_an_unusable_gpu_is_named_with_torchs_reason_on_one_line(stand_in, reason):
+    with pytest.raises(GpuUnusable) as raised:
+        choose_device(stand_in, "cuda", "auto")
+    assert str(raised.value) == reason and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "dtype", "multiplied_in"),
+    [(("Tesla T4", (7, 5)), "auto", torch.float16), (("NVIDIA L4", (8, 9)), "auto", torch.bfloat16),
+     (("NVIDIA L4", (8, 9)), "float32", torch.float32)],
+)
+def test_the_self_test_multiplies_on_the_gpu_in_the_dtype_the_worker_will_use(gpu, dtype, multiplied_in):
+    stand_in = StandInTorch(gpu)
+    assert choose_device(stand_in, "cuda", dtype) == ("cuda", 0)
+    assert stand_in.made == [(multiplied_in, ("cuda", 0))]
+
+
+class NoCuda:
+    """torch whose CUDA side must not be touched at all."""
+
+    def __getattr__(self, name):
+        if name == "cuda":
+            raise AssertionError("CUDA was touched")
+        return getattr(torch, name)
+
+
+def test_cpu_never_touches_cuda_and_auto_takes_the_cpu_only_without_a_gpu():
+    assert choose_device(NoCuda(), "cpu", "auto") == torch.device("cpu")
+    unavailable = StandInTorch()
+    unavailable.cuda.is_available = lambda: False
+    assert choose_device(unavailable, "auto", "auto") == ("cpu", None) and unavailable.made == []
+    seen = StandInTorch()
+    assert choose_device(seen, "auto", "auto") == ("cuda", 0) and seen.made  # a GPU it sees is self-tested
+    with pytest.raises(GpuUnusable, match="No CUDA GPUs are available"):
+        choose_device(StandInTorch(init_error=RuntimeError("No CUDA GPUs are available")), "auto", "auto")
+
+
+@pytest.mark.parametrize(("value", "expected"), [("CUDA", "cuda"), (" Cpu ", "cpu"), ("auto", "auto")])
+def test_the_device_option_is_case_insensitive(monkeypatch, value, expected):
+    monkeypatch.setenv("MUSICGEN_DEVICE", value)
+    assert settings().device == expected
+    assert settings("--device", value.upper()).device == expected
+
+
+def test_an_unknown_device_exits_2_before_the_model_loads(refused):
+    err = refused(["--device", "gpu"], {})
+    assert err == "error: --device/MUSICGEN_DEVICE='gpu': must be one of auto, cuda, cpu\n"
+
+
+def test_a_failing_gpu_self_test_exits_6_before_anything_is_claimed_uploaded_or_loaded(
+    tmp_path, capsys, monkeypatch
+):
+    """--device auto (the local default) with a GPU torch sees but that cannot run: exit 6, the
+    reason the last line on stderr; the spooled song stays unuploaded, no lease is written, and
+    the model is never loaded."""
+    out, spool = tmp_path / "out", tmp_path / "spool"
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("calm piano ; 1 ; calm\n")
+    spool.mkdir()
+    (spool / "calm.wav").write_bytes(b"RIFF")
+    record = SongRecord("calm.wav", "calm piano", 1.0, 2.0, 0.001, "calm.wav", 7, "m", 1, 1, "a", "b", "w")
+    (spool / "calm.wav.record.json").write_text(json.dumps({**asdict(record), "output": str(out.resolve())}))
+    busy = "CUDA error: CUDA-capable device(s) is/are busy or unavailable\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side assertions."
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "init", lambda: (_ for _ in ()).throw(torch.AcceleratorError(busy)))
+
+    def never(model):
+        raise AssertionError("the model was loaded")
+
+    argv = ["--prompts", str(prompts), "--output", str(out), "--spool-dir", str(spool), "--model", "m"]
+    assert main(argv, load_engine=never) == 6
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"error: GPU unusable: {' '.join(busy.split())}"
+    assert sorted(p.name for p in spool.iterdir()) == ["calm.wav", "calm.wav.record.json"]
+    assert list(out.iterdir()) == []  # no song, no lease, no report
+
+
+def test_the_cpu_device_loads_and_generates_without_touching_cuda(tiny_model_dir, tmp_path, monkeypatch):
+    """--device cpu through the worker's own model loading: every way into CUDA raises."""
+
+    def touched(*args, **kwargs):
+        raise AssertionError("CUDA was touched")
+
+    for name in ("init", "is_available", "device_count", "get_device_capability", "get_device_name", "mem_get_info"):
+        monkeypatch.setattr(torch.cuda, name, touched)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("calm piano ; 1 ; calm\n")
+    argv = ["--prompts", str(prompts), "--output", str(tmp_path / "out"), "--model", str(tiny_model_dir),
+            "--window-s", "4", "--stride-s", "2.5", "--device", "cpu", "--threads", "1"]
+    before = torch.get_num_threads()
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert (tmp_path / "out" / "calm.wav").is_file()

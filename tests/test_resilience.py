@@ -52,7 +52,7 @@ def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(bucket, tiny_mod
         code, output = finish(first)
         assert time.monotonic() - noticed < 10
     assert code == 3, output
-    assert "spot interruption notice" in output and "stopped early" in output
+    assert "stopped because the instance is stopping (spot interruption notice: {" in output
     saved = read_checkpoint(bucket, "batch", "long.wav")
     assert 2 <= saved.next_window < 12 and saved.generation_time_s > 0
     assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix="long.wav")
@@ -68,15 +68,18 @@ def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(bucket, tiny_mod
     assert read_checkpoint(bucket, "batch", "long.wav") is None
 
 
-def test_sigterm_stops_cleanly_with_a_checkpoint(bucket, tiny_model_dir, tmp_path):
+def test_sigterm_during_a_system_shutdown_exits_3_with_a_checkpoint(bucket, tiny_model_dir, tmp_path):
+    """systemd stops the worker unit as the system shuts down: `systemctl is-system-running`
+    (a stand-in on PATH) prints `stopping`, so the SIGTERM is an instance stop."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a long ambient piano song;30;long\n")
-    worker = start_worker(prompts, "s3://batch", tiny_model_dir)
+    worker = start_worker(prompts, "s3://batch", tiny_model_dir, system_state="stopping", tmp=tmp_path)
     wait_for_window(bucket, "batch", "long.wav", 2, worker)
     worker.send_signal(signal.SIGTERM)
     code, output = finish(worker, timeout=30)
     assert code == 3, output
-    assert "saved long.wav at window" in output and "stopped early" in output
+    assert "saved long.wav at window" in output
+    assert "stopped because the instance is stopping (a system shutdown (systemctl is-system-running: stopping))" in output
     assert read_checkpoint(bucket, "batch", "long.wav").next_window >= 2
 
 
@@ -190,14 +193,17 @@ def test_s3_outage_during_upload_keeps_the_song_and_the_rerun_uploads_it(
 def test_sigterm_on_a_stereo_song_then_the_rerun_resumes_it_exactly(
     bucket, tiny_stereo_model_dir, tmp_path
 ):
+    """`systemctl stop` of a worker on a running system: exit 143 (the batch ends here, the
+    instance is not going away), the song checkpointed all the same."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a wide stereo ambient pad;12;wide\n")
     seeded = ["--seed", "11", "--format", "flac"]
-    worker = start_worker(prompts, "s3://batch", tiny_stereo_model_dir, *seeded)
+    worker = start_worker(prompts, "s3://batch", tiny_stereo_model_dir, *seeded, system_state="running", tmp=tmp_path)
     wait_for_window(bucket, "batch", "wide.flac", 2, worker)
     worker.send_signal(signal.SIGTERM)
     code, output = finish(worker, timeout=30)
-    assert code == 3, output
+    assert code == 143, output
+    assert "stopped by SIGTERM (systemctl stop, kill) while the instance is not stopping; saved wide.flac" in output
     saved = read_checkpoint(bucket, "batch", "wide.flac")
     assert saved.codes.shape[0] == 8  # left and right codebooks, interleaved
 
@@ -234,7 +240,7 @@ def test_the_time_cap_stops_like_a_spot_notice_and_the_next_run_resumes(bucket, 
         assert run.returncode == 5, output
         assert time.monotonic() - started < 120
         assert "time cap of 0.006 h reached (--max-hours): stopping as on a spot notice" in output
-        assert "stopped at the time cap of 0.006 h (--max-hours); run again to resume" in output
+        assert "stopped at the time cap of 0.006 h (--max-hours); " in output
         assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix="long.wav")
         assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix=".leases/")
         return output
@@ -246,6 +252,7 @@ def test_the_time_cap_stops_like_a_spot_notice_and_the_next_run_resumes(bucket, 
             break
     assert saved is not None and saved.next_window >= 1 and saved.generation_time_s > 0
     assert f"saved long.wav at window {saved.next_window} of 720" in output
+    assert "saved long.wav at the last window: run again to resume from the checkpoints" in output
 
     for _run in range(4):
         output = capped_run()

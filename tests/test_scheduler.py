@@ -169,3 +169,20 @@ def test_a_stop_hands_back_the_songs_in_the_batch_and_those_still_waiting(batch_
     assert len(in_batch) == batch_size
     assert all(song.next_window == 1 and song.conditioning is not None for song in in_batch)
     assert all(song.state is SongState.WAITING for song in unfinished if song not in in_batch)
+
+
+def test_the_longest_song_left_is_claimed_first():
+    """Claims in order of frames still to generate, longest first, also between songs of the
+    same number of windows (5 s and 6 s are two windows each here), so the batch's tail, the
+    song a worker finishes last, is a short one."""
+    engine = FakeEngine()
+    songs = make_songs(engine, [5, 1, 6, 12])
+    claimed = []
+
+    def claim(song):
+        claimed.append(song.job.duration_s)
+        return True
+
+    assert len(songs[0].plans) == len(songs[2].plans) == 2
+    BatchScheduler(engine, 1, Callbacks(claim=claim)).run(songs)
+    assert claimed == [12, 6, 5, 1]

@@ -179,3 +179,25 @@ def test_the_worker_id_help_states_the_id_a_worker_really_uses(tmp_path, capsys)
     host, pid, start = record.worker.rsplit(":", 2)
     assert (host, int(pid)) == (socket.gethostname(), os.getpid())
     assert abs(int(start) - process_start(os.getpid())) <= 1
+
+
+def test_device_cuda_without_usable_cuda_exits_6_with_torchs_reason_before_claiming(
+    tmp_path, tiny_model_dir, project_on_pythonpath
+):
+    """What a worker unit (MUSICGEN_DEVICE=cuda) does on an instance whose GPU cannot be used,
+    as a process: this machine's torch is a CPU build, so torch.cuda.init() raises its own
+    AssertionError. The last stderr line is the one the boot unit records; nothing was claimed
+    in the output and the model never loaded."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("calm piano ; 1 ; calm\n")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "--prompts", str(prompts), "--output", str(out),
+         "--model", str(tiny_model_dir), "--spool-dir", str(tmp_path / "spool")],
+        cwd=ROOT, env={**os.environ, "MUSICGEN_DEVICE": "cuda"}, capture_output=True, text=True,
+        timeout=300, check=False,
+    )
+    assert done.returncode == 6, done.stderr
+    assert done.stderr.splitlines()[-1] == "error: GPU unusable: Torch not compiled with CUDA enabled"
+    assert "loaded" not in done.stderr and done.stdout == ""
+    assert list(out.iterdir()) == []  # no lease, no song, no report

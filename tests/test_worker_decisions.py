@@ -13,6 +13,8 @@ from worker.report import SongRecord
 from worker.results import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
     EXIT_STOPPED,
     EXIT_TIME_CAP,
     RunResult,
@@ -20,7 +22,7 @@ from worker.results import (
     run_exit_code,
 )
 from worker.resume import checkpoint_problem
-from worker.runner import next_round
+from worker.runner import next_round, renewed
 from worker.skipping import handled, stored_description
 from worker.windows import WindowPlan
 
@@ -28,21 +30,22 @@ from worker.windows import WindowPlan
 
 
 @pytest.mark.parametrize(
-    ("unfinished", "failed", "done", "time_cap_hit", "interrupted", "expected"),
+    ("unfinished", "failed", "done", "stopped", "expected"),
     [
-        ([], [], set(), False, False, EXIT_OK),
-        ([], ["a"], {"a"}, False, False, EXIT_OK),  # failed, then written or given up
-        ([], ["a", "b"], {"a"}, False, False, EXIT_FAILED),  # b is for a later run
-        (["a"], [], set(), False, False, EXIT_STOPPED),
-        (["a"], ["b"], set(), False, False, EXIT_STOPPED),  # stopping outranks a failure
-        (["a"], [], set(), True, False, EXIT_TIME_CAP),
-        (["a"], [], set(), True, True, EXIT_STOPPED),  # a shutdown came too: reported as one
-        ([], ["b"], set(), True, False, EXIT_FAILED),  # the cap stopped nothing
-        ([], [], set(), True, False, EXIT_OK),
+        ([], [], set(), None, EXIT_OK),
+        ([], ["a"], {"a"}, None, EXIT_OK),  # failed, then written or given up
+        ([], ["a", "b"], {"a"}, None, EXIT_FAILED),  # b is for a later run
+        (["a"], [], set(), EXIT_STOPPED, EXIT_STOPPED),
+        (["a"], ["b"], set(), EXIT_STOPPED, EXIT_STOPPED),  # stopping outranks a failure
+        (["a"], [], set(), EXIT_TIME_CAP, EXIT_TIME_CAP),
+        (["a"], [], set(), EXIT_SIGINT, EXIT_SIGINT),
+        (["a"], ["b"], set(), EXIT_SIGTERM, EXIT_SIGTERM),
+        ([], ["b"], set(), EXIT_TIME_CAP, EXIT_FAILED),  # the stop came after the last song
+        ([], [], set(), EXIT_SIGTERM, EXIT_OK),
     ],
 )
-def test_run_exit_code(unfinished, failed, done, time_cap_hit, interrupted, expected):
-    assert run_exit_code(unfinished, failed, done, time_cap_hit, interrupted) == expected
+def test_run_exit_code(unfinished, failed, done, stopped, expected):
+    assert run_exit_code(unfinished, failed, done, stopped) == expected
 
 
 def test_a_run_results_exit_code_counts_generated_skipped_and_given_up_as_done():
@@ -51,8 +54,10 @@ def test_a_run_results_exit_code_counts_generated_skipped_and_given_up_as_done()
     assert result.exit_code() == EXIT_FAILED
     result.given_up["c.wav"] = failure
     assert result.exit_code() == EXIT_OK
-    result.unfinished.append("d.wav")
-    assert (result.exit_code(), result.exit_code(time_cap_hit=True)) == (EXIT_STOPPED, EXIT_TIME_CAP)
+    result.left_to["d.wav"] = "host-2"  # held by a live worker: done as far as this one goes
+    assert result.exit_code() == EXIT_OK
+    result.unfinished.append("e.wav")
+    assert (result.exit_code(EXIT_STOPPED), result.exit_code(EXIT_TIME_CAP)) == (EXIT_STOPPED, EXIT_TIME_CAP)
 
 
 @pytest.mark.parametrize(
@@ -136,6 +141,24 @@ def test_next_round(retry, elsewhere, todo, wait):
     following = next_round(JOBS, retry, elsewhere)
     assert [job.file_name for job in following.todo] == todo
     assert following.wait is wait
+
+
+@pytest.mark.parametrize(
+    ("first_seen", "seen", "held", "alive"),
+    [
+        ({}, {}, ["a.wav"], {}),  # not read yet
+        ({"a.wav": "v1"}, {"a.wav": ("host-2", "v1")}, ["a.wav"], {}),  # not renewed since the wait began
+        ({"a.wav": "v1"}, {"a.wav": ("host-2", "v2")}, ["a.wav"], {"a.wav": "host-2"}),  # renewed: alive
+        ({"a.wav": "v1"}, {"a.wav": ("host-3", "v9")}, ["a.wav"], {"a.wav": "host-3"}),  # taken over: alive
+        (
+            {"a.wav": "v1", "b.wav": "w1"}, {"a.wav": ("h2", "v2"), "b.wav": ("h3", "w1")}, ["a.wav", "b.wav"],
+            {"a.wav": "h2"},  # b's holder has not shown it is alive yet: keep waiting for it
+        ),
+        ({"a.wav": "v1"}, {"a.wav": ("h2", "v2")}, [], {}),  # no longer held: stored, or claimed here
+    ],
+)
+def test_which_holders_have_shown_they_are_alive(first_seen, seen, held, alive):
+    assert renewed(first_seen, seen, held) == alive
 
 
 # -- is this checkpoint still valid for this job --------------------------------------------

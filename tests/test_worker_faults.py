@@ -172,7 +172,8 @@ def test_only_the_worker_whose_upload_won_writes_the_record(tmp_path, prompts, c
         """While this worker generates, another one stores calm.wav with its own record."""
 
         def decode(self, codes, num_samples):
-            if not (out / "calm.wav").exists():
+            # drums.wav (3 s), the longer song, is claimed and decoded first; calm.wav is 2 s.
+            if num_samples == 2 * 8000 and not (out / "calm.wav").exists():
                 soundfile.write(out / "calm.wav", np.full(num_samples, 0.5), 8000, subtype="PCM_16")
                 (out / ".records").mkdir(exist_ok=True)
                 (out / record_key("calm.wav")).write_bytes(theirs.to_json())
@@ -288,7 +289,7 @@ def test_missing_bucket_exits_2_before_the_model_loads(aws_env, prompts, capsys)
 # -- 11: Ctrl-C --------------------------------------------------------------------------------
 
 
-def test_ctrl_c_checkpoints_releases_reports_and_exits_3(tmp_path, capsys):
+def test_ctrl_c_checkpoints_releases_reports_and_exits_130(tmp_path, capsys):
     out = tmp_path / "out"
     prompts = tmp_path / "p.txt"
     prompts.write_text("short;1;first\nlonger;4;second\n")
@@ -303,9 +304,13 @@ def test_ctrl_c_checkpoints_releases_reports_and_exits_3(tmp_path, capsys):
 
     argv = ["--prompts", str(prompts), "--output", str(out), "--batch-size", "2",
             "--window-s", "1", "--stride-s", "0.5"]
-    assert main(argv, load_engine=lambda model: FakeEngine(interrupt_mid_song)) == 3
+    assert main(argv, load_engine=lambda model: FakeEngine(interrupt_mid_song)) == 130
     err = capsys.readouterr().err
-    assert sent == [2, 1, 1] and "KeyboardInterrupt" not in err and "stopped early" in err
+    assert sent == [2, 1, 1] and "KeyboardInterrupt" not in err
+    assert err.splitlines()[-1].endswith(
+        "WARNING stopped by Ctrl-C (SIGINT); saved second.wav at the last window: run again to resume "
+        "from the checkpoints"
+    )
     assert [r["s3_filename"] for r in parse_report((out / "cost_report.csv").read_bytes())] == ["first.wav"]
     assert not (out / ".leases").exists() or list((out / ".leases").iterdir()) == []
     assert Checkpoint.from_json((out / checkpoint_key("second.wav")).read_bytes()).next_window >= 1

@@ -44,16 +44,16 @@ from .options import (
     worker_id,
 )
 from .page import PAGE_KEY
-from .precision import DTYPE_CHOICES, choose_threads
+from .precision import DEVICE_CHOICES, DTYPE_CHOICES, GpuUnusable, choose_device, choose_threads
 from .prompts import SUFFIXES, Job, PromptFile, read_prompts
 from .report import worker_hourly_rate
 from .results import (
     EXIT_FAILED,
+    EXIT_GPU_UNUSABLE,
     EXIT_OK,
-    EXIT_STOPPED,
-    EXIT_TIME_CAP,
     EXIT_USAGE,
     RunResult,
+    what_is_left,
 )
 from .settings import GenerationParams, MasteringSettings, RunSettings
 from .stopping import Stop, stop_signals
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--spool-dir", "MUSICGEN_SPOOL_DIR", _shown(run.spool_dir), "finished songs wait here until stored"),
         ("--imds-endpoint", "MUSICGEN_IMDS_ENDPOINT", None, "instance metadata URL; set on EC2 to watch for spot interruptions"),
         ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S", _shown(run.imds_poll_s), "seconds between interruption checks"),
+        ("--device", "MUSICGEN_DEVICE", _shown(run.device), "auto, cuda or cpu; cuda: the GPU or exit 6 before any song is claimed (the worker units set it); auto: the GPU when torch sees one, else the CPU"),
         ("--dtype", "MUSICGEN_DTYPE", _shown(run.dtype), "auto, float16, bfloat16 or float32 (any case); auto: bf16 on GPUs with native bf16 (compute capability 8.0+), else fp16; fp32 on the CPU"),
         ("--gpu-count", "MUSICGEN_GPU_COUNT", _shown(run.gpu_count), "GPU workers on this machine: they share its cores and its hourly cost"),
         ("--threads", "MUSICGEN_THREADS", None, "torch CPU threads (default: OMP_NUM_THREADS if set, else CPU cores / GPU count, at least 1)"),
@@ -150,6 +151,10 @@ def audio_format_from(args: argparse.Namespace) -> str:
     return choice("--format/MUSICGEN_FORMAT", args.format, list(SUFFIXES))
 
 
+def device_from(args: argparse.Namespace) -> str:
+    return choice("--device/MUSICGEN_DEVICE", args.device, list(DEVICE_CHOICES))
+
+
 def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationParams]:
     positive = (lambda v: v > 0, "must be > 0")
     not_negative = (lambda v: v >= 0, "must be >= 0")
@@ -184,6 +189,7 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         mastering=mastering_from(args),
         audio_format=audio_format_from(args),
         dtype=dtype,
+        device=device_from(args),
         threads=threads.count,
         threads_source=threads.source,
         gpu_count=gpu_count,
@@ -238,11 +244,12 @@ def _check_places(output: str, spool_dir: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
-    """Parse, validate, --check, then run until done or stopped. The exit code (worker/results.py):
-    0 when every song is done (written, waited for while other workers hold it, or given up
-    after --max-attempts failures), 1 when a song failed here and is neither, 2 for unusable
-    input, 3 when a spot interruption notice or SIGTERM stopped the run, 5 when --max-hours
-    stopped it (rerun to resume from the checkpoints)."""
+    """Parse, validate, --check, then run until done or stopped. The exit code (worker/results.py,
+    docs/worker.md#exit-codes): 0 when every song is done (written, held by a worker that renews
+    its lease, or given up after --max-attempts failures), 1 when a song failed here and is
+    neither, 2 for unusable input, 3 when the instance is stopping (a spot notice, Auto
+    Scaling's Terminated, a system shutdown), 5 at the time cap, 6 when the GPU is unusable,
+    130 / 143 when SIGINT / SIGTERM stopped it while the instance is not stopping."""
     started = time.monotonic()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -335,6 +342,9 @@ def _run(
     stop: Stop,
     load_engine: Callable | None,
 ) -> int:
+    device = _usable_device(settings)
+    if device is None:
+        return EXIT_GPU_UNUSABLE
     # The audio libraries load here, and torch with the engine, after the input has been checked.
     from .runner import ModelUnavailable, Runner
 
@@ -358,7 +368,7 @@ def _run(
         if load_engine is None:
             from .engine import Engine
 
-            load_engine = functools.partial(Engine.from_pretrained, dtype=settings.dtype)
+            load_engine = functools.partial(Engine.from_pretrained, device=device, dtype=settings.dtype)
 
         def engine():
             from .engine import limit_threads
@@ -382,25 +392,33 @@ def _run(
         return EXIT_FAILED
     result = runner.result
     _summarise(result)
-    code = result.exit_code(time_cap_hit=stop.time_cap.hit, interrupted=stop.interrupted())
-    if code == EXIT_TIME_CAP:
-        log.warning(
-            "stopped at the time cap of %g h (--max-hours); run again to resume from the checkpoints",
-            settings.max_hours,
-        )
-    elif code == EXIT_STOPPED:
-        log.warning("stopped early (spot interruption or shutdown); run again to resume from the checkpoints")
+    code = result.exit_code(stop.code())
+    if result.unfinished:
+        log.warning("%s; %s", stop.cause.why, what_is_left(result, code, settings.max_hours))
     print(f"Listen: {page_location(store)}", flush=True)
     return code
+
+
+def _usable_device(settings: RunSettings):
+    """The torch.device to generate on, chosen (and a GPU self-tested) before anything is
+    claimed, uploaded or loaded; None after saying on one line, the last, why the GPU is
+    unusable."""
+    import torch
+
+    try:
+        return choose_device(torch, settings.device, settings.dtype)
+    except GpuUnusable as error:
+        print(f"error: GPU unusable: {error}", file=sys.stderr, flush=True)
+        return None
 
 
 def _summarise(result: RunResult) -> None:
     not_written = result.not_written()
     log.info(
-        "done: %d generated, %d skipped, %d failed%s, %d left to other workers, %d unfinished",
+        "done: %d generated, %d skipped, %d failed%s, %d left to live workers, %d unfinished",
         len(result.generated), len(result.skipped), len(not_written),
         f" ({', '.join(not_written)})" if not_written else "",
-        len(result.elsewhere), len(result.unfinished),
+        len(result.left_to), len(result.unfinished),
     )
     for name, failure in result.given_up.items():
         log.error("given up: %s failed %d times, last: %s", name, failure.attempts, failure.error)

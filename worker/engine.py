@@ -24,7 +24,7 @@ from .kvcache import window_cache
 from .memory import batch_for_memory, bytes_per_song
 from .modelsize import DecoderShape
 from .onednn import can_pack, pack_linears
-from .precision import choose_dtype, gpu_of
+from .precision import choose_device, choose_dtype, gpu_of
 from .settings import GenerationParams
 from .values import count
 
@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 CPU_BATCH_SIZE = 8
 
 
-def pick_device(dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
-    """The first visible device and its dtype (see worker/precision.py for the choice)."""
-    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+def pick_device(choice: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """The device to compute on and its dtype (see worker/precision.py for both choices). A GPU
+    is self-tested first: GpuUnusable (worker/precision.py) says why it cannot be used."""
+    device = choose_device(torch, choice, dtype)
     return device, device_dtype(device, dtype)
 
 
@@ -103,7 +104,7 @@ class Engine:
 
         `dtype` is a name from worker.precision.DTYPE_CHOICES; "auto" picks it for the device.
         """
-        dev, dtype = pick_device(dtype) if device is None else (device, device_dtype(device, dtype))
+        dev, dtype = pick_device(dtype=dtype) if device is None else (device, device_dtype(device, dtype))
         with quiet_loading():
             # transformers picks SDPA attention for the decoder by default (EnCodec has none to pick).
             model = MusicgenForConditionalGeneration.from_pretrained(model_id, dtype=dtype)

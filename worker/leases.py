@@ -5,9 +5,18 @@ The owner renews it with If-Match on the ETag it last wrote; a lease nobody rene
 expiry, or one left by this same worker in an earlier life (a crash, a reboot), may be taken
 over, again with If-Match so only one taker wins.
 
+A lease names its worker (`owner`), the process that wrote it (`process`, HOST:PID:START) and a
+random token of that process (`nonce`). The token tells this process's own writes from those of
+another process with the same name: a second live worker started with the same --worker-id is
+warned about and treated as another worker, never as an earlier life of this one.
+
 A `Heartbeat` thread renews every held lease each third of its TTL, however long a window
 takes; a renewal answered 412 means another worker took the song over, and the song is dropped
-here (`holds` turns False) so its owner alone stores it.
+here (`holds` turns False) so its owner alone stores it. A 412 can also answer a renewal that
+went through: botocore retries a PUT whose answer was lost (a dropped connection or a read
+timeout are transient errors in its retry modes, boto3 guide "Retries"), and the retry's
+If-Match then meets the ETag the first attempt wrote. So a 412 is checked by reading the lease
+back: holding exactly the body just written, it is still this worker's.
 """
 
 from __future__ import annotations
@@ -15,12 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Self
 
+from . import identity
 from .settings import DEFAULT_LEASE_S
 from .store import Store
 
@@ -42,16 +53,37 @@ def blocks(expires_at: float, now: float, ours: bool) -> bool:
     return not ours and expires_at > now
 
 
-def _parse_lease(data: bytes) -> tuple[str, float]:
-    """(owner, expires_at); an unreadable lease (edited by hand) reads as abandoned."""
+@dataclass(frozen=True)
+class Lease:
+    owner: str
+    expires_at: float
+    process: str | None = None  # HOST:PID:START of the writer (None: written by an older version)
+    nonce: str | None = None  # the writer process's random token
+
+
+ABANDONED = Lease("?", 0.0)
+
+
+def parse_lease(data: bytes) -> Lease:
+    """The lease in `data`; an unreadable one (edited by hand) reads as abandoned."""
     try:
         lease = json.loads(data)
         owner, expires_at = lease["owner"], float(lease["expires_at"])
-    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
-        return "?", 0.0
+        process, nonce = lease.get("process"), lease.get("nonce")
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
+        return ABANDONED
     if not isinstance(owner, str) or not math.isfinite(expires_at):
-        return "?", 0.0
-    return owner, expires_at
+        return ABANDONED
+    return Lease(
+        owner, expires_at,
+        process if isinstance(process, str) else None, nonce if isinstance(nonce, str) else None,
+    )
+
+
+# How a lease someone else wrote relates to this worker process.
+OURS = "ours"  # this process's, or an earlier (dead) life of this worker: taken over at once
+TWIN = "twin"  # another process with this worker's name, alive or on another host
+OTHER = "other"  # another worker's
 
 
 def lease_key(file_name: str) -> str:
@@ -67,13 +99,25 @@ class Leases:
     # Recognises a dead earlier process of this worker by its owner name (see identity.py);
     # without it only the very same name counts as ours.
     earlier_self: Callable[[str], bool] = lambda owner: False
+    process: str = field(default_factory=identity.default_worker_id)  # HOST:PID:START of this process
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8))
+    # Whether a process named HOST:PID:START (first) is gone from this host (second: this
+    # process); identity.earlier_self, or a stand-in.
+    process_gone: Callable[[str, str], bool] = identity.earlier_self
+    # file -> (owner, version) of the live lease that last kept this worker off the song: a
+    # new version means its holder renewed it, so the holder is alive (see runner.py).
+    seen: dict[str, tuple[str, str]] = field(default_factory=dict)
     _held: dict[str, tuple[str, float]] = field(default_factory=dict)  # file -> (etag, renewed at)
+    _twins: set[str] = field(default_factory=set)  # processes already warned about
     # The heartbeat thread renews while the generation thread claims and releases.
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def _body(self) -> bytes:
         now = self.clock()
-        return json.dumps({"owner": self.owner, "expires_at": now + self.duration_s, "renewed_at": now}).encode()
+        return json.dumps({
+            "owner": self.owner, "expires_at": now + self.duration_s, "renewed_at": now,
+            "process": self.process, "nonce": self.nonce,
+        }).encode()
 
     def claim(self, file_name: str) -> bool:
         key = lease_key(file_name)
@@ -86,28 +130,72 @@ class Leases:
             self._held[file_name] = (etag, self.clock())
         return True
 
+    def _relation(self, lease: Lease) -> str:
+        if lease.nonce is not None and lease.nonce == self.nonce:
+            return OURS
+        if lease.owner == self.owner:
+            # The same name from another process: an earlier life of this worker, dead, on
+            # this host (a crash, a rerun) or a second worker started with the same name.
+            gone = lease.process is None or self.process_gone(lease.process, self.process)
+            return OURS if gone else TWIN
+        return OURS if self.earlier_self(lease.owner) else OTHER
+
+    def _warn_twin(self, file_name: str, lease: Lease) -> None:
+        if lease.process in self._twins:
+            return
+        self._twins.add(lease.process)
+        log.warning(
+            "%s is held by another process with this worker's name %r (%s, alive or on another "
+            "host): two workers must not share a --worker-id/MUSICGEN_WORKER_ID; this one treats "
+            "it as another worker and leaves it that process's songs",
+            file_name, self.owner, lease.process,
+        )
+
+    def _replace(self, key: str, etag: str) -> str | None:
+        """Rewrite the lease with If-Match `etag`: its new version, or None if it is not ours."""
+        body = self._body()
+        new_etag = self.store.replace(key, body, etag)
+        return new_etag if new_etag is not None else self._written(key, body)
+
+    def _written(self, key: str, body: bytes) -> str | None:
+        """The lease's version when it holds exactly `body`: the write went through and its
+        answer was lost (see the module's docstring); None otherwise."""
+        found = self.store.read(key)
+        if found is None or found[0] != body:
+            return None
+        log.info("the write of %s went through although its answer was lost; the lease is ours", key)
+        return found[1]
+
     def holds(self, file_name: str) -> bool:
         """Whether this worker still owns the song (False once a renewal found it taken)."""
         with self._lock:
             return file_name in self._held
 
     def _take_over(self, file_name: str, key: str) -> str | None:
+        """After a claim met a lease: the lease's new version if it is, or now becomes, this
+        worker's (this process's own, when the claim went through and its answer was lost: its
+        token says so); None while another worker's live lease stands."""
         found = self.store.read(key)
         if found is None:  # released between our write and our read
             return self.store.create(key, self._body())
         data, etag = found
-        owner, expires_at = _parse_lease(data)
+        lease = parse_lease(data)
         # A lease expiring further ahead than any worker writes one was edited by hand.
-        if expires_at > self.clock() + MAX_LEASE_S:
-            log.warning("ignored the lease on %s: its expiry %r is further ahead than any lease", file_name, expires_at)
-            owner, expires_at = "?", 0.0
-        ours = owner == self.owner or self.earlier_self(owner)
-        if blocks(expires_at, self.clock(), ours):
-            log.info("%s is being generated by %s (lease until %s)", file_name, owner, time.ctime(expires_at))
+        if lease.expires_at > self.clock() + MAX_LEASE_S:
+            log.warning(
+                "ignored the lease on %s: its expiry %r is further ahead than any lease", file_name, lease.expires_at
+            )
+            lease = ABANDONED
+        relation = self._relation(lease)
+        if blocks(lease.expires_at, self.clock(), relation == OURS):
+            if relation == TWIN:
+                self._warn_twin(file_name, lease)
+            log.info("%s is being generated by %s (lease until %s)", file_name, lease.owner, time.ctime(lease.expires_at))
+            self.seen[file_name] = (lease.owner, etag)
             return None
-        new_etag = self.store.replace(key, self._body(), etag)
+        new_etag = self._replace(key, etag)
         if new_etag is not None:
-            why = "ours, from an earlier run" if ours else f"expired, held by {owner}"
+            why = "ours, from an earlier run" if relation == OURS else f"expired, held by {lease.owner}"
             log.info("took over the lease on %s (%s)", file_name, why)
         return new_etag
 
@@ -122,7 +210,7 @@ class Leases:
             now = self.clock()
             if not force and now - renewed_at < self.duration_s / 3:
                 return True
-            new_etag = self.store.replace(lease_key(file_name), self._body(), etag)
+            new_etag = self._replace(lease_key(file_name), etag)
             if new_etag is None:
                 log.warning("lost the lease on %s to another worker; dropped the song here", file_name)
                 del self._held[file_name]

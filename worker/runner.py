@@ -4,10 +4,13 @@ The runner coordinates; each job has its module: skipping.py (which songs are le
 (spool -> store -> record), resume.py (checkpoints), attempts.py (failure counts and retries),
 progress.py (the bars), report.py and page.py (the cost report and the listening page).
 
-A run ends when every song is done (stored, or failed `max_attempts` times across workers): songs
-under another worker's live lease are waited for, and taken over if that lease expires, and a
-song whose generation failed goes back into the batch, after the others, until its attempts
-(counted across workers) reach `max_attempts`, so one worker alone makes every attempt.
+A run ends when every song is done (stored, or failed `max_attempts` times across workers) or
+held by a worker shown to be alive. A song whose generation failed goes back into the batch,
+after the others, until its attempts (counted across workers) reach `max_attempts`, so one
+worker alone makes every attempt. When only songs under other workers' live leases are left,
+the worker waits at most about one lease period: a holder that renews its lease meanwhile is
+alive, and its song is left to it (so no GPU idles while another finishes the batch's tail); a
+lease nobody renews expires and is taken over here, and the song resumed from its checkpoint.
 """
 
 from __future__ import annotations
@@ -51,6 +54,17 @@ class NextRound:
     wait: bool  # pause first: every song left is held by another worker
 
 
+def renewed(first_seen: dict[str, str], seen: dict[str, tuple[str, str]], held: Iterable[str]) -> dict[str, str]:
+    """The held songs whose lease was rewritten since the wait began (`first_seen`: file ->
+    the lease's version first read then; `seen`: file -> (owner, version) last read), with
+    their holders: a live worker wrote each (its renewal, or a new claim)."""
+    return {
+        name: seen[name][0]
+        for name in held
+        if name in first_seen and name in seen and seen[name][1] != first_seen[name]
+    }
+
+
 def next_round(jobs: list[Job], retry: Iterable[str], elsewhere: Iterable[str]) -> NextRound:
     """After a round: failed songs with attempts left go again at once, with the songs other
     workers hold looked at again alongside; with none to retry, the songs held elsewhere are
@@ -80,11 +94,13 @@ class Runner:
 
     def run_batch(self, jobs: list[Job], load_engine: Callable[[], Engine]) -> None:
         """Generate every missing song, try again the songs whose generation failed while they
-        have attempts left, then wait for the songs other workers hold until each is done:
-        stored by them, failed for good, or taken over here once its lease expires. The engine
-        loads only when there is something to generate."""
+        have attempts left, then look at the songs other workers hold until each is done
+        (stored by them, or failed for good), taken over here once its lease expires, or left
+        to its holder once the holder renewed its lease. The engine loads only when there is
+        something to generate."""
         engine: Engine | None = None
         todo, waiting_for = jobs, set()
+        first_seen: dict[str, str] = {}  # held song -> its lease's version when the wait began
         while todo:
             self.result.elsewhere = []
             pending = self.skipping.pending_jobs(todo, self.delivery.foreign_spool)
@@ -102,6 +118,12 @@ class Runner:
             if not following.wait:
                 continue
             held = set(self.result.elsewhere)
+            for name in held & self.leases.seen.keys():
+                first_seen.setdefault(name, self.leases.seen[name][1])
+            alive = renewed(first_seen, self.leases.seen, held)
+            if set(alive) == held:
+                self._leave(alive)
+                return
             if held != waiting_for:
                 log.info(
                     "waiting for %d songs other workers hold (%s); looking again every %g s",
@@ -111,6 +133,15 @@ class Runner:
             if self._pause(self.poll_s):
                 self.result.unfinished += sorted(held)
                 return
+
+    def _leave(self, holders: dict[str, str]) -> None:
+        """End this worker's batch: every song left is held by a worker that renewed its lease."""
+        self.result.left_to = dict(sorted(holders.items()))
+        for name, owner in self.result.left_to.items():
+            log.info(
+                "left %s to %s, which renews its lease: it stores the song, or if it stops, a "
+                "worker that takes the lease over resumes its checkpoint", name, owner,
+            )
 
     def _pause(self, seconds: float) -> bool:
         """Sleep, waking early to stop; True if asked to stop."""
@@ -189,14 +220,15 @@ class Runner:
             with Heartbeat(self.leases):
                 unfinished = BatchScheduler(engine, batch_size, callbacks).run(songs)
         for song in unfinished:
-            self.result.unfinished.append(song.job.file_name)
-            if self.leases.holds(song.job.file_name) and (song.in_batch or song.next_window):
+            name = song.job.file_name
+            self.result.unfinished.append(name)
+            if not self.leases.holds(name):
+                continue
+            if song.next_window:
                 self.resume.save(song, engine)
-                self.leases.release(song.job.file_name)
-                log.info(
-                    "saved %s at window %d of %d for the next run",
-                    song.job.file_name, song.next_window, len(song.plans),
-                )
+                self.result.saved.append(name)
+                log.info("saved %s at window %d of %d for the next run", name, song.next_window, len(song.plans))
+            self.leases.release(name)
 
     def write_report(self, jobs: list[Job]) -> None:
         """The cost report and the listening page, from every record in the output."""

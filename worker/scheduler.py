@@ -2,8 +2,9 @@
 
 Rules (see docs/design.md, "How songs share the GPU"):
 - A song joins a batch only once `claim` grants it (see leases.py); songs start in a batch of up
-  to `batch_size` rows; longer songs go first, so a batch's songs need
-  about the same number of windows.
+  to `batch_size` rows; the longest song left is claimed first (by frames still to generate),
+  so a batch's songs need about the same number of windows, and the batch's last song to
+  finish, across all workers, is a short one.
 - Every round runs one batched call per prompt length: normally one call, since songs in a batch
   move in step (first windows have no prompt, later ones the last window-stride seconds).
 - A finished song leaves the batch. Waiting songs join once half the batch is free (or it is
@@ -100,8 +101,8 @@ class Song:
         return self.next_window >= len(self.plans)
 
     @property
-    def remaining_windows(self) -> int:
-        return len(self.plans) - self.next_window
+    def remaining_frames(self) -> int:
+        return sum(plan.new_frames for plan in self.plans[self.next_window :])
 
     @property
     def total_frames(self) -> int:
@@ -145,7 +146,7 @@ class BatchScheduler:
 
     def run(self, songs: list[Song]) -> list[Song]:
         """Generate every song; returns the songs still unfinished if interrupted (else [])."""
-        waiting = deque(sorted(songs, key=lambda s: -s.remaining_windows))
+        waiting = deque(sorted(songs, key=lambda s: -s.remaining_frames))
         active: list[Song] = []
         try:
             while waiting or active:

@@ -53,6 +53,7 @@ class RunSettings:
     mastering: MasteringSettings = field(default_factory=MasteringSettings)
     audio_format: str = "wav"
     dtype: str = "auto"  # a name from worker.precision.DTYPE_CHOICES
+    device: str = "auto"  # a name from worker.precision.DEVICE_CHOICES
     threads: int = 1  # torch CPU threads of this process
     threads_source: str = "default"  # where `threads` came from, for the start line
     gpu_count: int = 1  # GPU workers on this machine, sharing its cores and its hourly cost

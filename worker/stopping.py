@@ -1,47 +1,117 @@
-"""Reasons a run stops early, gathered for its duration: SIGTERM (systemd stopping the unit as
-the instance shuts down), SIGINT (Ctrl-C at a terminal), a spot interruption notice and the
---max-hours time cap. Each ends the run the same way: checkpoints saved, leases released,
-report written."""
+"""Why a run stops early, decided once, when the worker first notices it should stop. Every
+reason ends the run the same way (checkpoints saved, leases released, report written); only the
+exit code and the last log line differ, and the boot unit acts on the code (CONTRACT: 3 means
+the instance is going away and nothing else; any other code ends the batch, so the instance
+scales itself in):
+
+| reason | exit |
+|---|---|
+| the instance is stopping: a spot interruption notice, the Auto Scaling target lifecycle state `Terminated`, or a system shutdown (`systemctl is-system-running` prints `stopping`) | 3 |
+| the time cap (--max-hours), noticed by the worker, or a signal that came after it (systemd's `RuntimeMaxSec=`) | 5 |
+| SIGINT (Ctrl-C) while the instance is not stopping | 130 |
+| SIGTERM (`systemctl stop`, `kill`) while the instance is not stopping | 143 |
+
+A spot notice or a Terminated state polled from the metadata service counts even before any
+signal. A signal alone says nothing about the instance: when one comes, the metadata service is
+asked once more and systemd is asked for its state.
+"""
 
 from __future__ import annotations
 
 import signal
-import threading
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .results import EXIT_SIGINT, EXIT_SIGTERM, EXIT_STOPPED, EXIT_TIME_CAP
 from .spot import SpotWatcher, TimeCap
+
+# systemctl(1), is-system-running: prints the manager's state, one of initializing, starting,
+# running, degraded, maintenance, stopping ("the manager is shutting down"), offline or
+# unknown, and exits non-zero for every state but running.
+SYSTEM_STOPPING = "stopping"
+
+
+def system_stopping(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> bool:
+    """Whether systemd is shutting the system down; False where there is no systemctl (a
+    container, macOS) or it does not answer. `run` is subprocess.run or a stand-in."""
+    try:
+        done = run(["systemctl", "is-system-running"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.stdout.strip() == SYSTEM_STOPPING
+
+
+@dataclass(frozen=True)
+class Cause:
+    code: int  # the exit code (worker/results.py)
+    why: str  # the reason in words, for the log: "stopped ..."
 
 
 @dataclass
 class Stop:
-    terminated: threading.Event
     watcher: SpotWatcher | None
     time_cap: TimeCap
-
-    def interrupted(self) -> bool:
-        """A shutdown, Ctrl-C or a spot interruption notice came."""
-        return self.terminated.is_set() or (self.watcher is not None and self.watcher.interrupted)
+    system_stopping: Callable[[], bool] = system_stopping
+    signals: list[int] = field(default_factory=list)  # received, in order (set by the handlers)
+    cause: Cause | None = None
 
     def requested(self) -> bool:
-        # Checked before the cap, so a shutdown that comes first is reported as one (exit 3).
-        return self.interrupted() or self.time_cap.reached()
+        """Whether the run must stop; the first time it must, the reason is decided (`cause`)."""
+        if self.cause is None:
+            self.cause = self._cause()
+        return self.cause is not None
+
+    def code(self) -> int | None:
+        """The exit code of the reason the run stopped, or None when nothing stopped it."""
+        return None if self.cause is None else self.cause.code
+
+    def _cause(self) -> Cause | None:
+        if self.watcher is not None and self.watcher.interrupted:
+            return Cause(EXIT_STOPPED, f"stopped because the instance is stopping ({self.watcher.reason})")
+        # Checked before the signals: a signal after the deadline is systemd's RuntimeMaxSec.
+        if self.time_cap.reached():
+            return Cause(EXIT_TIME_CAP, f"stopped at the time cap of {self.time_cap.hours:g} h (--max-hours)")
+        if not self.signals:
+            return None
+        going = self._instance_going()
+        if going is not None:
+            return Cause(EXIT_STOPPED, f"stopped because the instance is stopping ({going})")
+        if self.signals[0] == signal.SIGINT:
+            return Cause(EXIT_SIGINT, "stopped by Ctrl-C (SIGINT)")
+        return Cause(EXIT_SIGTERM, "stopped by SIGTERM (systemctl stop, kill) while the instance is not stopping")
+
+    def _instance_going(self) -> str | None:
+        """Asked once a signal came: does the metadata service or systemd say the instance is
+        going away?"""
+        if self.watcher is not None:
+            reason = self.watcher.check()
+            if reason is not None:
+                return reason
+        if self.system_stopping():
+            return f"a system shutdown (systemctl is-system-running: {SYSTEM_STOPPING})"
+        return None
 
 
 @contextmanager
 def stop_signals(
-    imds_endpoint: str | None, imds_poll_s: float, max_hours: float | None, started: float
+    imds_endpoint: str | None,
+    imds_poll_s: float,
+    max_hours: float | None,
+    started: float,
+    is_system_stopping: Callable[[], bool] = system_stopping,
 ) -> Iterator[Stop]:
     """Watch for every reason to stop while the block runs (`started`: the run's time.monotonic()
     reading, from which the time cap counts); the previous signal handlers come back after."""
     watcher = SpotWatcher(imds_endpoint, imds_poll_s).start() if imds_endpoint else None
-    terminated = threading.Event()
+    stop = Stop(watcher, TimeCap(max_hours, started), is_system_stopping)
     previous_handlers = {
-        number: signal.signal(number, lambda *_: terminated.set()) for number in (signal.SIGTERM, signal.SIGINT)
+        number: signal.signal(number, lambda number, _frame: stop.signals.append(number))
+        for number in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        yield Stop(terminated, watcher, TimeCap(max_hours, started))
+        yield stop
     finally:
         for number, handler in previous_handlers.items():
             signal.signal(number, handler)
