@@ -36,6 +36,7 @@ from tests.support.boot import (
     settings_for,
     write_env_file,
 )
+from tests.support.worker_process import fake_systemctl
 from tests.systemd_units import values, worker_units
 
 # Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
@@ -179,9 +180,12 @@ def test_a_shutdown_mid_batch_saves_the_checkpoint_and_still_uploads_the_log(
     settings = settings_for(tmp_path, url, bucket, tiny_model_dir)
     settings["MUSICGEN_PROMPTS"] = str(prompts)
     env_file = write_env_file(tmp_path / "worker.env", settings)
-    # Its own process group stands in for the systemd unit: stopping the unit signals them all.
+    # A shutdown: systemd says the system is stopping (systemctl(1), is-system-running), and
+    # stopping the unit signals its whole process group, which the test's own group stands in for.
+    env = bootstrap_env(env_file)
+    env["PATH"] = f"{fake_systemctl(tmp_path / 'systemd-bin', 'stopping')}{os.pathsep}{env['PATH']}"
     boot = subprocess.Popen(
-        ["bash", str(BOOTSTRAP)], env=bootstrap_env(env_file), start_new_session=True,
+        ["bash", str(BOOTSTRAP)], env=env, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -428,6 +432,9 @@ def test_the_unprivileged_worker_writes_only_where_its_unit_allows(
             "MUSICGEN_LOG_DIR": str(folders["LogsDirectory"]),
             # The units' RuntimeDirectory, where /run/musicgen-batch would be.
             "MUSICGEN_RUN_DIR": str(folders["RuntimeDirectory"]),
+            # The unit asks for the GPU; this machine's torch has none, so the settings file
+            # (read after the unit's environment) runs the same worker on the CPU.
+            "MUSICGEN_DEVICE": "cpu",
         }
         env_file = write_env_file(base / "worker.env", settings)
         env_file.chmod(0o644)
