@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from worker import aws, store
+from worker import aws, s3_store
 from worker.leases import Leases
-from worker.store import S3Store
+from worker.s3_store import S3Store
 
 
 def s3_error(status: int, code: str, operation: str) -> ClientError:
@@ -71,7 +71,7 @@ def test_409_on_a_small_upload_is_retried_not_taken_as_already_there(client, tmp
 
 
 def test_409_on_complete_multipart_upload_is_retried_and_the_object_exists(client, tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "MULTIPART_THRESHOLD", 4)
+    monkeypatch.setattr(s3_store, "MULTIPART_THRESHOLD", 4)
     wav = tmp_path / "big.wav"
     wav.write_bytes(b"RIFF-a-long-song")
     s3, flaky = make_store(client, {"complete_multipart_upload": [CONFLICT]})
