@@ -1113,9 +1113,7 @@ def _progress(s3: Any, bucket: str | None, prompt_file: PromptFile) -> batch.Pro
     keys = batch.songs_in_bucket(s3, name, prefix)
     if keys is None:
         return None
-    progress = batch.split_progress(prompt_file.jobs, keys)
-    changed = batch.changed_songs(s3, name, progress.done, prefix)
-    return batch.Progress(progress.done, progress.missing, changed)
+    return batch.examine_done(s3, name, batch.split_progress(prompt_file.jobs, keys), prefix)
 
 
 def _go_ahead(args: argparse.Namespace, out: Console, question: str, nothing: str) -> bool:
