@@ -52,6 +52,7 @@ WORKER_OPTIONS = [
     ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S"),
     ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS"),
     ("--max-hours", "MUSICGEN_MAX_HOURS"),
+    ("--access-wait-s", "MUSICGEN_ACCESS_WAIT_S"),
 ]
 SPECIAL = ["nan", "inf", "-inf", "1e308", "1e12", "-1", "0", "", " ", "1", "3", "0.5", "２", "ü", "10" * 30]
 # Places, relative to the example's own folder: files, folders, missing and impossible ones.

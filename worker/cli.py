@@ -32,7 +32,7 @@ from .results import (
 )
 from .settings import GenerationParams, MasteringSettings, RunSettings
 from .stopping import Stop, stop_signals
-from .store import Store, is_s3_uri, local_path, make_folder, open_store
+from .store import Store, Unusable, is_s3_uri, local_path, make_folder, open_store
 from .windows import WindowSettings
 
 log = logging.getLogger("worker")
@@ -83,6 +83,7 @@ MAX_ATTEMPTS = 100
 MIN_LEASE_S = 0.5
 MAX_GPUS = 64
 MAX_THREADS = 4096
+MAX_ACCESS_WAIT_S = 3600.0
 
 
 def usable_cpus() -> int:
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--format", "MUSICGEN_FORMAT", _shown(run.audio_format), "audio file format: wav or flac"),
         ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS", _shown(run.max_attempts), "failed attempts (across workers) after which a song is given up"),
         ("--max-hours", "MUSICGEN_MAX_HOURS", None, "hours after which the worker stops as on a spot notice (checkpoints saved) and exits 5 (default: no cap)"),
+        ("--access-wait-s", "MUSICGEN_ACCESS_WAIT_S", _shown(run.access_wait_s), "seconds a 403 from the S3 output is retried at startup, while a new instance's permissions propagate"),
     ]
     for flag, env, default, text in options:
         parser.add_argument(flag, default=_env(env, default), help=f"{text} [{env}, default {default}]")
@@ -223,6 +225,10 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
             int, "--max-attempts/MUSICGEN_MAX_ATTEMPTS", args.max_attempts, positive, _at_most(MAX_ATTEMPTS)
         ),
         max_hours=_typed(float, "--max-hours/MUSICGEN_MAX_HOURS", args.max_hours, positive),
+        access_wait_s=_typed(
+            float, "--access-wait-s/MUSICGEN_ACCESS_WAIT_S", args.access_wait_s, not_negative,
+            _at_most(MAX_ACCESS_WAIT_S),
+        ),
     )
     _check_model(settings.model)
     return settings, params
@@ -305,7 +311,7 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     if not prompts.jobs:
         print(f"error: no valid song in {args.prompts}", file=sys.stderr)
         return EXIT_USAGE
-    store = _open_output(args.output, settings.spool_dir, s3_client or aws.s3_client)
+    store = _open_output(args.output, settings, s3_client or aws.s3_client)
     if isinstance(store, int):
         return store
     with stop_signals(settings.imds_endpoint, settings.imds_poll_s, settings.max_hours, started) as stop:
@@ -331,12 +337,16 @@ def check(prompts: PromptFile) -> int:
     return EXIT_USAGE if prompts.errors or not prompts.jobs else EXIT_OK
 
 
-def _open_output(output: str, spool_dir: str, s3_client: Callable) -> Store | int:
-    """The output's store, or the exit code after saying in one line why it cannot be used."""
+def _open_output(output: str, settings: RunSettings, s3_client: Callable) -> Store | int:
+    """The output's store, or the exit code after saying in one line why it cannot be used:
+    2 when it names nothing usable, 1 when it exists but cannot be written or read."""
     try:
-        _check_places(output, spool_dir)
-        store = open_store(output, s3_client)
+        _check_places(output, settings.spool_dir)
+        store = open_store(output, s3_client, settings.access_wait_s)
         problem = store.problem()
+    except Unusable as error:
+        print(f"error: output {output}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except (UsageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -402,7 +412,7 @@ def _run(
             log.error("cannot load the model %s: %s", settings.model, error)
             return EXIT_FAILED
         runner.write_report(jobs)
-    except (BotoCoreError, ClientError) as error:
+    except (BotoCoreError, ClientError, OSError) as error:  # OSError: a full or failing disk
         log.error("cannot use the output %s: %s", args.output, error)
         return EXIT_FAILED
     result = runner.result

@@ -28,7 +28,7 @@ CONFLICT_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 # role's permissions have reached every S3 endpoint (IAM is eventually consistent: "Changes that
 # I make are not always immediately visible", IAM User Guide, Troubleshooting general issues).
 DEFAULT_ACCESS_WAIT_S = 120.0
-ACCESS_RETRY_FIRST_S, ACCESS_RETRY_MAX_S = 2.0, 30.0
+ACCESS_RETRY_FIRST_S, ACCESS_RETRY_MAX_S = 1.0, 30.0
 STAMP = re.compile(r"\d{8}T\d{6}Z")
 
 
