@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from .damage import size_problem
 from .stall import DEFAULT_EVERY_S, announced
-from .store import BOOKKEEPING_LIMIT, Stored, Unusable, damaged_key, oversized
+from .stored import BOOKKEEPING_LIMIT, Stored, Unusable, damaged_key, oversized
 
 log = logging.getLogger(__name__)
 

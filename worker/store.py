@@ -17,32 +17,10 @@ from pathlib import Path
 from typing import Protocol
 
 from .damage import Header, header_problem
+from .s3_store import S3Store
+from .stored import BOOKKEEPING_LIMIT, Stored, Unusable, damaged_key, oversized
 
 log = logging.getLogger(__name__)
-
-# Records, leases and failure counts are a few kilobytes (a record's longest parts are a
-# 2000-character prompt and a 200-point waveform); one larger than this was not written by a
-# worker, and reading it whole could exhaust memory. Checkpoints have a bound of their own.
-BOOKKEEPING_LIMIT = 1024 * 1024
-DAMAGED_PREFIX = ".damaged/"
-
-
-def damaged_key(file_name: str, stamp: str) -> str:
-    """Where a damaged song is kept: `.damaged/FILE_NAME.<UTC time>`."""
-    return f"{DAMAGED_PREFIX}{file_name}.{stamp}"
-
-
-class Unusable(Exception):
-    """The output exists but this worker cannot use it (read-only, no access): one line, exit 1."""
-
-
-@dataclass(frozen=True)
-class Stored:
-    """A stored object as the output describes it without reading it."""
-
-    size: int
-    version: str  # the S3 ETag, or a local file's inode, mtime and size
-    metadata: dict[str, str]  # the S3 object's user metadata; a local file has none
 
 
 class Store(Protocol):
@@ -61,13 +39,6 @@ class Store(Protocol):
     def damage(self, key: str, stored: Stored, duration_s: float) -> str | None: ...
     def set_aside(self, key: str, stored: Stored, stamp: str) -> str | None: ...
     def problem(self) -> str | None: ...
-
-
-def oversized(uri: str, size: int, limit: int) -> None:
-    log.warning(
-        "ignored %s: %d bytes, more than any object of its kind (%d); it reads as unreadable",
-        uri, size, limit,
-    )
 
 
 def _named(error: OSError, path: Path) -> OSError:
@@ -284,8 +255,6 @@ def open_store(output: str, s3_client_factory, access_wait_s: float | None = Non
     """`s3://bucket/prefix` or a local folder (created if missing); ValueError if unusable.
     `access_wait_s`: how long S3's 403 is retried at the first look (None: S3Store's default)."""
     if is_s3_uri(output):
-        from .s3_store import S3Store
-
         bucket, _, prefix = output[len("s3://") :].partition("/")
         if not bucket:
             raise ValueError(f"output {output!r} names no bucket")
