@@ -244,3 +244,16 @@ def test_the_wait_log_names_what_is_awaited(caplog):
     count = len(caplog.messages)
     time.sleep(0.2)
     assert len(caplog.messages) == count  # silent once the call returned
+
+
+def test_launcher_status_does_not_read_an_oversized_failure_count(launcher):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="songs")
+    s3.put_object(Bucket="songs", Key=failure_key("synthwave.wav"), Body=b"{" * (1024 * 1024 + 1))
+    result = launcher("status", "--bucket", "songs")
+    assert result.code == 0, result.err
+    assert (
+        f"warning: ignored s3://songs/{failure_key('synthwave.wav')}: 1048577 bytes, more than any failure count"
+        in result.err
+    )
+    assert "    synthwave.wav  (line 2, 180 s)" in result.out
