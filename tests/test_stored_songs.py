@@ -247,6 +247,22 @@ def test_the_remade_song_replaces_only_the_damaged_object(bucket, tmp_path):
     assert bucket.get_object(Bucket="songs", Key="calm.wav")["Body"].read() == theirs
 
 
+def test_a_long_remade_song_replaces_the_damaged_object_in_parts(bucket, tmp_path, monkeypatch):
+    """Songs over the multipart threshold carry If-Match on CompleteMultipartUpload (moto
+    does not check that condition there; real S3 does, see docs/faults-and-validation.md)."""
+    from worker import s3_store
+
+    monkeypatch.setattr(s3_store, "MULTIPART_THRESHOLD", 4)
+    bucket.put_object(Bucket="songs", Key="calm.wav", Body=b"")
+    store = S3Store(boto3.client("s3"), "songs")
+    assert Inspection(store).whole(Job(1, "calm piano", 2.0, "calm.wav")) is None
+    ours = tmp_path / "calm.wav"
+    ours.write_bytes(wav_bytes(2))
+    assert store.upload_new(ours, "calm.wav", {})
+    assert bucket.get_object(Bucket="songs", Key="calm.wav")["Body"].read() == ours.read_bytes()
+    assert store.exists("calm.wav")
+
+
 def test_a_damaged_song_is_copied_aside_once(bucket):
     bucket.put_object(Bucket="songs", Key="calm.wav", Body=b"")
     job = Job(1, "calm piano", 2.0, "calm.wav")
