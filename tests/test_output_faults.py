@@ -147,6 +147,7 @@ def test_oversized_s3_bookkeeping_is_ignored_and_named(aws_env, prompts, capsys)
 # -- S3 that stalls, S3 that forbids -----------------------------------------------------------
 
 
+@pytest.mark.slow  # a real worker process
 def test_a_stalled_s3_is_named_while_the_worker_waits(aws_env, prompts):
     """A server on 127.0.0.1 that accepts connections (the kernel completes the handshake into
     the listen backlog) and never answers: botocore waits 60 s per try, 3 tries, in silence."""
