@@ -16,7 +16,7 @@ from .attempts import Attempts
 from .audio import master, song_comment, write_song
 from .changes import duration_text
 from .checkpoints import checkpoint_key
-from .damage import CHANNELS_KEY, DURATION_KEY, SAMPLE_RATE_KEY
+from .damage import CHANNELS_KEY, DURATION_KEY, SAMPLE_RATE_KEY, Header
 from .failures import failure_key
 from .inspection import Inspection, NotSetAside
 from .leases import Leases
@@ -57,17 +57,17 @@ def spool_mismatch(made_for: tuple[str, str], here: tuple[str, str]) -> str | No
     )
 
 
-def song_metadata(job: Job, record: SongRecord, wav: Path) -> dict[str, str]:
+def song_metadata(job: Job, record: SongRecord, header: Header | str | None = None) -> dict[str, str]:
     """What the stored audio object carries, so a later run can tell whether its line changed
-    and, from the object's size alone, whether it is whole (damage.size_problem)."""
+    and, from the object's size alone, whether it is whole (damage.size_problem): the file's
+    `header` gives its sample rate and channels."""
     metadata = {
         "prompt-hash": job.prompt_hash,
         "seed": str(record.seed),
         "model": str(record.model),
         DURATION_KEY: duration_text(job.duration_s),
     }
-    header = read_header(wav)
-    if not isinstance(header, str):
+    if isinstance(header, Header):
         metadata |= {SAMPLE_RATE_KEY: str(header.sample_rate), CHANNELS_KEY: str(header.channels)}
     return metadata
 
@@ -155,7 +155,7 @@ class Delivery:
         """Spool -> output: STORED, EXISTS (another worker's file won; the spool copy goes) or
         FAILED (spool kept, failure named) when the output cannot be written."""
         wav, record_file = self._spooled(job.file_name)
-        metadata = song_metadata(job, record, wav)
+        metadata = song_metadata(job, record, read_header(wav))
         try:
             # Ours also when an earlier try uploaded this very WAV and only the record failed.
             won = self.store.upload_new(wav, job.file_name, metadata) or self.store.holds(
