@@ -239,6 +239,10 @@ class S3Store:
             None,
         )
         if kept is None:
+            # `.damaged/` stays outside the bucket policy's song keys: with conditional writes
+            # enforced on a prefix, CopyObject into it without If-None-Match or If-Match is
+            # refused (S3 User Guide, "Enforce conditional writes on Amazon S3 buckets"), and
+            # boto3's floor, 1.35.69, cannot send either on CopyObject.
             kept = damaged_key(key, stamp)
             source = {"Bucket": self.bucket, "Key": self._key(key)}
             try:
