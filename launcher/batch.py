@@ -15,8 +15,9 @@ from botocore.exceptions import ClientError
 from launcher.failed import FailedSong, format_failed
 from launcher.money import cents
 from worker.changes import REGENERATE_HINT, describe_change
+from worker.damage import made_for_s, size_problem
 from worker.prompts import Job, PromptFile
-from worker.report import COST_COLUMN, REPORT_KEY
+from worker.report import COST_COLUMN, REBUILT_NOTE, REPORT_KEY
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Progress:
     missing: list[Job]
     # Done songs whose line now asks for something else: (job, what changed).
     changed: list[tuple[Job, str]] = field(default_factory=list)
+    # Missing songs whose stored file is damaged (the workers make them again), with why.
+    damaged: dict[str, str] = field(default_factory=dict)
 
     @property
     def missing_audio_s(self) -> float:
@@ -35,6 +38,9 @@ class Progress:
 class CostReport:
     songs: int
     total_usd: float
+    # s3_filename of each row whose cost is blank: a record the workers rebuilt from the
+    # stored song, whose generation time nobody knows.
+    unknown: tuple[str, ...] = ()
 
 
 # The characters botocore lets through to S3, checked here so that a typo gets one line
@@ -83,19 +89,31 @@ def split_progress(jobs: list[Job], keys: set[str]) -> Progress:
     )
 
 
-def changed_songs(s3: Any, bucket: str, done: list[Job], prefix: str = "") -> list[tuple[Job, str]]:
-    """Done songs whose stored WAV was generated from another prompt or duration (its S3
-    metadata says which), one HEAD per song."""
-    changed = []
-    for job in done:
+def examine_done(s3: Any, bucket: str, progress: Progress, prefix: str = "") -> Progress:
+    """One HEAD per done song: those whose stored file is damaged (by the worker's own rule,
+    worker.damage) move to missing, and the others whose metadata names another prompt or
+    duration are listed as changed."""
+    done, damaged, changed = [], {}, []
+    missing = list(progress.missing)
+    for job in progress.done:
         try:
-            metadata = s3.head_object(Bucket=bucket, Key=prefix + job.file_name).get("Metadata", {})
+            head = s3.head_object(Bucket=bucket, Key=prefix + job.file_name)
         except ClientError:
-            continue  # gone meanwhile, or not readable: nothing to say about it
+            done.append(job)  # gone meanwhile, or not readable: nothing to say about it
+            continue
+        metadata = head.get("Metadata", {})
+        size = int(head.get("ContentLength", 0))
+        why = size_problem(job.file_name, size, metadata, made_for_s(metadata, job.duration_s))
+        if why is not None:
+            damaged[job.file_name] = why
+            missing.append(job)
+            continue
+        done.append(job)
         change = describe_change(job, metadata.get("prompt-hash"), metadata.get("duration-s"))
         if change is not None:
             changed.append((job, change))
-    return changed
+    missing.sort(key=lambda job: job.line_no)
+    return Progress(done, missing, changed, damaged)
 
 
 def _format_changed(progress: Progress) -> list[str]:
@@ -112,16 +130,19 @@ def parse_cost_report(text: str) -> CostReport:
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or COST_COLUMN not in reader.fieldnames:
         raise ValueError(f"no {COST_COLUMN} column")
-    songs, total = 0, 0.0
+    songs, total, unknown = 0, 0.0, []
     for row in reader:
+        songs += 1
+        if row[COST_COLUMN] == "":  # a rebuilt record: its cost is unknown
+            unknown.append(row.get("s3_filename") or "")
+            continue
         try:
             total += float(row[COST_COLUMN])
         except (TypeError, ValueError):
             raise ValueError(
                 f"row {reader.line_num}: {COST_COLUMN} {row[COST_COLUMN]!r} is not a number"
             ) from None
-        songs += 1
-    return CostReport(songs=songs, total_usd=total)
+    return CostReport(songs=songs, total_usd=total, unknown=tuple(unknown))
 
 
 def read_cost_report(s3: Any, bucket: str, prefix: str = "") -> str | None:
@@ -185,6 +206,7 @@ def format_progress(
     failed_names = {song.job.file_name for song in given_up}
     missing = [job for job in progress.missing if job.file_name not in failed_names]
     total = len(progress.done) + len(progress.missing)
+    rebuilt = _rebuilt(report, prefix)
     lines = [
         f"Songs in s3://{bucket}/{prefix}: {len(progress.done)} of {total} done, "
         + f"{len(missing)} missing"
@@ -192,16 +214,39 @@ def format_progress(
     ]
     if progress.done:
         lines.append("  done:")
-        lines.extend(f"    {job.file_name}" for job in progress.done)
+        lines.extend(
+            f"    {job.file_name}" + (f"  ({REBUILT_NOTE})" if job.file_name in rebuilt else "")
+            for job in progress.done
+        )
     lines.extend(_format_changed(progress))
     if missing:
         lines.append("  missing:")
         lines.extend(
-            f"    {job.file_name}  (line {job.line_no}, {job.duration_s:g} s)" for job in missing
+            f"    {job.file_name}  (line {job.line_no}, {job.duration_s:g} s"
+            + (
+                f"; stored file damaged: {progress.damaged[job.file_name]}; made again, the "
+                "damaged file kept in .damaged/"
+                if job.file_name in progress.damaged
+                else ""
+            )
+            + ")"
+            for job in missing
         )
     lines.extend(format_failed(list(given_up)))
     lines.append(_format_report(report))
     return lines
+
+
+
+def _rebuilt(report: str | None, prefix: str) -> set[str]:
+    """File names whose report row has no cost (their records were rebuilt)."""
+    if report is None:
+        return set()
+    try:
+        parsed = parse_cost_report(report)
+    except ValueError:
+        return set()
+    return {name.removeprefix(prefix) for name in parsed.unknown}
 
 
 def _format_report(report: str | None) -> str:
@@ -211,8 +256,10 @@ def _format_report(report: str | None) -> str:
         parsed = parse_cost_report(report)
     except ValueError as exc:
         return f"{REPORT_KEY}: unreadable ({exc})"
+    unknown = len(parsed.unknown)
     return (
         f"{REPORT_KEY}: {_songs(parsed.songs)}, total estimated cost {cents(parsed.total_usd)}"
+        + (f" ({_songs(unknown)} of unknown cost not included: records rebuilt)" if unknown else "")
     )
 
 

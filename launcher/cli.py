@@ -645,7 +645,7 @@ def _offer_raise(
     bucket = _bucket(args, extra_vars, outputs)
     s3 = deps.s3_client(args.region)
     progress = _progress(s3, bucket, prompt_file)
-    given_up = _failed_for_good(s3, bucket, progress)
+    given_up = _failed_for_good(s3, bucket, progress, out)
     missing = (progress.missing if progress else prompt_file.jobs)
     failed_names = {song.job.file_name for song in given_up}
     missing = [job for job in missing if job.file_name not in failed_names]
@@ -690,12 +690,15 @@ def _offer_raise(
 
 
 def _failed_for_good(
-    s3: Any, bucket: str | None, progress: batch.Progress | None
+    s3: Any, bucket: str | None, progress: batch.Progress | None, out: Console
 ) -> list[failed.FailedSong]:
     if bucket is None or progress is None:
         return []
     name, prefix = _split_bucket(bucket)
-    return failed.failed_for_good(progress.missing, failed.failure_objects(s3, name, prefix))
+    objects = failed.failure_objects(
+        s3, name, prefix, warn=lambda line: print(line, file=out.stderr)
+    )
+    return failed.failed_for_good(progress.missing, objects)
 
 
 def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
@@ -733,7 +736,7 @@ def status(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
         return 0
     name, prefix = _split_bucket(bucket)
     report = batch.read_cost_report(s3, name, prefix)
-    given_up = _failed_for_good(s3, bucket, progress)
+    given_up = _failed_for_good(s3, bucket, progress, out)
     out.say(*batch.format_progress(name, progress, report, prefix, given_up))
     return 0
 
@@ -1113,9 +1116,7 @@ def _progress(s3: Any, bucket: str | None, prompt_file: PromptFile) -> batch.Pro
     keys = batch.songs_in_bucket(s3, name, prefix)
     if keys is None:
         return None
-    progress = batch.split_progress(prompt_file.jobs, keys)
-    changed = batch.changed_songs(s3, name, progress.done, prefix)
-    return batch.Progress(progress.done, progress.missing, changed)
+    return batch.examine_done(s3, name, batch.split_progress(prompt_file.jobs, keys), prefix)
 
 
 def _go_ahead(args: argparse.Namespace, out: Console, question: str, nothing: str) -> bool:

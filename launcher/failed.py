@@ -3,6 +3,7 @@ workers' max attempts for the prompt and duration the prompts file asks for now.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from worker.failures import DEFAULT_MAX_ATTEMPTS, FAILURES_PREFIX, Failure, attempts_for, given_up
 from worker.prompts import Job
+from worker.store import BOOKKEEPING_LIMIT
 
 
 @dataclass(frozen=True)
@@ -18,15 +20,24 @@ class FailedSong:
     failure: Failure
 
 
-def failure_objects(s3: Any, bucket: str, prefix: str = "") -> list[tuple[str, bytes]]:
+def failure_objects(
+    s3: Any, bucket: str, prefix: str = "", warn: Callable[[str], None] = lambda line: None
+) -> list[tuple[str, bytes]]:
     """(key relative to the prefix, body) of every failure count; one GET each, and there are
-    only as many as songs that failed at least once."""
+    only as many as songs that failed at least once. One larger than any count a worker writes
+    is not read, and `warn` names it."""
     pages = s3.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix + FAILURES_PREFIX
     )
     objects = []
     for page in pages:
         for item in page.get("Contents", []):
+            if item.get("Size", 0) > BOOKKEEPING_LIMIT:
+                warn(
+                    f"warning: ignored s3://{bucket}/{item['Key']}: {item['Size']} bytes, more "
+                    "than any failure count"
+                )
+                continue
             try:
                 body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
             except ClientError:

@@ -59,6 +59,7 @@ WORKER_OPTIONS = [
     ("--loudness-lufs", "MUSICGEN_LOUDNESS_LUFS"),
     ("--fade-out-s", "MUSICGEN_FADE_OUT_S"),
     ("--format", "MUSICGEN_FORMAT"),
+    ("--access-wait-s", "MUSICGEN_ACCESS_WAIT_S"),
 ]
 SPECIAL = [
     "nan", "inf", "-inf", "1e308", "1e12", "-1", "0", "", " ", "1", "3", "0.5", "２", "ü", "10" * 30,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from worker import aws, store
+from worker import aws, s3_store
 from worker.leases import Leases
-from worker.store import S3Store
+from worker.s3_store import S3Store
 
 
 def s3_error(status: int, code: str, operation: str) -> ClientError:
@@ -71,7 +71,7 @@ def test_409_on_a_small_upload_is_retried_not_taken_as_already_there(client, tmp
 
 
 def test_409_on_complete_multipart_upload_is_retried_and_the_object_exists(client, tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "MULTIPART_THRESHOLD", 4)
+    monkeypatch.setattr(s3_store, "MULTIPART_THRESHOLD", 4)
     wav = tmp_path / "big.wav"
     wav.write_bytes(b"RIFF-a-long-song")
     s3, flaky = make_store(client, {"complete_multipart_upload": [CONFLICT]})
@@ -117,7 +117,8 @@ def test_a_lost_race_412_still_loses_the_claim(client):
 
 
 # botocore 1.35.10 added IfNoneMatch to PutObject and CompleteMultipartUpload, 1.35.69 IfMatch
-# to PutObject (checked in the wheels' S3 models); boto3 1.35.N requires botocore 1.35.N.
+# to both (checked in the wheels' S3 models; CopyObject's CopySourceIfMatch is older); boto3
+# 1.35.N requires botocore 1.35.N.
 FIRST_WITH_CONDITIONAL_WRITES = (1, 35, 69)
 
 
@@ -139,3 +140,6 @@ def test_installed_botocore_knows_the_conditional_write_parameters(aws_env):
     assert "IfNoneMatch" in model.operation_model("PutObject").input_shape.members
     assert "IfMatch" in model.operation_model("PutObject").input_shape.members
     assert "IfNoneMatch" in model.operation_model("CompleteMultipartUpload").input_shape.members
+    # A remade song replaces a damaged one with If-Match, in one part or several.
+    assert "IfMatch" in model.operation_model("CompleteMultipartUpload").input_shape.members
+    assert "CopySourceIfMatch" in model.operation_model("CopyObject").input_shape.members

@@ -79,8 +79,9 @@ def test_worker_against_s3(aws_env, tiny_model_dir, tmp_path, capsys):
     }
     check_page(page["Body"].read(), records)
     meta = s3.head_object(Bucket="songs", Key="batch1/epic.wav")["Metadata"]
-    assert set(meta) == {"prompt-hash", "seed", "model", "duration-s"}
+    assert set(meta) == {"prompt-hash", "seed", "model", "duration-s", "sample-rate", "channels"}
     assert meta["duration-s"] == "11" and int(meta["seed"]) >= 0
+    assert (meta["sample-rate"], meta["channels"]) == ("8000", "1")  # the tiny model's
 
     # Rerun without the failing line: both songs are skipped, no model is even loaded.
     prompts.write_text("\n".join(line for line in PROMPTS.splitlines() if "fail" not in line))

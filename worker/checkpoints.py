@@ -16,10 +16,20 @@ import numpy as np
 
 CHECKPOINTS_PREFIX = ".checkpoints/"
 FORMAT = 1
+# Room for a checkpoint's fields besides its codes (identity, model name, seed, ...).
+FIELDS_BYTES = 64 * 1024
 
 
 def checkpoint_key(file_name: str) -> str:
     return f"{CHECKPOINTS_PREFIX}{file_name}.json"
+
+
+def size_limit(num_codebooks: int, total_frames: int) -> int:
+    """The largest checkpoint a song of `total_frames` frames can have: all its codes as int16,
+    in base64 (4 characters per 3 bytes), and its other fields. A larger object was not
+    written by a worker and is not read whole."""
+    codes = num_codebooks * total_frames * 2
+    return 4 * math.ceil(codes / 3) + FIELDS_BYTES
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from . import aws
 from .identity import default_worker_id, earlier_self
 from .leases import MAX_LEASE_S
 from .options import (
+    MAX_ACCESS_WAIT_S,
     MAX_ATTEMPTS,
     MAX_BATCH_SIZE,
     MAX_GPUS,
@@ -57,7 +58,7 @@ from .results import (
 )
 from .settings import GenerationParams, MasteringSettings, RunSettings
 from .stopping import Stop, stop_signals
-from .store import Store, is_s3_uri, local_path, make_folder, open_store
+from .store import Store, Unusable, is_s3_uri, local_path, make_folder, open_store
 from .values import number, parse_float, parse_int, quoted
 from .windows import WindowSettings
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--format", "MUSICGEN_FORMAT", _shown(run.audio_format), "audio file format: wav or flac (any case)"),
         ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS", _shown(run.max_attempts), "failed attempts (across workers) after which a song is given up"),
         ("--max-hours", "MUSICGEN_MAX_HOURS", None, "hours after which the worker stops as on a spot notice (checkpoints saved) and exits 5 (default: no cap)"),
+        ("--access-wait-s", "MUSICGEN_ACCESS_WAIT_S", _shown(run.access_wait_s), "seconds a 403 from the S3 output is retried at startup, while a new instance's permissions propagate"),
     ]
     for flag, env, default, text in options:
         # An option without a default describes it in its text: "(default: ...)".
@@ -197,6 +199,10 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
             parse_int, "--max-attempts/MUSICGEN_MAX_ATTEMPTS", args.max_attempts, positive, at_most(MAX_ATTEMPTS)
         ),
         max_hours=typed(parse_float, "--max-hours/MUSICGEN_MAX_HOURS", args.max_hours, positive, at_most(MAX_HOURS)),
+        access_wait_s=typed(
+            parse_float, "--access-wait-s/MUSICGEN_ACCESS_WAIT_S", args.access_wait_s, not_negative,
+            at_most(MAX_ACCESS_WAIT_S),
+        ),
     )
     return settings, params
 
@@ -269,7 +275,7 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     if not prompts.jobs:
         print(f"error: {no_songs(prompts, args.prompts)}", file=sys.stderr)
         return EXIT_USAGE
-    store = _open_output(args.output, settings.spool_dir, s3_client or aws.s3_client)
+    store = _open_output(args.output, settings, s3_client or aws.s3_client)
     if isinstance(store, int):
         return store
     with stop_signals(settings.imds_endpoint, settings.imds_poll_s, settings.max_hours, started) as stop:
@@ -307,13 +313,17 @@ def no_songs(prompts: PromptFile, path: str) -> str:
     )
 
 
-def _open_output(output: str, spool_dir: str, s3_client: Callable) -> Store | int:
-    """The output's store, or the exit code after saying in one line why it cannot be used."""
+def _open_output(output: str, settings: RunSettings, s3_client: Callable) -> Store | int:
+    """The output's store, or the exit code after saying in one line why it cannot be used:
+    2 when it names nothing usable, 1 when it exists but cannot be written or read."""
     try:
         place("--output/MUSICGEN_OUTPUT", output)
-        _check_places(output, spool_dir)
-        store = open_store(output, s3_client)
+        _check_places(output, settings.spool_dir)
+        store = open_store(output, s3_client, settings.access_wait_s)
         problem = store.problem()
+    except Unusable as error:
+        print(f"error: output {output}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except (UsageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -387,7 +397,7 @@ def _run(
             log.error("cannot load the model %s: %s", settings.model, error)
             return EXIT_FAILED
         runner.write_report(jobs)
-    except (BotoCoreError, ClientError) as error:
+    except (BotoCoreError, ClientError, OSError) as error:  # OSError: a full or failing disk
         log.error("cannot use the output %s: %s", args.output, error)
         return EXIT_FAILED
     result = runner.result

@@ -16,14 +16,16 @@ from .attempts import Attempts
 from .audio import master, song_comment, write_song
 from .changes import duration_text
 from .checkpoints import checkpoint_key
+from .damage import CHANNELS_KEY, DURATION_KEY, SAMPLE_RATE_KEY, Header
 from .failures import failure_key
+from .inspection import Inspection, NotSetAside
 from .leases import Leases
 from .prompts import Job
 from .report import SongRecord, estimated_cost, record_key
 from .results import RunResult
 from .scheduler import Song
 from .settings import RunSettings
-from .store import Store, is_s3_uri
+from .store import Store, is_s3_uri, read_header
 from .waveform import envelope
 
 if TYPE_CHECKING:
@@ -55,14 +57,19 @@ def spool_mismatch(made_for: tuple[str, str], here: tuple[str, str]) -> str | No
     )
 
 
-def song_metadata(job: Job, record: SongRecord) -> dict[str, str]:
-    """What the stored audio object carries, so a later run can tell whether its line changed."""
-    return {
+def song_metadata(job: Job, record: SongRecord, header: Header | str | None = None) -> dict[str, str]:
+    """What the stored audio object carries, so a later run can tell whether its line changed
+    and, from the object's size alone, whether it is whole (damage.size_problem): the file's
+    `header` gives its sample rate and channels."""
+    metadata = {
         "prompt-hash": job.prompt_hash,
         "seed": str(record.seed),
-        "model": record.model,
-        "duration-s": duration_text(job.duration_s),
+        "model": str(record.model),
+        DURATION_KEY: duration_text(job.duration_s),
     }
+    if isinstance(header, Header):
+        metadata |= {SAMPLE_RATE_KEY: str(header.sample_rate), CHANNELS_KEY: str(header.channels)}
+    return metadata
 
 
 def read_spooled(record_file: Path) -> tuple[str | None, SongRecord]:
@@ -84,6 +91,7 @@ class Delivery:
         self.attempts = attempts
         self.result = result
         self.spool = Path(settings.spool_dir)
+        self.inspection = Inspection(store)
         # File names whose spool slot holds a song made for another output or model.
         self.foreign_spool: set[str] = set()
 
@@ -133,13 +141,21 @@ class Delivery:
             if job is None or (record.prompt, record.requested_duration_s) != (job.prompt, job.duration_s):
                 continue
             log.info("uploading %s kept from an earlier run (%s)", job.file_name, wav)
+            try:
+                # A damaged file under its name is set aside, so that this song replaces it.
+                self.inspection.whole(job, rebuild=False)
+            except NotSetAside as error:
+                log.error("failed %s: %s; kept %s for the next run", job.file_name, error, wav)
+                self.result.why_failed[job.file_name] = str(error)
+                self._count(job, FAILED)
+                continue
             self._count(job, self._store_song(job, record))
 
     def _store_song(self, job: Job, record: SongRecord) -> str:
         """Spool -> output: STORED, EXISTS (another worker's file won; the spool copy goes) or
         FAILED (spool kept, failure named) when the output cannot be written."""
         wav, record_file = self._spooled(job.file_name)
-        metadata = song_metadata(job, record)
+        metadata = song_metadata(job, record, read_header(wav))
         try:
             # Ours also when an earlier try uploaded this very WAV and only the record failed.
             won = self.store.upload_new(wav, job.file_name, metadata) or self.store.holds(

@@ -27,6 +27,8 @@ FAILURES_PREFIX = ".failures/"
 # Tries of the read-modify-write before the count is given up as unwritable (each lost try
 # means another worker wrote the count in between).
 WRITE_TRIES = 5
+# The stored error is cut to this, so a count stays far below the bound on bookkeeping reads.
+MAX_ERROR_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def count_failure(store: Store, file_name: str, prompt_hash: str, error: str, wo
             file_name=file_name,
             prompt_hash=prompt_hash,
             attempts=attempts_for(previous, prompt_hash) + 1,
-            error=" ".join(error.split()),
+            error=" ".join(error.split())[:MAX_ERROR_CHARS],
             worker=worker,
             failed_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )

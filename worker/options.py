@@ -32,6 +32,7 @@ MAX_GPUS = 64
 MAX_THREADS = 4096
 # terraform's max_hours allows at most 30 days; the worker's own cap is the same.
 MAX_HOURS = 720.0
+MAX_ACCESS_WAIT_S = 3600.0
 # A worker id names leases and records; a host name and two numbers are far shorter.
 MAX_WORKER_ID_CHARS = 200
 

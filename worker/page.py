@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from .prompts import Job
-from .report import SongRecord
+from .report import REBUILT_NOTE, SongRecord
 
 if TYPE_CHECKING:
     from .store import Store
@@ -49,6 +49,7 @@ svg.wave { display: block; width: 100%; height: 2.5rem; margin-top: .25rem; }
 svg.wave path { stroke: var(--wave); stroke-width: .8; fill: none; }
 svg.wave line { stroke: var(--line); stroke-width: .5; }
 .status { font-weight: 600; }
+.note { margin: .25rem 0 0; font-size: .85rem; color: var(--muted); }
 tr.failed .status { color: var(--bad); }
 tr.missing .status { color: var(--muted); }
 a { color: var(--wave); overflow-wrap: anywhere; }
@@ -75,6 +76,11 @@ def _seconds(value: float) -> str:
 def _usd(value: float) -> str:
     # Cents hide what a short song cost; below a cent the report's six decimals show it.
     return f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"
+
+
+# A rebuilt record's generation time (and so its cost) is unknown: the report leaves the cells
+# blank, the page says so.
+UNKNOWN = "unknown"
 
 
 def waveform_svg(points: list[list[float]] | None, label: str) -> str:
@@ -106,17 +112,20 @@ def _song_row(line: str, record: SongRecord) -> str:
         f'<audio controls preload="metadata" src="{href}" aria-label="play {escape(name)}">'
         f'<a href="{href}">{escape(name)}</a></audio>'
         + waveform_svg(record.waveform, f"waveform of {name}")
+        + (f'<p class="note">{REBUILT_NOTE}</p>' if record.rebuilt_at else "")
     )
+    generation = UNKNOWN if record.generation_time_s is None else f"{record.generation_time_s:.1f} s"
+    cost = UNKNOWN if record.estimated_cost_usd is None else _usd(record.estimated_cost_usd)
     return "".join(
         [
             '<tr class="done">',
             _cell("Line", line, "num"),
             _cell("Song", f'<a href="{href}">{escape(name)}</a>'),
-            _cell("Prompt", escape(record.prompt), "prompt"),
+            _cell("Prompt", escape(record.prompt) or UNKNOWN, "prompt"),
             _cell("Listen", listen, "listen"),
             _cell("Requested", _seconds(record.requested_duration_s), "num"),
-            _cell("Generation", f"{record.generation_time_s:.1f} s", "num"),
-            _cell("Est. cost", _usd(record.estimated_cost_usd), "num"),
+            _cell("Generation", generation, "num"),
+            _cell("Est. cost", cost, "num"),
             "</tr>",
         ]
     )
@@ -164,14 +173,17 @@ def render_page(
 
     done = len(rows) - failed_count - missing_count
     minutes = sum(record.requested_duration_s for record in records) / 60
-    cost = sum(record.estimated_cost_usd for record in records)
+    cost = sum(record.estimated_cost_usd or 0.0 for record in records)
+    unknown = sum(record.estimated_cost_usd is None for record in records)
     totals = (
         f"<strong>{done}</strong> of {len(rows)} songs ready"
         + (f", <strong>{failed_count}</strong> failed" if failed_count else "")
         + (f", {missing_count} missing" if missing_count else "")
         + f" · <strong>{minutes:.1f}</strong> min of audio"
         + f" · <strong>{_usd(cost)}</strong> estimated cost (an upper bound: generation time"
-        " at the hourly max price)"
+        " at the hourly max price"
+        + (f"; {unknown} song{'s' if unknown > 1 else ''} of unknown cost not included" if unknown else "")
+        + ")"
     )
     head = "".join(f'<th scope="col">{header}</th>' for header in _HEADERS)
     page = f"""<!DOCTYPE html>

@@ -2,6 +2,9 @@
 
 Every finished song leaves a small JSON record under `.records/`; `cost_report.csv` is rebuilt from
 all records at the end of each run, so it lists every song any run generated, interrupted or not.
+A record rebuilt from a stored song (its own was lost or unreadable) carries `rebuilt_at`, and
+null for what the song file cannot tell (the generation time, hence the cost): the report leaves
+those cells blank. A song set aside as damaged leaves a marker in place of its record.
 Everything here is pure (bytes in, bytes out) but `read_records` and `write_report`, which take
 the store.
 """
@@ -45,21 +48,31 @@ def estimated_cost(generation_time_s: float, hourly_cost_usd: float) -> float:
     return generation_time_s / 3600.0 * hourly_cost_usd
 
 
+# What the report's blank cells, the listening page and `launcher status` all say of such a song.
+REBUILT_NOTE = "record rebuilt: generation time and cost unknown"
+# A record's fields that a rebuilt record may leave null (unknown): a song file does not tell how
+# long it took to generate, with what batch, when or by whom.
+UNKNOWN_WHEN_REBUILT = frozenset(
+    {"generation_time_s", "estimated_cost_usd", "seed", "model", "batch_size", "windows",
+     "started_at", "finished_at", "worker"}
+)
+
+
 @dataclass(frozen=True)
 class SongRecord:
     s3_filename: str
-    prompt: str
+    prompt: str  # "" in a rebuilt record when the stored song was made from another prompt
     requested_duration_s: float
-    generation_time_s: float
-    estimated_cost_usd: float
+    generation_time_s: float | None
+    estimated_cost_usd: float | None
     file_name: str
-    seed: int
-    model: str
-    batch_size: int
-    windows: int
-    started_at: str
-    finished_at: str
-    worker: str
+    seed: int | None
+    model: str | None
+    batch_size: int | None
+    windows: int | None
+    started_at: str | None
+    finished_at: str | None
+    worker: str | None
     # [[min, max], ...] of the written audio (worker.waveform); None in records written before
     # the listening page existed, which then shows no picture.
     waveform: list[list[float]] | None = None
@@ -67,6 +80,8 @@ class SongRecord:
     measured_lufs: float | None = None
     gain_db: float = 0.0
     clipped_samples: int = 0
+    # When this record was rebuilt from the stored song; None in a record written with the song.
+    rebuilt_at: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
@@ -100,6 +115,9 @@ class SongRecord:
             if name not in required:
                 continue
             value = raw[name]
+            if value is None and name in UNKNOWN_WHEN_REBUILT and raw.get("rebuilt_at") is not None:
+                continue
+            kind = kind.removesuffix(" | None")
             if kind == "str" and not isinstance(value, str):
                 raise ValueError(f"{name} must be text, not {value!r}")
             if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
@@ -130,7 +148,24 @@ OPTIONAL_CHECKS = {
     "measured_lufs": lambda v: v is None or _is_number(v),
     "gain_db": _is_number,
     "clipped_samples": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "rebuilt_at": lambda v: v is None or isinstance(v, str),
 }
+
+# What takes a record's place when its song was set aside as damaged (`.damaged/`): the song is
+# no longer done, and a worker may not delete records in the bucket.
+SET_ASIDE_FIELD = "set_aside"
+
+
+def set_aside_marker(where: str, when: str) -> bytes:
+    return json.dumps({SET_ASIDE_FIELD: where, "at": when}, ensure_ascii=False).encode("utf-8")
+
+
+def is_set_aside(data: bytes) -> bool:
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(raw, dict) and isinstance(raw.get(SET_ASIDE_FIELD), str)
 
 
 def record_key(file_name: str) -> str:
@@ -150,11 +185,16 @@ def render_report(records: list[SongRecord], order: list[str] | None = None) -> 
                 _text_cell(record.s3_filename),
                 _text_cell(record.prompt),
                 _exact_number(record.requested_duration_s),
-                f"{record.generation_time_s:.3f}",
-                f"{record.estimated_cost_usd:.6f}",
+                _unknown_blank(record.generation_time_s, "{:.3f}"),
+                _unknown_blank(record.estimated_cost_usd, "{:.6f}"),
             ]
         )
     return buffer.getvalue().encode("utf-8")
+
+
+def _unknown_blank(value: float | None, form: str) -> str:
+    """A rebuilt record's unknown number is a blank cell, never a 0 that would read as free."""
+    return "" if value is None else form.format(value)
 
 
 def _exact_number(value: float) -> str:
@@ -174,11 +214,13 @@ def parse_report(data: bytes) -> list[dict[str, str]]:
 
 
 def read_records(store: Store) -> dict[str, SongRecord]:
-    """Every readable record in the output, by key; unreadable ones are skipped, and named."""
+    """Every readable record in the output, by key; unreadable ones are skipped, and named
+    (a stored song's is rebuilt when a worker next skips it). Markers of songs set aside are
+    no records."""
     records = {}
     for key in store.list(RECORDS_PREFIX):
         found = store.read(key)
-        if found is None:
+        if found is None or is_set_aside(found[0]):
             continue
         try:
             records[key] = SongRecord.from_json(found[0])

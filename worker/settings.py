@@ -59,3 +59,5 @@ class RunSettings:
     gpu_count: int = 1  # GPU workers on this machine, sharing its cores and its hourly cost
     max_attempts: int = DEFAULT_MAX_ATTEMPTS  # failed attempts, across workers, after which a song is done
     max_hours: float | None = None  # stop as on a spot notice after this many hours (None: never)
+    # Seconds a 403 from the output's bucket is retried at startup (IAM is eventually consistent).
+    access_wait_s: float = 120.0

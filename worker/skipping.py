@@ -1,5 +1,6 @@
 """Which songs of the batch still need generating: not handled by this run yet, not kept in the
-spool for another output, not in the output already and not given up."""
+spool for another output, not in the output already (whole: a damaged file is set aside and
+made again, see inspection.py) and not given up."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 
 from .attempts import Attempts
 from .changes import REGENERATE_HINT, describe_change, duration_text
+from .inspection import Inspection, NotSetAside, WholeSong
 from .prompts import Job, prompt_hash
-from .report import SongRecord, record_key
+from .report import SongRecord
 from .results import RunResult
 from .store import Store
 
@@ -31,7 +33,7 @@ def stored_description(
     if metadata.get("prompt-hash") is not None:
         return metadata["prompt-hash"], metadata.get("duration-s")
     found = record()
-    if found is None:
+    if found is None or not found.prompt:  # a rebuilt record may not know the prompt
         return None
     return prompt_hash(found.prompt), duration_text(found.requested_duration_s)
 
@@ -42,6 +44,9 @@ class Skipping:
     attempts: Attempts
     result: RunResult
     spool: Path  # where a song kept for another output would be overwritten
+
+    def __post_init__(self) -> None:
+        self.inspection = Inspection(self.store)
 
     def pending_jobs(self, jobs: list[Job], foreign_spool: set[str]) -> list[Job]:
         """Jobs whose song is not in the output yet; the others are logged as skipped.
@@ -59,28 +64,26 @@ class Skipping:
                     job.file_name, job.line_no, self.spool / job.file_name,
                 )
                 self.result.failed.append(job.file_name)
-            elif self.store.exists(job.file_name):
+                continue
+            try:
+                song = self.inspection.whole(job)
+            except NotSetAside as error:
+                log.error("failed %s (line %d): %s", job.file_name, job.line_no, error)
+                self.result.failed.append(job.file_name)
+                self.result.why_failed[job.file_name] = str(error)
+                continue
+            if song is not None:
                 log.info("skipped %s: already at %s", job.file_name, self.store.uri(job.file_name))
-                self._warn_if_changed(job)
+                self._warn_if_changed(job, song)
                 self.result.skipped.append(job.file_name)
             elif not self.attempts.gave_up(job):
                 pending.append(job)
         return pending
 
-    def _record(self, file_name: str) -> SongRecord | None:
-        found = self.store.read(record_key(file_name))
-        return None if found is None else SongRecord.from_json(found[0])
-
-    def _warn_if_changed(self, job: Job) -> None:
+    def _warn_if_changed(self, job: Job, song: WholeSong) -> None:
         """Tell the user when the prompts file no longer says what the stored song was made
         from; the stored song stays (every write is conditional)."""
-        try:
-            stored = stored_description(
-                self.store.metadata(job.file_name) or {}, lambda: self._record(job.file_name)
-            )
-        except (ValueError, TypeError) as error:
-            log.debug("cannot tell whether %s changed: %s", job.file_name, error)
-            return
+        stored = stored_description(song.stored.metadata, lambda: song.record)
         if stored is None:
             return
         change = describe_change(job, *stored)

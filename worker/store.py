@@ -1,31 +1,34 @@
-"""Where songs and bookkeeping go: an S3 prefix or a local folder, behind one small interface.
+"""Where songs and bookkeeping go: an S3 prefix (s3_store.py) or a local folder, behind one small
+interface.
 
 Every write that decides ownership is conditional (S3 `If-None-Match` / `If-Match`, or exclusive
-file creation), so several workers can share one output without a scheduler.
+file creation), so several workers can share one output without a scheduler. Bookkeeping objects
+are read only up to a bound, and a stored song that is not plausibly whole is set aside
+(`.damaged/`) so that it can be made again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from botocore.exceptions import ClientError
+from .damage import Header, header_problem
+from .s3_store import S3Store
+from .stored import BOOKKEEPING_LIMIT, Stored, Unusable, damaged_key, oversized
 
-CONTENT_TYPES = {".wav": "audio/wav", ".flac": "audio/flac"}
-MULTIPART_THRESHOLD = 64 * 1024 * 1024
-PART_SIZE = 64 * 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
     def object_name(self, key: str) -> str: ...
     def uri(self, key: str) -> str: ...
     def exists(self, key: str) -> bool: ...
-    def read(self, key: str) -> tuple[bytes, str] | None: ...
+    def stat(self, key: str) -> Stored | None: ...
+    def read(self, key: str, limit: int = BOOKKEEPING_LIMIT) -> tuple[bytes, str] | None: ...
     def write(self, key: str, data: bytes, content_type: str | None = None) -> None: ...
     def create(self, key: str, data: bytes) -> str | None: ...
     def replace(self, key: str, data: bytes, version: str) -> str | None: ...
@@ -33,199 +36,34 @@ class Store(Protocol):
     def list(self, prefix: str) -> list[str]: ...
     def delete(self, key: str) -> None: ...
     def holds(self, path: Path, key: str, metadata: dict[str, str]) -> bool: ...
+    def damage(self, key: str, stored: Stored, duration_s: float) -> str | None: ...
+    def set_aside(self, key: str, stored: Stored, stamp: str) -> str | None: ...
     def problem(self) -> str | None: ...
-    def metadata(self, key: str) -> dict[str, str] | None: ...
 
 
-def _status(error: ClientError) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+def _named(error: OSError, path: Path) -> OSError:
+    """The same error, naming the file it was meant for (a failed write() names none)."""
+    return OSError(error.errno, error.strerror or str(error), str(path))
 
 
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+def read_header(path: Path) -> Header | str:
+    """The song file's header and whether its last samples decode; the decoder's reason when
+    it cannot be opened. libsndfile reports a truncated WAV's real length, but a truncated
+    FLAC keeps its STREAMINFO's, so the end is read too (a seek there fails)."""
+    import soundfile
 
-
-def _precondition_failed(error: ClientError) -> bool:
-    """412: the condition was evaluated and failed (the key exists, or its ETag changed)."""
-    return _status(error) == 412 or _code(error) == "PreconditionFailed"
-
-
-def _conflict(error: ClientError) -> bool:
-    """409 ConditionalRequestConflict: another request on the key was in flight, so S3 decided
-    nothing; AWS's answer to it is to retry, and it says nothing about who owns the key."""
-    return _status(error) == 409 or _code(error) == "ConditionalRequestConflict"
-
-
-# Pauses between tries of a conditional write that met a 409; the last 409 is raised.
-CONFLICT_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
-
-
-@dataclass
-class S3Store:
-    client: object
-    bucket: str
-    prefix: str = ""
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-
-    def _conditional(self, call: Callable[[], dict]) -> dict:
-        """Run a conditional write, again after each 409 ConditionalRequestConflict."""
-        for delay in CONFLICT_RETRY_DELAYS_S:
-            try:
-                return call()
-            except ClientError as error:
-                if not _conflict(error):
-                    raise
-            self.sleep(delay)
-        return call()
-
-    def object_name(self, key: str) -> str:
-        """The object's key in the bucket, prefix included."""
-        return self.prefix + key
-
-    _key = object_name
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._key(key)}"
-
-    def exists(self, key: str) -> bool:
+    try:
+        song = soundfile.SoundFile(path)
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        return " ".join(str(error).split())
+    with song:
+        frames, wanted = song.frames, min(song.frames, 1024)
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as error:
-            if _status(error) == 404:
-                return False
-            raise
-        return True
-
-    def read(self, key: str) -> tuple[bytes, str] | None:
-        """(content, ETag) or None when the object does not exist."""
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as error:
-            if _status(error) == 404 or _code(error) == "NoSuchKey":
-                return None
-            raise
-        return response["Body"].read(), response["ETag"]
-
-    def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
-        extra = {"ContentType": content_type} if content_type else {}
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
-
-    def create(self, key: str, data: bytes) -> str | None:
-        """Write only if the key does not exist: the new ETag, or None if an object is there."""
-        try:
-            response = self._conditional(
-                lambda: self.client.put_object(
-                    Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
-                )
-            )
-        except ClientError as error:
-            if _precondition_failed(error):
-                return None
-            raise
-        return response["ETag"]
-
-    def replace(self, key: str, data: bytes, version: str) -> str | None:
-        """Write only if the object still has ETag `version`: the new ETag, or None."""
-        try:
-            response = self._conditional(
-                lambda: self.client.put_object(
-                    Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=version
-                )
-            )
-        except ClientError as error:
-            if _precondition_failed(error) or _status(error) == 404:
-                return None
-            raise
-        return response["ETag"]
-
-    def upload_new(self, path: Path, key: str, metadata: dict[str, str]) -> bool:
-        """Upload a file unless the key exists (False then); multipart above 64 MiB."""
-        args = {
-            "Bucket": self.bucket,
-            "Key": self._key(key),
-            "Metadata": metadata,
-            "ContentType": CONTENT_TYPES.get(Path(key).suffix.lower(), "application/octet-stream"),
-        }
-        size = path.stat().st_size
-
-        def put() -> dict:
-            if size > MULTIPART_THRESHOLD:
-                return self._multipart(path, args)
-            with path.open("rb") as body:
-                return self.client.put_object(Body=body, IfNoneMatch="*", **args)
-
-        try:
-            self._conditional(put)
-        except ClientError as error:
-            # Only a 412 that a HEAD confirms means another worker's file is there; anything
-            # else keeps the spooled song for the next try.
-            if _precondition_failed(error) and self.exists(key):
-                return False
-            raise
-        return True
-
-    def _multipart(self, path: Path, args: dict) -> dict:
-        # boto3's upload_file cannot send If-None-Match, so parts go up by hand and the
-        # condition rides on the completion request.
-        upload_id = self.client.create_multipart_upload(**args)["UploadId"]
-        target = {"Bucket": args["Bucket"], "Key": args["Key"], "UploadId": upload_id}
-        try:
-            parts = []
-            with path.open("rb") as source:
-                for number in range(1, 10001):
-                    chunk = source.read(PART_SIZE)
-                    if not chunk:
-                        break
-                    etag = self.client.upload_part(Body=chunk, PartNumber=number, **target)["ETag"]
-                    parts.append({"ETag": etag, "PartNumber": number})
-            return self.client.complete_multipart_upload(
-                MultipartUpload={"Parts": parts}, IfNoneMatch="*", **target
-            )
-        except BaseException:
-            self.client.abort_multipart_upload(**target)
-            raise
-
-    def list(self, prefix: str) -> list[str]:
-        keys = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
-            keys += [item["Key"][len(self.prefix) :] for item in page.get("Contents", [])]
-        return sorted(keys)
-
-    def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-
-    def holds(self, path: Path, key: str, metadata: dict[str, str]) -> bool:
-        """Whether `key` is this very upload of `path` (same size and metadata, which names
-        the song's seed), not another worker's file."""
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as error:
-            if _status(error) == 404:
-                return False
-            raise
-        return head.get("Metadata") == metadata and head.get("ContentLength") == path.stat().st_size
-
-    def metadata(self, key: str) -> dict[str, str] | None:
-        """The object's user metadata (prompt hash, seed, model, duration), or None."""
-        try:
-            return self.client.head_object(Bucket=self.bucket, Key=self._key(key)).get("Metadata")
-        except ClientError as error:
-            if _status(error) == 404:
-                return None
-            raise
-
-    def problem(self) -> str | None:
-        """Why this output cannot be used (checked before the model loads), or None."""
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError as error:
-            if _status(error) == 404 or _code(error) in ("404", "NoSuchBucket"):
-                return f"bucket {self.bucket!r} does not exist"
-            if _status(error) == 403:
-                return f"no access to bucket {self.bucket!r} (403 Forbidden)"
-            raise
-        return None
+            song.seek(frames - wanted)
+            whole = len(song.read(wanted, dtype="int16")) == wanted
+        except (soundfile.LibsndfileError, RuntimeError):
+            whole = False
+        return Header(frames, song.samplerate, song.channels, whole)
 
 
 @dataclass
@@ -251,28 +89,56 @@ class LocalStore:
         # Every write lands as a new inode (rename or link of a fresh temp file).
         return f"{stat.st_ino}-{stat.st_mtime_ns}-{stat.st_size}"
 
-    def read(self, key: str) -> tuple[bytes, str] | None:
+    def stat(self, key: str) -> Stored | None:
+        try:
+            stat = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return Stored(stat.st_size, self._version(stat), {}) if os.path.isfile(self._path(key)) else None
+
+    def read(self, key: str, limit: int = BOOKKEEPING_LIMIT) -> tuple[bytes, str] | None:
+        """(content, version) or None; a file over `limit` bytes is named and reads as empty."""
         try:
             with self._path(key).open("rb") as handle:
-                return handle.read(), self._version(os.fstat(handle.fileno()))
+                stat = os.fstat(handle.fileno())
+                # A device or a file growing meanwhile can hold more than its size says.
+                data = b"" if stat.st_size > limit else handle.read(limit + 1)
+                if stat.st_size > limit or len(data) > limit:
+                    oversized(self.uri(key), max(stat.st_size, len(data)), limit)
+                    return b"", self._version(stat)
+                return data, self._version(stat)
         except FileNotFoundError:
             return None
 
     def _staged(self, key: str, data: bytes) -> Path:
+        """`data` in a fresh temp file next to `key`; on any failure (a full disk) the temp file
+        is gone and the error names `key`'s file."""
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        # mkstemp creates 0600; the user's umask should decide, as for any other file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        except OSError as error:
+            raise _named(error, target) from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            # mkstemp creates 0600; the user's umask should decide, as for any other file.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(name, 0o666 & ~umask)
+        except OSError as error:
+            Path(name).unlink(missing_ok=True)
+            raise _named(error, target) from None
         return Path(name)
 
     def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
         # A file's type is its name's; content_type only matters to S3, which serves the object.
-        os.replace(self._staged(key, data), self._path(key))
+        staged = self._staged(key, data)
+        try:
+            os.replace(staged, self._path(key))
+        except OSError as error:
+            staged.unlink(missing_ok=True)
+            raise _named(error, self._path(key)) from None
 
     def create(self, key: str, data: bytes) -> str | None:
         staged = self._staged(key, data)
@@ -301,6 +167,8 @@ class LocalStore:
             os.link(staged, target)
         except FileExistsError:
             return False
+        except OSError as error:
+            raise _named(error, target) from None
         finally:
             staged.unlink()
         return True
@@ -326,11 +194,41 @@ class LocalStore:
         except FileNotFoundError:
             return False
 
-    def problem(self) -> str | None:
+    def damage(self, key: str, stored: Stored, duration_s: float) -> str | None:
+        """Why the song file at `key` is not a whole song of `duration_s` seconds, or None."""
+        header = read_header(self._path(key)) if stored.size else "empty"
+        return header_problem(stored.size, header, duration_s)
+
+    def set_aside(self, key: str, stored: Stored, stamp: str) -> str | None:
+        """Move a damaged song to `.damaged/`, so it is kept and its name is free; None when
+        the file changed meanwhile (another worker stored a whole song there)."""
+        source, target = self._path(key), self._path(damaged_key(key, stamp))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(source, target)
+        except FileNotFoundError:
+            return None
+        if self._version(target.stat()) == stored.version:
+            return str(target)
+        # Another worker's new file was moved: it goes back, unless a third one is there now,
+        # and then it stays in .damaged/ rather than being lost.
+        try:
+            os.link(target, source)
+            target.unlink()
+        except FileExistsError:
+            log.warning("kept %s, stored meanwhile, in %s", key, target)
         return None
 
-    def metadata(self, key: str) -> dict[str, str] | None:
-        return None  # a folder keeps none; the song's record tells the same
+    def problem(self) -> str | None:
+        """Raises Unusable when the folder cannot be written (a read-only mount): found before
+        the model loads, instead of at the first lease."""
+        try:
+            fd, name = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        except OSError as error:
+            raise Unusable(f"folder {str(self.root)!r} cannot be written: {error.strerror or error}") from None
+        os.close(fd)
+        os.unlink(name)
+        return None
 
 
 def is_s3_uri(output: str) -> bool:
@@ -353,15 +251,17 @@ def make_folder(path: Path, what: str) -> None:
         raise ValueError(f"{what} {str(path)!r} cannot be created: {error.strerror or error}") from None
 
 
-def open_store(output: str, s3_client_factory) -> Store:
-    """`s3://bucket/prefix` or a local folder (created if missing); ValueError if unusable."""
+def open_store(output: str, s3_client_factory, access_wait_s: float | None = None) -> Store:
+    """`s3://bucket/prefix` or a local folder (created if missing); ValueError if unusable.
+    `access_wait_s`: how long S3's 403 is retried at the first look (None: S3Store's default)."""
     if is_s3_uri(output):
         bucket, _, prefix = output[len("s3://") :].partition("/")
         if not bucket:
             raise ValueError(f"output {output!r} names no bucket")
         if prefix and not prefix.endswith("/"):
             prefix += "/"
-        return S3Store(s3_client_factory(), bucket, prefix)
+        wait = {} if access_wait_s is None else {"access_wait_s": access_wait_s}
+        return S3Store(s3_client_factory(), bucket, prefix, **wait)
     root = local_path(output)
     make_folder(root, "output")
     return LocalStore(root)
