@@ -16,6 +16,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from . import aws
+from .bounds import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
 from .identity import default_worker_id, earlier_self
 from .leases import MAX_LEASE_S
 from .page import PAGE_KEY
@@ -71,7 +72,6 @@ def _at_most(high: float) -> tuple[Callable, str]:
 
 # Bounds a working setting never reaches; beyond them a value is a typo (18000 for 1.8) or
 # would overflow tensor sizes and timers.
-MAX_HOURLY_COST_USD = 1000.0
 MAX_BATCH_SIZE = 1024
 MAX_WINDOW_S = 600.0
 MAX_TOP_K = 1 << 20
@@ -170,7 +170,7 @@ def audio_format_from(args: argparse.Namespace) -> str:
 def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationParams]:
     positive = (lambda v: v > 0, "must be > 0")
     not_negative = (lambda v: v >= 0, "must be >= 0")
-    hourly = _typed(float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, not_negative, _at_most(MAX_HOURLY_COST_USD))
+    hourly = _typed(float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, not_negative, _at_most(MAX_PRICE_USD_PER_HOUR))
     batch = _typed(int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, not_negative, _at_most(MAX_BATCH_SIZE))
     window_s = _typed(float, "--window-s/MUSICGEN_WINDOW_S", args.window_s, positive, _at_most(MAX_WINDOW_S))
     stride_s = _typed(float, "--stride-s/MUSICGEN_STRIDE_S", args.stride_s, positive)
@@ -222,7 +222,7 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
         max_attempts=_typed(
             int, "--max-attempts/MUSICGEN_MAX_ATTEMPTS", args.max_attempts, positive, _at_most(MAX_ATTEMPTS)
         ),
-        max_hours=_typed(float, "--max-hours/MUSICGEN_MAX_HOURS", args.max_hours, positive),
+        max_hours=_typed(float, "--max-hours/MUSICGEN_MAX_HOURS", args.max_hours, positive, _at_most(MAX_HOURS)),
     )
     _check_model(settings.model)
     return settings, params

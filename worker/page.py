@@ -14,6 +14,7 @@ from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from .money import usd_amount
 from .prompts import Job
 from .report import SongRecord
 
@@ -72,11 +73,6 @@ def _seconds(value: float) -> str:
     return f"{value:g} s"
 
 
-def _usd(value: float) -> str:
-    # Cents hide what a short song cost; below a cent the report's six decimals show it.
-    return f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"
-
-
 def waveform_svg(points: list[list[float]] | None, label: str) -> str:
     """The min/max envelope as one SVG path: a vertical stroke per point, 0 in the middle."""
     if not points:
@@ -116,7 +112,7 @@ def _song_row(line: str, record: SongRecord) -> str:
             _cell("Listen", listen, "listen"),
             _cell("Requested", _seconds(record.requested_duration_s), "num"),
             _cell("Generation", f"{record.generation_time_s:.1f} s", "num"),
-            _cell("Est. cost", _usd(record.estimated_cost_usd), "num"),
+            _cell("Est. cost", usd_amount(record.estimated_cost_usd), "num"),
             "</tr>",
         ]
     )
@@ -170,7 +166,7 @@ def render_page(
         + (f", <strong>{failed_count}</strong> failed" if failed_count else "")
         + (f", {missing_count} missing" if missing_count else "")
         + f" · <strong>{minutes:.1f}</strong> min of audio"
-        + f" · <strong>{_usd(cost)}</strong> estimated cost (an upper bound: generation time"
+        + f" · <strong>{usd_amount(cost)}</strong> estimated cost (an upper bound: generation time"
         " at the hourly max price)"
     )
     head = "".join(f'<th scope="col">{header}</th>' for header in _HEADERS)
