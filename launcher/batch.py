@@ -13,7 +13,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from launcher.failed import FailedSong, format_failed
-from launcher.money import cents
+from launcher.money import usd_amount
+from launcher.screen import at_most
 from worker.changes import REGENERATE_HINT, describe_change
 from worker.prompts import Job, PromptFile
 from worker.report import COST_COLUMN, REPORT_KEY
@@ -103,7 +104,10 @@ def _format_changed(progress: Progress) -> list[str]:
         return []
     return [
         f"  changed since generated ({REGENERATE_HINT}):",
-        *(f"    {job.file_name}  (line {job.line_no}: {change})" for job, change in progress.changed),
+        *at_most(
+            [f"    {job.file_name}  (line {job.line_no}: {change})" for job, change in progress.changed],
+            _more,
+        ),
     ]
 
 
@@ -192,16 +196,23 @@ def format_progress(
     ]
     if progress.done:
         lines.append("  done:")
-        lines.extend(f"    {job.file_name}" for job in progress.done)
+        lines.extend(at_most([f"    {job.file_name}" for job in progress.done], _more))
     lines.extend(_format_changed(progress))
     if missing:
         lines.append("  missing:")
         lines.extend(
-            f"    {job.file_name}  (line {job.line_no}, {job.duration_s:g} s)" for job in missing
+            at_most(
+                [f"    {job.file_name}  (line {job.line_no}, {job.duration_s:g} s)" for job in missing],
+                _more,
+            )
         )
     lines.extend(format_failed(list(given_up)))
     lines.append(_format_report(report))
     return lines
+
+
+def _more(count: int) -> str:
+    return f"    … and {count} more"
 
 
 def _format_report(report: str | None) -> str:
@@ -212,7 +223,7 @@ def _format_report(report: str | None) -> str:
     except ValueError as exc:
         return f"{REPORT_KEY}: unreadable ({exc})"
     return (
-        f"{REPORT_KEY}: {_songs(parsed.songs)}, total estimated cost {cents(parsed.total_usd)}"
+        f"{REPORT_KEY}: {_songs(parsed.songs)}, total estimated cost {usd_amount(parsed.total_usd)}"
     )
 
 

@@ -20,7 +20,8 @@ from tests.support.launcher import GIT, REPORT, Result
         (
             "--price-window-hours",
             "1e12",
-            "error: --price-window-hours must be at most 2160 (90 days of spot price history; got 1e+12)\n",
+            "error: --price-window-hours must be more than 0 and at most 2160 (90 days of spot price "
+            "history) (got 1e+12)\n",
         ),
     ],
 )
@@ -48,7 +49,7 @@ def test_status_reads_a_utf16_cost_report(launcher):
     make_bucket("songs", report=REPORT.encode("utf-16"))
     result = launcher("status", "--bucket", "songs")
     assert result.code == 0 and result.err == ""
-    assert result.out.endswith("cost_report.csv: 1 song, total estimated cost $0.03\n")
+    assert result.out.endswith("cost_report.csv: 1 song, total estimated cost $0.0335\n")
 
 
 def test_status_calls_undecodable_report_unreadable(launcher):
@@ -64,7 +65,7 @@ def test_status_accepts_the_bucket_as_an_s3_uri_or_with_a_prefix(launcher, given
     result = launcher("status", "--bucket", given)
     assert result.code == 0, result.err
     assert f"Songs in s3://songs/{prefix}: 1 of 2 done, 1 missing\n" in result.out
-    assert result.out.endswith("cost_report.csv: 1 song, total estimated cost $0.03\n")
+    assert result.out.endswith("cost_report.csv: 1 song, total estimated cost $0.0335\n")
 
 
 def test_bad_bucket_name_is_one_line(launcher):
