@@ -63,7 +63,8 @@ def _within(option: str, value: float, low: float, high: float, unit: str = "", 
     if (value > low if above else value >= low) and value <= high:
         return
     lower = f"more than {low:g}" if above else f"at least {low:g}"
-    raise UsageError(f"{option} must be {lower} and at most {high:g}{unit} (got {value:g})")
+    got = f"{value:g}" if isinstance(value, float) else str(value)
+    raise UsageError(f"{option} must be {lower} and at most {high:g}{unit} (got {got})")
 
 
 def _check_max_price(args: argparse.Namespace) -> None:

@@ -20,8 +20,10 @@ from tests.support.launcher import GIT, REPORT, Result
         (
             "--price-window-hours",
             "1e12",
-            "error: --price-window-hours must be more than 0 and at most 2160 (90 days of spot price "
-            "history) (got 1e+12)\n",
+            (
+                "error: --price-window-hours must be more than 0 and at most 2160 (90 days of "
+                "spot price history) (got 1e+12)\n"
+            ),
         ),
     ],
 )
