@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -165,6 +166,7 @@ class Launcher:
     )
     ebs_key: str = AWS_MANAGED_EBS_KEY
     checkout: Path = REPO_ROOT
+    s3_client: Callable[[str], Any] = aws.s3_client
 
     def __call__(
         self, *argv: str, stdin: str = "", tty: bool = True, stdout_tty: bool = False
@@ -181,7 +183,7 @@ class Launcher:
             now=lambda: self.now,
             price_history=price_history,
             ec2_client=lambda region: EbsDefaults(aws.ec2_client(region), self.ebs_key),
-            s3_client=aws.s3_client,
+            s3_client=self.s3_client,
             service_quotas_client=lambda region: self.quotas,
             checkout=self.checkout,
             program=PROGRAM,
