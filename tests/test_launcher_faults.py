@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from launcher import aws
@@ -98,3 +101,57 @@ def test_dry_run_accepts_a_bucket_uri(launcher):
     result = launcher(*GIT, "--bucket", "s3://songs", "--dry-run")
     assert result.code == 0, result.err
     assert "Bucket s3://songs: 1 song already there (skipped), 1 song to generate" in result.out
+
+
+class HtmlPage(BaseHTTPRequestHandler):
+    """What a proxy's login page or a captive portal answers to every request: 200 and HTML."""
+
+    def do_GET(self):
+        self._page()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._page()
+
+    def _page(self):
+        body = b"<!doctype html><html><title>Sign in to the network</title></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def html_endpoint(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HtmlPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_answer_that_is_not_aws_is_one_line(launcher, html_endpoint):
+    """botocore raises ResponseParserError, which is no BotoCoreError, on an HTML page."""
+    result = launcher("status", "--bucket", "songs")
+
+    assert result.code == 2 and result.out == ""
+    assert result.err.startswith("error: AWS: an answer in region us-east-1 could not be read (")
+    assert result.err.endswith(
+        "); check --region, AWS_ENDPOINT_URL and any proxy (HTTPS_PROXY) between you and AWS\n"
+    )
+    assert result.err.count("\n") == 1
+
+
+def test_a_region_the_endpoint_does_not_serve_is_one_line(launcher):
+    """moto's server answers a region it does not know with an HTML error page (HTTP 500)."""
+    result = launcher("status", "--bucket", "songs", "--region=mars-1")
+
+    assert result.code == 2 and result.out == ""
+    assert result.err.startswith("error: AWS: an answer in region mars-1 could not be read (")
+    assert result.err.count("\n") == 1
