@@ -5,8 +5,9 @@ region's default key for EBS encryption (GetEbsDefaultKmsKeyId): the AWS managed
 unless the account changed it (ModifyEbsDefaultKmsKeyId), whether or not encryption by default
 is on. Auto Scaling launches through its service-linked role, which may use AWS managed keys but
 not a customer managed key whose key policy (or a grant) does not name it: every launch of the
-group then fails ("Required AWS KMS key policy for use with encrypted volumes", EC2 Auto Scaling
-user guide). The lookups take their clients; `key_check` decides, purely.
+group then fails, each instance terminating at launch with "Client.InternalError: Client error on
+launch" ("Required AWS KMS key policy for use with encrypted volumes", EC2 Auto Scaling user
+guide). The lookups take their clients; `key_check` decides, purely.
 """
 
 from __future__ import annotations
