@@ -189,6 +189,13 @@ def _launch_parser(parser: argparse.ArgumentParser) -> None:
         ),
     )
     _bucket_option(parser, "to look for finished songs in, left out of the estimate")
+    _estimate_options(parser)
+    _source_options(parser)
+    _answer_options(parser)
+
+
+def _estimate_options(parser: argparse.ArgumentParser) -> None:
+    """The estimate's assumptions and the price history it summarises."""
     parser.add_argument(
         "--realtime-factor",
         type=float,
@@ -222,6 +229,10 @@ def _launch_parser(parser: argparse.ArgumentParser) -> None:
             f"{MAX_PRICE_WINDOW_HOURS}, as AWS keeps 90 days (default: %(default)g)"
         ),
     )
+
+
+def _source_options(parser: argparse.ArgumentParser) -> None:
+    """Where the workers' code and prompts come from."""
     parser.add_argument(
         "--git-url",
         metavar="URL",
@@ -248,6 +259,10 @@ def _launch_parser(parser: argparse.ArgumentParser) -> None:
             "none, a public repository)"
         ),
     )
+
+
+def _answer_options(parser: argparse.ArgumentParser) -> None:
+    """How the question is answered, or not asked."""
     parser.add_argument(
         "--yes",
         action="store_true",
