@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
         # Not AWS's XML or JSON: a proxy's or captive portal's page, or an endpoint (such as an
         # emulator) that does not serve the region or the call.
         out.error(
-            f"AWS: an answer in region {getattr(args, 'region', '?')} could not be read "
+            f"AWS: an answer in region {getattr(args, 'region', None) or '?'} could not be read "
             f"({str(exc).splitlines()[0]}); check --region, AWS_ENDPOINT_URL and any proxy "
             "(HTTPS_PROXY) between you and AWS"
         )

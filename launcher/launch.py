@@ -305,7 +305,8 @@ def offer_raise(
             f"{found.max_size}; change it with `terraform -chdir="
             f"{shlex.quote(shown(root.working_dir))} apply -var worker_count={wanted}`"
         )
-    _warn_failed_boots(s3, bucket, deps)
+    if progress is not None:  # the bucket exists
+        _warn_failed_boots(s3, bucket, deps)
     question = (
         f"Raise the group from {found.desired} to {wanted} "
         f"worker{'s' if wanted != 1 else ''}? [y/N] "

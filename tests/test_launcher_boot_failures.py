@@ -245,3 +245,22 @@ def test_a_refused_read_names_the_bucket_and_the_key(launcher: Launcher, deploye
         f"error: S3 refused to let this AWS identity read s3://{BUCKET}/cost_report.csv "
         "(AccessDenied); it needs s3:ListBucket on the bucket and s3:GetObject on its objects\n"
     )
+
+
+def test_a_group_whose_bucket_is_gone_is_still_offered_a_raise(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path
+) -> None:
+    """No bucket, so no failed boots to read: the raise is offered as before, without an error."""
+    make_group(desired=0)
+    (workdir / "terraform" / ".terraform").mkdir()
+    terraform.set_outputs(bucket_name=BUCKET, autoscaling_group_name=GROUP)
+
+    result = launcher("--dry-run")
+
+    assert result == Result(
+        0,
+        f"Group {GROUP} in us-east-1: desired 0, in service 0 (min 0, max 2)\n"
+        f"Songs in s3://{BUCKET}/: 0 written, 2 missing, 0 failed for good (of 2 in prompts.txt)\n"
+        "Dry run: stopping before the question. Nothing changed.\n",
+        "",
+    )
