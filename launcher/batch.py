@@ -13,7 +13,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from launcher.failed import FailedSong, format_failed
-from launcher.money import cents
+from launcher.money import usd_amount
+from launcher.screen import at_most
 from worker.changes import REGENERATE_HINT, describe_change
 from worker.damage import made_for_s, size_problem
 from worker.prompts import Job, PromptFile
@@ -121,7 +122,10 @@ def _format_changed(progress: Progress) -> list[str]:
         return []
     return [
         f"  changed since generated ({REGENERATE_HINT}):",
-        *(f"    {job.file_name}  (line {job.line_no}: {change})" for job, change in progress.changed),
+        *at_most(
+            [f"    {job.file_name}  (line {job.line_no}: {change})" for job, change in progress.changed],
+            _more,
+        ),
     ]
 
 
@@ -215,27 +219,36 @@ def format_progress(
     if progress.done:
         lines.append("  done:")
         lines.extend(
-            f"    {job.file_name}" + (f"  ({REBUILT_NOTE})" if job.file_name in rebuilt else "")
-            for job in progress.done
+            at_most(
+                [
+                    f"    {job.file_name}" + (f"  ({REBUILT_NOTE})" if job.file_name in rebuilt else "")
+                    for job in progress.done
+                ],
+                _more,
+            )
         )
     lines.extend(_format_changed(progress))
     if missing:
         lines.append("  missing:")
         lines.extend(
-            f"    {job.file_name}  (line {job.line_no}, {job.duration_s:g} s"
-            + (
-                f"; stored file damaged: {progress.damaged[job.file_name]}; made again, the "
-                "damaged file kept in .damaged/"
-                if job.file_name in progress.damaged
-                else ""
+            at_most(
+                [
+                    f"    {job.file_name}  (line {job.line_no}, {job.duration_s:g} s"
+                    + (
+                        f"; stored file damaged: {progress.damaged[job.file_name]}; made again, the "
+                        "damaged file kept in .damaged/"
+                        if job.file_name in progress.damaged
+                        else ""
+                    )
+                    + ")"
+                    for job in missing
+                ],
+                _more,
             )
-            + ")"
-            for job in missing
         )
     lines.extend(format_failed(list(given_up)))
     lines.append(_format_report(report))
     return lines
-
 
 
 def _rebuilt(report: str | None, prefix: str) -> set[str]:
@@ -249,6 +262,10 @@ def _rebuilt(report: str | None, prefix: str) -> set[str]:
     return {name.removeprefix(prefix) for name in parsed.unknown}
 
 
+def _more(count: int) -> str:
+    return f"    … and {count} more"
+
+
 def _format_report(report: str | None) -> str:
     if report is None:
         return f"{REPORT_KEY}: not written yet"
@@ -258,7 +275,7 @@ def _format_report(report: str | None) -> str:
         return f"{REPORT_KEY}: unreadable ({exc})"
     unknown = len(parsed.unknown)
     return (
-        f"{REPORT_KEY}: {_songs(parsed.songs)}, total estimated cost {cents(parsed.total_usd)}"
+        f"{REPORT_KEY}: {_songs(parsed.songs)}, total estimated cost {usd_amount(parsed.total_usd)}"
         + (f" ({_songs(unknown)} of unknown cost not included: records rebuilt)" if unknown else "")
     )
 

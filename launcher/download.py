@@ -26,9 +26,15 @@ from tqdm import tqdm
 from worker.page import PAGE_KEY
 
 MANIFEST_NAME = ".musicgen-download.json"
-# The worker's bookkeeping: useless on a laptop and, for checkpoints, large.
-BOOKKEEPING_PREFIXES = (".checkpoints/", ".leases/", ".records/")
 LOGS_PREFIX = "logs/"
+
+
+def is_bookkeeping(key: str) -> bool:
+    """The workers' and the instances' own records (.leases/, .checkpoints/, .failures/,
+    .records/, .boot-failures/, .damaged/, and any such folder to come): useless in a songs
+    folder and, for checkpoints, large. A song's name never starts with a dot (the worker
+    refuses one), so a leading dot is what sets them apart."""
+    return key.startswith(".")
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ def plan(
     size and ETag each key had when it was last copied into the folder."""
     result = Plan()
     for item in remote:
-        if item.key.startswith(BOOKKEEPING_PREFIXES):
+        if is_bookkeeping(item.key):
             result.bookkeeping += 1
         elif item.key.startswith(LOGS_PREFIX) and not include_logs:
             result.logs += 1
@@ -112,6 +118,24 @@ def write_manifest(directory: Path, source: str, files: dict[str, dict[str, Any]
     os.replace(name, directory / MANIFEST_NAME)
 
 
+class FolderError(Exception):
+    """The folder cannot be created or written into; the message names it and says why."""
+
+
+def prepare_folder(directory: Path) -> None:
+    """Create the folder, and show that a file can be written in it before copying anything:
+    a read-only mount, a folder of another user or a full disk each answer this one write."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FolderError(f"cannot create the folder {directory}: {exc.strerror or exc}") from None
+    try:
+        with tempfile.TemporaryFile(dir=directory, prefix=".tmp-download-"):
+            pass
+    except OSError as exc:
+        raise FolderError(f"cannot write into the folder {directory}: {exc.strerror or exc}") from None
+
+
 class _Progress(BaseSubscriber):
     def __init__(self, bar: tqdm) -> None:
         self.bar = bar
@@ -140,7 +164,7 @@ def download_batch(
     interrupted download resumes where it stopped."""
     source = f"s3://{bucket}/{prefix}"
     listing = list_batch(s3, bucket, prefix)  # before creating anything: the bucket may not exist
-    directory.mkdir(parents=True, exist_ok=True)
+    prepare_folder(directory)
     manifest = read_manifest(directory, source)
     remote, targets, unsafe = [], {}, []
     for item in listing:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from launcher.gpus import InstanceGpus
-from launcher.money import cents, usd
+from launcher.money import usd, usd_amount
 
 # Audio seconds generated per wall-clock second on one GPU, a T4 (g4dn.xlarge), with musicgen-small.
 # An assumption, chosen on the slow side: MusicGen produces 50 tokens per audio second, and
@@ -77,7 +77,7 @@ def format_estimate(
 ) -> list[str]:
     """`gpus` is the type the estimate counts (of several, the one with the fewest GPUs, which
     takes longest); `other_types` are the group's other types, listed for what they hold."""
-    lines = [f"Estimate (upper bound, at the max price): {cents(estimate.cost_usd)}"]
+    lines = [f"Estimate (upper bound, at the max price): {usd_amount(estimate.cost_usd)}"]
     if gpus is None or gpus.count == 1:
         lines.append(
             f"  {estimate.audio_s / 60:.1f} min of audio at {realtime_factor:g} audio-s per second"

@@ -9,6 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from launcher.screen import at_most
 from worker.failures import DEFAULT_MAX_ATTEMPTS, FAILURES_PREFIX, Failure, attempts_for, given_up
 from worker.prompts import Job
 from worker.store import BOOKKEEPING_LIMIT
@@ -65,11 +66,12 @@ def failed_for_good(
 def format_failed(failed: list[FailedSong]) -> list[str]:
     if not failed:
         return []
+    rows = [
+        f"    {song.job.file_name}  (line {song.job.line_no}, {song.failure.attempts} "
+        f"attempts): {song.failure.error}"
+        for song in failed
+    ]
     return [
         "  failed for good (the workers do not try them again):",
-        *(
-            f"    {song.job.file_name}  (line {song.job.line_no}, {song.failure.attempts} "
-            f"attempts): {song.failure.error}"
-            for song in failed
-        ),
+        *at_most(rows, lambda count: f"    … and {count} more"),
     ]

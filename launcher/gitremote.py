@@ -23,6 +23,8 @@ from launcher.checks import Check
 
 # The worker reads this file at its checkout's root (MUSICGEN_PROMPTS defaults to it).
 WORKER_PROMPTS = "prompts.txt"
+# The code the instances run from their checkout: the worker package, bootstrap.sh included.
+WORKER_CODE = "worker/"
 # The worker's credential helper (UserData installs it): it reads the token from SSM and hands it
 # to git over a pipe.
 CREDENTIAL_HELPER = (
@@ -36,7 +38,7 @@ CREDENTIAL_HELPER = (
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 # Set when the launcher runs from a git hook or alias: they would point git at the user's
 # repository or carry the user's own `-c` settings and SSH command.
-_DROPPED = frozenset(
+HOOK_VARIABLES = frozenset(
     {
         "GIT_DIR",
         "GIT_WORK_TREE",
@@ -71,7 +73,7 @@ def restricted_env(base: Mapping[str, str], access: Access) -> dict[str, str]:
     """The environment for git: no terminal prompt, no askpass program, no user or system git
     config (their credential helpers and url rewrites are not on the worker); command-line
     config (GIT_CONFIG_COUNT) and TLS or proxy settings from the environment still apply."""
-    env = {name: value for name, value in base.items() if name not in _DROPPED}
+    env = {name: value for name, value in base.items() if name not in HOOK_VARIABLES}
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_ASKPASS="",
@@ -134,9 +136,10 @@ class GitRunner:
             refs[name] = sha
         return refs
 
-    def fetch_file(self, url: str, ref: str, path: str) -> tuple[str, bytes | None]:
-        """(commit, bytes of `path` at it or None when absent): `ref` fetched, as the worker
-        fetches it, into a temporary ref of a throwaway repository."""
+    def fetch(self, url: str, ref: str, path: str, code_dir: str) -> Fetched:
+        """`ref` fetched as the worker fetches it (`--depth 1`, by name or by commit id), into a
+        temporary ref of a throwaway repository: its commit, the bytes of `path` at it, and the
+        blob id of every file under `code_dir`."""
         with tempfile.TemporaryDirectory(prefix="musicgen-preflight-") as scratch:
             repo = Path(scratch)
             self.run("init", "--quiet", "--bare", cwd=repo)
@@ -156,7 +159,26 @@ class GitRunner:
                 content = self.run("show", f"refs/preflight/worker:{path}", cwd=repo)
             except GitError:
                 content = None
-        return commit.decode().strip(), content
+            tree = self.run("ls-tree", "-r", "-z", "refs/preflight/worker", "--", code_dir, cwd=repo)
+        return Fetched(commit.decode().strip(), content, blobs_from_ls_tree(tree))
+
+
+@dataclass(frozen=True)
+class Fetched:
+    commit: str
+    prompts: bytes | None
+    code: dict[str, str]  # path -> blob id, the files under the code folder
+
+
+def blobs_from_ls_tree(output: bytes) -> dict[str, str]:
+    """`git ls-tree -r -z` entries ("MODE TYPE ID\tPATH") as path -> blob id."""
+    blobs = {}
+    for entry in output.decode(errors="surrogateescape").split("\0"):
+        meta, _, path = entry.partition("\t")
+        fields = meta.split()
+        if len(fields) == 3 and fields[1] == "blob":
+            blobs[path] = fields[2]
+    return blobs
 
 
 def resolve_ref(refs: Mapping[str, str], ref: str) -> str | None:
@@ -215,10 +237,49 @@ def compare_prompts(
     return Check.passed(f"prompts: {local_name} is {WORKER_PROMPTS} at {at} on the remote")
 
 
+def compare_code(
+    local: dict[str, str] | None, remote: dict[str, str], *, ref: str, commit: str
+) -> Check:
+    """The worker's code at the remote commit against this checkout's working tree (what the
+    user ran and tested): same paths, same blob ids. `local` is None outside a git checkout."""
+    at = f"{ref} ({commit[:12]})"
+    if local is None:
+        return Check.warned(
+            f"worker code: not compared: the launcher does not run from a git checkout, so the "
+            f"code the workers run ({WORKER_CODE} at {at}) cannot be compared with yours"
+        )
+    differing = sorted(
+        path for path in local.keys() | remote.keys() if local.get(path) != remote.get(path)
+    )
+    if differing:
+        shown = ", ".join(differing[:3]) + (f" (and {len(differing) - 3} more)" if len(differing) > 3 else "")
+        return Check.failed(
+            f"worker code: {WORKER_CODE} at {at} on the remote, which the workers run, differs "
+            f"from this checkout's: {shown}; commit and push it, or pass --git-ref"
+        )
+    return Check.passed(
+        f"worker code: {WORKER_CODE} at {at} on the remote is this checkout's ({len(local)} files)"
+    )
+
+
+@dataclass(frozen=True)
+class Source:
+    """What the checks found on the remote: their results, and the commit the ref names there
+    (None when the remote or the ref could not be read), which the launch pins."""
+
+    checks: list[Check]
+    commit: str | None = None
+
+
 def check_source(
-    git: GitRunner, url: str, ref: str, local_prompts: bytes, local_name: str
-) -> list[Check]:
-    """The access check, then (when the remote can be read) the ref and prompts checks."""
+    git: GitRunner,
+    url: str,
+    ref: str,
+    local_prompts: bytes,
+    local_name: str,
+    local_code: dict[str, str] | None,
+) -> Source:
+    """The access check, then (when the remote can be read) the ref, prompts and code checks."""
     how = (
         f"with the token in {git.access.token_parameter}"
         if git.access.token_parameter
@@ -227,26 +288,32 @@ def check_source(
     try:
         refs = git.ls_remote(url)
     except GitError as exc:
-        return [Check.failed(access_failure(url, git.access, str(exc)))]
+        return Source([Check.failed(access_failure(url, git.access, str(exc)))])
     checks = [Check.passed(f"git: {url} can be read {how}, as the worker reads it")]
     if resolve_ref(refs, ref) is None:
-        return [
-            *checks,
-            Check.failed(
-                f"git: {url} has no branch, tag or commit {ref!r}: push it "
-                f"(git push origin {ref}), or pass --git-ref"
-            ),
-        ]
+        return Source(
+            [
+                *checks,
+                Check.failed(
+                    f"git: {url} has no branch, tag or commit {ref!r}: push it "
+                    f"(git push origin {ref}), or pass --git-ref"
+                ),
+            ]
+        )
     try:
-        commit, remote_prompts = git.fetch_file(url, ref, WORKER_PROMPTS)
+        fetched = git.fetch(url, ref, WORKER_PROMPTS, WORKER_CODE)
     except GitError as exc:
-        return [*checks, Check.failed(f"git: cannot fetch {ref!r} from {url} ({exc})")]
-    return [
-        *checks,
-        compare_prompts(
-            local_prompts, remote_prompts, local_name=local_name, ref=ref, commit=commit
-        ),
-    ]
+        return Source([*checks, Check.failed(f"git: cannot fetch {ref!r} from {url} ({exc})")])
+    return Source(
+        [
+            *checks,
+            compare_prompts(
+                local_prompts, fetched.prompts, local_name=local_name, ref=ref, commit=fetched.commit
+            ),
+            compare_code(local_code, fetched.code, ref=ref, commit=fetched.commit),
+        ],
+        fetched.commit,
+    )
 
 
 def _last_line(stderr: bytes) -> str:

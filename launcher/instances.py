@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from launcher.money import cents, usd
+from launcher.money import usd, usd_amount
 from launcher.prices import SpotCost
 
 # The name prefix of every resource: the launcher passes it as terraform's `name` variable, whose
@@ -125,7 +125,7 @@ def format_workers(
             w.zone,
             w.launch_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
             format_duration(uptime_hours(w, now)),
-            f"{cents(accrued)} at {usd(price)}/h",
+            f"{usd_amount(accrued)} at {usd(price)}/h",
         )
         if spot_costs is not None:
             row = (*row, _spot_cell(spot_costs.get(w.instance_id)))
@@ -135,7 +135,7 @@ def format_workers(
         "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
         for row in rows
     ]
-    lines.append(f"  accrued so far (upper bound, at the max price): {cents(total)}")
+    lines.append(f"  accrued so far (upper bound, at the max price): {usd_amount(total)}")
     if spot_costs is not None:
         lines += _spot_total_lines([spot_costs.get(w.instance_id) for w in workers])
     return lines
@@ -144,14 +144,14 @@ def format_workers(
 def _spot_cell(cost: SpotCost | None) -> str:
     if cost is None:
         return "no price recorded"
-    return cents(cost.usd) + ("*" if cost.unrecorded_hours else "")
+    return usd_amount(cost.usd) + ("*" if cost.unrecorded_hours else "")
 
 
 def _spot_total_lines(costs: list[SpotCost | None]) -> list[str]:
     known = [cost for cost in costs if cost is not None]
     partial = " (workers without a recorded price left out)" if len(known) < len(costs) else ""
     lines = [
-        f"  accrued so far at the actual spot price: {cents(sum(c.usd for c in known))}{partial}",
+        f"  accrued so far at the actual spot price: {usd_amount(sum(c.usd for c in known))}{partial}",
         "  (compute only: EBS volumes and data transfer are billed on top, in neither figure)",
     ]
     if any(cost.unrecorded_hours for cost in known):

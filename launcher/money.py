@@ -1,6 +1,11 @@
-"""How dollar amounts are written: rates keep the digits the user or AWS gave, totals show cents."""
+"""How dollar amounts are written: rates keep the digits the user or AWS gave; amounts (an
+estimate, a cost so far, a report's total) follow the one rule the listening page follows too."""
 
 from __future__ import annotations
+
+from worker.money import usd_amount
+
+__all__ = ["usd", "usd_amount"]
 
 
 def usd(rate: float) -> str:
@@ -8,8 +13,3 @@ def usd(rate: float) -> str:
     text = f"{rate:.5f}".rstrip("0")
     whole, _, fraction = text.partition(".")
     return f"${whole}.{fraction:0<2}"
-
-
-def cents(amount: float) -> str:
-    """A total such as an estimate or accrued cost: "$1.07"."""
-    return f"${amount:.2f}"

@@ -191,8 +191,10 @@ def format_zones(
     *,
     region: str,
     max_price: float,
+    default_vpc: bool = True,
 ) -> list[str]:
-    """On-demand prices for comparison, then the zones the group will use."""
+    """On-demand prices for comparison, then the zones the group will use. Without a default
+    VPC no zone has a default subnet: the line says so rather than promise one."""
     lines = []
     for instance_type in stats_by_type:
         on_demand = on_demand_price(region, instance_type)
@@ -202,7 +204,13 @@ def format_zones(
                 f"On-demand price{of_type} for comparison: {usd(on_demand)}/h "
                 "(AWS public price list, 2024; see launcher/prices.py)"
             )
-    if usable:
+    if not default_vpc:
+        within = f"{', '.join(usable)} have" if usable else "no zone has"
+        lines.append(
+            f"Zones: {within} a current price within the max {usd(max_price)}/h, but {region} "
+            "has no default VPC, so no default subnet to launch into (see the network check)"
+        )
+    elif usable:
         lines.append(
             f"Zones: {', '.join(usable)} (a default subnet and a current price within the max "
             f"{usd(max_price)}/h; the group spreads the workers over them)"

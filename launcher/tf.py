@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -22,6 +23,23 @@ VARIABLES_FILE = "launcher.auto.tfvars"
 
 class TerraformError(Exception):
     pass
+
+
+# `variable "NAME" {` at the start of a line, as terraform fmt writes it, up to the block's own
+# closing brace at the start of a line; and the block's `type = KEYWORD`.
+_VARIABLE_BLOCK = re.compile(r'^variable\s+"([^"]+)"\s*\{(.*?)^\}', re.MULTILINE | re.DOTALL)
+_TYPE = re.compile(r"^\s*type\s*=\s*([a-z]+)", re.MULTILINE)
+
+
+def declared_variables(folder: Path) -> dict[str, str]:
+    """The variables the root module in `folder` declares (every *.tf file, as terraform reads
+    them), name -> its type's keyword (string, number, bool, list, ...; "any" without one)."""
+    declared = {}
+    for path in sorted(folder.glob("*.tf")):
+        for name, body in _VARIABLE_BLOCK.findall(path.read_text(encoding="utf-8")):
+            kind = _TYPE.search(body)
+            declared[name] = kind.group(1) if kind else "any"
+    return declared
 
 
 def terraform_installed() -> bool:

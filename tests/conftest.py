@@ -25,6 +25,7 @@ from tests.support.launcher import (
     Launcher,
     WorkerSource,
     rewrite_git_urls,
+    worker_code,
 )
 
 TEST_REGION = "us-east-1"
@@ -173,9 +174,10 @@ def terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTerraform:
 
 @pytest.fixture
 def source(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerSource]:
-    """main of https://github.com/example/musicgen-batch.git holds PROMPTS; a Packer AMI exists
-    in us-east-1 (moto registers it now, so its age is 0 against the tests' earlier clock)."""
-    repo = Remotes(tmp_path / "remote", "musicgen-batch", {"prompts.txt": PROMPTS})
+    """main of https://github.com/example/musicgen-batch.git holds PROMPTS and this checkout's
+    worker code; a Packer AMI exists in us-east-1 (moto registers it now, so its age is 0 against
+    the tests' earlier clock)."""
+    repo = Remotes(tmp_path / "remote", "musicgen-batch", {"prompts.txt": PROMPTS, **worker_code()})
     ec2 = aws.ec2_client("us-east-1")
     ami_id = ec2.register_image(Name=PACKER_AMI_NAME, RootDeviceName="/dev/sda1")["ImageId"]
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]

@@ -44,7 +44,8 @@ class Remotes:
         self.work = root / f"{name}-work"
         self.work.mkdir()
         for path, text in files.items():
-            (self.work / path).write_text(text)
+            (self.work / path).parent.mkdir(parents=True, exist_ok=True)
+            (self.work / path).write_text(text, encoding="utf-8")
         git("init", "--quiet", "--initial-branch=main", cwd=self.work)
         git("add", "--all", cwd=self.work)
         git("commit", "--quiet", "-m", "songs", cwd=self.work)

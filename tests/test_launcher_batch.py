@@ -123,7 +123,8 @@ def test_format_progress() -> None:
         "  missing:",
         "    synthwave.wav  (line 1, 180 s)",
         "    epic.wav  (line 4, 90.5 s)",
-        "cost_report.csv: 1 song, total estimated cost $0.05",
+        # The report's 0.0457, as the listening page writes it; cents would say $0.05.
+        "cost_report.csv: 1 song, total estimated cost $0.0457",
     ]
     assert format_progress("b", split_progress([A], set()), None)[-1] == (
         "cost_report.csv: not written yet"
@@ -131,6 +132,22 @@ def test_format_progress() -> None:
     assert format_progress("b", split_progress([A], set()), "junk")[-1] == (
         "cost_report.csv: unreadable (no estimated_cost_usd column)"
     )
+
+
+def test_ten_thousand_missing_songs_fit_on_a_screen() -> None:
+    """A big batch's status is a screenful per list, then how many more; the counts stay whole."""
+    jobs = [Job(n, f"song {n}", 60.0, f"song{n:05}.wav") for n in range(1, 10_001)]
+    progress = split_progress(jobs, {"song00001.wav", "song00002.wav"})
+
+    lines = format_progress("b", progress, None)
+
+    assert lines[0] == "Songs in s3://b/: 2 of 10000 done, 9998 missing"
+    assert lines[1:4] == ["  done:", "    song00001.wav", "    song00002.wav"]
+    missing = lines[lines.index("  missing:") + 1 : -1]
+    assert len(missing) == 20
+    assert missing[0] == "    song00003.wav  (line 3, 60 s)"
+    assert missing[-1] == "    … and 9979 more"
+    assert len(lines) == 26
 
 
 def test_bucket_reads_against_the_local_endpoint(aws_env: str) -> None:

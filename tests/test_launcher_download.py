@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from launcher import aws
 from launcher.cli import Console, Deps, main
 from launcher.download import MANIFEST_NAME, RemoteFile, human_size, local_path, plan
-from tests.support.launcher import Launcher
+from tests.support.launcher import Launcher, Result
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
 
@@ -23,10 +24,14 @@ SONGS = {
     "cost_report.csv": b"s3_filename,prompt\ncalm.wav,calm piano\n",
     "index.html": b"<!DOCTYPE html><title>batch</title>",
 }
+# Every bookkeeping folder the workers and the instances write: none belongs in a songs folder.
 BOOKKEEPING = {
     ".records/calm.wav.json": b"{}",
     ".leases/epic.flac": b"{}",
     ".checkpoints/epic.flac.json": b"{}",
+    ".failures/lost.wav.json": b'{"attempts": 1}',
+    ".boot-failures/i-0abc.json": b'{"instance_id": "i-0abc"}',
+    ".damaged/calm.wav.20261204T160000Z": b"RIFF",
 }
 LOGS = {"logs/i-0abc/worker.log": b"worker log\n", "logs/i-0abc/bootstrap.log": b"boot log\n"}
 # Above the 5 MiB minimum part size: uploaded in two parts, so its ETag is not an MD5.
@@ -89,7 +94,7 @@ def test_download_copies_a_batch_once_then_only_what_changed(s3, launcher, tmp_p
     assert (first.code, first.err) == (0, "")
     assert first.out == (
         "Copied 5 files (5.0 MiB) from s3://songs/ to songs.\n"
-        "Left out 3 files of the worker's bookkeeping and 2 logs (--logs copies them).\n"
+        "Left out 6 files of the worker's bookkeeping and 2 logs (--logs copies them).\n"
         f"Listen: {page}\n"
     )
     assert files_in(tmp_path / "songs") == everything
@@ -117,7 +122,7 @@ def test_download_copies_a_batch_once_then_only_what_changed(s3, launcher, tmp_p
     logs = launcher("download", "--bucket", "songs", "--logs")
     assert logs.out == (
         "Copied 2 files (20 B) from s3://songs/ to songs; 5 files already up to date.\n"
-        "Left out 3 files of the worker's bookkeeping.\n"
+        "Left out 6 files of the worker's bookkeeping.\n"
         f"Listen: {page}\n"
     )
     assert files_in(tmp_path / "songs") == {
@@ -282,3 +287,77 @@ def test_a_file_that_cannot_be_copied_is_named_and_the_rest_kept(s3, aws_env, tm
     assert files_in(tmp_path / "songs") == {"calm.wav": b"RIFF"}
     manifest = json.loads((tmp_path / "songs" / MANIFEST_NAME).read_text())
     assert set(manifest["files"]) == {"calm.wav"}
+
+
+def test_a_listening_page_that_cannot_be_copied_is_not_called_missing(
+    s3, aws_env, tmp_path, monkeypatch
+):
+    """The bucket lists a page, and its copy fails: the page exists, it was not copied."""
+
+    class GhostPage(GhostListing):
+        def get_paginator(self, operation):
+            real = self.client.get_paginator(operation)
+
+            class Paginator:
+                def paginate(self, **kwargs):
+                    for page in real.paginate(**kwargs):
+                        ghost = {"Key": kwargs["Prefix"] + "index.html", "Size": 9, "ETag": '"pp"'}
+                        yield {**page, "Contents": [*page.get("Contents", []), ghost]}
+
+            return Paginator()
+
+    monkeypatch.chdir(tmp_path)
+    s3.put_object(Bucket="songs", Key="calm.wav", Body=b"RIFF")
+    console = Console(io.StringIO(), io.StringIO(), io.StringIO(), True, False)
+    deps = Deps(console, datetime.now, lambda *_: [], aws.ec2_client,
+                lambda region: GhostPage(aws.s3_client(region)))
+    assert main(["download", "--bucket", "songs"], deps) == 1
+    assert console.stdout.getvalue().endswith(
+        "The listening page s3://songs/index.html could not be copied (see the error above).\n"
+    )
+    assert "No listening page" not in console.stdout.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("folder", "why"),
+    [
+        ("/proc/musicgen-songs", "No such file or directory"),
+        ("a-file/songs", "Not a directory"),
+    ],
+)
+def test_a_folder_that_cannot_be_created_is_one_line(s3, launcher, tmp_path, folder, why):
+    (tmp_path / "a-file").write_text("not a folder")
+    s3.put_object(Bucket="songs", Key="calm.wav", Body=b"RIFF")
+
+    result = launcher("download", "--bucket", "songs", folder)
+
+    assert result == Result(2, "", f"error: cannot create the folder {folder}: {why}\n")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A tmpfs mounted read-only (root only): what a read-only mount answers, not a mode bit."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+        capture_output=True, text=True, check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"READ-ONLY MOUNT NOT TESTED: cannot mount tmpfs ({mounted.stderr.strip()})")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_folder_is_refused_before_anything_is_copied(
+    s3, launcher, read_only_folder
+):
+    put_batch(s3, "songs")
+
+    result = launcher("download", "--bucket", "songs", str(read_only_folder))
+
+    # Not "No listening page": the bucket has one; the folder cannot take it.
+    assert result == Result(
+        2, "", f"error: cannot write into the folder {read_only_folder}: Read-only file system\n"
+    )
+    assert list(read_only_folder.iterdir()) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from launcher.estimate import Estimate, estimate_batch, format_estimate
-from launcher.money import cents, usd
+from launcher.money import usd, usd_amount
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_format_estimate() -> None:
     lines = format_estimate(estimate_batch(1800, **options), **options)
 
     assert lines == [
-        "Estimate (upper bound, at the max price): $0.53",
+        "Estimate (upper bound, at the max price): $0.5333",
         "  30.0 min of audio at 0.5 audio-s per second = 1.00 h of generation",
         "  + 2 × 10 min boot and model load = 1.33 instance-h × $0.40/h",
         "  about 0.7 h until the last song is in the bucket",
@@ -83,15 +83,20 @@ def test_format_estimate() -> None:
 
 
 @pytest.mark.parametrize(
-    ("amount", "as_usd", "as_cents"),
+    ("amount", "as_usd", "as_amount"),
     [
         (0.4, "$0.40", "$0.40"),
-        (0.385, "$0.385", "$0.39"),
-        (0.1574, "$0.1574", "$0.16"),
-        (0.00001, "$0.00001", "$0.00"),
+        (0.385, "$0.385", "$0.385"),
+        (0.1574, "$0.1574", "$0.1574"),
+        # A short song's cost: cents would show $0.00; the listening page shows the same digits.
+        (0.0524, "$0.0524", "$0.0524"),
+        (0.00001, "$0.00001", "$0.00001"),
+        (0, "$0.00", "$0.00"),
         (2, "$2.00", "$2.00"),
         (12.3456789, "$12.34568", "$12.35"),
+        (1234567.891, "$1234567.891", "$1,234,567.89"),
     ],
 )
-def test_money(amount: float, as_usd: str, as_cents: str) -> None:
-    assert (usd(amount), cents(amount)) == (as_usd, as_cents)
+def test_money(amount: float, as_usd: str, as_amount: str) -> None:
+    """Rates keep their digits; amounts follow the one rule the listening page follows too."""
+    assert (usd(amount), usd_amount(amount)) == (as_usd, as_amount)

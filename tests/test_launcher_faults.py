@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from launcher import aws
@@ -20,7 +23,10 @@ from tests.support.launcher import GIT, REPORT, Result
         (
             "--price-window-hours",
             "1e12",
-            "error: --price-window-hours must be at most 2160 (90 days of spot price history; got 1e+12)\n",
+            (
+                "error: --price-window-hours must be more than 0 and at most 2160 (90 days of "
+                "spot price history) (got 1e+12)\n"
+            ),
         ),
     ],
 )
@@ -48,7 +54,7 @@ def test_status_reads_a_utf16_cost_report(launcher):
     make_bucket("songs", report=REPORT.encode("utf-16"))
     result = launcher("status", "--bucket", "songs")
     assert result.code == 0 and result.err == ""
-    assert result.out.endswith("cost_report.csv: 1 song, total estimated cost $0.03\n")
+    assert result.out.endswith("cost_report.csv: 1 song, total estimated cost $0.0335\n")
 
 
 def test_status_calls_undecodable_report_unreadable(launcher):
@@ -64,7 +70,7 @@ def test_status_accepts_the_bucket_as_an_s3_uri_or_with_a_prefix(launcher, given
     result = launcher("status", "--bucket", given)
     assert result.code == 0, result.err
     assert f"Songs in s3://songs/{prefix}: 1 of 2 done, 1 missing\n" in result.out
-    assert result.out.endswith("cost_report.csv: 1 song, total estimated cost $0.03\n")
+    assert result.out.endswith("cost_report.csv: 1 song, total estimated cost $0.0335\n")
 
 
 def test_bad_bucket_name_is_one_line(launcher):
@@ -95,3 +101,57 @@ def test_dry_run_accepts_a_bucket_uri(launcher):
     result = launcher(*GIT, "--bucket", "s3://songs", "--dry-run")
     assert result.code == 0, result.err
     assert "Bucket s3://songs: 1 song already there (skipped), 1 song to generate" in result.out
+
+
+class HtmlPage(BaseHTTPRequestHandler):
+    """What a proxy's login page or a captive portal answers to every request: 200 and HTML."""
+
+    def do_GET(self):
+        self._page()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._page()
+
+    def _page(self):
+        body = b"<!doctype html><html><title>Sign in to the network</title></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def html_endpoint(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HtmlPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_answer_that_is_not_aws_is_one_line(launcher, html_endpoint):
+    """botocore raises ResponseParserError, which is no BotoCoreError, on an HTML page."""
+    result = launcher("status", "--bucket", "songs")
+
+    assert result.code == 2 and result.out == ""
+    assert result.err.startswith("error: AWS: an answer in region us-east-1 could not be read (")
+    assert result.err.endswith(
+        "); check --region, AWS_ENDPOINT_URL and any proxy (HTTPS_PROXY) between you and AWS\n"
+    )
+    assert result.err.count("\n") == 1
+
+
+def test_a_region_the_endpoint_does_not_serve_is_one_line(launcher):
+    """moto's server answers a region it does not know with an HTML error page (HTTP 500)."""
+    result = launcher("status", "--bucket", "songs", "--region=mars-1")
+
+    assert result.code == 2 and result.out == ""
+    assert result.err.startswith("error: AWS: an answer in region mars-1 could not be read (")
+    assert result.err.count("\n") == 1

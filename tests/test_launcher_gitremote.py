@@ -1,5 +1,6 @@
 """The git checks against real remotes on 127.0.0.1: `git daemon` for a public repository,
-git's smart-HTTP backend behind basic auth for a private one, moto's SSM for the token."""
+git's smart-HTTP backend behind basic auth for a private one, moto's SSM for the token. The
+user's checkout is the remote's working clone: its prompts.txt and its worker/ on disk."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import boto3
 import pytest
 
 from launcher.checks import Check
+from launcher.gitinfo import worktree_blobs
 from launcher.gitremote import (
     CREDENTIAL_HELPER,
+    WORKER_CODE,
     Access,
     GitRunner,
+    Source,
     access_failure,
     check_source,
+    compare_code,
     compare_prompts,
     credential_args,
     resolve_ref,
@@ -30,9 +35,12 @@ PARAMETER = "/musicgen/git-token"
 ANONYMOUS = Access()
 
 
+CODE = {"worker/__init__.py": "", "worker/run.py": "print('generating')\n"}
+
+
 @pytest.fixture
 def songs(tmp_path: Path) -> Remotes:
-    return Remotes(tmp_path, "songs", {"prompts.txt": PROMPTS, "README.md": "songs\n"})
+    return Remotes(tmp_path, "songs", {"prompts.txt": PROMPTS, "README.md": "songs\n", **CODE})
 
 
 @pytest.fixture
@@ -45,8 +53,26 @@ def local_prompts(songs: Remotes) -> bytes:
     return (songs.work / "prompts.txt").read_bytes()
 
 
+def blob_id(text: str) -> str:
+    return subprocess.run(
+        ["git", "hash-object", "--stdin"], input=text, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def run_source(
+    url: str, ref: str, local: bytes, access: Access = ANONYMOUS, checkout: Path | None = None
+) -> Source:
+    """The checks as the launcher runs them, with `checkout`'s worker/ on disk as the user's
+    code; without one, CODE as the remote's first commit holds it."""
+    if checkout is None:
+        code = {path: blob_id(text) for path, text in CODE.items()}
+    else:
+        code = worktree_blobs(checkout, WORKER_CODE)
+    return check_source(GitRunner(access), url, ref, local, "prompts.txt", code)
+
+
 def run_check(url: str, ref: str, local: bytes, access: Access = ANONYMOUS) -> list[Check]:
-    return check_source(GitRunner(access), url, ref, local, "prompts.txt")
+    return run_source(url, ref, local, access).checks
 
 
 @pytest.mark.parametrize(
@@ -98,6 +124,10 @@ def test_a_clean_pushed_ref_passes(songs: Remotes, daemon: GitDaemon) -> None:
     assert checks == [
         Check.passed(f"git: {daemon.url('songs')} can be read anonymously, as the worker reads it"),
         Check.passed(f"prompts: prompts.txt is prompts.txt at main ({commit[:12]}) on the remote"),
+        Check.passed(
+            f"worker code: worker/ at main ({commit[:12]}) on the remote is this checkout's "
+            "(2 files)"
+        ),
     ]
 
 
@@ -108,7 +138,7 @@ def test_a_tag_and_a_commit_id_pass(songs: Remotes, daemon: GitDaemon) -> None:
 
     for ref in ("v1", commit):
         checks = run_check(daemon.url("songs"), ref, local_prompts(songs))
-        assert [c.ok for c in checks] == [True, True], checks
+        assert [c.ok for c in checks] == [True, True, True], checks
         assert f"({commit[:12]})" in checks[1].line
 
 
@@ -117,7 +147,7 @@ def test_an_uncommitted_edit_is_refused(songs: Remotes, daemon: GitDaemon) -> No
 
     checks = run_check(daemon.url("songs"), "main", local_prompts(songs))
 
-    assert [c.ok for c in checks] == [True, False]
+    assert [c.ok for c in checks] == [True, False, True]
     assert "prompts.txt differs from prompts.txt at main" in checks[1].line
     assert checks[1].line.endswith("commit and push it, or pass --git-ref")
 
@@ -131,9 +161,9 @@ def test_a_commit_that_is_not_pushed_is_refused_until_it_is(
     songs.push()
     accepted = run_check(daemon.url("songs"), "main", local_prompts(songs))
 
-    assert [c.ok for c in refused] == [True, False]
+    assert [c.ok for c in refused] == [True, False, True]
     assert "differs from prompts.txt at main" in refused[1].line
-    assert [c.ok for c in accepted] == [True, True]
+    assert [c.ok for c in accepted] == [True, True, True]
     assert f"({commit[:12]})" in accepted[1].line
 
 
@@ -242,6 +272,10 @@ def test_the_token_from_ssm_opens_the_private_remote_and_never_shows(
             f"git: {url} can be read with the token in {PARAMETER}, as the worker reads it"
         ),
         Check.passed(f"prompts: prompts.txt is prompts.txt at main ({commit[:12]}) on the remote"),
+        Check.passed(
+            f"worker code: worker/ at main ({commit[:12]}) on the remote is this checkout's "
+            "(2 files)"
+        ),
     ]
     assert private.authorizations and private.process_lists
     assert all(TOKEN in _password(header) for header in private.authorizations)
@@ -296,5 +330,67 @@ def test_git_settings_of_a_hook_or_alias_do_not_leak_in(
 
     checks = run_check(daemon.url("songs"), "main", local_prompts(songs))
 
-    assert [c.ok for c in checks] == [True, True], checks
+    assert [c.ok for c in checks] == [True, True, True], checks
     assert not (tmp_path / "elsewhere.git").exists()
+
+
+def test_an_unpushed_commit_to_the_worker_code_is_refused_until_it_is_pushed(
+    songs: Remotes, daemon: GitDaemon
+) -> None:
+    """The prompts are pushed, the worker code the user tested is not: the instances would run
+    the older code, so the launch is refused until the commit is on the remote."""
+    commit = songs.commit("worker/run.py", "print('generating, faster')\n")
+
+    refused = run_source(daemon.url("songs"), "main", local_prompts(songs), checkout=songs.work)
+    songs.push()
+    accepted = run_source(daemon.url("songs"), "main", local_prompts(songs), checkout=songs.work)
+
+    assert [c.ok for c in refused.checks] == [True, True, False]
+    assert refused.checks[2].line.endswith(
+        "on the remote, which the workers run, differs from this checkout's: worker/run.py; "
+        "commit and push it, or pass --git-ref"
+    )
+    assert [c.ok for c in accepted.checks] == [True, True, True]
+    # The launch pins the commit the remote's main names now: the one just pushed.
+    assert accepted.commit == commit
+
+
+def test_uncommitted_and_untracked_worker_code_is_refused_and_ignored_files_are_not(
+    songs: Remotes, daemon: GitDaemon
+) -> None:
+    (songs.work / ".gitignore").write_text("__pycache__/\n")
+    (songs.work / "worker" / "__pycache__").mkdir()
+    (songs.work / "worker" / "__pycache__" / "run.cpython-311.pyc").write_bytes(b"\0")
+    assert run_source(
+        daemon.url("songs"), "main", local_prompts(songs), checkout=songs.work
+    ).checks[2].ok
+
+    (songs.work / "worker" / "run.py").write_text("print('edited, not committed')\n")
+    (songs.work / "worker" / "extra.py").write_text("")
+
+    checks = run_source(daemon.url("songs"), "main", local_prompts(songs), checkout=songs.work).checks
+
+    assert not checks[2].ok
+    assert "differs from this checkout's: worker/extra.py, worker/run.py;" in checks[2].line
+
+
+def test_worker_code_differences_are_named_a_few_at_a_time() -> None:
+    remote = {f"worker/m{n}.py": "a" * 40 for n in range(5)}
+    local = {**remote, "worker/m0.py": "b" * 40, "worker/new.py": "c" * 40}
+    del local["worker/m4.py"]
+
+    check = compare_code(local, remote, ref="main", commit="f" * 40)
+
+    assert check == Check.failed(
+        "worker code: worker/ at main (ffffffffffff) on the remote, which the workers run, "
+        "differs from this checkout's: worker/m0.py, worker/m4.py, worker/new.py; commit and "
+        "push it, or pass --git-ref"
+    )
+    many = compare_code({}, remote, ref="main", commit="f" * 40)
+    assert "worker/m0.py, worker/m1.py, worker/m2.py (and 2 more)" in many.line
+
+
+def test_outside_a_checkout_the_worker_code_is_not_compared(tmp_path: Path) -> None:
+    assert worktree_blobs(tmp_path, WORKER_CODE) is None
+    check = compare_code(None, {}, ref="main", commit="f" * 40)
+    assert check.ok and check.warning

@@ -52,47 +52,51 @@ options:
                         $MUSICGEN_TERRAFORM_DIR, else terraform/)
   --var KEY=VALUE       extra terraform variable, repeatable, e.g. ami_id, bucket_name,
                         model_path, batch_size, audio_format, force_destroy, root_volume_size_gb
-                        (docs/deploy.md lists them); refused: variables with an option of their
-                        own (such as max_price), availability_zones (the launcher sets it) and the
-                        replaced instance_type, availability_zone and shutdown_when_done
+                        (docs/deploy.md lists them); refused: a name terraform/variables.tf does
+                        not declare, variables with an option of their own (such as max_price),
+                        availability_zones (the launcher sets it) and the replaced instance_type,
+                        availability_zone and shutdown_when_done
   --prompts FILE        prompts file, parsed exactly as the worker parses it (default:
                         prompts.txt)
-  --max-price USD       spot max price in USD per hour per instance, above 0; the estimate and the
-                        cost-so-far figures use it as the hourly rate, except for a running spot
-                        worker, whose own spot request price counts where AWS reports one
-                        (default: 0.40)
+  --max-price USD       spot max price in USD per hour per instance, above 0 and at most 1000 (the
+                        worker's bound); the estimate and the cost-so-far figures use it as the
+                        hourly rate, except for a running spot worker, whose own spot request
+                        price counts where AWS reports one (default: 0.40)
   --instance-type TYPE  GPU instance type of the workers; repeat it for several types of one GPU
                         class, a wider spot capacity pool, all at one max price; terraform accepts
                         the NVIDIA families g4dn, g5, g6, g6e, gr6, p4d, p4de, p5, p5e and p5en
                         (default: g4dn.xlarge)
-  --worker-count N      instances, the group's size, at least 1; they share the generation time
-                        and each pays the boot overhead (default: 1; with a running group, the
-                        count to raise it back to: its maximum size, which terraform sets to the
+  --worker-count N      instances, the group's size, 1 to 1000; they share the generation time and
+                        each pays the boot overhead (default: 1; with a running group, the count
+                        to raise it back to: its maximum size, which terraform sets to the
                         launch's worker count)
   --keep-alive          keep each instance up, and billing, after its workers finished, instead of
                         scaling it in (terraform's keep_alive)
   --max-hours HOURS     hours after which a worker checkpoints and scales its instance in,
-                        whatever the batch's state; above 0; terraform's max_hours (default: 12)
+                        whatever the batch's state; above 0 and at most 720 (30 days); terraform's
+                        max_hours (default: 12)
   --bucket BUCKET       bucket to look for finished songs in, left out of the estimate: NAME,
                         NAME/PREFIX or s3://NAME/PREFIX; read only, it does not rename the bucket
                         terraform creates (default: the bucket_name terraform output, or --var
                         bucket_name=...)
   --realtime-factor FACTOR
                         audio seconds generated per wall-clock second per GPU (one worker runs per
-                        GPU); an assumption, on the slow side for musicgen-small on a T4
-                        (g4dn.xlarge), as long songs re-generate overlapping windows: measure
+                        GPU), 0.01 to 100; an assumption, on the slow side for musicgen-small on a
+                        T4 (g4dn.xlarge), as long songs re-generate overlapping windows: measure
                         yours as requested_duration_s / generation_time_s in a finished
                         cost_report.csv (default: 0.5)
   --boot-overhead-min MINUTES
                         minutes each instance is paid for before it generates anything (boot,
-                        bootstrap, model load); an assumption, at least 0 (default: 10)
+                        bootstrap, model load); an assumption, 0 to 1440 (default: 10)
   --price-window-hours HOURS
                         span of spot price history to summarise, above 0 and at most 2160, as AWS
                         keeps 90 days (default: 24)
   --git-url URL         repository the workers clone; https:// only, the workers get only HTTPS
                         out (default: `git remote get-url origin`)
   --git-ref REF         branch, tag or commit the workers run; push it first, they clone from the
-                        remote (default: the current branch, the commit when HEAD is detached)
+                        remote. The launch pins the commit it names on the remote then, so
+                        replacements run the same code (default: the current branch, the commit
+                        when HEAD is detached)
   --git-token-parameter NAME
                         SSM Parameter Store SecureString holding a read-only token for a private
                         repository, e.g. /musicgen/git-token; see docs/launcher-preflight.md
@@ -121,15 +125,16 @@ options:
                         $MUSICGEN_TERRAFORM_DIR, else terraform/)
   --var KEY=VALUE       extra terraform variable, repeatable, e.g. ami_id, bucket_name,
                         model_path, batch_size, audio_format, force_destroy, root_volume_size_gb
-                        (docs/deploy.md lists them); refused: variables with an option of their
-                        own (such as max_price), availability_zones (the launcher sets it) and the
-                        replaced instance_type, availability_zone and shutdown_when_done
+                        (docs/deploy.md lists them); refused: a name terraform/variables.tf does
+                        not declare, variables with an option of their own (such as max_price),
+                        availability_zones (the launcher sets it) and the replaced instance_type,
+                        availability_zone and shutdown_when_done
   --prompts FILE        prompts file, parsed exactly as the worker parses it (default:
                         prompts.txt)
-  --max-price USD       spot max price in USD per hour per instance, above 0; the estimate and the
-                        cost-so-far figures use it as the hourly rate, except for a running spot
-                        worker, whose own spot request price counts where AWS reports one
-                        (default: 0.40)
+  --max-price USD       spot max price in USD per hour per instance, above 0 and at most 1000 (the
+                        worker's bound); the estimate and the cost-so-far figures use it as the
+                        hourly rate, except for a running spot worker, whose own spot request
+                        price counts where AWS reports one (default: 0.40)
   --bucket BUCKET       bucket whose progress to show: NAME, NAME/PREFIX or s3://NAME/PREFIX; read
                         only, it does not rename the bucket terraform creates (default: the
                         bucket_name terraform output, or --var bucket_name=...)
@@ -154,9 +159,10 @@ options:
                         $MUSICGEN_TERRAFORM_DIR, else terraform/)
   --var KEY=VALUE       extra terraform variable, repeatable, e.g. ami_id, bucket_name,
                         model_path, batch_size, audio_format, force_destroy, root_volume_size_gb
-                        (docs/deploy.md lists them); refused: variables with an option of their
-                        own (such as max_price), availability_zones (the launcher sets it) and the
-                        replaced instance_type, availability_zone and shutdown_when_done
+                        (docs/deploy.md lists them); refused: a name terraform/variables.tf does
+                        not declare, variables with an option of their own (such as max_price),
+                        availability_zones (the launcher sets it) and the replaced instance_type,
+                        availability_zone and shutdown_when_done
   --bucket BUCKET       bucket to copy from: NAME, NAME/PREFIX or s3://NAME/PREFIX; read only, it
                         does not rename the bucket terraform creates (default: the bucket_name
                         terraform output, or --var bucket_name=...)

@@ -183,35 +183,56 @@ def delete_default_vpc(region: str = "us-east-1") -> str:
     return vpc_id
 
 
-def test_a_dry_run_reports_every_failure_and_stops(
+def test_a_dry_run_reports_every_failure_after_the_estimate(
     launcher: Launcher, terraform: FakeTerraform, source: WorkerSource, workdir: Path
 ) -> None:
+    """The AMI not built yet, no default VPC, prompts not pushed: every failure is named, and
+    the cost still shows before them, since that is what the user wants to know meanwhile."""
     aws.ec2_client("us-east-1").deregister_image(ImageId=source.ami_id)
     delete_default_vpc()
     (workdir / "prompts.txt").write_text((workdir / "prompts.txt").read_text() + "x ; 9 ; x\n")
 
     result = launcher(*GIT, "--dry-run", tty=False)
 
+    at = f"main ({source.commit()[:12]})"
     assert result.code == 2
     assert result.err == (
         "error: AMI: no available AMI named musicgen-batch-* owned by this account in "
         "us-east-1; build one with `packer build -var region=us-east-1 packer/`\n"
         "error: network: no default VPC in us-east-1; create one with "
         "`aws ec2 create-default-vpc --region us-east-1`\n"
-        f"error: prompts: prompts.txt differs from prompts.txt at main ({source.commit()[:12]}) "
+        f"error: prompts: prompts.txt differs from prompts.txt at {at} "
         "on the remote, which the worker runs: commit and push it, or pass --git-ref\n"
         "error: 3 checks failed; nothing launched\n"
     )
-    assert result.out.endswith(
+    # Zones within the max price, but none has a default subnet: no VPC holds one.
+    assert (
+        "Zones: us-east-1a, us-east-1c have a current price within the max $0.40/h, but "
+        "us-east-1 has no default VPC, so no default subnet to launch into (see the network "
+        "check)\n"
+    ) in result.out
+    assert "default subnet and a current price" not in result.out
+    checks = result.out[result.out.index("Checks before launch:\n") :]
+    assert checks.startswith(
         "Checks before launch:\n"
         "  ok  region: us-east-1 (from AWS_DEFAULT_REGION)\n"
+        "  FAILED  AMI (the error is below)\n"
+        "  FAILED  network (the error is below)\n"
+        "  ok  EBS key: the root volumes are encrypted with the AWS managed key aws/ebs "
+        "(encryption by default off), which Auto Scaling may use\n"
         "  ok  spot vCPU quota: All G and VT Spot Instance Requests is 64 vCPUs in "
-        "us-east-1; 1 × g4dn.xlarge needs 4 vCPUs\n"
+        "us-east-1; 1 × g4dn.xlarge needs 4 vCPUs, 4 more while capacity rebalancing replaces "
+        "an instance: 8 in all\n"
         "  ok  git: https://github.com/example/musicgen-batch.git can be read anonymously, "
         "as the worker reads it\n"
-        "\n"
+        "  FAILED  prompts (the error is below)\n"
+        f"  ok  worker code: worker/ at {at} on the remote is this checkout's "
     )
-    assert "Estimate" not in result.out and "Dry run" not in result.out
+    # The batch is the local file's (3 songs now), and its estimate comes before the errors.
+    assert "Batch: 3 songs in prompts.txt, 7.2 min of audio requested\n" in checks
+    assert "Estimate (upper bound, at the max price): $0.162\n" in checks
+    assert checks.endswith(source.code_line())
+    assert "Dry run" not in result.out
     assert terraform.argvs() == []
 
 

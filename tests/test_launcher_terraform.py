@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from tests.support.launcher import (
     Launcher,
     Result,
     rewrite_git_urls,
+    worker_code,
 )
 
 pytestmark = [
@@ -67,7 +69,7 @@ def launch(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     env = tf_support.terraform_env(tmp / "terraform-home", moto_server)
     moto_api(moto_server, "reset")
     # The worker's repository, https://github.com/example/..., served by git daemon.
-    repo = Remotes(tmp / "remote", "musicgen-batch", {"prompts.txt": PROMPTS})
+    repo = Remotes(tmp / "remote", "musicgen-batch", {"prompts.txt": PROMPTS, **worker_code()})
     with pytest.MonkeyPatch.context() as patch, GitDaemon(repo.base) as daemon:
         for name in set(os.environ) - set(env):
             patch.delenv(name)
@@ -139,7 +141,7 @@ def test_yes_applies_a_group_of_tagged_spot_workers_at_the_max_price(launch: Lau
         "replaces interrupted ones\n"
         f"Bucket:   {bucket}\n"
         "Next steps:\n"
-        "  follow progress:  python launcher status\n"
+        "  follow progress:  .venv/bin/python launcher status\n"
         f"  songs appear in:  s3://{bucket}/  (cost report: s3://{bucket}/cost_report.csv, "
         f"run logs: s3://{bucket}/logs/)\n"
         "Each instance costs money until its workers finish the batch (or after 12 h) and scale "
@@ -150,6 +152,8 @@ def test_yes_applies_a_group_of_tagged_spot_workers_at_the_max_price(launch: Lau
     # CALM_MARKET within the max $0.35/h: us-east-1a and us-east-1c.
     assert 'availability_zones = ["us-east-1a", "us-east-1c"]\n' in tfvars
     assert "keep_alive = false\nmax_hours = 12\n" in tfvars
+    # The commit the checks compared, which the real terraform's git_ref validation accepts.
+    assert re.search(r'^git_ref = "[0-9a-f]{40}"$', tfvars, re.MULTILINE)
 
     group = the_group(name)
     assert (group["DesiredCapacity"], group["MaxSize"]) == (1, 1)
@@ -178,7 +182,7 @@ def test_a_second_launch_finds_the_group_and_applies_nothing(launch: Launch) -> 
         f"Group {name} in us-east-1: desired 1, in service 1 (min 0, max 1)\n"
         f"Songs in s3://{bucket}/: 0 written, 2 missing, 0 failed for good (of 2 in prompts.txt)\n"
         "The group already wants 1 worker and replaces interrupted ones by itself. Follow it "
-        "with `python launcher status`.\n",
+        "with `.venv/bin/python launcher status`.\n",
         "",
     )
     assert len(workers()) == 1
@@ -213,7 +217,7 @@ def test_status_shows_the_group_and_the_batch(launch: Launch) -> None:
         "    synthwave.wav",
         "  missing:",
         "    lofi_rain.wav  (line 3, 240 s)",
-        "cost_report.csv: 1 song, total estimated cost $0.03",
+        "cost_report.csv: 1 song, total estimated cost $0.0335",
     ]
 
 
@@ -234,6 +238,6 @@ def test_after_a_scale_in_the_launcher_raises_the_group_again(launch: Launch) ->
     assert result.out.endswith(
         "Raise the group from 0 to 1 worker? [y/N] yes (--yes)\n"
         f"Desired capacity of {name} set to 1: Auto Scaling launches the workers, which resume "
-        "the missing songs. Follow them with `python launcher status`.\n"
+        "the missing songs. Follow them with `.venv/bin/python launcher status`.\n"
     )
     assert the_group(name)["DesiredCapacity"] == 1

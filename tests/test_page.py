@@ -117,7 +117,7 @@ OLD = record("earlier.wav", "from an earlier prompts file", 60, 90.0, 0.005)
                 ["6", "later.wav", "not yet", "missing: not generated yet", "300 s", "—", "—"],
                 # a song of an earlier prompts file still in the output comes last, as in the report
                 ["", "earlier.wav", "from an earlier prompts file", "earlier.wav", "60 s", "90.0 s",
-                 "$0.005000"],
+                 "$0.005"],
             ],
             ["done", "missing", "missing", "missing", "done"],
         ),
@@ -164,7 +164,7 @@ def test_the_page_is_self_contained():
             "2 of 4 songs ready, 1 failed, 1 missing · 7.0 min of audio · $0.0555 estimated cost",
         ),
         ([CALM, ODD, OLD], {}, "3 of 5 songs ready, 2 missing · 8.0 min of audio · $0.0605"),
-        ([], {}, "0 of 4 songs ready, 4 missing · 0.0 min of audio · $0.000000"),
+        ([], {}, "0 of 4 songs ready, 4 missing · 0.0 min of audio · $0.00"),
     ],
 )
 def test_totals_count_songs_minutes_and_the_cost_upper_bound(records, failed, totals):

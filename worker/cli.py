@@ -14,6 +14,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from . import aws
+from .bounds import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
 from .identity import default_worker_id, earlier_self
 from .leases import MAX_LEASE_S
 from .options import (
@@ -22,8 +23,6 @@ from .options import (
     MAX_BATCH_SIZE,
     MAX_GPUS,
     MAX_GUIDANCE_SCALE,
-    MAX_HOURLY_COST_USD,
-    MAX_HOURS,
     MAX_POLL_S,
     MAX_SEED,
     MAX_TEMPERATURE,
@@ -160,7 +159,7 @@ def device_from(args: argparse.Namespace) -> str:
 def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationParams]:
     positive = (lambda v: v > 0, "must be > 0")
     not_negative = (lambda v: v >= 0, "must be >= 0")
-    hourly = typed(parse_float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, not_negative, at_most(MAX_HOURLY_COST_USD))
+    hourly = typed(parse_float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, not_negative, at_most(MAX_PRICE_USD_PER_HOUR))
     batch = typed(parse_int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, not_negative, at_most(MAX_BATCH_SIZE))
     window, params = _generation_from(args)
     dtype = choice("--dtype/MUSICGEN_DTYPE", args.dtype, DTYPE_CHOICES)

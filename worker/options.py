@@ -18,7 +18,6 @@ from .values import number, parse_int, quoted
 
 # Bounds a working setting never reaches; beyond them a value is a typo (18000 for 1.8) or
 # would overflow tensor sizes and timers.
-MAX_HOURLY_COST_USD = 1000.0
 MAX_BATCH_SIZE = 1024
 MAX_WINDOW_S = 600.0
 MAX_TOP_K = 1 << 20
@@ -30,8 +29,6 @@ MAX_ATTEMPTS = 100
 MIN_LEASE_S = 0.5
 MAX_GPUS = 64
 MAX_THREADS = 4096
-# terraform's max_hours allows at most 30 days; the worker's own cap is the same.
-MAX_HOURS = 720.0
 MAX_ACCESS_WAIT_S = 3600.0
 # A worker id names leases and records; a host name and two numbers are far shorter.
 MAX_WORKER_ID_CHARS = 200

@@ -14,6 +14,7 @@ from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from .money import usd_amount
 from .prompts import Job
 from .report import REBUILT_NOTE, SongRecord
 
@@ -73,11 +74,6 @@ def _seconds(value: float) -> str:
     return f"{value:g} s"
 
 
-def _usd(value: float) -> str:
-    # Cents hide what a short song cost; below a cent the report's six decimals show it.
-    return f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"
-
-
 # A rebuilt record's generation time (and so its cost) is unknown: the report leaves the cells
 # blank, the page says so.
 UNKNOWN = "unknown"
@@ -115,7 +111,7 @@ def _song_row(line: str, record: SongRecord) -> str:
         + (f'<p class="note">{REBUILT_NOTE}</p>' if record.rebuilt_at else "")
     )
     generation = UNKNOWN if record.generation_time_s is None else f"{record.generation_time_s:.1f} s"
-    cost = UNKNOWN if record.estimated_cost_usd is None else _usd(record.estimated_cost_usd)
+    cost = UNKNOWN if record.estimated_cost_usd is None else usd_amount(record.estimated_cost_usd)
     return "".join(
         [
             '<tr class="done">',
@@ -180,7 +176,7 @@ def render_page(
         + (f", <strong>{failed_count}</strong> failed" if failed_count else "")
         + (f", {missing_count} missing" if missing_count else "")
         + f" · <strong>{minutes:.1f}</strong> min of audio"
-        + f" · <strong>{_usd(cost)}</strong> estimated cost (an upper bound: generation time"
+        + f" · <strong>{usd_amount(cost)}</strong> estimated cost (an upper bound: generation time"
         " at the hourly max price"
         + (f"; {unknown} song{'s' if unknown > 1 else ''} of unknown cost not included" if unknown else "")
         + ")"
