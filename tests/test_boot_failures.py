@@ -1,18 +1,16 @@
 """A failing instance, end to end: the units, the boot unit's root script and the start script
 from the rendered UserData, run by the fake systemctl (tests/fake_systemctl.py), the real
-worker/bootstrap.sh from a file:// clone of this project, the real end program, moto's S3 and Auto
-Scaling over HTTP, and the metadata stub naming the instance.
+worker/bootstrap.sh and worker from a file:// clone of this project, the real end program, moto's
+S3 and Auto Scaling over HTTP, and the metadata stub naming the instance.
 
-The worker process is a stand-in that follows the worker's contract (CONTRACT.md, docs/worker.md
-exit codes) on a machine whose torch has no CUDA, as here: with MUSICGEN_DEVICE=cuda it exits 6
-after the one line `error: GPU unusable: <torch's reason>`; without it, it would run on the CPU;
-stopped by SIGTERM it exits 3 when `systemctl is-system-running` says `stopping`, else 143.
+This machine's torch is a CPU build, as a broken GPU instance's would look to CUDA: the worker
+units ask for the GPU (MUSICGEN_DEVICE=cuda) and the real worker exits 6 with torch's own reason.
+Where a test needs the worker to generate, its settings file asks for the CPU instead.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -21,52 +19,19 @@ import pytest
 
 from tests.imds_stub import ImdsStub
 from tests.support.autoscaling import group, make_group
-from tests.support.boot import executable, make_machine, settings_for, write_env_file
+from tests.support.boot import make_machine, settings_for, write_env_file
 
-# Real processes (the boot, the bootstrap, the end program): the inner loop skips them.
+# Real processes (the boot, the bootstrap, the worker, the end program): the inner loop skips them.
 pytestmark = pytest.mark.slow
 
 BUCKET = "musicgen-batch-failing"
 UNUSABLE = "error: GPU unusable: Torch not compiled with CUDA enabled"
 
-GPU_WORKER = f"""\
-echo "INFO worker starting with device ${{MUSICGEN_DEVICE:-auto}}"
-if [ "${{MUSICGEN_DEVICE:-auto}}" = cuda ]; then
-  echo "{UNUSABLE}" >&2
-  exit 6
-fi
-echo "INFO no GPU: generating on the CPU"
-exit 0
-"""
 
-STOPPABLE_WORKER = """\
-stopped() {
-  if [ "$(systemctl is-system-running)" = stopping ]; then exit 3; fi
-  exit 143
-}
-trap stopped TERM
-touch "$MUSICGEN_RUN_DIR/worker-started"
-while :; do sleep 0.1; done
-"""
-
-
-def stand_in_venv(root: Path, worker: str) -> Path:
-    """A venv whose `python -m worker` is the stand-in; everything else is this Python."""
-    venv = root / "venv"
-    executable(venv / "bin" / "python", (
-        "#!/bin/bash\n"
-        'if [ "$1" = -m ] && [ "$2" = worker ]; then\n'
-        f"{worker}"
-        "fi\n"
-        f'exec {sys.executable} "$@"\n'
-    ))
-    return venv
-
-
-def boot_settings(root: Path, url: str, imds: str, aws_env: str, venv: Path, model: Path) -> Path:
+def boot_settings(root: Path, url: str, imds: str, aws_env: str, model: Path, **extra: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
     settings = {
         **settings_for(root, url, BUCKET, model),
-        "MUSICGEN_VENV": str(venv),
         "MUSICGEN_IMDS_ENDPOINT": imds,
         "MUSICGEN_KEEP_ALIVE": "0",
         "MUSICGEN_MAX_FAILED_BOOTS": "3",
@@ -74,6 +39,7 @@ def boot_settings(root: Path, url: str, imds: str, aws_env: str, venv: Path, mod
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "us-east-1",
+        **extra,
     }
     return write_env_file(root / "worker.env", settings)
 
@@ -105,8 +71,7 @@ def test_a_checkout_that_keeps_failing_ends_in_a_group_at_zero(
     for count, instance in enumerate(instances[:3], start=1):
         root = tmp_path / instance
         with ImdsStub(instance_id=instance) as imds:
-            env_file = boot_settings(root, f"file://{tmp_path}/missing.git", imds.url, aws_env,
-                                     stand_in_venv(root, GPU_WORKER), tiny_model_dir)
+            env_file = boot_settings(root, f"file://{tmp_path}/missing.git", imds.url, aws_env, tiny_model_dir)
             machine = make_machine(root, user_data_files, env_file, gpus=1)
             status, events = machine.boot()
         output = machine.output("musicgen-worker.service")
@@ -126,12 +91,13 @@ def test_an_unusable_gpu_is_recorded_and_the_instance_leaves_its_group(
     tmp_path: Path, remote: tuple[str, Path], bucket: str, aws_env: str,
     user_data_files: dict[str, str], tiny_model_dir: Path,
 ) -> None:
-    """The worker unit asks for the GPU (MUSICGEN_DEVICE=cuda); the worker finds none, exits 6
-    with torch's reason, and the instance records it and leaves instead of generating on the CPU."""
+    """The worker unit asks for the GPU (MUSICGEN_DEVICE=cuda); the real worker finds CUDA
+    unusable, exits 6 with torch's reason before it claims anything, and the instance records it
+    and leaves instead of generating on the CPU."""
     me, other = make_group(desired=2)
     url, _ = remote
     with ImdsStub(instance_id=me) as imds:
-        env_file = boot_settings(tmp_path, url, imds.url, aws_env, stand_in_venv(tmp_path, GPU_WORKER), tiny_model_dir)
+        env_file = boot_settings(tmp_path, url, imds.url, aws_env, tiny_model_dir)
         machine = make_machine(tmp_path, user_data_files, env_file, gpus=1)
         status, _ = machine.boot()
     assert status == 6, machine.output("musicgen-worker.service")
@@ -142,6 +108,8 @@ def test_an_unusable_gpu_is_recorded_and_the_instance_leaves_its_group(
     assert group()["DesiredCapacity"] == 1
     (worker_log,) = logs(me, "gpu0")
     assert UNUSABLE in worker_log and "worker exited 6" in worker_log
+    claimed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=".leases/").get("Contents")
+    assert not claimed, claimed
 
 
 @pytest.mark.parametrize(("system_state", "worker_status", "scaled_in"), [
@@ -153,18 +121,23 @@ def test_a_stop_is_an_instance_stop_only_when_the_system_is_stopping(
     user_data_files: dict[str, str], tiny_model_dir: Path,
     system_state: str, worker_status: str, scaled_in: bool,
 ) -> None:
-    """`systemctl stop musicgen-worker.service` stops the workers with it (PartOf=); they save
-    their checkpoints and report, and the boot unit scales the instance in unless systemd is
-    shutting down (systemctl(1), is-system-running: "stopping")."""
+    """`systemctl stop musicgen-worker.service` mid-song stops the workers with it (PartOf=);
+    the real worker saves its checkpoint and exits 143, or 3 when systemd is shutting down
+    (systemctl(1), is-system-running: "stopping"), and the boot unit scales the instance in only
+    in the first case. No spot notice comes in either."""
     me, other = make_group(desired=2)
     url, _ = remote
     with ImdsStub(instance_id=me) as imds:
-        env_file = boot_settings(tmp_path, url, imds.url, aws_env, stand_in_venv(tmp_path, STOPPABLE_WORKER), tiny_model_dir)
+        prompts = tmp_path / "long.txt"
+        prompts.write_text("a long ambient piano song ; 120 ; long\n")
+        env_file = boot_settings(tmp_path, url, imds.url, aws_env, tiny_model_dir,
+                                 MUSICGEN_DEVICE="cpu", MUSICGEN_PROMPTS=str(prompts))
         machine = make_machine(tmp_path, user_data_files, env_file, gpus=1)
         booting = machine.start_boot()
+        s3 = boto3.client("s3")
         try:
             deadline = time.monotonic() + 300
-            while not (tmp_path / "run" / "worker-started").exists():
+            while not s3.list_objects_v2(Bucket=BUCKET, Prefix=".checkpoints/").get("Contents"):
                 assert booting.poll() is None and time.monotonic() < deadline, machine.output("musicgen-worker.service")
                 time.sleep(0.2)
             machine.set_state(system_state)
@@ -179,6 +152,7 @@ def test_a_stop_is_an_instance_stop_only_when_the_system_is_stopping(
     remaining = [i["InstanceId"] for i in group()["Instances"]]
     assert remaining == ([other] if scaled_in else [me, other]), output
     assert group()["DesiredCapacity"] == (1 if scaled_in else 2)
-    assert not boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=".boot-failures/").get("Contents")
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix=".boot-failures/").get("Contents")
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix=".checkpoints/long.wav").get("Contents")
     says = "scaled in: the group terminates this instance" if scaled_in else "the instance is stopping; no end action"
     assert says in output
