@@ -129,6 +129,23 @@ def format_boot_failures(
     return lines
 
 
+def clear(s3: Any, bucket: str, prefix: str = "") -> int:
+    """Remove every object under the records' prefix; returns how many. The end program counts
+    the records it finds, so a raise after the cause is fixed starts that count again (each
+    boot's own log stays in logs/)."""
+    keys = [
+        {"Key": item["Key"]}
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix + PREFIX
+        )
+        for item in page.get("Contents", [])
+    ]
+    # DeleteObjects takes at most 1000 keys a call (S3 API reference).
+    for start in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True})
+    return len(keys)
+
+
 def group_zeroed(found: BootFailures) -> BootFailure | None:
     """The newest record that set the group to 0, if any."""
     return next((r for r in found.records if r.group_set_to_zero), None)

@@ -305,14 +305,25 @@ def offer_raise(
             f"{found.max_size}; change it with `terraform -chdir="
             f"{shlex.quote(shown(root.working_dir))} apply -var worker_count={wanted}`"
         )
-    if progress is not None:  # the bucket exists
-        _warn_failed_boots(s3, bucket, deps)
+    boots = _warn_failed_boots(s3, bucket, deps) if progress is not None else None
+    recorded = len(boots.records) + boots.older + boots.unreadable if boots else 0
     question = (
         f"Raise the group from {found.desired} to {wanted} "
-        f"worker{'s' if wanted != 1 else ''}? [y/N] "
+        f"worker{'s' if wanted != 1 else ''}"
+        + (f" and clear its {recorded} failed-boot record{'s' if recorded != 1 else ''}" if recorded else "")
+        + "? [y/N] "
     )
     if not _go_ahead(args, out, question, "Nothing changed."):
         return 0
+    if recorded:
+        name, prefix = split_bucket(bucket)
+        with deployment.s3_reading(name, prefix + boot_failures.PREFIX):
+            cleared = boot_failures.clear(s3, name, prefix)
+        out.say(
+            f"Cleared {cleared} failed-boot record{'s' if cleared != 1 else ''} from "
+            f"s3://{name}/{prefix}{boot_failures.PREFIX}: the count toward max_failed_boots starts "
+            "again (each boot's log stays in logs/)."
+        )
     group.raise_group(deps.autoscaling_client(args.region), found.name, wanted)
     out.say(
         f"Desired capacity of {found.name} set to {wanted}: Auto Scaling launches the "
@@ -321,13 +332,16 @@ def offer_raise(
     return 0
 
 
-def _warn_failed_boots(s3: Any, bucket: str | None, deps: Deps) -> None:
-    """Before a raise: the group was set to 0 because boots failed, so name the last cause."""
+def _warn_failed_boots(
+    s3: Any, bucket: str | None, deps: Deps
+) -> boot_failures.BootFailures | None:
+    """Before a raise: the failed boots recorded; when they set the group to 0, the last cause."""
     if bucket is None:
-        return
+        return None
     name, prefix = split_bucket(bucket)
     with deployment.s3_reading(name, prefix + boot_failures.PREFIX):
-        zeroed = boot_failures.group_zeroed(boot_failures.read_boot_failures(s3, name, prefix))
+        boots = boot_failures.read_boot_failures(s3, name, prefix)
+    zeroed = boot_failures.group_zeroed(boots)
     if zeroed is not None:
         print(
             f"warning: the group was set to 0 after failed boots ({zeroed.instance_id}: "
@@ -335,6 +349,7 @@ def _warn_failed_boots(s3: Any, bucket: str | None, deps: Deps) -> None:
             "lists them)",
             file=deps.console.stderr,
         )
+    return boots
 
 
 def _go_ahead(args: argparse.Namespace, out: Console, question: str, nothing: str) -> bool:

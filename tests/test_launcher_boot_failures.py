@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 from launcher import aws
 from launcher.boot_failures import BootFailure, parse_record
 from launcher.invocation import command
-from tests.support.autoscaling import GROUP, make_group
+from tests.imds_stub import ImdsStub
+from tests.support.autoscaling import GROUP, group, make_group, run_scale_in
 from tests.support.fake_terraform import FakeTerraform
 from tests.support.launcher import Launcher, Result
 
@@ -264,3 +265,36 @@ def test_a_group_whose_bucket_is_gone_is_still_offered_a_raise(
         "Dry run: stopping before the question. Nothing changed.\n",
         "",
     )
+
+
+def test_a_raise_clears_the_records_so_the_next_failed_boot_counts_afresh(
+    launcher: Launcher, deployed: None, tmp_path: Path
+) -> None:
+    """Once the cause is fixed, the raise clears the three records that set the group to 0; the
+    next failed boot (the real end program, as the scale-in unit runs it) then counts 1 of 3 and
+    leaves the group up instead of setting it to 0 again at once."""
+    result = launcher("--yes")
+
+    assert result.code == 0, result.err
+    assert (
+        f"Cleared 3 failed-boot records from s3://{BUCKET}/.boot-failures/: the count toward "
+        "max_failed_boots starts again (each boot's log stays in logs/).\n"
+    ) in result.out
+    s3 = aws.s3_client("us-east-1")
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix=".boot-failures/").get("Contents")
+    raised = group()
+    assert raised["DesiredCapacity"] == 2
+    instance = raised["Instances"][0]["InstanceId"]
+    failure = tmp_path / "failure"
+    failure.write_text(f"nothing_ran=1\nreason={CHECKOUT_FAILED}\n")
+    with ImdsStub(instance_id=instance) as imds:
+        ended = run_scale_in(
+            imds.url, MUSICGEN_BUCKET=BUCKET, MUSICGEN_MAX_FAILED_BOOTS="3",
+            MUSICGEN_BOOT_FAILURE_FILE=str(failure), MUSICGEN_RUN_DIR=str(tmp_path / "run"),
+        )
+    assert ended.returncode == 0, ended.stdout + ended.stderr
+    written = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f".boot-failures/{instance}.json")["Body"].read()
+    )
+    assert (written["failed_boots"], written["group_set_to_zero"]) == (1, False)
+    assert group()["DesiredCapacity"] == 1
