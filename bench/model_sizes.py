@@ -11,7 +11,7 @@ once), which holds at the small batches MusicGen runs; measure your GPU with ben
 
 from __future__ import annotations
 
-from worker.modelsize import DecoderShape
+from contract.modelsize import DecoderShape
 
 HUB = {
     "musicgen-small": DecoderShape(24, 1024, 4096, 4, 2048),

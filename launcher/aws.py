@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from worker.aws import client
+from contract.aws import client
 
 ec2_client = partial(client, "ec2")
 s3_client = partial(client, "s3")

@@ -7,8 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from worker.memory import batch_for_memory, bytes_per_song
-from worker.modelsize import DecoderShape
+from contract.memory import batch_for_memory, bytes_per_song
+from contract.modelsize import DecoderShape
 
 # facebook/musicgen-small, the model the AMI bakes in, at the worker's default 30 s window
 # (50 frames per second) with guidance, in half precision (fp16 or bf16, both 2 bytes).

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.defaults import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
 from launcher.options import UsageError, parse_args
 from launcher.tf import declared_variables
 from launcher.validate import check_options
@@ -18,7 +19,6 @@ from tests import tf_support
 from tests.support.fake_terraform import FakeTerraform
 from tests.support.launcher import GIT, Launcher, Result
 from worker import cli as worker_cli
-from worker.bounds import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
 
 # (terraform variable, launcher option, worker option, the bound): the worker's hourly cost is
 # the max price terraform gives it (worker_hourly_rate then splits it between the GPUs).

@@ -17,6 +17,9 @@ from pathlib import Path
 import boto3
 import pytest
 
+from contract.bucket import failure_key
+from contract.prompts import prompt_hash
+from contract.records import Failure
 from launcher import aws
 from launcher.prices import PricePoint
 from tests.service_quotas import FakeServiceQuotas
@@ -33,8 +36,6 @@ from tests.support.launcher import (
     history,
     worker_code,
 )
-from worker.failures import Failure, failure_key
-from worker.prompts import prompt_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
 
