@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 from botocore.parsers import ResponseParserError
 
+from contract.aws import error_code
 from contract.bucket import PAGE_KEY, REPORT_KEY
 from launcher import (
     batch,
@@ -209,7 +210,7 @@ def download_command(args: argparse.Namespace, extra_vars: dict[str, str], deps:
     except download.FolderError as exc:
         raise UsageError(str(exc)) from None
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+        if error_code(exc) == "NoSuchBucket":
             raise UsageError(f"bucket {bucket} does not exist") from None
         raise
     _report_download(out, result, source, directory)

@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.aws import error_code
 from contract.bucket import FAILURES_PREFIX
 from contract.defaults import DEFAULT_AUDIO_FORMAT
 from contract.prompts import SUFFIXES, PromptFile, read_prompts
@@ -81,7 +82,7 @@ def s3_reading(bucket: str, key: str = "") -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         if code not in ("AccessDenied", "403", "AllAccessDisabled"):
             raise
         raise UsageError(
