@@ -1,5 +1,5 @@
 """One bound, three places: the launcher's options, terraform's variable validation and the worker
-(worker/bounds.py states each once). terraform itself judges values either side of each bound,
+(contract/defaults.py states each once). terraform itself judges values either side of each bound,
 so a value the launcher lets through is never refused later by terraform, after the user said
 yes, or by the worker on every instance. And a value out of bounds leaves nothing behind."""
 
