@@ -10,9 +10,8 @@ import math
 from collections.abc import Mapping
 
 import contract.bucket
-from contract.defaults import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
+from contract.defaults import DEFAULT_INSTANCE_TYPE, MAX_HOURS, MAX_PRICE_USD_PER_HOUR
 from launcher.options import (
-    DEFAULT_INSTANCE_TYPE,
     INSTANCE_TYPE_NAME,
     MAX_BOOT_OVERHEAD_MIN,
     MAX_PRICE_WINDOW_HOURS,

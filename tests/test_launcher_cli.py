@@ -722,7 +722,7 @@ def test_every_zone_above_the_max_price_is_refused_before_anything_is_created(
         "as the worker reads it\n"
         f"  ok  prompts: prompts.txt is prompts.txt at main ({source.commit()[:12]}) on the "
         "remote\n"
-        f"  ok  worker code: worker/ at main ({source.commit()[:12]}) on the remote is this "
+        f"  ok  worker code: worker/ and contract/ at main ({source.commit()[:12]}) on the remote is this "
         f"checkout's ({len(worker_code())} files)\n"
         "\n"
         # The estimate still shows: what the batch would cost once the price allows.
