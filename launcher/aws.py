@@ -1,4 +1,4 @@
-"""The launcher's boto3 clients, one per service and region, from the worker's client factory:
+"""The launcher's boto3 clients, one per service and region, from the contract's client factory:
 one retry policy and one place that reads the endpoint and region for both."""
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def split_progress(jobs: list[Job], keys: set[str]) -> Progress:
 
 
 def examine_done(s3: Any, bucket: str, progress: Progress, prefix: str = "") -> Progress:
-    """One HEAD per done song: those whose stored file is damaged (by the worker's own rule,
+    """One HEAD per done song: those whose stored file is damaged (by the rule the workers apply,
     contract.songs) move to missing, and the others whose metadata names another prompt or
     duration are listed as changed."""
     done, damaged, changed = [], {}, []
