@@ -51,6 +51,7 @@ test-quick: install $(CHECKOV_VENV)/.installed
 
 lint: install $(CHECKOV_VENV)/.installed
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	terraform fmt -check -recursive terraform
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --config-file .checkov.yaml -d terraform
 

@@ -36,10 +36,10 @@ from transformers import (
     T5Config,
 )
 
+from contract.prompts import Job
 from worker.engine import Engine, pick_device
 from worker.kvcache import window_cache
 from worker.precision import DTYPE_CHOICES
-from worker.prompts import Job
 from worker.scheduler import BatchScheduler, Callbacks, Song, new_song
 from worker.tiny_model import random_musicgen
 from worker.windows import WindowSettings, steps_for

@@ -1,11 +1,11 @@
-"""The launcher's boto3 clients, one per service and region, from the worker's client factory:
+"""The launcher's boto3 clients, one per service and region, from the contract's client factory:
 one retry policy and one place that reads the endpoint and region for both."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from worker.aws import client
+from contract.aws import client
 
 ec2_client = partial(client, "ec2")
 s3_client = partial(client, "s3")

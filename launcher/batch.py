@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.aws import error_code
+from contract.bucket import REPORT_KEY
+from contract.defaults import usd_amount
+from contract.prompts import Job, PromptFile, has_utf16_bom
+from contract.records import COST_COLUMN, REBUILT_NOTE
+from contract.songs import REGENERATE_HINT, describe_change, made_for_s, size_problem
 from launcher.failed import FailedSong, format_failed
-from launcher.money import usd_amount
 from launcher.screen import at_most
-from worker.changes import REGENERATE_HINT, describe_change
-from worker.damage import made_for_s, size_problem
-from worker.prompts import Job, PromptFile
-from worker.report import COST_COLUMN, REBUILT_NOTE, REPORT_KEY
 
 
 @dataclass(frozen=True)
@@ -44,24 +43,6 @@ class CostReport:
     unknown: tuple[str, ...] = ()
 
 
-# The characters botocore lets through to S3, checked here so that a typo gets one line
-# instead of botocore's validation regex (S3 itself then answers for the stricter rules).
-BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
-
-
-def split_bucket(text: str) -> tuple[str, str]:
-    """(bucket, prefix) from `name`, `name/prefix` or `s3://name/prefix` (as the worker's
-    --output takes it); the prefix ends in '/' unless empty. ValueError says what is wrong."""
-    rest = text[len("s3://") :] if text[:5].lower() == "s3://" else text
-    bucket, _, prefix = rest.partition("/")
-    if not BUCKET_NAME.fullmatch(bucket):
-        raise ValueError(
-            f"{bucket!r} is not an S3 bucket name (lower-case letters, digits, '.' and '-')"
-        )
-    prefix = prefix.strip("/")
-    return bucket, f"{prefix}/" if prefix else ""
-
-
 def songs_in_bucket(s3: Any, bucket: str, prefix: str = "") -> set[str] | None:
     """Names of the objects at the bucket's root (or the prefix's top level), relative to the
     prefix; None when the bucket does not exist yet.
@@ -77,7 +58,7 @@ def songs_in_bucket(s3: Any, bucket: str, prefix: str = "") -> set[str] | None:
             obj["Key"][len(prefix) :] for page in pages for obj in page.get("Contents", [])
         }
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+        if error_code(exc) == "NoSuchBucket":
             return None
         raise
 
@@ -91,8 +72,8 @@ def split_progress(jobs: list[Job], keys: set[str]) -> Progress:
 
 
 def examine_done(s3: Any, bucket: str, progress: Progress, prefix: str = "") -> Progress:
-    """One HEAD per done song: those whose stored file is damaged (by the worker's own rule,
-    worker.damage) move to missing, and the others whose metadata names another prompt or
+    """One HEAD per done song: those whose stored file is damaged (by the rule the workers apply,
+    contract.songs) move to missing, and the others whose metadata names another prompt or
     duration are listed as changed."""
     done, damaged, changed = [], {}, []
     missing = list(progress.missing)
@@ -154,7 +135,7 @@ def read_cost_report(s3: Any, bucket: str, prefix: str = "") -> str | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=prefix + REPORT_KEY)["Body"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket"):
+        if error_code(exc) in ("NoSuchKey", "NoSuchBucket"):
             return None
         raise
     return decode_report(body.read())
@@ -163,7 +144,7 @@ def read_cost_report(s3: Any, bucket: str, prefix: str = "") -> str | None:
 def decode_report(data: bytes) -> str:
     """UTF-8 as the worker writes it, or UTF-16 with a BOM as a spreadsheet may save it; bytes
     that are neither come out as replacement characters, for the parser to call unreadable."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if has_utf16_bom(data):
         return data.decode("utf-16", errors="replace")
     return data.decode("utf-8-sig", errors="replace")
 

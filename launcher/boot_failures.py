@@ -16,7 +16,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-PREFIX = ".boot-failures/"
+from contract.aws import error_code
+from contract.bucket import BOOT_FAILURES_PREFIX as PREFIX
+
 # The contract bounds a reason to 500 characters; a record is far below this. A larger object is
 # not one of the end program's records, and is not read whole.
 MAX_RECORD_BYTES = 64 * 1024
@@ -83,7 +85,7 @@ def read_boot_failures(s3: Any, bucket: str, prefix: str = "") -> BootFailures:
         try:
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read(MAX_RECORD_BYTES)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if error_code(exc) in ("NoSuchKey", "404"):
                 continue  # removed meanwhile
             raise
         record = parse_record(body)

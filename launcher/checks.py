@@ -12,6 +12,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.aws import error_code
+
 # packer/musicgen.pkr.hcl names its AMIs musicgen-batch-<build time>; terraform's default AMI
 # lookup (modules/worker) uses the same pattern.
 PACKER_AMI_PATTERN = "musicgen-batch-*"
@@ -67,7 +69,7 @@ def image_by_id(ec2: Any, image_id: str) -> Image | None:
     try:
         images = ec2.describe_images(ImageIds=[image_id])["Images"]
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"):
+        if error_code(exc) in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"):
             return None
         raise
     available = [raw for raw in images if raw.get("State") == "available"]
@@ -148,7 +150,7 @@ def token_parameter_check(ssm: Any, name: str, *, region: str) -> Check:
     try:
         parameter = ssm.get_parameter(Name=name, WithDecryption=False)["Parameter"]
     except ClientError as exc:
-        code = exc.response["Error"]["Code"]
+        code = error_code(exc)
         if code == "ParameterNotFound":
             return Check.failed(
                 f"git token: no SSM parameter {name} in {region}; create it with `aws ssm "

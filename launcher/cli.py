@@ -13,6 +13,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 from botocore.parsers import ResponseParserError
 
+from contract.aws import error_code
+from contract.bucket import PAGE_KEY, REPORT_KEY
 from launcher import (
     batch,
     boot_failures,
@@ -27,8 +29,6 @@ from launcher.launch import launch
 from launcher.options import DEFAULT_DOWNLOAD_DIR, REPO_ROOT, UsageError, build_parser, parse_args
 from launcher.tf import TerraformError, TerraformRoot, declared_variables, terraform_installed
 from launcher.validate import check_options, split_bucket
-from worker.page import PAGE_KEY
-from worker.report import REPORT_KEY
 
 __all__ = ["Console", "Deps", "build_parser", "main"]
 
@@ -210,7 +210,7 @@ def download_command(args: argparse.Namespace, extra_vars: dict[str, str], deps:
     except download.FolderError as exc:
         raise UsageError(str(exc)) from None
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+        if error_code(exc) == "NoSuchBucket":
             raise UsageError(f"bucket {bucket} does not exist") from None
         raise
     _report_download(out, result, source, directory)

@@ -13,13 +13,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.aws import error_code
+from contract.bucket import FAILURES_PREFIX
+from contract.defaults import DEFAULT_AUDIO_FORMAT
+from contract.prompts import SUFFIXES, PromptFile, read_prompts
 from launcher import batch, failed, group, instances, prices
 from launcher.deps import Console, Deps
 from launcher.options import UsageError
 from launcher.tf import TerraformRoot, terraform_installed
 from launcher.validate import split_bucket
-from worker.failures import FAILURES_PREFIX
-from worker.prompts import SUFFIXES, PromptFile, read_prompts
 
 
 def require_terraform() -> None:
@@ -50,7 +52,7 @@ def load_prompts(path: str, audio_format: str) -> PromptFile:
 def audio_format(extra_vars: dict[str, str], outputs: dict[str, Any]) -> str:
     """The format the deployed workers write, which names their files: --var audio_format, else
     terraform's output, else terraform's default."""
-    return extra_vars.get("audio_format") or outputs.get("audio_format") or "wav"
+    return extra_vars.get("audio_format") or outputs.get("audio_format") or DEFAULT_AUDIO_FORMAT
 
 
 def worker_tag(extra_vars: dict[str, str], outputs: dict[str, Any]) -> dict[str, str]:
@@ -80,7 +82,7 @@ def s3_reading(bucket: str, key: str = "") -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         if code not in ("AccessDenied", "403", "AllAccessDisabled"):
             raise
         raise UsageError(

@@ -23,18 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
 from tqdm import tqdm
 
-from worker.page import PAGE_KEY
+from contract.bucket import LOGS_PREFIX, PAGE_KEY, is_bookkeeping
 
 MANIFEST_NAME = ".musicgen-download.json"
-LOGS_PREFIX = "logs/"
-
-
-def is_bookkeeping(key: str) -> bool:
-    """The workers' and the instances' own records (.leases/, .checkpoints/, .failures/,
-    .records/, .boot-failures/, .damaged/, and any such folder to come): useless in a songs
-    folder and, for checkpoints, large. A song's name never starts with a dot (the worker
-    refuses one), so a leading dot is what sets them apart."""
-    return key.startswith(".")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from contract.aws import error_code
 from launcher.checks import Check
 
 # The role Auto Scaling launches instances with unless a group names another (terraform's group
@@ -138,6 +139,4 @@ def key_check(key: DefaultKey | Unreadable, *, region: str) -> Check:
 
 
 def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code") or str(exc)
-    return str(exc)
+    return error_code(exc) or str(exc)

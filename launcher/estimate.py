@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from contract.defaults import usd, usd_amount
 from launcher.gpus import InstanceGpus
-from launcher.money import usd, usd_amount
 
 # Audio seconds generated per wall-clock second on one GPU, a T4 (g4dn.xlarge), with musicgen-small.
 # An assumption, chosen on the slow side: MusicGen produces 50 tokens per audio second, and

@@ -9,10 +9,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from contract.bucket import BOOKKEEPING_LIMIT, FAILURES_PREFIX
+from contract.defaults import DEFAULT_MAX_ATTEMPTS
+from contract.policy import failures_by_song, is_given_up
+from contract.prompts import Job
+from contract.records import Failure
 from launcher.screen import at_most
-from worker.failures import DEFAULT_MAX_ATTEMPTS, FAILURES_PREFIX, Failure, attempts_for, given_up
-from worker.prompts import Job
-from worker.store import BOOKKEEPING_LIMIT
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,12 @@ def failed_for_good(
 ) -> list[FailedSong]:
     """Missing songs in prompts-file order whose count, for the prompt they have now, reached
     `max_attempts`: the workers consider them done and will not try them again."""
-    counts = given_up(objects, max_attempts)
-    failed = []
-    for job in jobs:
-        failure = counts.get(job.file_name)
-        if failure is not None and attempts_for(failure, job.prompt_hash) >= max_attempts:
-            failed.append(FailedSong(job, failure))
-    return failed
+    counts = failures_by_song(objects)
+    return [
+        FailedSong(job, counts[job.file_name])
+        for job in jobs
+        if is_given_up(counts.get(job.file_name), job.prompt_hash, max_attempts)
+    ]
 
 
 def format_failed(failed: list[FailedSong]) -> list[str]:

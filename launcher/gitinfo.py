@@ -42,11 +42,11 @@ def current_ref(repo: Path) -> str | None:
     )
 
 
-def worktree_blobs(repo: Path, folder: str) -> dict[str, str] | None:
-    """Blob id of every file under `folder` as it is on disk now (committed or not, untracked
+def worktree_blobs(repo: Path, folders: tuple[str, ...]) -> dict[str, str] | None:
+    """Blob id of every file under the `folders` as it is on disk now (committed or not, untracked
     but not ignored), path from the repository's root -> id: what `git add` would store, so it
     equals the remote's ids exactly when the contents are the same. None outside a checkout."""
-    listed = _git_bytes(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", folder)
+    listed = _git_bytes(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *folders)
     if listed is None:
         return None
     paths = sorted({p for p in listed.decode(errors="surrogateescape").split("\0") if p})

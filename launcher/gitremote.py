@@ -23,8 +23,10 @@ from launcher.checks import Check
 
 # The worker reads this file at its checkout's root (MUSICGEN_PROMPTS defaults to it).
 WORKER_PROMPTS = "prompts.txt"
-# The code the instances run from their checkout: the worker package, bootstrap.sh included.
-WORKER_CODE = "worker/"
+# The code the instances run from their checkout: the worker package (bootstrap.sh included)
+# and the contract package it imports.
+WORKER_CODE = ("worker/", "contract/")
+CODE_SHOWN = " and ".join(WORKER_CODE)
 # The worker's credential helper (UserData installs it): it reads the token from SSM and hands it
 # to git over a pipe.
 CREDENTIAL_HELPER = (
@@ -136,10 +138,10 @@ class GitRunner:
             refs[name] = sha
         return refs
 
-    def fetch(self, url: str, ref: str, path: str, code_dir: str) -> Fetched:
+    def fetch(self, url: str, ref: str, path: str, code_dirs: tuple[str, ...]) -> Fetched:
         """`ref` fetched as the worker fetches it (`--depth 1`, by name or by commit id), into a
         temporary ref of a throwaway repository: its commit, the bytes of `path` at it, and the
-        blob id of every file under `code_dir`."""
+        blob id of every file under the `code_dirs`."""
         with tempfile.TemporaryDirectory(prefix="musicgen-preflight-") as scratch:
             repo = Path(scratch)
             self.run("init", "--quiet", "--bare", cwd=repo)
@@ -159,7 +161,7 @@ class GitRunner:
                 content = self.run("show", f"refs/preflight/worker:{path}", cwd=repo)
             except GitError:
                 content = None
-            tree = self.run("ls-tree", "-r", "-z", "refs/preflight/worker", "--", code_dir, cwd=repo)
+            tree = self.run("ls-tree", "-r", "-z", "refs/preflight/worker", "--", *code_dirs, cwd=repo)
         return Fetched(commit.decode().strip(), content, blobs_from_ls_tree(tree))
 
 
@@ -167,7 +169,7 @@ class GitRunner:
 class Fetched:
     commit: str
     prompts: bytes | None
-    code: dict[str, str]  # path -> blob id, the files under the code folder
+    code: dict[str, str]  # path -> blob id, the files under the code folders
 
 
 def blobs_from_ls_tree(output: bytes) -> dict[str, str]:
@@ -246,7 +248,7 @@ def compare_code(
     if local is None:
         return Check.warned(
             f"worker code: not compared: the launcher does not run from a git checkout, so the "
-            f"code the workers run ({WORKER_CODE} at {at}) cannot be compared with yours"
+            f"code the workers run ({CODE_SHOWN} at {at}) cannot be compared with yours"
         )
     differing = sorted(
         path for path in local.keys() | remote.keys() if local.get(path) != remote.get(path)
@@ -254,11 +256,11 @@ def compare_code(
     if differing:
         shown = ", ".join(differing[:3]) + (f" (and {len(differing) - 3} more)" if len(differing) > 3 else "")
         return Check.failed(
-            f"worker code: {WORKER_CODE} at {at} on the remote, which the workers run, differs "
+            f"worker code: {CODE_SHOWN} at {at} on the remote, which the workers run, differs "
             f"from this checkout's: {shown}; commit and push it, or pass --git-ref"
         )
     return Check.passed(
-        f"worker code: {WORKER_CODE} at {at} on the remote is this checkout's ({len(local)} files)"
+        f"worker code: {CODE_SHOWN} at {at} on the remote is this checkout's ({len(local)} files)"
     )
 
 

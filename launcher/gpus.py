@@ -7,8 +7,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from worker.memory import batch_for_memory, bytes_per_song
-from worker.modelsize import DecoderShape
+from contract.aws import error_code
+from contract.memory import batch_for_memory, bytes_per_song
+from contract.modelsize import DecoderShape
 
 # facebook/musicgen-small, the model the AMI bakes in, at the worker's default 30 s window
 # (50 frames per second) with guidance, in half precision (fp16 or bf16, both 2 bytes).
@@ -49,7 +50,7 @@ def describe_gpus(ec2: Any, instance_type: str, region: str) -> InstanceGpus:
     try:
         (info,) = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "InvalidInstanceType":
+        if error_code(exc) != "InvalidInstanceType":
             raise
         raise NoGpuError(f"{instance_type} is not an EC2 instance type offered in {region}") from None
     gpus = info.get("GpuInfo", {}).get("Gpus", [])

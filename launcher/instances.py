@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from launcher.money import usd, usd_amount
+from contract.defaults import usd, usd_amount
 from launcher.prices import SpotCost
 
 # The name prefix of every resource: the launcher passes it as terraform's `name` variable, whose

@@ -9,6 +9,9 @@ import shlex
 from datetime import timedelta
 from typing import Any
 
+from contract.bucket import REPORT_KEY
+from contract.defaults import DEFAULT_AUDIO_FORMAT, usd
+from contract.prompts import Job, PromptFile
 from launcher import (
     batch,
     boot_failures,
@@ -24,13 +27,10 @@ from launcher import (
 )
 from launcher.deployment import shown
 from launcher.deps import Console, Deps
-from launcher.money import usd
 from launcher.options import REPO_ROOT, UsageError
 from launcher.preflight import Market, Preflight, run_checks, show_checks, show_failures
 from launcher.tf import TerraformRoot, Value
 from launcher.validate import split_bucket
-from worker.prompts import Job, PromptFile
-from worker.report import REPORT_KEY
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
 
@@ -39,7 +39,7 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     out = deps.console
     deployment.require_terraform()
     # A new launch applies --var audio_format, else terraform's default.
-    prompt_file = deployment.load_prompts(args.prompts, extra_vars.get("audio_format", "wav"))
+    prompt_file = deployment.load_prompts(args.prompts, extra_vars.get("audio_format", DEFAULT_AUDIO_FORMAT))
     root = TerraformRoot(args.terraform_dir)
     outputs = root.outputs()
     running = deployment.running_group(args, deps, outputs)

@@ -9,15 +9,17 @@ import re
 from pathlib import Path
 from typing import NoReturn
 
+from contract.defaults import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_MAX_HOURS,
+    DEFAULT_MAX_PRICE,
+    MAX_HOURS,
+    MAX_PRICE_USD_PER_HOUR,
+)
 from launcher import estimate, region
-from worker.bounds import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_INSTANCE_TYPE = "g4dn.xlarge"
-DEFAULT_MAX_PRICE = 0.40
 DEFAULT_DOWNLOAD_DIR = "songs"
-# The workers' hard cap (terraform's max_hours): a hung model or a bug never bills for days.
-DEFAULT_MAX_HOURS = 12.0
 # AWS keeps 90 days of spot price history.
 MAX_PRICE_WINDOW_HOURS = 90 * 24
 # Bounds of the estimate's inputs: past them a value is a typo (1e-300 for 0.3), and the estimate

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from launcher.money import usd
+from contract.defaults import usd
 
 # Both names are still returned for Linux, depending on the account's age (EC2-Classic).
 LINUX_PRODUCTS = ("Linux/UNIX", "Linux/UNIX (Amazon VPC)")

@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from contract.aws import error_code
 from launcher.checks import Check
 
 SERVICE_CODE = "ec2"
@@ -78,7 +79,7 @@ def read_quota(service_quotas: Any, quota: SpotQuota) -> QuotaValue | QuotaUnrea
         try:
             raw = call(ServiceCode=SERVICE_CODE, QuotaCode=quota.code)["Quota"]
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = error_code(exc)
             if code == "NoSuchResourceException" and call is calls[0]:
                 continue
             if code in ("AccessDeniedException", "AccessDenied"):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import botocore.session
 
-DEFAULT_REGION = "us-east-1"
+from contract.defaults import DEFAULT_REGION
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import difflib
 import math
 from collections.abc import Mapping
 
-from launcher import batch
+import contract.bucket
+from contract.defaults import DEFAULT_INSTANCE_TYPE, MAX_HOURS, MAX_PRICE_USD_PER_HOUR
 from launcher.options import (
-    DEFAULT_INSTANCE_TYPE,
     INSTANCE_TYPE_NAME,
     MAX_BOOT_OVERHEAD_MIN,
     MAX_PRICE_WINDOW_HOURS,
@@ -23,7 +23,6 @@ from launcher.options import (
     SSM_PARAMETER_NAME,
     UsageError,
 )
-from worker.bounds import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
 
 # terraform variables whose values are names from a fixed list (variables.tf's validation).
 ENUMERATED_VARIABLES = frozenset({"audio_format"})
@@ -53,7 +52,7 @@ def check_options(args: argparse.Namespace, declared: Mapping[str, str], source:
 def split_bucket(bucket: str) -> tuple[str, str]:
     """(bucket, prefix) of a --bucket value, or one usage line saying what is wrong with it."""
     try:
-        return batch.split_bucket(bucket)
+        return contract.bucket.split_bucket(bucket)
     except ValueError as exc:
         raise UsageError(f"--bucket: {exc}") from None
 

@@ -117,10 +117,16 @@ build {
     destination = "/tmp/musicgen-smoke-check.py"
   }
 
-  # The smoke check runs the worker's own engine, so it needs the worker package (no trailing
-  # slash: the folder itself lands in /tmp, as /tmp/worker).
+  # The smoke check runs the worker's own engine, so it needs the worker package and the
+  # contract package it imports (no trailing slash: each folder itself lands in /tmp, as
+  # /tmp/worker and /tmp/contract).
   provisioner "file" {
     source      = "${path.root}/../worker"
+    destination = "/tmp"
+  }
+
+  provisioner "file" {
+    source      = "${path.root}/../contract"
     destination = "/tmp"
   }
 
@@ -163,7 +169,7 @@ build {
       "chown -R root:root \"$VENV_DIR\" \"$MODEL_DIR\"",
       "chmod -R u+rwX,go+rX,go-w \"$VENV_DIR\" \"$MODEL_DIR\"",
       # Outside /tmp, which the sandbox makes private.
-      "install -d -m 0755 /opt/musicgen/smoke && mv /tmp/worker /tmp/musicgen-smoke-check.py /opt/musicgen/smoke/",
+      "install -d -m 0755 /opt/musicgen/smoke && mv /tmp/worker /tmp/contract /tmp/musicgen-smoke-check.py /opt/musicgen/smoke/",
       # Every GPU as root: the driver, CUDA torch and the model.
       "PYTHONPATH=/opt/musicgen/smoke \"$VENV_DIR/bin/python\" /opt/musicgen/smoke/musicgen-smoke-check.py \"$MODEL_DIR\"",
       # Again as the worker units run it: the musicgen user in their sandbox, by systemd-run.

@@ -1,7 +1,7 @@
 """Build-time check of the AMI: the worker's own engine loads the baked model on every GPU, picks
 the dtype the worker would, and generates one second of audio on each.
 
-Run by packer/musicgen.pkr.hcl as `PYTHONPATH=DIR_WITH_worker python smoke_check.py MODEL_DIR`
+Run by packer/musicgen.pkr.hcl as `PYTHONPATH=DIR_WITH_worker_AND_contract python smoke_check.py MODEL_DIR`
 (from a checkout: `PYTHONPATH=. python packer/smoke_check.py MODEL_DIR --device cpu`). Prints each
 GPU's name, capability, dtype and decoding steps per second, so the build log shows its speed, and
 exits 1 (failing the build) when CUDA is missing, the dtype is not the expected one, or the audio

@@ -61,7 +61,7 @@ variable "max_price" {
   type        = number
   default     = 0.40
 
-  # worker/bounds.py's MAX_PRICE_USD_PER_HOUR: the worker refuses a higher hourly cost.
+  # contract/defaults.py's MAX_PRICE_USD_PER_HOUR: the worker refuses a higher hourly cost.
   validation {
     condition     = var.max_price > 0 && var.max_price <= 1000
     error_message = "max_price must be greater than 0 and at most 1000 (USD per hour)."
@@ -176,7 +176,7 @@ variable "max_hours" {
   type        = number
   default     = 12
 
-  # worker/bounds.py's MAX_HOURS, which the launcher and the worker enforce too.
+  # contract/defaults.py's MAX_HOURS, which the launcher and the worker enforce too.
   validation {
     condition     = var.max_hours > 0 && var.max_hours <= 720
     error_message = "max_hours must be greater than 0 and at most 720 (30 days)."

@@ -8,12 +8,12 @@ import boto3
 import pytest
 import soundfile
 
+from contract.prompts import Job, prompt_hash
+from contract.songs import describe_change
 from launcher import aws
 from tests.engines import FakeEngine
 from tests.support.launcher import GIT
-from worker.changes import describe_change
 from worker.cli import main
-from worker.prompts import Job, prompt_hash
 
 
 def never(model):

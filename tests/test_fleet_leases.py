@@ -16,26 +16,19 @@ import soundfile
 # worker started in-process claims within the test's sub-second leases, not seconds later.
 import torch  # noqa: F401
 
+from contract import aws
+from contract.bucket import failure_key, lease_key
+from contract.policy import blocks, failures_by_song, is_given_up
+from contract.prompts import Job, prompt_hash
+from contract.records import Failure
 from tests.engines import FakeEngine
 from tests.support.worker_process import fake_systemctl
-from worker import aws
+from worker.attempts import Attempts, count_failure, read_failure
 from worker.cli import main
-from worker.failures import (
-    CLAIM,
-    DONE,
-    GIVE_UP,
-    TAKE_OVER,
-    WAIT,
-    Failure,
-    count_failure,
-    decide,
-    failure_key,
-    given_up,
-    read_failure,
-)
-from worker.leases import Heartbeat, Leases, lease_key, poll_interval
-from worker.prompts import prompt_hash
+from worker.leases import Heartbeat, Leases, poll_interval
 from worker.report import parse_report
+from worker.results import RunResult
+from worker.skipping import Skipping
 from worker.store import LocalStore, open_store
 
 
@@ -54,24 +47,50 @@ NOW = 1000.0
 
 
 @pytest.mark.parametrize(
-    ("wav_exists", "attempts", "owner", "expires_at", "ours", "expected"),
+    ("attempts", "expected"),
     [
-        (True, 0, None, 0.0, False, DONE),
-        (True, 5, "b", NOW + 60, False, DONE),  # stored wins over any count or lease
-        (False, 2, None, 0.0, False, GIVE_UP),
-        (False, 3, "b", NOW + 60, False, GIVE_UP),
-        (False, 0, None, 0.0, False, CLAIM),
-        (False, 1, None, 0.0, False, CLAIM),  # one failure of two: tried again
-        (False, 0, "b", NOW + 60, False, WAIT),  # another worker's live lease
-        (False, 1, "b", NOW + 0.001, False, WAIT),
-        (False, 0, "b", NOW, False, TAKE_OVER),  # not renewed within its TTL
-        (False, 0, "b", NOW - 300, False, TAKE_OVER),
-        (False, 0, "a", NOW + 60, True, TAKE_OVER),  # ours, from an earlier life
-        (False, 0, "?", 0.0, False, TAKE_OVER),  # unreadable lease
+        (2, True),
+        (3, True),
+        (0, False),
+        (1, False),  # one failure of two: tried again
     ],
 )
-def test_what_a_worker_does_with_a_song(wav_exists, attempts, owner, expires_at, ours, expected):
-    assert decide(wav_exists, attempts, 2, owner, expires_at, NOW, ours) == expected
+def test_a_song_is_given_up_after_max_attempts_counted_for_its_prompt(attempts, expected):
+    failure = Failure("a.wav", "h", attempts, "E", "b", "t")
+    assert is_given_up(failure, "h", 2) is expected
+    assert is_given_up(failure, "other prompt", 2) is False
+    assert is_given_up(None, "h", 2) is False
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "ours", "keeps_off"),
+    [
+        (NOW + 60, False, True),  # another worker's live lease: wait
+        (NOW + 0.001, False, True),
+        (NOW, False, False),  # not renewed within its TTL: take it over
+        (NOW - 300, False, False),
+        (NOW + 60, True, False),  # ours, from an earlier life
+        (0.0, False, False),  # unreadable lease (records.ABANDONED)
+    ],
+)
+def test_a_lease_keeps_a_worker_off_its_song_while_another_worker_renews_it(expires_at, ours, keeps_off):
+    assert blocks(expires_at, NOW, ours) is keeps_off
+
+
+@pytest.mark.parametrize("attempts", [0, 5])
+def test_a_stored_song_is_done_whatever_its_failure_count(tmp_path, attempts):
+    """The stored file wins over any count: the song is skipped, not given up nor generated."""
+    store = LocalStore(tmp_path / "out")
+    job = Job(1, "calm piano", 1.0, "calm.wav")
+    (tmp_path / "out").mkdir()
+    soundfile.write(tmp_path / "out" / "calm.wav", np.zeros(32000, dtype=np.float32), 32000, subtype="PCM_16")
+    if attempts:
+        failure = Failure(job.file_name, job.prompt_hash, attempts, "E", "b", "t")
+        store.write(failure_key(job.file_name), failure.to_json())
+    result = RunResult()
+    skipping = Skipping(store, Attempts(store, "a", 2, result), result, tmp_path / "spool")
+    assert skipping.pending_jobs([job], set()) == []
+    assert (result.skipped, result.given_up) == (["calm.wav"], {})
 
 
 @pytest.mark.parametrize(("ttl", "poll"), [(120, 10), (30, 10), (9, 3), (3, 1), (0.6, 0.2)])
@@ -117,8 +136,10 @@ def test_given_up_reads_listed_failures_without_io():
         (failure_key("d.wav"), json.dumps({"attempts": "2"}).encode()),
         (".records/e.wav.json", body("e.wav", 9)),
     ]
-    assert {name: f.error for name, f in given_up(objects, 2).items()} == {"a.wav": "E: a.wav"}
-    assert set(given_up(objects, 1)) == {"a.wav", "b.wav"}
+    counts = failures_by_song(objects)
+    assert {name: f.error for name, f in counts.items()} == {"a.wav": "E: a.wav", "b.wav": "E: b.wav"}
+    assert {name for name, f in counts.items() if is_given_up(f, "h", 2)} == {"a.wav"}
+    assert {name for name, f in counts.items() if is_given_up(f, "h", 1)} == {"a.wav", "b.wav"}
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from contract import aws as worker_aws
 from launcher import aws as launcher_aws
-from worker import aws as worker_aws
 
 
 @pytest.mark.parametrize(

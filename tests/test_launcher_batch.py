@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from contract.prompts import Job, LineError, PromptFile
 from launcher import aws
 from launcher.batch import (
     CostReport,
@@ -15,7 +16,6 @@ from launcher.batch import (
     songs_in_bucket,
     split_progress,
 )
-from worker.prompts import Job, LineError, PromptFile
 
 A = Job(1, "upbeat synthwave", 180.0, "synthwave.wav")
 B = Job(2, "calm lo-fi piano", 240.0, "lofi.wav")

@@ -1,5 +1,5 @@
 """One bound, three places: the launcher's options, terraform's variable validation and the worker
-(worker/bounds.py states each once). terraform itself judges values either side of each bound,
+(contract/defaults.py states each once). terraform itself judges values either side of each bound,
 so a value the launcher lets through is never refused later by terraform, after the user said
 yes, or by the worker on every instance. And a value out of bounds leaves nothing behind."""
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.defaults import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
 from launcher.options import UsageError, parse_args
 from launcher.tf import declared_variables
 from launcher.validate import check_options
@@ -18,7 +19,6 @@ from tests import tf_support
 from tests.support.fake_terraform import FakeTerraform
 from tests.support.launcher import GIT, Launcher, Result
 from worker import cli as worker_cli
-from worker.bounds import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
 
 # (terraform variable, launcher option, worker option, the bound): the worker's hourly cost is
 # the max price terraform gives it (worker_hourly_rate then splits it between the GPUs).

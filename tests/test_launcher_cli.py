@@ -17,6 +17,9 @@ from pathlib import Path
 import boto3
 import pytest
 
+from contract.bucket import failure_key
+from contract.prompts import prompt_hash
+from contract.records import Failure
 from launcher import aws
 from launcher.prices import PricePoint
 from tests.service_quotas import FakeServiceQuotas
@@ -33,8 +36,6 @@ from tests.support.launcher import (
     history,
     worker_code,
 )
-from worker.failures import Failure, failure_key
-from worker.prompts import prompt_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated")
 
@@ -721,7 +722,7 @@ def test_every_zone_above_the_max_price_is_refused_before_anything_is_created(
         "as the worker reads it\n"
         f"  ok  prompts: prompts.txt is prompts.txt at main ({source.commit()[:12]}) on the "
         "remote\n"
-        f"  ok  worker code: worker/ at main ({source.commit()[:12]}) on the remote is this "
+        f"  ok  worker code: worker/ and contract/ at main ({source.commit()[:12]}) on the remote is this "
         f"checkout's ({len(worker_code())} files)\n"
         "\n"
         # The estimate still shows: what the batch would cost once the price allows.

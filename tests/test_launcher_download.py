@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from contract.bucket import BOOKKEEPING_PREFIXES
 from launcher import aws
 from launcher.cli import Console, Deps, main
 from launcher.download import MANIFEST_NAME, RemoteFile, human_size, local_path, plan
@@ -33,6 +34,7 @@ BOOKKEEPING = {
     ".boot-failures/i-0abc.json": b'{"instance_id": "i-0abc"}',
     ".damaged/calm.wav.20261204T160000Z": b"RIFF",
 }
+assert {key.split("/")[0] + "/" for key in BOOKKEEPING} == set(BOOKKEEPING_PREFIXES)
 LOGS = {"logs/i-0abc/worker.log": b"worker log\n", "logs/i-0abc/bootstrap.log": b"boot log\n"}
 # Above the 5 MiB minimum part size: uploaded in two parts, so its ETag is not an MD5.
 BIG = "long.wav"
@@ -212,6 +214,15 @@ def test_plan(local_sizes, manifest, include_logs, copy, up_to_date, left_out):
     result = plan([CALM, RECORD, LOG], local_sizes, manifest, include_logs=include_logs)
     assert (result.copy, result.up_to_date) == (copy, up_to_date)
     assert (result.bookkeeping, result.logs) == left_out
+
+
+@pytest.mark.parametrize("include_logs", [False, True])
+def test_no_bookkeeping_folder_is_ever_planned_for_copying(include_logs):
+    """Every prefix of the contract, and a dot folder a later version may add."""
+    kept = [RemoteFile(f"{prefix}calm.wav.json", 2, '"bk"') for prefix in BOOKKEEPING_PREFIXES]
+    kept.append(RemoteFile(".later/calm.wav.json", 2, '"bk"'))
+    result = plan([CALM, *kept], {}, {}, include_logs=include_logs)
+    assert (result.copy, result.bookkeeping) == ([CALM], len(kept))
 
 
 @pytest.mark.parametrize(

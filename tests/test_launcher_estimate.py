@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from contract.defaults import usd, usd_amount
 from launcher.estimate import Estimate, estimate_batch, format_estimate
-from launcher.money import usd, usd_amount
 
 
 @pytest.mark.parametrize(

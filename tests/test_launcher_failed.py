@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from contract.bucket import failure_key
+from contract.prompts import Job, prompt_hash
+from contract.records import Failure
 from launcher.failed import FailedSong, failed_for_good, format_failed
-from worker.failures import Failure, failure_key
-from worker.prompts import Job, prompt_hash
 
 JOBS = [
     Job(2, "calm piano", 30.0, "calm.wav"),

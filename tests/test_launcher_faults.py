@@ -7,8 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from contract.bucket import split_bucket
 from launcher import aws
-from launcher.batch import split_bucket
 from tests.support.launcher import GIT, REPORT, Result
 
 

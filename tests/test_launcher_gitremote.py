@@ -35,7 +35,11 @@ PARAMETER = "/musicgen/git-token"
 ANONYMOUS = Access()
 
 
-CODE = {"worker/__init__.py": "", "worker/run.py": "print('generating')\n"}
+CODE = {
+    "worker/__init__.py": "",
+    "worker/run.py": "print('generating')\n",
+    "contract/__init__.py": "",
+}
 
 
 @pytest.fixture
@@ -125,8 +129,8 @@ def test_a_clean_pushed_ref_passes(songs: Remotes, daemon: GitDaemon) -> None:
         Check.passed(f"git: {daemon.url('songs')} can be read anonymously, as the worker reads it"),
         Check.passed(f"prompts: prompts.txt is prompts.txt at main ({commit[:12]}) on the remote"),
         Check.passed(
-            f"worker code: worker/ at main ({commit[:12]}) on the remote is this checkout's "
-            "(2 files)"
+            f"worker code: worker/ and contract/ at main ({commit[:12]}) on the remote is this "
+            "checkout's (3 files)"
         ),
     ]
 
@@ -273,8 +277,8 @@ def test_the_token_from_ssm_opens_the_private_remote_and_never_shows(
         ),
         Check.passed(f"prompts: prompts.txt is prompts.txt at main ({commit[:12]}) on the remote"),
         Check.passed(
-            f"worker code: worker/ at main ({commit[:12]}) on the remote is this checkout's "
-            "(2 files)"
+            f"worker code: worker/ and contract/ at main ({commit[:12]}) on the remote is this "
+            "checkout's (3 files)"
         ),
     ]
     assert private.authorizations and private.process_lists
@@ -374,6 +378,15 @@ def test_uncommitted_and_untracked_worker_code_is_refused_and_ignored_files_are_
     assert "differs from this checkout's: worker/extra.py, worker/run.py;" in checks[2].line
 
 
+def test_the_contract_the_workers_import_is_compared_too(songs: Remotes, daemon: GitDaemon) -> None:
+    (songs.work / "contract" / "bucket.py").write_text("REPORT_KEY = 'elsewhere.csv'\n")
+
+    checks = run_source(daemon.url("songs"), "main", local_prompts(songs), checkout=songs.work).checks
+
+    assert not checks[2].ok
+    assert "differs from this checkout's: contract/bucket.py;" in checks[2].line
+
+
 def test_worker_code_differences_are_named_a_few_at_a_time() -> None:
     remote = {f"worker/m{n}.py": "a" * 40 for n in range(5)}
     local = {**remote, "worker/m0.py": "b" * 40, "worker/new.py": "c" * 40}
@@ -382,7 +395,7 @@ def test_worker_code_differences_are_named_a_few_at_a_time() -> None:
     check = compare_code(local, remote, ref="main", commit="f" * 40)
 
     assert check == Check.failed(
-        "worker code: worker/ at main (ffffffffffff) on the remote, which the workers run, "
+        "worker code: worker/ and contract/ at main (ffffffffffff) on the remote, which the workers run, "
         "differs from this checkout's: worker/m0.py, worker/m4.py, worker/new.py; commit and "
         "push it, or pass --git-ref"
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from contract.defaults import MAX_AUTO_BATCH_SIZE
 from launcher import aws
 from launcher.estimate import Estimate, estimate_batch, format_estimate
 from launcher.gpus import MUSICGEN_SMALL_PER_SONG, InstanceGpus, NoGpuError, describe_gpus
-from worker.memory import MAX_BATCH_SIZE
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_a_song_needs_its_window_cache_in_half_precision() -> None:
         (16384, 35),  # T4: 70% of (16 GiB - 2 GiB) / 282 MiB
         (22888, 51),  # A10G, L4
         (24576, 55),
-        (40960, MAX_BATCH_SIZE),  # A100 40 GB: capped
+        (40960, MAX_AUTO_BATCH_SIZE),  # A100 40 GB: capped
         (2048, 1),  # nothing left after the model: still one song
     ],
 )

@@ -226,7 +226,7 @@ def test_a_dry_run_reports_every_failure_after_the_estimate(
         "  ok  git: https://github.com/example/musicgen-batch.git can be read anonymously, "
         "as the worker reads it\n"
         "  FAILED  prompts (the error is below)\n"
-        f"  ok  worker code: worker/ at {at} on the remote is this checkout's "
+        f"  ok  worker code: worker/ and contract/ at {at} on the remote is this checkout's "
     )
     # The batch is the local file's (3 songs now), and its estimate comes before the errors.
     assert "Batch: 3 songs in prompts.txt, 7.2 min of audio requested\n" in checks

@@ -9,9 +9,10 @@ import pytest
 from botocore.exceptions import ConnectionClosedError
 from botocore.httpsession import URLLib3Session
 
-from worker import aws
-from worker.checkpoints import Checkpoint, Identity
-from worker.leases import Leases, lease_key
+from contract import aws
+from contract.bucket import lease_key
+from contract.records import Checkpoint, Identity
+from worker.leases import Leases
 from worker.store import LocalStore, open_store
 
 

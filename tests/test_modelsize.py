@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from worker.modelsize import DecoderShape
+from contract.modelsize import DecoderShape
 
 
 @pytest.mark.parametrize("stereo", [False, True])

@@ -22,12 +22,10 @@ import pytest
 import soundfile
 from botocore.exceptions import ClientError
 
+from contract.bucket import checkpoint_key, failure_key, lease_key, record_key
 from tests.engines import FakeEngine
-from worker.checkpoints import checkpoint_key
 from worker.cli import main
-from worker.failures import failure_key
-from worker.leases import lease_key
-from worker.report import parse_report, record_key
+from worker.report import parse_report
 from worker.s3_store import S3Store
 from worker.store import Unusable
 

@@ -74,8 +74,12 @@ def launcher_help(monkeypatch: pytest.MonkeyPatch) -> str:
 def test_the_launcher_venv_has_no_torch(launcher_venv: Path) -> None:
     python = launcher_venv / "bin" / "python"
     probe = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
-    found = run(python, "-c", probe, *WORKER_ONLY, "boto3", "python_terraform", "launcher", "worker")
-    assert (found.returncode, found.stdout) == (0, "['boto3', 'python_terraform', 'launcher', 'worker']\n")
+    found = run(
+        python, "-c", probe, *WORKER_ONLY, "boto3", "python_terraform", "contract", "launcher", "worker"
+    )
+    assert (found.returncode, found.stdout) == (
+        0, "['boto3', 'python_terraform', 'contract', 'launcher', 'worker']\n"
+    )
     imported = run(python, "-c", "import torch")
     assert imported.returncode == 1
     assert imported.stderr.endswith("ModuleNotFoundError: No module named 'torch'\n")

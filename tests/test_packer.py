@@ -17,6 +17,14 @@ import numpy as np
 import pytest
 import torch
 
+from contract.defaults import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_DIR,
+    DEFAULT_ROOT_VOLUME_SIZE_GB,
+    DLAMI_NAME_PATTERN,
+    DLAMI_OWNER,
+)
 from tests.hcl import blocks, load
 from tests.systemd_units import UNIT_DIR, parse_unit, values, worker_units
 from tests.tf_support import REPO_ROOT
@@ -57,21 +65,19 @@ def test_requires_the_amazon_plugin() -> None:
 def test_source_is_the_nvidia_driver_base_ami_on_a_gpu_with_imdsv2_and_gp3() -> None:
     source = blocks(TEMPLATE, "source")["amazon-ebs.musicgen"]
     (ami_filter,) = source["source_ami_filter"]
-    assert ami_filter["filters"]["name"] == (
-        "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
-    )
-    assert ami_filter["owners"] == ["amazon"]
+    assert ami_filter["filters"]["name"] == DLAMI_NAME_PATTERN
+    assert ami_filter["owners"] == [DLAMI_OWNER]
     assert ami_filter["most_recent"] is True
     variables = blocks(TEMPLATE, "variable")
     assert source["instance_type"] == "${var.instance_type}"
-    assert variables["instance_type"]["default"] == "g4dn.xlarge"
+    assert variables["instance_type"]["default"] == DEFAULT_INSTANCE_TYPE
     assert source["imds_support"] == "v2.0"
     assert source["metadata_options"][0]["http_tokens"] == "required"
     (volume,) = source["launch_block_device_mappings"]
     assert volume["volume_type"] == "gp3"
     assert volume["encrypted"] is True
     # terraform's root_volume_size_gb validation is built on this size.
-    assert variables["root_volume_size_gb"]["default"] == 100
+    assert variables["root_volume_size_gb"]["default"] == DEFAULT_ROOT_VOLUME_SIZE_GB
     for name, body in variables.items():
         assert body.get("description") and body.get("type"), name
 
@@ -101,18 +107,22 @@ def test_terraform_points_the_workers_at_the_folder_packer_bakes_the_model_into(
 def test_provisioners_install_the_venv_download_the_model_and_smoke_check() -> None:
     variables = blocks(TEMPLATE, "variable")
     assert variables["venv_dir"]["default"] == "/opt/musicgen/venv"
-    assert variables["model_dir"]["default"] == "/opt/musicgen/models/musicgen-small"
-    assert variables["model_id"]["default"] == "facebook/musicgen-small"
+    assert variables["model_dir"]["default"] == DEFAULT_MODEL_DIR
+    assert variables["model_id"]["default"] == DEFAULT_MODEL
     (build,) = load(TEMPLATE)["build"]
     uploads = {p["file"]["source"] for p in build["provisioner"] if "file" in p}
     assert uploads == {
         "${path.root}/requirements.txt", "${path.root}/smoke_check.py", "${path.root}/../worker",
+        "${path.root}/../contract",
         f"${{path.root}}/../{SANDBOX.relative_to(REPO_ROOT)}", "${path.root}/sandboxed_smoke_check.sh",
     }
-    (worker_upload,) = [
-        p["file"] for p in build["provisioner"] if p.get("file", {}).get("source", "").endswith("/worker")
-    ]
-    assert worker_upload["destination"] == "/tmp"
+    # The worker and the contract it imports, each as a folder of /tmp.
+    for package in ("worker", "contract"):
+        (upload,) = [
+            p["file"] for p in build["provisioner"]
+            if p.get("file", {}).get("source", "") == f"${{path.root}}/../{package}"
+        ]
+        assert upload["destination"] == "/tmp"
     (shell,) = [p["shell"] for p in build["provisioner"] if "shell" in p]
     script = "\n".join(shell["inline"])
     assert '\\"$PYTHON\\" -m venv \\"$VENV_DIR\\"' in script
@@ -121,8 +131,8 @@ def test_provisioners_install_the_venv_download_the_model_and_smoke_check() -> N
     assert 'pip\\" install --no-cache-dir -r /tmp/musicgen-requirements.txt' in script
     assert "snapshot_download" in script and "MODEL_DIR" in script
     assert 'musicgen-smoke-check.py \\"$MODEL_DIR\\"' in script
-    # The check imports the worker package uploaded next to it.
-    assert "mv /tmp/worker /tmp/musicgen-smoke-check.py /opt/musicgen/smoke/" in script
+    # The check imports the worker and contract packages uploaded next to it.
+    assert "mv /tmp/worker /tmp/contract /tmp/musicgen-smoke-check.py /opt/musicgen/smoke/" in script
     assert 'PYTHONPATH=/opt/musicgen/smoke \\"$VENV_DIR/bin/python\\" /opt/musicgen/smoke/musicgen-smoke-check.py' in script
     assert script.index("snapshot_download") < script.index("PYTHONPATH=/opt/musicgen/smoke")
     assert "{{ .Vars }}" in shell["execute_command"]

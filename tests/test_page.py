@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from contract.prompts import Job
+from contract.records import SongRecord
 from worker.page import render_page, waveform_svg
-from worker.prompts import Job
-from worker.report import SongRecord
 from worker.waveform import envelope
 
 

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from contract.bucket import record_key
+from contract.records import REPORT_COLUMNS, SongRecord
 from tests.engines import FakeEngine
 from worker.cli import build_parser, main, settings_from
 from worker.engine import Engine, device_dtype, pick_device
 from worker.generation import WindowRequest
 from worker.precision import Gpu, GpuUnusable, choose_device, choose_dtype, default_threads, gpu_of
-from worker.report import REPORT_COLUMNS, SongRecord, parse_report, record_key, worker_hourly_rate
+from worker.report import parse_report, worker_hourly_rate
 
 # (GPU, compute capability): the auto choice.
 GPUS = [

@@ -1,6 +1,6 @@
 import pytest
 
-from worker.prompts import MAX_DURATION_S, Job, parse_prompts, read_prompts
+from contract.prompts import MAX_DURATION_S, Job, parse_prompts, read_prompts
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from contract.prompts import (
+    MAX_FILE_NAME_BYTES,
+    MAX_PROMPTS_BYTES,
+    Job,
+    parse_prompts,
+    read_prompts,
+)
+from contract.records import SongRecord
 from worker.cli import main
-from worker.prompts import MAX_FILE_NAME_BYTES, MAX_PROMPTS_BYTES, Job, parse_prompts, read_prompts
-from worker.report import SongRecord, parse_report, render_report
+from worker.report import parse_report, render_report
 
 ROOT = Path(__file__).resolve().parent.parent
 

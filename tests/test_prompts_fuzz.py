@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.prompts import MAX_DURATION_S, parse_prompts, read_prompts
+from contract.prompts import MAX_DURATION_S, parse_prompts, read_prompts
 
 ROOT = Path(__file__).resolve().parent.parent
 field = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30)

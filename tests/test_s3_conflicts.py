@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from worker import aws, s3_store
+from contract import aws
+from worker import s3_store
 from worker.leases import Leases
 from worker.s3_store import S3Store
 

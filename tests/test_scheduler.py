@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from contract.prompts import Job
 from tests.engines import FakeEngine, SpyEngine
 from worker.generation import song_seed
-from worker.prompts import Job
 from worker.scheduler import BatchScheduler, Callbacks, SongState, new_song
 from worker.windows import WindowPlan, WindowSettings
 

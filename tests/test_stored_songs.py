@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import soundfile
 
+from contract import songs
+from contract.bucket import record_key
+from contract.prompts import Job, prompt_hash
+from contract.records import REBUILT_NOTE, SongRecord
 from tests.engines import FakeEngine
-from worker import damage
 from worker.cli import main
 from worker.inspection import Inspection
-from worker.prompts import Job, prompt_hash
-from worker.report import REBUILT_NOTE, SongRecord, parse_report, record_key
+from worker.report import parse_report
 from worker.s3_store import S3Store
 
 PROMPTS = "calm piano;2;calm\nfast drums;3;drums\n"
@@ -61,7 +63,7 @@ def test_flac_floor_is_below_the_smallest_flac_the_encoder_writes(tmp_path):
             frames = seconds * 32000
             path = tmp_path / f"silence-{channels}-{seconds}.flac"
             soundfile.write(path, np.zeros((frames, channels)), 32000, subtype="PCM_16")
-            assert damage.flac_floor_bytes(frames, channels) < path.stat().st_size
+            assert songs.flac_floor_bytes(frames, channels) < path.stat().st_size
 
 
 @pytest.mark.parametrize(
@@ -80,13 +82,13 @@ def test_flac_floor_is_below_the_smallest_flac_the_encoder_writes(tmp_path):
     ],
 )
 def test_size_problem(name, size, metadata, duration, problem):
-    assert damage.size_problem(name, size, metadata, duration) == problem
+    assert songs.size_problem(name, size, metadata, duration) == problem
 
 
 def test_a_stored_song_is_judged_against_the_length_it_was_made_for():
-    assert damage.made_for_s({"duration-s": "3"}, 2.0) == 3.0
-    assert damage.made_for_s({"duration-s": "nan"}, 2.0) == 2.0
-    assert damage.made_for_s({}, 2.0) == 2.0
+    assert songs.made_for_s({"duration-s": "3"}, 2.0) == 3.0
+    assert songs.made_for_s({"duration-s": "nan"}, 2.0) == 2.0
+    assert songs.made_for_s({}, 2.0) == 2.0
 
 
 # -- local output ----------------------------------------------------------------------------

@@ -17,24 +17,18 @@ from tests.tf_support import REPO_ROOT, TERRAFORM_DIR
 MODULES = TERRAFORM_DIR / "modules"
 MODULE_DIRS = sorted(p for p in MODULES.iterdir() if p.is_dir())
 ALL_DIRS = [TERRAFORM_DIR, *MODULE_DIRS]
+# The root variables' defaults besides those the contract's table states (contract.defaults.
+# TERRAFORM_DEFAULTS, compared in tests/test_defaults.py).
 LAUNCHER_VARIABLES = {
-    "region": "us-east-1",
     "availability_zones": [],
-    "instance_types": ["g4dn.xlarge"],
     "keep_alive": False,
-    "max_hours": 12,
     "name": "musicgen-batch",
     "tags": {},
     "enable_ssm": False,
-    "max_price": 0.40,
     "worker_count": 1,
     "ami_id": "",
     "git_ref": "main",
     "bucket_name": "",
-    "model_path": "/opt/musicgen/models/musicgen-small",
-    "batch_size": 0,
-    "audio_format": "wav",
-    "root_volume_size_gb": 100,
     "git_token_parameter": "",
     "max_failed_boots": 3,
 }

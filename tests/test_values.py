@@ -2,7 +2,7 @@
 
 import pytest
 
-from worker.values import MAX_QUOTED_CHARS, count, number, quoted
+from contract.values import MAX_QUOTED_CHARS, count, number, quoted
 
 
 @pytest.mark.parametrize(

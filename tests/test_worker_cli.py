@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from contract.bucket import record_key
+from contract.prompts import parse_prompts
+from contract.records import SongRecord
 from tests.engines import FakeEngine
 from worker.cli import build_parser, main, settings_from
 from worker.engine import Engine
 from worker.identity import process_start
-from worker.prompts import parse_prompts
-from worker.report import SongRecord, record_key
 from worker.settings import GenerationParams, MasteringSettings
 from worker.windows import WindowSettings
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.checkpoints import Checkpoint, Identity
-from worker.damage import Header
+from contract.policy import GIVEN_UP, LEAVE, RETRY, after_failure, is_given_up
+from contract.prompts import Job, prompt_hash
+from contract.records import Checkpoint, Failure, Identity, SongRecord
+from contract.songs import Header
 from worker.delivery import song_metadata, spool_mismatch
-from worker.failures import GIVEN_UP, LEAVE, RETRY, Failure, after_failure, is_given_up
-from worker.prompts import Job, prompt_hash
-from worker.report import SongRecord
 from worker.results import (
     EXIT_FAILED,
     EXIT_OK,
@@ -230,7 +229,7 @@ def test_song_metadata_tells_a_later_run_what_the_song_was_made_from():
     assert song_metadata(job, record()) == {
         "prompt-hash": prompt_hash("calm piano"), "seed": "7", "model": "m", "duration-s": "2.5",
     }
-    # With the file's header, also what its size must be (worker/damage.py).
+    # With the file's header, also what its size must be (contract/songs.py).
     assert song_metadata(job, record(), Header(80000, 32000, 2))["sample-rate"] == "32000"
     assert song_metadata(job, record(), Header(80000, 32000, 2))["channels"] == "2"
     assert "sample-rate" not in song_metadata(job, record(), "Format not recognised")

@@ -6,9 +6,10 @@ import boto3
 import pytest
 import soundfile
 
+from contract.records import REPORT_COLUMNS, SongRecord
 from tests.support.failing_loader import WINDOW, Loader
 from worker.cli import main
-from worker.report import REPORT_COLUMNS, SongRecord, parse_report
+from worker.report import parse_report
 
 PROMPTS = """\
 # two songs, one bad line, one song whose generation fails

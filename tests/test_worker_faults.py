@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 import soundfile
 
+from contract.bucket import checkpoint_key, lease_key, record_key
+from contract.records import Checkpoint, Identity, SongRecord
 from tests.engines import FakeEngine
-from worker.checkpoints import Checkpoint, Identity, checkpoint_key
 from worker.cli import build_parser, main, settings_from
 from worker.identity import default_worker_id, earlier_self, process_start
-from worker.leases import Leases, lease_key
-from worker.report import SongRecord, parse_report, record_key
+from worker.leases import Leases
+from worker.report import parse_report
 from worker.store import LocalStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,7 +235,7 @@ def test_checkpoint_with_codes_out_of_range_for_the_model_is_ignored(tmp_path, p
 
 
 def prompt_hash_of(prompt):
-    from worker.prompts import prompt_hash
+    from contract.prompts import prompt_hash
 
     return prompt_hash(prompt)
 

@@ -1,26 +1,69 @@
-"""A worker's side of the failure counts: count a failed generation, decide whether the song is
-tried again here, and tell when a song has been given up (see failures.py for the shared rule)."""
+"""A worker's side of the failure counts, `.failures/<FILE_NAME>.json`, shared by every worker:
+count a failed generation, decide whether the song is tried again here, and tell when a song has
+been given up (the rule is contract.policy's, the record contract.records.Failure).
+
+The count is written with the same conditional writes as the leases, so two workers failing the
+same song at once both count."""
 
 from __future__ import annotations
 
 import logging
 import traceback
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from .failures import (
-    GIVEN_UP,
-    RETRY,
-    after_failure,
-    count_failure,
-    failure_key,
-    is_given_up,
-    read_failure,
-)
-from .prompts import Job
+from contract.bucket import failure_key
+from contract.policy import GIVEN_UP, RETRY, after_failure, attempts_for, is_given_up
+from contract.prompts import Job
+from contract.records import MAX_ERROR_CHARS, Failure
+
 from .results import RunResult
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+# Tries of the read-modify-write before the count is given up as unwritable (each lost try
+# means another worker wrote the count in between).
+WRITE_TRIES = 5
+
+
+def read_failure(store: Store, file_name: str) -> Failure | None:
+    found = store.read(failure_key(file_name))
+    if found is None:
+        return None
+    try:
+        return Failure.from_json(found[0])
+    except ValueError as error:
+        log.warning("ignored the failure count of %s: %s", file_name, error)
+        return None
+
+
+def count_failure(store: Store, file_name: str, prompt_hash: str, error: str, worker: str) -> int:
+    """Add one failed attempt; returns the attempts now counted (conditional writes, so a
+    count written meanwhile by another worker is never lost)."""
+    for _try in range(WRITE_TRIES):
+        found = store.read(failure_key(file_name))
+        previous = None
+        if found is not None:
+            try:
+                previous = Failure.from_json(found[0])
+            except ValueError:
+                previous = None  # a hand-edited count starts again
+        failure = Failure(
+            file_name=file_name,
+            prompt_hash=prompt_hash,
+            attempts=attempts_for(previous, prompt_hash) + 1,
+            error=" ".join(error.split())[:MAX_ERROR_CHARS],
+            worker=worker,
+            failed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        if found is None:
+            written = store.create(failure_key(file_name), failure.to_json())
+        else:
+            written = store.replace(failure_key(file_name), failure.to_json(), found[1])
+        if written is not None:
+            return failure.attempts
+    raise RuntimeError(f"the failure count of {file_name} kept changing under {WRITE_TRIES} tries")
 
 
 @dataclass

@@ -18,6 +18,8 @@ import pyloudnorm
 import soundfile
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
+from contract.defaults import DEFAULT_AUDIO_FORMAT
+
 from .settings import MasteringSettings
 
 # container and subtype for soundfile; FLAC keeps the same 16-bit samples, losslessly compressed.
@@ -160,7 +162,7 @@ def write_song(
     path: Path,
     samples: np.ndarray,
     sample_rate: int,
-    audio_format: str = "wav",
+    audio_format: str = DEFAULT_AUDIO_FORMAT,
     title: str | None = None,
     comment: str | None = None,
 ) -> None:

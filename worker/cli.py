@@ -13,14 +13,17 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from . import aws
-from .bounds import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
+from contract import aws
+from contract.bucket import PAGE_KEY, is_s3_uri
+from contract.defaults import MAX_HOURS, MAX_PRICE_USD_PER_HOUR, MAX_USER_BATCH_SIZE
+from contract.prompts import SUFFIXES, Job, PromptFile, read_prompts
+from contract.values import number, parse_float, parse_int, quoted
+
 from .identity import default_worker_id, earlier_self
 from .leases import MAX_LEASE_S
 from .options import (
     MAX_ACCESS_WAIT_S,
     MAX_ATTEMPTS,
-    MAX_BATCH_SIZE,
     MAX_GPUS,
     MAX_GUIDANCE_SCALE,
     MAX_POLL_S,
@@ -43,9 +46,7 @@ from .options import (
     typed,
     worker_id,
 )
-from .page import PAGE_KEY
 from .precision import DEVICE_CHOICES, DTYPE_CHOICES, GpuUnusable, choose_device, choose_threads
-from .prompts import SUFFIXES, Job, PromptFile, read_prompts
 from .report import worker_hourly_rate
 from .results import (
     EXIT_FAILED,
@@ -57,8 +58,7 @@ from .results import (
 )
 from .settings import GenerationParams, MasteringSettings, RunSettings
 from .stopping import Stop, stop_signals
-from .store import Store, Unusable, is_s3_uri, local_path, make_folder, open_store
-from .values import number, parse_float, parse_int, quoted
+from .store import Store, Unusable, local_path, make_folder, open_store
 from .windows import WindowSettings
 
 log = logging.getLogger("worker")
@@ -160,7 +160,7 @@ def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationPara
     positive = (lambda v: v > 0, "must be > 0")
     not_negative = (lambda v: v >= 0, "must be >= 0")
     hourly = typed(parse_float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, not_negative, at_most(MAX_PRICE_USD_PER_HOUR))
-    batch = typed(parse_int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, not_negative, at_most(MAX_BATCH_SIZE))
+    batch = typed(parse_int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, not_negative, at_most(MAX_USER_BATCH_SIZE))
     window, params = _generation_from(args)
     dtype = choice("--dtype/MUSICGEN_DTYPE", args.dtype, DTYPE_CHOICES)
     gpu_count = typed(parse_int, "--gpu-count/MUSICGEN_GPU_COUNT", args.gpu_count, at_least(1), at_most(MAX_GPUS))

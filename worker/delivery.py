@@ -12,20 +12,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contract.bucket import checkpoint_key, failure_key, is_s3_uri, record_key
+from contract.prompts import Job
+from contract.records import SongRecord
+from contract.songs import CHANNELS_KEY, DURATION_KEY, SAMPLE_RATE_KEY, Header, duration_text
+
 from .attempts import Attempts
 from .audio import master, song_comment, write_song
-from .changes import duration_text
-from .checkpoints import checkpoint_key
-from .damage import CHANNELS_KEY, DURATION_KEY, SAMPLE_RATE_KEY, Header
-from .failures import failure_key
 from .inspection import Inspection, NotSetAside
 from .leases import Leases
-from .prompts import Job
-from .report import SongRecord, estimated_cost, record_key
+from .report import estimated_cost
 from .results import RunResult
 from .scheduler import Song
 from .settings import RunSettings
-from .store import Store, is_s3_uri, read_header
+from .store import Store, read_header
 from .waveform import envelope
 
 if TYPE_CHECKING:

@@ -18,15 +18,16 @@ import torch
 from transformers import AutoProcessor, MusicgenForConditionalGeneration
 from transformers.cache_utils import Cache
 
+from contract.memory import batch_for_memory, bytes_per_song
+from contract.modelsize import DecoderShape
+from contract.values import count
+
 from .generation import Conditioning, WindowRequest
 from .hf_output import quiet_loading
 from .kvcache import window_cache
-from .memory import batch_for_memory, bytes_per_song
-from .modelsize import DecoderShape
 from .onednn import can_pack, pack_linears
 from .precision import choose_device, choose_dtype, gpu_of
 from .settings import GenerationParams
-from .values import count
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .prompts import SUFFIXES, WAV_SUFFIX, Job
+from contract.prompts import SUFFIXES, WAV_SUFFIX, Job
 
 if TYPE_CHECKING:
     import torch

@@ -15,9 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .damage import made_for_s
-from .prompts import Job
-from .report import SongRecord, is_set_aside, record_key, set_aside_marker
+from contract.bucket import record_key
+from contract.prompts import Job
+from contract.records import SongRecord, is_set_aside, set_aside_marker
+from contract.songs import made_for_s
+
 from .store import Store, Stored
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Reading the worker's option values: numbers, choices and places.
 
 Every refusal is a UsageError of one line that names the option, its variable and the value
-(quoted by worker.values.quoted), raised before the model loads; worker/cli.py prints it and
+(quoted by contract.values.quoted), raised before the model loads; worker/cli.py prints it and
 exits 2. No torch, no network: only the local file system is looked at.
 """
 
@@ -13,12 +13,13 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .store import is_s3_uri, local_path
-from .values import number, parse_int, quoted
+from contract.bucket import is_s3_uri
+from contract.values import number, parse_int, quoted
+
+from .store import local_path
 
 # Bounds a working setting never reaches; beyond them a value is a typo (18000 for 1.8) or
 # would overflow tensor sizes and timers.
-MAX_BATCH_SIZE = 1024
 MAX_WINDOW_S = 600.0
 MAX_TOP_K = 1 << 20
 MAX_TEMPERATURE = 100.0
@@ -39,7 +40,7 @@ class UsageError(Exception):
 
 
 def typed(convert: Callable, name: str, value: str | None, *checks: tuple[Callable, str]):
-    """`value` read by worker.values.parse_int or parse_float (ASCII digits only), each check
+    """`value` read by contract.values.parse_int or parse_float (ASCII digits only), each check
     passed; else UsageError naming the option, its variable and the value."""
     if value is None:
         return None

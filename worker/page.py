@@ -14,16 +14,16 @@ from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from .money import usd_amount
-from .prompts import Job
-from .report import REBUILT_NOTE, SongRecord
+from contract.bucket import PAGE_KEY
+from contract.defaults import usd_amount
+from contract.prompts import Job
+from contract.records import REBUILT_NOTE, SongRecord
 
 if TYPE_CHECKING:
     from .store import Store
 
 log = logging.getLogger(__name__)
 
-PAGE_KEY = "index.html"
 PAGE_CONTENT_TYPE = "text/html; charset=utf-8"
 
 _STYLE = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .failures import Failure
+from contract.records import Failure
 
 # The worker's exit codes (docs/worker.md#exit-codes).
 EXIT_OK = 0  # every song done: written (here, earlier or by another worker), held by a live worker, or given up

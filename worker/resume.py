@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .checkpoints import Checkpoint, Identity, checkpoint_key, size_limit
+from contract.bucket import checkpoint_key
+from contract.records import Checkpoint, Identity, checkpoint_size_limit
+
 from .scheduler import Song
 from .store import Store
 from .windows import WindowPlan, WindowSettings
@@ -55,7 +57,7 @@ class Resume:
         import torch
 
         name = song.job.file_name
-        found = self.store.read(checkpoint_key(name), size_limit(engine.num_codebooks, song.total_frames))
+        found = self.store.read(checkpoint_key(name), checkpoint_size_limit(engine.num_codebooks, song.total_frames))
         if found is None:
             return
         try:

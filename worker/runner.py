@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from contract.prompts import Job
+
 from .attempts import Attempts
 from .delivery import Delivery, now
 from .generation import song_seed
 from .leases import Heartbeat, Leases, poll_interval
 from .page import write_page
 from .progress import Progress
-from .prompts import Job
 from .report import write_report
 from .results import RunResult
 from .resume import Resume

@@ -13,46 +13,24 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from .damage import size_problem
+from contract.aws import error_status, missing, precondition_failed, retry_conflicts
+from contract.bucket import BOOKKEEPING_LIMIT, damaged_key
+from contract.songs import size_problem
+
 from .stall import DEFAULT_EVERY_S, announced
-from .stored import BOOKKEEPING_LIMIT, Stored, Unusable, damaged_key, oversized
+from .stored import Stored, Unusable, oversized
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {".wav": "audio/wav", ".flac": "audio/flac"}
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 64 * 1024 * 1024
-# Pauses between tries of a conditional write that met a 409; the last 409 is raised.
-CONFLICT_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 # A 403 at the first look is retried this long by default: an instance can boot before its
 # role's permissions have reached every S3 endpoint (IAM is eventually consistent: "Changes that
 # I make are not always immediately visible", IAM User Guide, Troubleshooting general issues).
 DEFAULT_ACCESS_WAIT_S = 120.0
 ACCESS_RETRY_FIRST_S, ACCESS_RETRY_MAX_S = 1.0, 30.0
 STAMP = re.compile(r"\d{8}T\d{6}Z")
-
-
-def _status(error: ClientError) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _precondition_failed(error: ClientError) -> bool:
-    """412: the condition was evaluated and failed (the key exists, or its ETag changed)."""
-    return _status(error) == 412 or _code(error) == "PreconditionFailed"
-
-
-def _conflict(error: ClientError) -> bool:
-    """409 ConditionalRequestConflict: another request on the key was in flight, so S3 decided
-    nothing; AWS's answer to it is to retry, and it says nothing about who owns the key."""
-    return _status(error) == 409 or _code(error) == "ConditionalRequestConflict"
-
-
-def _missing(error: ClientError) -> bool:
-    return _status(error) == 404 or _code(error) in ("404", "NoSuchKey", "NoSuchBucket")
 
 
 @dataclass
@@ -75,14 +53,7 @@ class S3Store:
 
     def _conditional(self, call: Callable[[], dict]) -> dict:
         """Run a conditional write, again after each 409 ConditionalRequestConflict."""
-        for delay in CONFLICT_RETRY_DELAYS_S:
-            try:
-                return call()
-            except ClientError as error:
-                if not _conflict(error):
-                    raise
-            self.sleep(delay)
-        return call()
+        return retry_conflicts(call, self.sleep)
 
     def object_name(self, key: str) -> str:
         """The object's key in the bucket, prefix included."""
@@ -97,7 +68,7 @@ class S3Store:
         try:
             return self._call("head_object", key, Key=self._key(key))
         except ClientError as error:
-            if _status(error) == 404:
+            if error_status(error) == 404:
                 return None
             raise
 
@@ -118,7 +89,7 @@ class S3Store:
         try:
             response = self._call("get_object", key, Key=self._key(key))
         except ClientError as error:
-            if _missing(error):
+            if missing(error):
                 return None
             raise
         size = int(response.get("ContentLength", 0))
@@ -139,7 +110,7 @@ class S3Store:
                 lambda: self._call("put_object", key, Key=self._key(key), Body=data, **condition)
             )
         except ClientError as error:
-            if _precondition_failed(error) or _status(error) == 404:
+            if precondition_failed(error) or error_status(error) == 404:
                 return None
             raise
         return response["ETag"]
@@ -175,7 +146,7 @@ class S3Store:
         except ClientError as error:
             # Only a 412 that a HEAD confirms means another worker's song is there; anything
             # else keeps the spooled song for the next try.
-            if _precondition_failed(error) and self.exists(key):
+            if precondition_failed(error) and self.exists(key):
                 return False
             raise
         self._replacing.pop(key, None)
@@ -248,7 +219,7 @@ class S3Store:
             try:
                 self._call("copy_object", kept, Key=self._key(kept), CopySource=source, CopySourceIfMatch=stored.version)
             except ClientError as error:
-                if _precondition_failed(error) or _missing(error):
+                if precondition_failed(error) or missing(error):
                     return None
                 raise
         self._replacing[key] = stored.version
@@ -265,9 +236,9 @@ class S3Store:
                 self._call("head_bucket", None)
                 return None
             except ClientError as error:
-                if _missing(error):
+                if missing(error):
                     return f"bucket {self.bucket!r} does not exist"
-                if _status(error) != 403:
+                if error_status(error) != 403:
                     raise
             left = deadline - self.clock()
             if left <= 0:

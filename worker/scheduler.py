@@ -28,8 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from contract.prompts import Job
+
 from .generation import Conditioning, WindowRequest, derive_seed
-from .prompts import Job
 from .windows import WindowPlan, WindowSettings, plan_windows, song_frames, song_samples
 
 if TYPE_CHECKING:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .windows import WindowSettings
+from contract.defaults import (
+    DEFAULT_AUDIO_FORMAT,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LEASE_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_PRICE,
+    DEFAULT_MODEL,
+)
 
-# Also the defaults of a lease's length (leases.py) and of the launcher's failure listing.
-DEFAULT_LEASE_S = 120.0
-DEFAULT_MAX_ATTEMPTS = 2
+from .windows import WindowSettings
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,11 @@ class MasteringSettings:
 class RunSettings:
     """A run's settings; the defaults are the CLI's (worker/cli.py shows them in its help)."""
 
-    model: str = "facebook/musicgen-small"  # a hub id or a save_pretrained folder
+    model: str = DEFAULT_MODEL  # a hub id or a save_pretrained folder
     # One GPU worker's share of the instance's hourly price (the CLI's --hourly-cost is the
     # instance's; with one GPU the two are the same).
-    hourly_cost_usd: float = 0.40
-    batch_size: int = 0  # 0: from free GPU memory
+    hourly_cost_usd: float = DEFAULT_MAX_PRICE
+    batch_size: int = DEFAULT_BATCH_SIZE  # 0: from free GPU memory
     window: WindowSettings = field(default_factory=WindowSettings)
     seed: int | None = None
     worker_id: str = "worker"
@@ -51,7 +56,7 @@ class RunSettings:
     imds_endpoint: str | None = None  # set on EC2: watch for spot interruption notices
     imds_poll_s: float = 5.0
     mastering: MasteringSettings = field(default_factory=MasteringSettings)
-    audio_format: str = "wav"
+    audio_format: str = DEFAULT_AUDIO_FORMAT
     dtype: str = "auto"  # a name from worker.precision.DTYPE_CHOICES
     device: str = "auto"  # a name from worker.precision.DEVICE_CHOICES
     threads: int = 1  # torch CPU threads of this process

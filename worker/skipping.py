@@ -9,11 +9,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.prompts import Job, prompt_hash
+from contract.records import SongRecord
+from contract.songs import REGENERATE_HINT, describe_change, duration_text
+
 from .attempts import Attempts
-from .changes import REGENERATE_HINT, describe_change, duration_text
 from .inspection import Inspection, NotSetAside, WholeSong
-from .prompts import Job, prompt_hash
-from .report import SongRecord
 from .results import RunResult
 from .store import Store
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .damage import Header, header_problem
+from contract.bucket import BOOKKEEPING_LIMIT, damaged_key, is_s3_uri, parse_s3_uri
+from contract.songs import Header, header_problem
+
 from .s3_store import S3Store
-from .stored import BOOKKEEPING_LIMIT, Stored, Unusable, damaged_key, oversized
+from .stored import Stored, Unusable, oversized
 
 log = logging.getLogger(__name__)
 
@@ -231,11 +233,6 @@ class LocalStore:
         return None
 
 
-def is_s3_uri(output: str) -> bool:
-    # URI schemes are case-insensitive (RFC 3986); "S3://b" must never become a local folder.
-    return output[:5].lower() == "s3://"
-
-
 def local_path(text: str) -> Path:
     """A local path as a shell would have expanded it (`--output=~/x` reaches us unexpanded)."""
     return Path(text).expanduser()
@@ -255,11 +252,9 @@ def open_store(output: str, s3_client_factory, access_wait_s: float | None = Non
     """`s3://bucket/prefix` or a local folder (created if missing); ValueError if unusable.
     `access_wait_s`: how long S3's 403 is retried at the first look (None: S3Store's default)."""
     if is_s3_uri(output):
-        bucket, _, prefix = output[len("s3://") :].partition("/")
+        bucket, prefix = parse_s3_uri(output)
         if not bucket:
             raise ValueError(f"output {output!r} names no bucket")
-        if prefix and not prefix.endswith("/"):
-            prefix += "/"
         wait = {} if access_wait_s is None else {"access_wait_s": access_wait_s}
         return S3Store(s3_client_factory(), bucket, prefix, **wait)
     root = local_path(output)

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws
+from contract import aws
+
 from .imds import Imds
 
 

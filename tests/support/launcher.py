@@ -19,6 +19,7 @@ import pytest
 
 from launcher import aws
 from launcher.cli import Console, Deps, main
+from launcher.gitremote import WORKER_CODE
 from launcher.prices import PricePoint
 from tests.git_servers import GitDaemon, Remotes
 from tests.service_quotas import FakeServiceQuotas
@@ -101,17 +102,17 @@ class WorkerSource:
             "  ok  git: https://github.com/example/musicgen-batch.git can be read anonymously, "
             "as the worker reads it\n"
             f"  ok  prompts: prompts.txt is prompts.txt at {at} on the remote\n"
-            f"  ok  worker code: worker/ at {at} on the remote is this checkout's "
+            f"  ok  worker code: worker/ and contract/ at {at} on the remote is this checkout's "
             f"({len(worker_code())} files)\n"
             "\n"
         )
 
 
 def worker_code() -> dict[str, str]:
-    """This checkout's worker/ files as they are on disk (committed or not, untracked but not
+    """This checkout's worker/ and contract/ files as they are on disk (committed or not, untracked but not
     ignored): the code a remote must hold for the worker code check to pass."""
     listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "worker/"],
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *WORKER_CODE],
         cwd=REPO_ROOT,
         check=True,
         capture_output=True,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import soundfile
 
-from worker.checkpoints import Checkpoint, checkpoint_key
+from contract.bucket import checkpoint_key
+from contract.records import Checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = ["--window-s", "4", "--stride-s", "2.5"]

@@ -3,9 +3,9 @@ the launcher's estimate."""
 
 from __future__ import annotations
 
+from .defaults import MAX_AUTO_BATCH_SIZE
 from .modelsize import DecoderShape
 
-MAX_BATCH_SIZE = 64
 # The rest is headroom for activations, the prompt's prefill and the allocator.
 MEMORY_SHARE = 0.7
 
@@ -20,5 +20,5 @@ def bytes_per_song(shape: DecoderShape, *, window_frames: int, dtype_bytes: int,
 
 
 def batch_for_memory(free_bytes: int, per_song_bytes: int) -> int:
-    """Songs per batch in MEMORY_SHARE of the free memory, between 1 and MAX_BATCH_SIZE."""
-    return max(1, min(MAX_BATCH_SIZE, int(MEMORY_SHARE * free_bytes) // per_song_bytes))
+    """Songs per batch in MEMORY_SHARE of the free memory, between 1 and MAX_AUTO_BATCH_SIZE."""
+    return max(1, min(MAX_AUTO_BATCH_SIZE, int(MEMORY_SHARE * free_bytes) // per_song_bytes))

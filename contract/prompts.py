@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from .defaults import DEFAULT_AUDIO_FORMAT
 from .values import parse_float, quoted
 
 # Half an hour: far beyond the 3-5 minute songs this tool is for, yet a typo such as
@@ -90,7 +91,7 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def normalize_file_name(text: str, audio_format: str = "wav") -> str:
+def normalize_file_name(text: str, audio_format: str = DEFAULT_AUDIO_FORMAT) -> str:
     """A plain file name ending in the format's extension; ValueError names what is wrong with it.
 
     A name that ends in another format's extension is refused rather than renamed: the user
@@ -127,7 +128,7 @@ def normalize_file_name(text: str, audio_format: str = "wav") -> str:
     return name
 
 
-def parse_line(line_no: int, line: str, audio_format: str = "wav") -> Job | LineError | None:
+def parse_line(line_no: int, line: str, audio_format: str = DEFAULT_AUDIO_FORMAT) -> Job | LineError | None:
     """None for blank and comment lines."""
     stripped = line.strip()
     if not stripped or stripped.startswith("#"):
@@ -151,11 +152,11 @@ def parse_line(line_no: int, line: str, audio_format: str = "wav") -> Job | Line
     return Job(line_no=line_no, prompt=prompt, duration_s=duration, file_name=file_name)
 
 
-def parse_prompts(text: str, audio_format: str = "wav") -> PromptFile:
+def parse_prompts(text: str, audio_format: str = DEFAULT_AUDIO_FORMAT) -> PromptFile:
     return _parse_lines(enumerate(_split_lines(text.removeprefix("\ufeff")), start=1), audio_format)
 
 
-def read_prompts(path: str | Path, audio_format: str = "wav") -> PromptFile:
+def read_prompts(path: str | Path, audio_format: str = DEFAULT_AUDIO_FORMAT) -> PromptFile:
     """Parse a prompts file; a line that is not UTF-8 is reported and the other lines still run.
 
     Raises OSError when the file cannot be read, and EFBIG beyond MAX_PROMPTS_BYTES.
@@ -191,15 +192,20 @@ def _read_bounded(path: Path) -> bytes:
     return b"".join(chunks)
 
 
+def has_utf16_bom(data: bytes) -> bool:
+    """Whether `data` starts with a UTF-16 byte order mark, as Notepad's "Unicode" and some
+    spreadsheets save text: the prompts file and the cost report are read as UTF-16 then."""
+    return data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+
+
 def _as_utf8(data: bytes) -> bytes | LineError:
     """The file's bytes as UTF-8: a UTF-16 file with its BOM (Notepad's "Unicode") is decoded;
     one without a BOM, which no line could survive, is one error for the whole file."""
-    for bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        if data.startswith(bom):
-            try:
-                return data.decode("utf-16").encode("utf-8")
-            except UnicodeDecodeError:
-                return LineError(1, "the file looks like UTF-16 but does not decode; save it as UTF-8")
+    if has_utf16_bom(data):
+        try:
+            return data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            return LineError(1, "the file looks like UTF-16 but does not decode; save it as UTF-8")
     if b"\x00" in data[:200] and data.count(b"\x00") * 3 >= len(data):
         return LineError(1, "the file looks like UTF-16 without a byte order mark; save it as UTF-8")
     return data.removeprefix(codecs.BOM_UTF8)
@@ -218,7 +224,7 @@ def _split_lines(text: str | bytes) -> list:
     return lines
 
 
-def _parse_lines(numbered, audio_format: str = "wav") -> PromptFile:
+def _parse_lines(numbered, audio_format: str = DEFAULT_AUDIO_FORMAT) -> PromptFile:
     jobs: list[Job] = []
     errors: list[LineError] = []
     first_line_of: dict[str, int] = {}

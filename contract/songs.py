@@ -1,5 +1,11 @@
-"""Whether a stored song is plausibly whole: the rules, without I/O (torch-free and
-soundfile-free, so `launcher status` applies the very same ones to what S3 lists).
+"""A stored song as the workers leave it and the launcher reads it: the metadata it carries,
+whether it is plausibly whole and whether it still matches its line in prompts.txt. The rules,
+without I/O (torch-free and soundfile-free, so `launcher status` applies the very same ones to
+what S3 lists).
+
+A stored song carries the prompt hash and duration it was generated from (S3 metadata, and the
+song's record). When the prompts file now says something else under the same file name, the
+stored song is kept (writes are conditional) and the user is told how to regenerate it.
 
 A song counts as done only when its file is plausible: not empty, and of about the length it was
 made for where that is cheap to tell. A local file tells through its header (`header_problem`);
@@ -21,7 +27,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# Metadata keys the worker uploads with every song (see delivery.song_metadata).
+from .prompts import Job
+
+# Metadata keys the worker uploads with every song (see worker/delivery.song_metadata).
+PROMPT_HASH_KEY = "prompt-hash"
 DURATION_KEY = "duration-s"
 SAMPLE_RATE_KEY = "sample-rate"
 CHANNELS_KEY = "channels"
@@ -124,3 +133,22 @@ def size_problem(file_name: str, size: int, metadata: Mapping[str, str], duratio
     if not flac and size > ceiling:
         return f"it is {size} bytes, and {shape} takes at most {ceiling}"
     return None
+
+
+REGENERATE_HINT = "rename the song or delete the stored file to generate it again"
+
+
+def duration_text(seconds: float) -> str:
+    """How a duration is written into a song's metadata (`duration-s`)."""
+    return f"{seconds:g}"
+
+
+def describe_change(job: Job, stored_prompt_hash: str | None, stored_duration: str | None) -> str | None:
+    """What changed since the stored song was generated ("the prompt", "the duration (2 s,
+    now 3 s)"), or None when nothing did or nothing is known."""
+    changes = []
+    if stored_prompt_hash is not None and stored_prompt_hash != job.prompt_hash:
+        changes.append("the prompt")
+    if stored_duration is not None and stored_duration != duration_text(job.duration_s):
+        changes.append(f"the duration ({stored_duration} s, now {duration_text(job.duration_s)} s)")
+    return " and ".join(changes) or None

@@ -1,6 +1,6 @@
 """How the worker reads the numbers people write, and how its messages show values back.
 
-Pure functions shared by the prompts file (worker/prompts.py) and the options (worker/cli.py),
+Pure functions shared by the prompts file (contract/prompts.py) and the options (worker/cli.py),
 so a duration and an option accept the same numbers, and every error line quotes what it
 refuses the same way: whole when short, cut with its length said when long.
 """
