@@ -26,7 +26,6 @@ from tests.support.worker_process import (
     wav_frames,
 )
 from worker.cli import main
-from worker.engine import Engine
 from worker.report import parse_report
 
 # Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
@@ -134,7 +133,7 @@ def free_port():
 
 
 def test_s3_outage_during_upload_keeps_the_song_and_the_rerun_uploads_it(
-    tiny_model_dir, tmp_path, monkeypatch, capsys
+    tiny_model_dir, loaded_tiny_engine, tmp_path, monkeypatch, capsys
 ):
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -155,11 +154,14 @@ def test_s3_outage_during_upload_keeps_the_song_and_the_rerun_uploads_it(
     class OutageEngine:
         """The real engine; S3 goes down the moment the song is decoded, before its upload."""
 
-        def __init__(self, model):
-            self.inner = Engine.from_pretrained(model)
+        def __init__(self, model, inner=loaded_tiny_engine):
+            self.inner = inner
 
         def __getattr__(self, name):
             return getattr(self.inner, name)
+
+        def with_params(self, params):
+            return OutageEngine(None, self.inner.with_params(params))
 
         def decode(self, codes, num_samples):
             audio = self.inner.decode(codes, num_samples)
