@@ -39,7 +39,16 @@ def bucket(aws_env):
     return s3
 
 
-def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(bucket, tiny_model_dir, tmp_path):
+def in_process(argv: list[str], engine, capsys) -> tuple[int, str]:
+    """The next run, in this process on the engine it loaded once: what is under test is what
+    the earlier (real, stopped or killed) process left in the bucket."""
+    code = main(argv, load_engine=lambda model: engine)
+    return code, capsys.readouterr().err
+
+
+def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(
+    bucket, tiny_model_dir, loaded_tiny_engine, tmp_path, capsys
+):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a long ambient piano song;30;long\n")
     with ImdsStub(expire_first_token=True) as imds:
@@ -57,7 +66,8 @@ def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(bucket, tiny_mod
     assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix="long.wav")
     assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix=".leases/")
 
-    code, output = finish(start_worker(prompts, "s3://batch", tiny_model_dir))
+    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir), *WINDOW]
+    code, output = in_process(argv, loaded_tiny_engine, capsys)
     assert code == 0, output
     assert f"resuming long.wav at window {saved.next_window + 1} of 12" in output
     assert wav_frames(bucket, "batch", "long.wav") == 30 * 8000
@@ -82,7 +92,9 @@ def test_sigterm_during_a_system_shutdown_exits_3_with_a_checkpoint(bucket, tiny
     assert read_checkpoint(bucket, "batch", "long.wav").next_window >= 2
 
 
-def test_kill_9_mid_song_then_rerun_resumes_without_duplicates(bucket, tiny_model_dir, tmp_path):
+def test_kill_9_mid_song_then_rerun_resumes_without_duplicates(
+    bucket, tiny_model_dir, loaded_tiny_engine, tmp_path, capsys
+):
     prompts = tmp_path / "prompts.txt"
     # 18 s is 7 windows: killed after the third, four are left to resume.
     prompts.write_text("a long ambient piano song;18;long\nshort jazz;2;short\n")
@@ -92,7 +104,9 @@ def test_kill_9_mid_song_then_rerun_resumes_without_duplicates(bucket, tiny_mode
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
 
-    code, output = finish(start_worker(prompts, "s3://batch/run", tiny_model_dir, "--worker-id", "host-1"))
+    argv = ["--prompts", str(prompts), "--output", "s3://batch/run", "--model", str(tiny_model_dir),
+            *WINDOW, "--worker-id", "host-1"]
+    code, output = in_process(argv, loaded_tiny_engine, capsys)
     assert code == 0, output
     assert "took over the lease on long.wav (ours, from an earlier run)" in output
     resumed = int(re.search(r"resuming long.wav at window (\d+) of 7", output).group(1))
@@ -193,7 +207,7 @@ def test_s3_outage_during_upload_keeps_the_song_and_the_rerun_uploads_it(
 
 
 def test_sigterm_on_a_stereo_song_then_the_rerun_resumes_it_exactly(
-    bucket, tiny_stereo_model_dir, tmp_path
+    bucket, tiny_stereo_model_dir, loaded_tiny_stereo_engine, tmp_path, capsys
 ):
     """`systemctl stop` of a worker on a running system: exit 143 (the batch ends here, the
     instance is not going away), the song checkpointed all the same."""
@@ -217,7 +231,9 @@ def test_sigterm_on_a_stereo_song_then_the_rerun_resumes_it_exactly(
     assert resumed.shape == (12 * 8000, 2) and rate == 8000
 
     # The same song generated without an interruption is the same song, sample for sample.
-    code, output = finish(start_worker(prompts, str(tmp_path / "whole"), tiny_stereo_model_dir, *seeded))
+    argv = ["--prompts", str(prompts), "--output", str(tmp_path / "whole"), "--model", str(tiny_stereo_model_dir),
+            *WINDOW, *seeded]
+    code, output = in_process(argv, loaded_tiny_stereo_engine, capsys)
     assert code == 0, output
     whole, _ = soundfile.read(tmp_path / "whole" / "wide.flac", dtype="int16")
     np.testing.assert_array_equal(resumed, whole)
