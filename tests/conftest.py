@@ -91,6 +91,23 @@ def loaded_tiny_stereo_engine(tiny_stereo_model_dir: Path):
     return Engine.from_pretrained(str(tiny_stereo_model_dir))
 
 
+@pytest.fixture(scope="session")
+def tiny_engine_in(tiny_model_dir: Path):
+    """tiny_engine_in(dtype): the tiny model loaded in `dtype` (a name from
+    worker.precision.DTYPE_CHOICES), once per dtype per test process; a view per call."""
+    from worker.engine import Engine
+    from worker.settings import GenerationParams
+
+    loaded = {}
+
+    def engine(dtype: str):
+        if dtype not in loaded:
+            loaded[dtype] = Engine.from_pretrained(str(tiny_model_dir), dtype=dtype)
+        return loaded[dtype].with_params(GenerationParams())
+
+    return engine
+
+
 @pytest.fixture
 def tiny_engine(loaded_tiny_engine):
     """The loaded tiny engine with default settings, as a view of its own: a test may change
