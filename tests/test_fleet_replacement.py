@@ -11,7 +11,14 @@ import pytest
 
 from tests.imds_stub import ImdsStub
 from tests.support.autoscaling import group, make_group, run_scale_in
-from tests.support.worker_process import read_checkpoint, start_worker, wait_for_window, wav_frames
+from tests.support.worker_process import (
+    WINDOW,
+    read_checkpoint,
+    start_worker,
+    wait_for_window,
+    wav_frames,
+)
+from worker.cli import main
 from worker.report import parse_report
 
 # Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
@@ -49,7 +56,7 @@ class Output:
 
 
 def test_the_other_worker_leaves_and_a_replacement_finishes_the_song_of_a_holder_killed_after(
-    bucket, tiny_model_dir, tmp_path
+    bucket, tiny_model_dir, loaded_tiny_engine, tmp_path, capsys
 ):
     """The end of a batch across instances. Two hosts start together on a one-song batch: the
     one that claims the song (the holder) generates it; the other finds nothing left to claim,
@@ -57,7 +64,9 @@ def test_the_other_worker_leaves_and_a_replacement_finishes_the_song_of_a_holder
     on its GPU until the song is done; its instance then scales in. Then the holder's instance
     is lost (kill -9, after the other has gone). A replacement worker, as the Auto Scaling group
     starts one for the lost instance, takes the lease over once it is no longer renewed,
-    resumes the holder's last checkpoint and stores the song at its exact length."""
+    resumes the holder's last checkpoint and stores the song at its exact length. (The
+    replacement runs in this process, on the engine it loaded once: what it finds in the bucket
+    is what the real, killed holder left.)"""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a long ambient piano song;18;long\n")  # 7 windows
     lease = ["--lease-s", str(TTL_S), "--batch-size", "1"]
@@ -94,8 +103,10 @@ def test_the_other_worker_leaves_and_a_replacement_finishes_the_song_of_a_holder
     last = read_checkpoint(bucket, "batch", "long.wav")
     assert 1 <= last.next_window < 7  # killed mid-song
 
-    code, output = Output(start_worker(prompts, "s3://batch", tiny_model_dir, "--worker-id", "host-3", *lease,
-                                       "--spool-dir", str(tmp_path / "host-3"))).finish()
+    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir), *WINDOW,
+            "--worker-id", "host-3", *lease, "--spool-dir", str(tmp_path / "host-3")]
+    code = main(argv, load_engine=lambda model: loaded_tiny_engine)
+    output = capsys.readouterr().err
     assert code == 0, output
     assert f"took over the lease on long.wav (expired, held by {holder_id})" in output
     assert f"resuming long.wav at window {last.next_window + 1} of 7" in output

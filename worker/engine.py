@@ -69,13 +69,12 @@ class Engine:
         processor,
         device: torch.device,
         dtype: torch.dtype,
-        params: GenerationParams | None = None,
     ) -> None:
         self.model = model
         self.processor = processor
         self.device = device
         self.dtype = dtype
-        self.params = params or GenerationParams()
+        self.params = GenerationParams()
         decoder_config = model.decoder.config
         self.num_codebooks: int = decoder_config.num_codebooks
         # Valid codes are 0 .. codebook_size - 1 (the pad token sits just above them).

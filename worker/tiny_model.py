@@ -73,14 +73,10 @@ def save_tiny_model(path: Path, seed: int = 0, audio_channels: int = 1) -> Path:
     """Mono, or stereo like facebook/musicgen-stereo-*: the same mono EnCodec, and a decoder with
     twice its codebooks, left and right interleaved."""
     with quiet_loading():
-        model, processor = random_musicgen(*tiny_configs(audio_channels), WORDS, seed)
-        model.save_pretrained(path)
-        processor.save_pretrained(path)
-    return path
+        return _save(path, seed, audio_channels)
 
 
-def tiny_configs(audio_channels: int = 1) -> tuple[T5Config, EncodecConfig, MusicgenDecoderConfig]:
-    """The tiny model's text encoder, codec and decoder configs (no weights)."""
+def _save(path: Path, seed: int, audio_channels: int) -> Path:
     text = T5Config(
         vocab_size=3 + len(WORDS),
         d_model=32,
@@ -120,7 +116,10 @@ def tiny_configs(audio_channels: int = 1) -> tuple[T5Config, EncodecConfig, Musi
         bos_token_id=CODEBOOK_SIZE,
         decoder_start_token_id=CODEBOOK_SIZE,
     )
-    return text, audio, decoder
+    model, processor = random_musicgen(text, audio, decoder, WORDS, seed)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
