@@ -59,6 +59,7 @@ def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_d
         # This torch has no CUDA: the workers run on the CPU here (the units ask for cuda).
         "MUSICGEN_DEVICE": "cpu",
     }
+    del settings["MUSICGEN_THREADS"]  # each worker takes its share of the cores, as on an instance
     for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
         settings[name] = aws_env if name == "AWS_ENDPOINT_URL" else os.environ[name]
     env_file = write_env_file(tmp_path / "worker.env", settings)
