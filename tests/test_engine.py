@@ -16,7 +16,8 @@ PROMPTS = ["epic drums", "calm slow ambient piano with jazz"]
 def any_engine(request):
     """The tiny model, mono (4 codebooks) and stereo (8 codebooks, left/right interleaved), with
     default settings."""
-    loaded = request.getfixturevalue("loaded_tiny_engine" if request.param == "mono" else "loaded_tiny_stereo_engine")
+    name = "loaded_tiny_engine" if request.param == "mono" else "loaded_tiny_stereo_engine"
+    loaded = request.getfixturevalue(name)
     return loaded.with_params(GenerationParams())
 
 
@@ -196,8 +197,10 @@ def test_auto_batch_size_on_cpu_asks_no_gpu_and_ignores_the_window(tiny_engine, 
 
 def test_settings_belong_to_each_engine_and_the_loaded_model_is_shared(loaded_tiny_engine):
     greedy = loaded_tiny_engine.with_params(GenerationParams(top_k=1, guidance_scale=1.0))
-    assert greedy.model is loaded_tiny_engine.model and greedy.processor is loaded_tiny_engine.processor
+    assert greedy.model is loaded_tiny_engine.model
+    assert greedy.processor is loaded_tiny_engine.processor
     assert greedy.params == GenerationParams(top_k=1, guidance_scale=1.0)
     assert loaded_tiny_engine.params == GenerationParams()  # the loaded engine keeps its own
     rows = rows_for(greedy, PROMPTS[:1], 5)
-    assert torch.equal(greedy.generate(rows)[0], greedy.with_params(greedy.params).generate(rows)[0])
+    again = greedy.with_params(greedy.params)
+    assert torch.equal(greedy.generate(rows)[0], again.generate(rows)[0])

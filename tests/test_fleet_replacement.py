@@ -107,8 +107,8 @@ def test_the_other_worker_leaves_and_a_replacement_finishes_the_song_of_a_holder
     last = read_checkpoint(bucket, "batch", "long.wav")
     assert 1 <= last.next_window < 18  # killed mid-song
 
-    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir), *WINDOW,
-            "--worker-id", "host-3", *lease, "--spool-dir", str(tmp_path / "host-3")]
+    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir),
+            *WINDOW, "--worker-id", "host-3", *lease, "--spool-dir", str(tmp_path / "host-3")]
     code = main(argv, load_engine=lambda model: loaded_tiny_engine)
     output = capsys.readouterr().err
     assert code == 0, output

@@ -37,7 +37,9 @@ def test_hub_sizes_are_the_published_ones():
     assert small.kv_cache_bytes(1504) == 2 * 24 * 2 * 1024 * 1504 * 2
 
 
-def test_auto_batch_size_on_a_gpu_divides_free_memory_by_the_per_song_cost(loaded_tiny_stereo_engine, monkeypatch):
+def test_auto_batch_size_on_a_gpu_divides_free_memory_by_the_per_song_cost(
+    loaded_tiny_stereo_engine, monkeypatch
+):
     from worker.settings import GenerationParams
 
     engine = loaded_tiny_stereo_engine.with_params(GenerationParams())  # a view: its own device

@@ -42,7 +42,8 @@ def batch_page(tiny_model_dir, loaded_tiny_engine, tmp_path_factory):
     prompts.write_text(PROMPTS)
     out = work / "output"
     argv = ["--prompts", str(prompts), "--output", str(out), "--model", str(tiny_model_dir), *WINDOW]
-    assert main(argv, load_engine=Loader(loaded_tiny_engine)) == 0  # the failing song: given up after its two attempts, listed
+    # The failing song: given up after its two attempts, listed.
+    assert main(argv, load_engine=Loader(loaded_tiny_engine)) == 0
     return out / "index.html"
 
 

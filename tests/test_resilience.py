@@ -66,7 +66,8 @@ def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(
     assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix="long.wav")
     assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix=".leases/")
 
-    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir), *WINDOW]
+    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir),
+            *WINDOW]
     code, output = in_process(argv, loaded_tiny_engine, capsys)
     assert code == 0, output
     assert f"resuming long.wav at window {saved.next_window + 1} of 12" in output
@@ -231,8 +232,8 @@ def test_sigterm_on_a_stereo_song_then_the_rerun_resumes_it_exactly(
     assert resumed.shape == (12 * 8000, 2) and rate == 8000
 
     # The same song generated without an interruption is the same song, sample for sample.
-    argv = ["--prompts", str(prompts), "--output", str(tmp_path / "whole"), "--model", str(tiny_stereo_model_dir),
-            *WINDOW, *seeded]
+    argv = ["--prompts", str(prompts), "--output", str(tmp_path / "whole"),
+            "--model", str(tiny_stereo_model_dir), *WINDOW, *seeded]
     code, output = in_process(argv, loaded_tiny_stereo_engine, capsys)
     assert code == 0, output
     whole, _ = soundfile.read(tmp_path / "whole" / "wide.flac", dtype="int16")
@@ -269,7 +270,8 @@ def test_the_time_cap_stops_like_a_spot_notice_and_the_next_run_resumes(
     leaves the checkpoint for the next run."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a very long ambient piano song;1800;long\n")
-    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir), *WINDOW]
+    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir),
+            *WINDOW]
     monkeypatch.setenv("MUSICGEN_MAX_HOURS", "0.006")  # 21.6 s of the test's clock
 
     def no_leftovers():
@@ -302,7 +304,9 @@ def test_the_time_cap_stops_like_a_spot_notice_and_the_next_run_resumes(
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MUSICGEN_MAX_HOURS": "1e-9"}
     command = [sys.executable, "-m", "worker", *argv]
     started = time.monotonic()
-    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+    run = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
     output = run.stdout + run.stderr
     assert run.returncode == 5, output
     assert time.monotonic() - started < 120

@@ -42,7 +42,9 @@ def run(tmp_path, lines, *extra, load_engine=None):
     return main(argv, load_engine=load_engine), out
 
 
-def test_a_nan_in_the_decoder_output_fails_that_song_alone(tiny_model_dir, loaded_tiny_engine, tmp_path, capsys):
+def test_a_nan_in_the_decoder_output_fails_that_song_alone(
+    tiny_model_dir, loaded_tiny_engine, tmp_path, capsys
+):
     code, out = run(
         tmp_path, "calm piano;3;calm\nbroken drums;2.5;broken\n", "--model", str(tiny_model_dir),
         load_engine=lambda model: NanEngine(loaded_tiny_engine, 20_000),

@@ -106,5 +106,6 @@ def test_worker_into_a_local_folder(tiny_model_dir, loaded_tiny_engine, tmp_path
     assert stdout == f"Listen: {(out / 'index.html').as_uri()}\n"
     records = {p.name.removesuffix(".json"): p.read_bytes() for p in (out / ".records").iterdir()}
     check_page((out / "index.html").read_bytes(), records)
-    assert main(argv, load_engine=Loader(loaded_tiny_engine)) == 0  # fail.wav failed for good: listed again
+    # fail.wav failed for good: listed again.
+    assert main(argv, load_engine=Loader(loaded_tiny_engine)) == 0
     assert "skipped epic.wav" in capsys.readouterr().err

@@ -333,7 +333,9 @@ def test_ctrl_c_checkpoints_releases_reports_and_exits_130(tmp_path, capsys, sig
     assert signal.getsignal(signal.SIGINT) is ours  # the handler from before the run, back
 
 
-def test_a_background_worker_keeps_ignoring_ctrl_c_and_stops_on_sigterm(tmp_path, capsys, sigint_handler):
+def test_a_background_worker_keeps_ignoring_ctrl_c_and_stops_on_sigterm(
+    tmp_path, capsys, sigint_handler
+):
     """Started as a background job (`python -m worker &`): the shell made SIGINT ignored, and a
     Ctrl-C meant for the foreground neither stops the worker nor reaches it afterwards; SIGTERM
     (`kill`) stops it as always, with its checkpoint."""
