@@ -7,6 +7,7 @@ module imports another (tests/test_layout.py checks it)."""
 from __future__ import annotations
 
 import os
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,19 +58,75 @@ def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
-    """A tiny random MusicGen saved with save_pretrained, loaded like facebook/musicgen-small."""
-    from worker.tiny_model import save_tiny_model
+def tiny_model_dir() -> Path:
+    """A tiny random MusicGen saved with save_pretrained, loaded like facebook/musicgen-small
+    (saved once per checkout: tests/support/tiny_models.py). Tests only read it."""
+    from tests.support.tiny_models import cached_tiny_model
 
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-musicgen"))
+    return cached_tiny_model()
 
 
 @pytest.fixture(scope="session")
-def tiny_stereo_model_dir(tmp_path_factory: pytest.TempPathFactory):
+def tiny_stereo_model_dir() -> Path:
     """The same, stereo: audio_channels=2 and 8 interleaved codebooks, like musicgen-stereo-*."""
-    from worker.tiny_model import save_tiny_model
+    from tests.support.tiny_models import cached_tiny_model
 
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-musicgen-stereo"), audio_channels=2)
+    return cached_tiny_model(audio_channels=2)
+
+
+@pytest.fixture(scope="session")
+def loaded_tiny_engine(tiny_model_dir: Path):
+    """The tiny model loaded once per test process. Tests take views of it (`with_params`, or
+    `tiny_engine`), never change it."""
+    from worker.engine import Engine
+
+    return Engine.from_pretrained(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def loaded_tiny_stereo_engine(tiny_stereo_model_dir: Path):
+    """The stereo tiny model, loaded once per test process."""
+    from worker.engine import Engine
+
+    return Engine.from_pretrained(str(tiny_stereo_model_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_engine_in(tiny_model_dir: Path):
+    """tiny_engine_in(dtype): the tiny model loaded in `dtype` (a name from
+    worker.precision.DTYPE_CHOICES), once per dtype per test process; a view per call."""
+    from worker.engine import Engine
+    from worker.settings import GenerationParams
+
+    loaded = {}
+
+    def engine(dtype: str):
+        if dtype not in loaded:
+            loaded[dtype] = Engine.from_pretrained(str(tiny_model_dir), dtype=dtype)
+        return loaded[dtype].with_params(GenerationParams())
+
+    return engine
+
+
+@pytest.fixture
+def tiny_engine(loaded_tiny_engine):
+    """The loaded tiny engine with default settings, as a view of its own: a test may change
+    the view's settings, device or dtype without touching other tests' engines."""
+    from worker.settings import GenerationParams
+
+    return loaded_tiny_engine.with_params(GenerationParams())
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One torch thread in this process and in the workers it starts (OMP_NUM_THREADS, which
+    the worker's default follows): test processes share a few busy cores, and torch processes
+    each running a thread per core fight over them. The worker's choice of threads is tested
+    with its own settings (tests/test_precision.py)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch = sys.modules.get("torch")  # a test that imports torch later gets it from the variable
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture
@@ -78,14 +135,6 @@ def project_on_pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
     does, also where the Python running the tests has not installed the project."""
     checkout = str(Path(__file__).resolve().parent.parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")])))
-
-
-@pytest.fixture
-def tiny_engine(tiny_model_dir):
-    """A fresh engine per test: tests change its generation settings."""
-    from worker.engine import Engine
-
-    return Engine.from_pretrained(str(tiny_model_dir))
 
 
 @pytest.fixture(autouse=True)

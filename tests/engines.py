@@ -24,6 +24,11 @@ class SpyEngine:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
+    def with_params(self, params):
+        """The spy over its engine's view with `params` (the records stay this spy's)."""
+        self.inner = self.inner.with_params(params)
+        return self
+
     def _timed(self, method, *args, **kwargs):
         started = time.perf_counter()
         try:
@@ -76,10 +81,11 @@ class FakeEngine:
         self.on_generate = on_generate
         self.conditioned = []
 
-    def set_generation_params(self, **changes):
-        from worker.settings import GenerationParams
-
-        self.params = GenerationParams(**changes)
+    def with_params(self, params):
+        """This fake itself, with `params`: each test makes its own, so nothing else sees them
+        (and what it records stays in the object the test holds)."""
+        self.params = params
+        return self
 
     def auto_batch_size(self, window_frames):
         return 4

@@ -13,12 +13,12 @@ PROMPTS = ["epic drums", "calm slow ambient piano with jazz"]
 
 
 @pytest.fixture(params=["mono", "stereo"])
-def any_engine(request, tiny_model_dir, tiny_stereo_model_dir):
-    """The tiny model, mono (4 codebooks) and stereo (8 codebooks, left/right interleaved)."""
-    from worker.engine import Engine
-
-    folder = tiny_model_dir if request.param == "mono" else tiny_stereo_model_dir
-    return Engine.from_pretrained(str(folder))
+def any_engine(request):
+    """The tiny model, mono (4 codebooks) and stereo (8 codebooks, left/right interleaved), with
+    default settings."""
+    name = "loaded_tiny_engine" if request.param == "mono" else "loaded_tiny_stereo_engine"
+    loaded = request.getfixturevalue(name)
+    return loaded.with_params(GenerationParams())
 
 
 def hf_codes(engine, prompts, new_frames, prompt_codes=None):
@@ -67,7 +67,7 @@ def rows_for(engine, prompts, new_frames, prompt_codes=None, seeds=None):
 
 
 def test_first_window_matches_transformers_generate(any_engine):
-    any_engine.set_generation_params(top_k=1)
+    any_engine = any_engine.with_params(GenerationParams(top_k=1))
     expected = hf_codes(any_engine, PROMPTS, 20)
     got = any_engine.generate(rows_for(any_engine, PROMPTS, 20))
     k = 4 * any_engine.audio_channels
@@ -77,7 +77,7 @@ def test_first_window_matches_transformers_generate(any_engine):
 
 
 def test_continuation_from_codes_matches_transformers_decoder_input_ids(any_engine):
-    any_engine.set_generation_params(top_k=1)
+    any_engine = any_engine.with_params(GenerationParams(top_k=1))
     first = hf_codes(any_engine, PROMPTS, 20)
     prompt = first[:, :, -8:]
     expected = hf_codes(any_engine, PROMPTS, 10, prompt_codes=prompt)
@@ -126,7 +126,7 @@ def test_rows_get_exactly_the_frames_they_ask_for(tiny_engine):
 
 
 def test_guidance_off_runs_a_single_row_per_song(tiny_engine):
-    tiny_engine.set_generation_params(guidance_scale=1.0, top_k=1)
+    tiny_engine = tiny_engine.with_params(GenerationParams(guidance_scale=1.0, top_k=1))
     got = tiny_engine.generate(rows_for(tiny_engine, PROMPTS, 5))
     assert [c.shape for c in got] == [torch.Size([4, 5])] * 2
 
@@ -182,7 +182,7 @@ def test_auto_batch_size_on_a_gpu_fits_its_share_of_free_memory(
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
     tiny_engine.device, tiny_engine.dtype = torch.device("cuda", 1), dtype
-    tiny_engine.set_generation_params(guidance_scale=guidance)
+    tiny_engine = tiny_engine.with_params(GenerationParams(guidance_scale=guidance))
     assert tiny_engine.auto_batch_size(window_frames) == batch
     assert asked == [torch.device("cuda", 1)]  # the worker's own GPU, not the first one
 
@@ -193,3 +193,14 @@ def test_auto_batch_size_on_cpu_asks_no_gpu_and_ignores_the_window(tiny_engine, 
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
     assert tiny_engine.auto_batch_size(1500) == tiny_engine.auto_batch_size(15) == CPU_BATCH_SIZE
+
+
+def test_settings_belong_to_each_engine_and_the_loaded_model_is_shared(loaded_tiny_engine):
+    greedy = loaded_tiny_engine.with_params(GenerationParams(top_k=1, guidance_scale=1.0))
+    assert greedy.model is loaded_tiny_engine.model
+    assert greedy.processor is loaded_tiny_engine.processor
+    assert greedy.params == GenerationParams(top_k=1, guidance_scale=1.0)
+    assert loaded_tiny_engine.params == GenerationParams()  # the loaded engine keeps its own
+    rows = rows_for(greedy, PROMPTS[:1], 5)
+    again = greedy.with_params(greedy.params)
+    assert torch.equal(greedy.generate(rows)[0], again.generate(rows)[0])

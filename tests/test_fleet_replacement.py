@@ -11,7 +11,14 @@ import pytest
 
 from tests.imds_stub import ImdsStub
 from tests.support.autoscaling import group, make_group, run_scale_in
-from tests.support.worker_process import read_checkpoint, start_worker, wait_for_window, wav_frames
+from tests.support.worker_process import (
+    WINDOW,
+    read_checkpoint,
+    start_worker,
+    wait_for_window,
+    wav_frames,
+)
+from worker.cli import main
 from worker.report import parse_report
 
 # Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
@@ -49,7 +56,7 @@ class Output:
 
 
 def test_the_other_worker_leaves_and_a_replacement_finishes_the_song_of_a_holder_killed_after(
-    bucket, tiny_model_dir, tmp_path
+    bucket, tiny_model_dir, loaded_tiny_engine, tmp_path, capsys
 ):
     """The end of a batch across instances. Two hosts start together on a one-song batch: the
     one that claims the song (the holder) generates it; the other finds nothing left to claim,
@@ -57,9 +64,11 @@ def test_the_other_worker_leaves_and_a_replacement_finishes_the_song_of_a_holder
     on its GPU until the song is done; its instance then scales in. Then the holder's instance
     is lost (kill -9, after the other has gone). A replacement worker, as the Auto Scaling group
     starts one for the lost instance, takes the lease over once it is no longer renewed,
-    resumes the holder's last checkpoint and stores the song at its exact length."""
+    resumes the holder's last checkpoint and stores the song at its exact length. (The
+    replacement runs in this process, on the engine it loaded once: what it finds in the bucket
+    is what the real, killed holder left.)"""
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a long ambient piano song;18;long\n")  # 7 windows
+    prompts.write_text("a long ambient piano song;45;long\n")  # 18 windows
     lease = ["--lease-s", str(TTL_S), "--batch-size", "1"]
     workers = {
         wid: Output(start_worker(prompts, "s3://batch", tiny_model_dir, "--worker-id", wid, *lease,
@@ -73,6 +82,12 @@ def test_the_other_worker_leaves_and_a_replacement_finishes_the_song_of_a_holder
         time.sleep(0.1)
     (leaver_id,) = [wid for wid, w in workers.items() if w.saw(left)]
     (holder_id,) = [wid for wid in workers if wid != leaver_id]
+    # The holder's instance is lost mid-song: frozen (SIGSTOP: no more windows, no more lease
+    # renewals) once it saved a window, so it cannot finish the song however fast it runs, and
+    # killed below.
+    holder = workers[holder_id].process
+    wait_for_window(bucket, "batch", "long.wav", 1, holder)
+    holder.send_signal(signal.SIGSTOP)
     code, output = workers[leaver_id].finish()
     assert code == 0, output
     assert f"left long.wav to {holder_id}, which renews its lease" in output
@@ -86,20 +101,20 @@ def test_the_other_worker_leaves_and_a_replacement_finishes_the_song_of_a_holder
     assert scaled_in.returncode == 0, scaled_in.stderr
     assert (group()["DesiredCapacity"], group()["Instances"]) == (0, [])
 
-    holder = workers[holder_id].process
     assert holder.poll() is None, "the holder finished the song before the other worker left"
-    wait_for_window(bucket, "batch", "long.wav", 1, holder)
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
     last = read_checkpoint(bucket, "batch", "long.wav")
-    assert 1 <= last.next_window < 7  # killed mid-song
+    assert 1 <= last.next_window < 18  # killed mid-song
 
-    code, output = Output(start_worker(prompts, "s3://batch", tiny_model_dir, "--worker-id", "host-3", *lease,
-                                       "--spool-dir", str(tmp_path / "host-3"))).finish()
+    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir),
+            *WINDOW, "--worker-id", "host-3", *lease, "--spool-dir", str(tmp_path / "host-3")]
+    code = main(argv, load_engine=lambda model: loaded_tiny_engine)
+    output = capsys.readouterr().err
     assert code == 0, output
     assert f"took over the lease on long.wav (expired, held by {holder_id})" in output
-    assert f"resuming long.wav at window {last.next_window + 1} of 7" in output
-    assert wav_frames(bucket, "batch", "long.wav") == 18 * 8000
+    assert f"resuming long.wav at window {last.next_window + 1} of 18" in output
+    assert wav_frames(bucket, "batch", "long.wav") == 45 * 8000
     rows = parse_report(bucket.get_object(Bucket="batch", Key="cost_report.csv")["Body"].read())
     assert [r["s3_filename"] for r in rows] == ["long.wav"]
     keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="batch")["Contents"]]

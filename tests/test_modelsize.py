@@ -37,10 +37,12 @@ def test_hub_sizes_are_the_published_ones():
     assert small.kv_cache_bytes(1504) == 2 * 24 * 2 * 1024 * 1504 * 2
 
 
-def test_auto_batch_size_on_a_gpu_divides_free_memory_by_the_per_song_cost(tiny_stereo_model_dir, monkeypatch):
-    from worker.engine import Engine
+def test_auto_batch_size_on_a_gpu_divides_free_memory_by_the_per_song_cost(
+    loaded_tiny_stereo_engine, monkeypatch
+):
+    from worker.settings import GenerationParams
 
-    engine = Engine.from_pretrained(str(tiny_stereo_model_dir))
+    engine = loaded_tiny_stereo_engine.with_params(GenerationParams())  # a view: its own device
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10_000_000, 20_000_000))
     engine.device = torch.device("cuda")
     engine.dtype = torch.float16

@@ -1,7 +1,9 @@
-"""The instance's boot on a 4-GPU machine, through the systemd unit texts of the UserData.
+"""The instance's boot on a multi-GPU machine, through the systemd unit texts of the UserData.
 
 The start script, the boot unit's root script and the units are the rendered UserData's
-(tests/support/boot.py). A fake `nvidia-smi` lists 4 GPUs; a fake `systemctl`
+(tests/support/boot.py). A fake `nvidia-smi` lists 2 GPUs (4 where the workers are stand-ins:
+a GPU count is only a loop in the boot script, and two real workers, each a torch process,
+show everything a third or fourth would); a fake `systemctl`
 (tests/fake_systemctl.py) runs each unit's ExecStart with its Environment= lines, stops a unit
 with those PartOf= it, and notes the power-off. The worker processes are real: the tiny model,
 one moto bucket, a file:// git remote. The scale-in unit's program is a stand-in whose exit status
@@ -28,15 +30,22 @@ from worker.report import parse_report
 pytestmark = pytest.mark.slow
 
 SCALE_IN_UNIT = "musicgen-scale-in.service"
-GPUS = 4
+GPUS = 2
 SONGS = [f"tune{i}" for i in range(6)]
 
 
 @pytest.fixture
+def gpus() -> int:
+    """GPUs the machine's `nvidia-smi` lists; a test with stand-in workers asks for more."""
+    return GPUS
+
+
+@pytest.fixture
 def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_dir: Path,
-            user_data_files: dict[str, str]):
-    """A 4-GPU instance after its UserData ran (tests/support/boot.py): the rendered units, start
-    script and boot script, the fake driver and systemctl. Returns (run the boot unit, paths)."""
+            user_data_files: dict[str, str], gpus: int):
+    """A `gpus`-GPU instance after its UserData ran (tests/support/boot.py): the rendered units,
+    start script and boot script, the fake driver and systemctl. Returns (run the boot unit,
+    paths)."""
     boto3.client("s3").create_bucket(Bucket="musicgen-batch-gpus")
     url, _ = remote
     prompts = tmp_path / "prompts.txt"
@@ -51,6 +60,7 @@ def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_d
         # This torch has no CUDA: the workers run on the CPU here (the units ask for cuda).
         "MUSICGEN_DEVICE": "cpu",
     }
+    del settings["MUSICGEN_THREADS"]  # each worker takes its share of the cores, as on an instance
     for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
         settings[name] = aws_env if name == "AWS_ENDPOINT_URL" else os.environ[name]
     env_file = write_env_file(tmp_path / "worker.env", settings)
@@ -73,7 +83,7 @@ def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_d
         "esac\n"
         f'exec /bin/bash {tmp_path / "sbin" / "musicgen-worker-start"} "$@"\n',
     )
-    instance = make_machine(tmp_path, user_data_files, env_file, gpus=GPUS, start=start)
+    instance = make_machine(tmp_path, user_data_files, env_file, gpus=gpus, start=start)
     return instance.boot, {
         "journal": instance.journal.parent, "prompts": prompts, "machine": instance, "run": run_dir,
         "stand_ins": stand_ins, "env_file": env_file, "settings": settings,
@@ -106,14 +116,17 @@ def test_every_gpu_runs_its_own_worker_and_the_end_of_batch_action_runs_once(mac
     stops = {e["unit"]: e for e in events if e["event"] == "stop"}
     assert {unit: stops[unit]["status"] for unit in worker_units} == dict.fromkeys(worker_units, 0)
     assert stops["musicgen-checkout.service"]["time"] < min(starts[unit]["time"] for unit in worker_units)
-    assert "4 GPU(s): starting musicgen-worker@0.service musicgen-worker@1.service" in boot_log
+    assert f"{GPUS} GPU(s): starting {' '.join(worker_units)} and waiting" in boot_log
 
-    # Four real worker processes, each with its own id and GPU, its share of cores and cost.
+    # A real worker process per GPU, each with its own id and GPU, its share of cores and cost.
     ids = []
     for i, unit in enumerate(worker_units):
         output = unit_output(paths, unit)
-        found = re.search(rf"INFO worker (\S+-gpu{i}): CUDA_VISIBLE_DEVICES={i}, 1 CPU threads, "
-                          r"cost rate \$0\.5000/h \(the instance's \$2/h shared by 4 GPU workers\)", output)
+        share = rf"\${2.0 / GPUS:.4f}/h \(the instance's \$2/h shared by {GPUS} GPU workers\)"
+        found = re.search(
+            rf"INFO worker (\S+-gpu{i}): CUDA_VISIBLE_DEVICES={i}, 1 CPU threads, cost rate {share}",
+            output,
+        )
         assert found, output
         ids.append(found[1])
         assert "bootstrap: worker exited 0" in output
@@ -142,7 +155,7 @@ def test_every_gpu_runs_its_own_worker_and_the_end_of_batch_action_runs_once(mac
     logs = [k for k in found_keys if k.startswith("logs/")]
     assert len(logs) == GPUS + 1
     assert sorted(re.sub(r"^logs/.*?-(checkout|gpu\d)-\d{8}T\d{6}Z\.log$", r"\1", k) for k in logs) == [
-        "checkout", "gpu0", "gpu1", "gpu2", "gpu3"
+        "checkout", *(f"gpu{i}" for i in range(GPUS))
     ]
 
     # The end-of-batch action: the scale-in unit once, after the last worker had stopped and
@@ -200,8 +213,10 @@ def test_a_machine_without_gpus_runs_one_worker(machine, tmp_path: Path) -> None
     ],
     ids=["scale-in", "keep-alive", "exit-3", "scale-in-fails", "max-hours"],
 )
+@pytest.mark.parametrize("gpus", [4])
 def test_the_end_action_after_the_workers(
-    machine, keep_alive: str, statuses: list[int], scale_in_status: int, status: int, end: list[str], says: str
+    machine, gpus: int, keep_alive: str, statuses: list[int], scale_in_status: int, status: int,
+    end: list[str], says: str,
 ) -> None:
     """The root boot script through the unit texts, its workers stand-ins that exit as given:
     after an exit 3 nothing more; with keep_alive a message; else the scale-in unit, and the
@@ -218,7 +233,7 @@ def test_the_end_action_after_the_workers(
     boot_log = unit_output(paths, "musicgen-worker.service")
     assert code == status, boot_log
     assert f"workers exited {status}" in boot_log and says in boot_log
-    workers = [f"musicgen-worker@{i}.service" for i in range(GPUS)]
+    workers = [f"musicgen-worker@{i}.service" for i in range(gpus)]
     stops = {e["unit"]: e for e in events if e["event"] == "stop"}
     assert {unit: stops[unit]["status"] for unit in workers} == dict(zip(workers, statuses, strict=True))
     ended = [e for e in events if e["event"] == "poweroff" or e.get("unit") == SCALE_IN_UNIT and e["event"] == "start"]

@@ -36,13 +36,14 @@ REQUESTED = {"calm.wav": 1.5, "markup.wav": 2.75}
 
 
 @pytest.fixture(scope="module")
-def batch_page(tiny_model_dir, tmp_path_factory):
+def batch_page(tiny_model_dir, loaded_tiny_engine, tmp_path_factory):
     work = tmp_path_factory.mktemp("listen")
     prompts = work / "prompts.txt"
     prompts.write_text(PROMPTS)
     out = work / "output"
     argv = ["--prompts", str(prompts), "--output", str(out), "--model", str(tiny_model_dir), *WINDOW]
-    assert main(argv, load_engine=Loader()) == 0  # the failing song: given up after its two attempts, listed
+    # The failing song: given up after its two attempts, listed.
+    assert main(argv, load_engine=Loader(loaded_tiny_engine)) == 0
     return out / "index.html"
 
 

@@ -15,7 +15,7 @@ from contract.bucket import record_key
 from contract.records import REPORT_COLUMNS, SongRecord
 from tests.engines import FakeEngine
 from worker.cli import build_parser, main, settings_from
-from worker.engine import Engine, device_dtype, pick_device
+from worker.engine import device_dtype, pick_device
 from worker.generation import WindowRequest
 from worker.precision import Gpu, GpuUnusable, choose_device, choose_dtype, default_threads, gpu_of
 from worker.report import parse_report, worker_hourly_rate
@@ -210,17 +210,20 @@ def test_an_unusable_omp_num_threads_exits_2_in_one_line(refused, omp, message):
     assert refused([], {"OMP_NUM_THREADS": omp}) == message + "\n"
 
 
-def test_a_gpu_worker_charges_its_share_and_limits_its_threads(tiny_model_dir, tmp_path, monkeypatch):
+def test_a_gpu_worker_charges_its_share_and_limits_its_threads(
+    tiny_model_dir, loaded_tiny_engine, tmp_path, monkeypatch
+):
     prompts = tmp_path / "p.txt"
     prompts.write_text("calm piano ; 1 ; calm\n")
     loaded = []
 
     def load(model):
         loaded.append(torch.get_num_threads())
-        return Engine.from_pretrained(model)
+        return loaded_tiny_engine
 
     before = torch.get_num_threads()
     try:
+        torch.set_num_threads(2)  # more than the worker is told to use
         argv = ["--prompts", str(prompts), "--output", str(tmp_path / "out"), "--model", str(tiny_model_dir),
                 "--window-s", "4", "--stride-s", "2.5", "--hourly-cost", "2.0", "--gpu-count", "4",
                 "--threads", "1"]
@@ -237,8 +240,8 @@ def test_a_gpu_worker_charges_its_share_and_limits_its_threads(tiny_model_dir, t
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_the_engine_runs_end_to_end_in_half_precision_on_the_cpu(tiny_model_dir, dtype):
-    engine = Engine.from_pretrained(str(tiny_model_dir), dtype=dtype)
+def test_the_engine_runs_end_to_end_in_half_precision_on_the_cpu(tiny_engine_in, dtype):
+    engine = tiny_engine_in(dtype)
     assert engine.dtype == getattr(torch, dtype)
     assert next(engine.model.decoder.parameters()).dtype == getattr(torch, dtype)
     k = engine.num_codebooks
@@ -260,7 +263,11 @@ class StandInTorch:
     """torch as the worker's device choice uses it, with a GPU that behaves as told: `cuda`
     answers like torch.cuda for one GPU (its init, capability and name), and a tensor made "on
     the GPU" is made on the CPU, or raises `alloc_error`; `wrong` makes every product NaN (a
-    GPU that computes garbage). What torch raises is documented in worker/precision.py."""
+    GPU that computes garbage). What torch raises is documented in worker/precision.py.
+
+    The CPU tensors are float32 whatever dtype was asked (it is recorded in `made`): sums of
+    ones are exact in every dtype here, and a CPU multiplies half-precision matrices many times
+    slower than single-precision ones."""
 
     def __init__(self, gpu=("Tesla T4", (7, 5)), init_error=None, alloc_error=None, wrong=False):
         self.cuda = FakeCuda(*gpu)
@@ -282,7 +289,7 @@ class StandInTorch:
         if self.alloc_error is not None:
             raise self.alloc_error
         self.made.append((dtype, device))
-        return torch.full(shape, float("nan") if self.wrong else 1.0, dtype=dtype)
+        return torch.full(shape, float("nan") if self.wrong else 1.0, dtype=torch.float32)
 
 
 # c10/cuda/CUDAFunctions.cpp, raised by torch.cuda.init() on a machine without the driver.

@@ -26,7 +26,6 @@ from tests.support.worker_process import (
     wav_frames,
 )
 from worker.cli import main
-from worker.engine import Engine
 from worker.report import parse_report
 
 # Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
@@ -40,7 +39,16 @@ def bucket(aws_env):
     return s3
 
 
-def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(bucket, tiny_model_dir, tmp_path):
+def in_process(argv: list[str], engine, capsys) -> tuple[int, str]:
+    """The next run, in this process on the engine it loaded once: what is under test is what
+    the earlier (real, stopped or killed) process left in the bucket."""
+    code = main(argv, load_engine=lambda model: engine)
+    return code, capsys.readouterr().err
+
+
+def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(
+    bucket, tiny_model_dir, loaded_tiny_engine, tmp_path, capsys
+):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a long ambient piano song;30;long\n")
     with ImdsStub(expire_first_token=True) as imds:
@@ -58,7 +66,9 @@ def test_spot_notice_checkpoints_stops_and_the_next_run_resumes(bucket, tiny_mod
     assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix="long.wav")
     assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix=".leases/")
 
-    code, output = finish(start_worker(prompts, "s3://batch", tiny_model_dir))
+    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir),
+            *WINDOW]
+    code, output = in_process(argv, loaded_tiny_engine, capsys)
     assert code == 0, output
     assert f"resuming long.wav at window {saved.next_window + 1} of 12" in output
     assert wav_frames(bucket, "batch", "long.wav") == 30 * 8000
@@ -83,7 +93,9 @@ def test_sigterm_during_a_system_shutdown_exits_3_with_a_checkpoint(bucket, tiny
     assert read_checkpoint(bucket, "batch", "long.wav").next_window >= 2
 
 
-def test_kill_9_mid_song_then_rerun_resumes_without_duplicates(bucket, tiny_model_dir, tmp_path):
+def test_kill_9_mid_song_then_rerun_resumes_without_duplicates(
+    bucket, tiny_model_dir, loaded_tiny_engine, tmp_path, capsys
+):
     prompts = tmp_path / "prompts.txt"
     # 18 s is 7 windows: killed after the third, four are left to resume.
     prompts.write_text("a long ambient piano song;18;long\nshort jazz;2;short\n")
@@ -93,7 +105,9 @@ def test_kill_9_mid_song_then_rerun_resumes_without_duplicates(bucket, tiny_mode
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
 
-    code, output = finish(start_worker(prompts, "s3://batch/run", tiny_model_dir, "--worker-id", "host-1"))
+    argv = ["--prompts", str(prompts), "--output", "s3://batch/run", "--model", str(tiny_model_dir),
+            *WINDOW, "--worker-id", "host-1"]
+    code, output = in_process(argv, loaded_tiny_engine, capsys)
     assert code == 0, output
     assert "took over the lease on long.wav (ours, from an earlier run)" in output
     resumed = int(re.search(r"resuming long.wav at window (\d+) of 7", output).group(1))
@@ -134,7 +148,7 @@ def free_port():
 
 
 def test_s3_outage_during_upload_keeps_the_song_and_the_rerun_uploads_it(
-    tiny_model_dir, tmp_path, monkeypatch, capsys
+    tiny_model_dir, loaded_tiny_engine, tmp_path, monkeypatch, capsys
 ):
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -155,11 +169,14 @@ def test_s3_outage_during_upload_keeps_the_song_and_the_rerun_uploads_it(
     class OutageEngine:
         """The real engine; S3 goes down the moment the song is decoded, before its upload."""
 
-        def __init__(self, model):
-            self.inner = Engine.from_pretrained(model)
+        def __init__(self, model, inner=loaded_tiny_engine):
+            self.inner = inner
 
         def __getattr__(self, name):
             return getattr(self.inner, name)
+
+        def with_params(self, params):
+            return OutageEngine(None, self.inner.with_params(params))
 
         def decode(self, codes, num_samples):
             audio = self.inner.decode(codes, num_samples)
@@ -191,7 +208,7 @@ def test_s3_outage_during_upload_keeps_the_song_and_the_rerun_uploads_it(
 
 
 def test_sigterm_on_a_stereo_song_then_the_rerun_resumes_it_exactly(
-    bucket, tiny_stereo_model_dir, tmp_path
+    bucket, tiny_stereo_model_dir, loaded_tiny_stereo_engine, tmp_path, capsys
 ):
     """`systemctl stop` of a worker on a running system: exit 143 (the batch ends here, the
     instance is not going away), the song checkpointed all the same."""
@@ -215,48 +232,86 @@ def test_sigterm_on_a_stereo_song_then_the_rerun_resumes_it_exactly(
     assert resumed.shape == (12 * 8000, 2) and rate == 8000
 
     # The same song generated without an interruption is the same song, sample for sample.
-    code, output = finish(start_worker(prompts, str(tmp_path / "whole"), tiny_stereo_model_dir, *seeded))
+    argv = ["--prompts", str(prompts), "--output", str(tmp_path / "whole"),
+            "--model", str(tiny_stereo_model_dir), *WINDOW, *seeded]
+    code, output = in_process(argv, loaded_tiny_stereo_engine, capsys)
     assert code == 0, output
     whole, _ = soundfile.read(tmp_path / "whole" / "wide.flac", dtype="int16")
     np.testing.assert_array_equal(resumed, whole)
     assert not np.array_equal(resumed[:, 0], resumed[:, 1])
 
 
-def test_the_time_cap_stops_like_a_spot_notice_and_the_next_run_resumes(bucket, tiny_model_dir, tmp_path):
+class CapAfterOneWindow:
+    """The real engine; the run's clock (main's `clock`) passes the time cap while a window is
+    generated, so every run generates exactly one window before it notices the cap."""
+
+    def __init__(self, inner, now: list[float], cap_s: float):
+        self.inner, self.now, self.cap_s = inner, now, cap_s
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def with_params(self, params):
+        return CapAfterOneWindow(self.inner.with_params(params), self.now, self.cap_s)
+
+    def generate(self, rows, on_step=None):
+        codes = self.inner.generate(rows, on_step=on_step)
+        self.now[0] += self.cap_s
+        return codes
+
+
+def test_the_time_cap_stops_like_a_spot_notice_and_the_next_run_resumes(
+    bucket, tiny_model_dir, loaded_tiny_engine, tmp_path, monkeypatch, capsys
+):
     """--max-hours as the instance's env file sets it (MUSICGEN_MAX_HOURS): a song far longer
     than the cap allows is checkpointed, its lease released, and the worker exits 5; the next
-    run resumes it. The cap counts from the process start, and starting here (importing torch
-    on shared cores) can take most of it: runs are repeated until one has finished a window."""
+    run resumes it. The cap is measured with the test's clock, which passes it during each run's
+    first window; a real worker process then stops at its own (immediate) cap with exit 5 and
+    leaves the checkpoint for the next run."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a very long ambient piano song;1800;long\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MUSICGEN_MAX_HOURS": "0.006"}  # 21.6 s
-    command = [sys.executable, "-m", "worker", "--prompts", str(prompts), "--output", "s3://batch",
-               "--model", str(tiny_model_dir), *WINDOW]
+    argv = ["--prompts", str(prompts), "--output", "s3://batch", "--model", str(tiny_model_dir),
+            *WINDOW]
+    monkeypatch.setenv("MUSICGEN_MAX_HOURS", "0.006")  # 21.6 s of the test's clock
 
-    def capped_run() -> str:
-        started = time.monotonic()
-        run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
-        output = run.stdout + run.stderr
-        assert run.returncode == 5, output
-        assert time.monotonic() - started < 120
-        assert "time cap of 0.006 h reached (--max-hours): stopping as on a spot notice" in output
-        assert "stopped at the time cap of 0.006 h (--max-hours); " in output
+    def no_leftovers():
         assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix="long.wav")
         assert "Contents" not in bucket.list_objects_v2(Bucket="batch", Prefix=".leases/")
+
+    def capped_run() -> str:
+        now = [1000.0]
+        engine = CapAfterOneWindow(loaded_tiny_engine, now, 0.006 * 3600)
+        code = main(argv, load_engine=lambda model: engine, clock=lambda: now[0])
+        output = capsys.readouterr().err
+        assert code == 5, output
+        assert "time cap of 0.006 h reached (--max-hours): stopping as on a spot notice" in output
+        assert "stopped at the time cap of 0.006 h (--max-hours); " in output
+        no_leftovers()
         return output
 
-    for _run in range(4):
-        output = capped_run()
-        saved = read_checkpoint(bucket, "batch", "long.wav")
-        if saved is not None and saved.next_window >= 1:
-            break
+    output = capped_run()
+    saved = read_checkpoint(bucket, "batch", "long.wav")
     assert saved is not None and saved.next_window >= 1 and saved.generation_time_s > 0
     assert f"saved long.wav at window {saved.next_window} of 720" in output
     assert "saved long.wav at the last window: run again to resume from the checkpoints" in output
 
-    for _run in range(4):
-        output = capped_run()
-        if "resuming long.wav" in output:
-            break
+    output = capped_run()
     assert f"resuming long.wav at window {saved.next_window + 1} of 720" in output
-    assert read_checkpoint(bucket, "batch", "long.wav").next_window >= saved.next_window
+    resumed = read_checkpoint(bucket, "batch", "long.wav")
+    assert resumed.next_window >= saved.next_window
+
+    # A real worker process: its cap (a few microseconds) has passed before its first window.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MUSICGEN_MAX_HOURS": "1e-9"}
+    command = [sys.executable, "-m", "worker", *argv]
+    started = time.monotonic()
+    run = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 5, output
+    assert time.monotonic() - started < 120
+    assert "time cap of 1e-09 h reached (--max-hours): stopping as on a spot notice" in output
+    assert "stopped at the time cap of 1e-09 h (--max-hours); " in output
+    no_leftovers()
+    left = read_checkpoint(bucket, "batch", "long.wav")
+    assert left.next_window == resumed.next_window and np.array_equal(left.codes, resumed.codes)

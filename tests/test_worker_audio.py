@@ -9,7 +9,6 @@ import pytest
 import soundfile
 
 from worker.cli import main
-from worker.engine import Engine
 from worker.report import parse_report
 
 WINDOW = ["--window-s", "4", "--stride-s", "2.5", "--batch-size", "2", "--seed", "7"]
@@ -24,6 +23,9 @@ class NanEngine:
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+    def with_params(self, params):
+        return NanEngine(self.inner.with_params(params), self.num_samples)
 
     def decode(self, codes, num_samples):
         audio = self.inner.decode(codes, num_samples)
@@ -40,10 +42,12 @@ def run(tmp_path, lines, *extra, load_engine=None):
     return main(argv, load_engine=load_engine), out
 
 
-def test_a_nan_in_the_decoder_output_fails_that_song_alone(tiny_model_dir, tmp_path, capsys):
+def test_a_nan_in_the_decoder_output_fails_that_song_alone(
+    tiny_model_dir, loaded_tiny_engine, tmp_path, capsys
+):
     code, out = run(
         tmp_path, "calm piano;3;calm\nbroken drums;2.5;broken\n", "--model", str(tiny_model_dir),
-        load_engine=lambda model: NanEngine(Engine.from_pretrained(model), 20_000),
+        load_engine=lambda model: NanEngine(loaded_tiny_engine, 20_000),
     )
     err = capsys.readouterr().err
     # Tried again after the other songs, then given up after --max-attempts (2) failures: the
@@ -73,8 +77,8 @@ def test_songs_are_normalised_faded_and_logged(tiny_model_dir, tmp_path, capsys)
     assert "LUFS measured, gain " in line and "samples limited, 0 samples clipped" in line
 
 
-def test_loudness_off_and_no_fade_write_the_raw_decoder_output(tiny_model_dir, tmp_path, capsys):
-    engine = Engine.from_pretrained(str(tiny_model_dir))
+def test_loudness_off_and_no_fade_write_the_raw_decoder_output(tiny_engine, tmp_path, capsys):
+    engine = tiny_engine
     decoded = []
     original = engine.decode
 
@@ -95,14 +99,19 @@ def test_loudness_off_and_no_fade_write_the_raw_decoder_output(tiny_model_dir, t
     assert "level calm.wav: " in capsys.readouterr().err
 
 
-def test_flac_keys_report_skip_and_the_same_samples_as_wav(aws_env, tiny_model_dir, tmp_path, capsys):
+def test_flac_keys_report_skip_and_the_same_samples_as_wav(
+    aws_env, tiny_model_dir, loaded_tiny_engine, tmp_path, capsys
+):
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="songs")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("calm piano; rain;3;calm\n")
     base = ["--prompts", str(prompts), "--model", str(tiny_model_dir), *WINDOW]
-    assert main([*base, "--output", "s3://songs/flac", "--format", "flac"]) == 0
-    assert main([*base, "--output", "s3://songs/wav"]) == 0
+    def loaded(model):
+        return loaded_tiny_engine
+
+    assert main([*base, "--output", "s3://songs/flac", "--format", "flac"], load_engine=loaded) == 0
+    assert main([*base, "--output", "s3://songs/wav"], load_engine=loaded) == 0
     capsys.readouterr()
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="songs")["Contents"])
     assert "flac/calm.flac" in keys and "wav/calm.wav" in keys

@@ -14,7 +14,6 @@ from contract.prompts import parse_prompts
 from contract.records import SongRecord
 from tests.engines import FakeEngine
 from worker.cli import build_parser, main, settings_from
-from worker.engine import Engine
 from worker.identity import process_start
 from worker.settings import GenerationParams, MasteringSettings
 from worker.windows import WindowSettings
@@ -122,13 +121,13 @@ def test_an_environment_variable_replaces_a_dataclass_default(monkeypatch):
         ([], {"MUSICGEN_FORMAT": "Flac", "MUSICGEN_DTYPE": "BFLOAT16"}),
     ],
 )
-def test_enumerated_values_are_case_insensitive(tiny_model_dir, monkeypatch, argv, env):
+def test_enumerated_values_are_case_insensitive(tiny_engine_in, monkeypatch, argv, env):
     """CONTRACT: enumerated values are case-insensitive, normalised to lower case; the engine
     then computes in the dtype named and the songs get the format's extension."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings, _ = settings_from(build_parser().parse_args(argv))
-    engine = Engine.from_pretrained(str(tiny_model_dir), dtype=settings.dtype)
+    engine = tiny_engine_in(settings.dtype)
     assert engine.dtype == torch.bfloat16
     assert parse_prompts("p;1;song\n", settings.audio_format).jobs[0].file_name == "song.flac"
 
@@ -182,6 +181,7 @@ def test_the_worker_id_help_states_the_id_a_worker_really_uses(tmp_path, capsys)
     assert abs(int(start) - process_start(os.getpid())) <= 1
 
 
+@pytest.mark.slow  # a real worker process, which imports torch
 def test_device_cuda_without_usable_cuda_exits_6_with_torchs_reason_before_claiming(
     tmp_path, tiny_model_dir, project_on_pythonpath
 ):

@@ -55,13 +55,13 @@ def check_page(page: bytes, records: dict[str, bytes]):
         assert all(-1 <= low <= high <= 1 for low, high in record.waveform)
 
 
-def test_worker_against_s3(aws_env, tiny_model_dir, tmp_path, capsys):
+def test_worker_against_s3(aws_env, tiny_model_dir, loaded_tiny_engine, tmp_path, capsys):
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="songs")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(PROMPTS)
     argv = ["--prompts", str(prompts), "--output", "s3://songs/batch1", "--model", str(tiny_model_dir), *WINDOW]
-    loader = Loader()
+    loader = Loader(loaded_tiny_engine)
 
     code = main(argv, load_engine=loader)
     out, err = capsys.readouterr()
@@ -86,7 +86,7 @@ def test_worker_against_s3(aws_env, tiny_model_dir, tmp_path, capsys):
 
     # Rerun without the failing line: both songs are skipped, no model is even loaded.
     prompts.write_text("\n".join(line for line in PROMPTS.splitlines() if "fail" not in line))
-    rerun = Loader()
+    rerun = Loader(loaded_tiny_engine)
     assert main(argv, load_engine=rerun) == 0
     err = capsys.readouterr().err
     assert rerun.spies == []
@@ -95,17 +95,18 @@ def test_worker_against_s3(aws_env, tiny_model_dir, tmp_path, capsys):
     assert s3.get_object(Bucket="songs", Key="batch1/cost_report.csv")["Body"].read() == report
 
 
-def test_worker_into_a_local_folder(tiny_model_dir, tmp_path, capsys):
+def test_worker_into_a_local_folder(tiny_model_dir, loaded_tiny_engine, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(PROMPTS)
     out = tmp_path / "out"
     argv = ["--prompts", str(prompts), "--output", str(out), "--model", str(tiny_model_dir), *WINDOW]
-    code = main(argv, load_engine=Loader())
+    code = main(argv, load_engine=Loader(loaded_tiny_engine))
     stdout, err = capsys.readouterr()
     files = {p.name: p.read_bytes() for p in out.glob("*.wav")}
     check_first_run(code, err, files, (out / "cost_report.csv").read_bytes())
     assert stdout == f"Listen: {(out / 'index.html').as_uri()}\n"
     records = {p.name.removesuffix(".json"): p.read_bytes() for p in (out / ".records").iterdir()}
     check_page((out / "index.html").read_bytes(), records)
-    assert main(argv, load_engine=Loader()) == 0  # fail.wav failed for good: listed again
+    # fail.wav failed for good: listed again.
+    assert main(argv, load_engine=Loader(loaded_tiny_engine)) == 0
     assert "skipped epic.wav" in capsys.readouterr().err

@@ -290,7 +290,23 @@ def test_missing_bucket_exits_2_before_the_model_loads(aws_env, prompts, capsys)
 # -- 11: Ctrl-C --------------------------------------------------------------------------------
 
 
-def test_ctrl_c_checkpoints_releases_reports_and_exits_130(tmp_path, capsys):
+@pytest.fixture
+def sigint_handler():
+    """Set SIGINT's handler for one test, and put back what was there (a test run started in
+    the background, `nohup make test &`, starts with SIGINT ignored)."""
+    before = signal.getsignal(signal.SIGINT)
+
+    def use(handler):
+        signal.signal(signal.SIGINT, handler)
+        return handler
+
+    yield use
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_checkpoints_releases_reports_and_exits_130(tmp_path, capsys, sigint_handler):
+    # As in a terminal: Python's own handler, which raises KeyboardInterrupt.
+    ours = sigint_handler(signal.default_int_handler)
     out = tmp_path / "out"
     prompts = tmp_path / "p.txt"
     prompts.write_text("short;1;first\nlonger;4;second\n")
@@ -315,7 +331,42 @@ def test_ctrl_c_checkpoints_releases_reports_and_exits_130(tmp_path, capsys):
     assert [r["s3_filename"] for r in parse_report((out / "cost_report.csv").read_bytes())] == ["first.wav"]
     assert not (out / ".leases").exists() or list((out / ".leases").iterdir()) == []
     assert Checkpoint.from_json((out / checkpoint_key("second.wav")).read_bytes()).next_window >= 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is ours  # the handler from before the run, back
+
+
+def test_a_background_worker_keeps_ignoring_ctrl_c_and_stops_on_sigterm(
+    tmp_path, capsys, sigint_handler
+):
+    """Started as a background job (`python -m worker &`): the shell made SIGINT ignored, and a
+    Ctrl-C meant for the foreground neither stops the worker nor reaches it afterwards; SIGTERM
+    (`kill`) stops it as always, with its checkpoint."""
+    sigint_handler(signal.SIG_IGN)
+    sigterm_before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "out"
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("short;1;first\nlonger;4;second\n")
+    sent = []
+
+    def ctrl_c_then_kill(rows):
+        sent.append(len(rows))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        if len(sent) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        if len(sent) == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    argv = ["--prompts", str(prompts), "--output", str(out), "--batch-size", "2",
+            "--window-s", "1", "--stride-s", "0.5"]
+    assert main(argv, load_engine=lambda model: FakeEngine(ctrl_c_then_kill)) == 143
+    err = capsys.readouterr().err
+    assert sent == [2, 1, 1, 1] and "KeyboardInterrupt" not in err
+    assert err.splitlines()[-1].endswith(
+        "WARNING stopped by SIGTERM (systemctl stop, kill) while the instance is not stopping; "
+        "saved second.wav at the last window: run again to resume from the checkpoints"
+    )
+    assert Checkpoint.from_json((out / checkpoint_key("second.wav")).read_bytes()).next_window >= 3
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is sigterm_before
 
 
 # -- 5, 6, 12, 13: options ---------------------------------------------------------------------

@@ -248,14 +248,21 @@ def _check_places(output: str, spool_dir: str) -> None:
         raise UsageError(str(error)) from None
 
 
-def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = None, s3_client=None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    load_engine: Callable | None = None,
+    s3_client=None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
     """Parse, validate, --check, then run until done or stopped. The exit code (worker/results.py,
     docs/worker.md#exit-codes): 0 when every song is done (written, held by a worker that renews
     its lease, or given up after --max-attempts failures), 1 when a song failed here and is
     neither, 2 for unusable input, 3 when the instance is stopping (a spot notice, Auto
     Scaling's Terminated, a system shutdown), 5 at the time cap, 6 when the GPU is unusable,
-    130 / 143 when SIGINT / SIGTERM stopped it while the instance is not stopping."""
-    started = time.monotonic()
+    130 / 143 when SIGINT / SIGTERM stopped it while the instance is not stopping. `clock` is
+    what the time cap (--max-hours) is measured with, from the moment main starts."""
+    started = clock()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -277,7 +284,9 @@ def main(argv: Sequence[str] | None = None, *, load_engine: Callable | None = No
     store = _open_output(args.output, settings, s3_client or aws.s3_client)
     if isinstance(store, int):
         return store
-    with stop_signals(settings.imds_endpoint, settings.imds_poll_s, settings.max_hours, started) as stop:
+    with stop_signals(
+        settings.imds_endpoint, settings.imds_poll_s, settings.max_hours, started, clock=clock
+    ) as stop:
         return _run(args, settings, params, prompts.jobs, store, stop, load_engine)
 
 
@@ -387,8 +396,7 @@ def _run(
                 loaded = load_engine(settings.model)
             except OSError as error:  # no such folder, or the hub is out of reach
                 raise ModelUnavailable(str(error)) from error
-            loaded.set_generation_params(**vars(params))
-            return loaded
+            return loaded.with_params(params)
 
         try:
             runner.run_batch(jobs, engine)

@@ -9,9 +9,9 @@ unconditional half attending to a zeroed, fully masked text), then temperature a
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -58,6 +58,8 @@ def limit_threads(threads: int) -> None:
 class Engine:
     """A loaded MusicGen with its generation settings; `generate` then takes only data.
 
+    The settings are fixed per engine object: `with_params` gives another engine with other
+    settings over the same loaded model, so the model loads once however many settings use it.
     The engine owns the model it is given: on the CPU its decoder's linear layers are repacked
     for oneDNN (see worker/onednn.py): the same results up to float rounding, sooner.
     """
@@ -120,8 +122,12 @@ class Engine:
         )
         return cls(model, processor, dev, dtype)
 
-    def set_generation_params(self, **changes) -> None:
-        self.params = replace(self.params, **changes)
+    def with_params(self, params: GenerationParams) -> Engine:
+        """This engine with `params` as its settings, sharing the loaded model (and leaving this
+        engine's own settings as they were)."""
+        view = copy.copy(self)
+        view.params = params
+        return view
 
     def auto_batch_size(self, window_frames: int) -> int:
         """Songs per batch that fit in free GPU memory (a fixed default on the CPU).

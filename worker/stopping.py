@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -101,14 +102,22 @@ def stop_signals(
     max_hours: float | None,
     started: float,
     is_system_stopping: Callable[[], bool] = system_stopping,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Stop]:
     """Watch for every reason to stop while the block runs (`started`: the run's time.monotonic()
-    reading, from which the time cap counts); the previous signal handlers come back after."""
+    reading, from which the time cap counts); the previous signal handlers come back after.
+
+    A SIGINT that arrives ignored stays ignored: a shell starts a background job (`cmd &`,
+    `nohup cmd &`) with SIGINT ignored so that a Ctrl-C typed later reaches the foreground
+    only (POSIX, Shell Command Language, "Asynchronous Lists"). SIGTERM always stops the run."""
     watcher = SpotWatcher(imds_endpoint, imds_poll_s).start() if imds_endpoint else None
-    stop = Stop(watcher, TimeCap(max_hours, started), is_system_stopping)
+    stop = Stop(watcher, TimeCap(max_hours, started, clock), is_system_stopping)
+    watched = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        watched.append(signal.SIGINT)
     previous_handlers = {
         number: signal.signal(number, lambda number, _frame: stop.signals.append(number))
-        for number in (signal.SIGTERM, signal.SIGINT)
+        for number in watched
     }
     try:
         yield stop

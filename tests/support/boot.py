@@ -86,6 +86,9 @@ def settings_for(tmp_path: Path, url: str, bucket: str, model: Path) -> dict[str
         "MUSICGEN_BOOT_FAILURE_FILE": str(tmp_path / "boot" / "failure"),
         "MUSICGEN_END_PROGRAM": str(FILES / "instance_end.py"),
         "MUSICGEN_CLONE_RETRY_S": "0",
+        # One torch thread per worker: a unit's environment is clean (no OMP_NUM_THREADS from
+        # the tests), and a worker taking every core fights the test processes for them.
+        "MUSICGEN_THREADS": "1",
     }
 
 
