@@ -7,11 +7,13 @@ module imports another (tests/test_layout.py checks it)."""
 from __future__ import annotations
 
 import os
+import signal
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from moto.server import ThreadedMotoServer
 
 from launcher import aws
@@ -29,6 +31,12 @@ from tests.support.launcher import (
 )
 
 TEST_REGION = "us-east-1"
+
+# `make test` loads ci: every property test's own example count (tests/support/examples.py scales
+# it to the profile), the same examples on every run. `make test-quick` loads dev: a tenth of them.
+settings.register_profile("ci", max_examples=100, derandomize=True)
+settings.register_profile("dev", max_examples=10)
+settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +128,17 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     this project's files plus a prompts file, and a working clone to push changes from. One per
     module: a module may push to it."""
     return make_remote(tmp_path_factory.mktemp("remote"))
+
+
+@pytest.fixture(autouse=True)
+def restore_signal_handlers() -> Iterator[None]:
+    """The worker installs its own SIGINT/SIGTERM handlers; each test leaves the next the handlers
+    it found, whatever they were when pytest started (under `nohup make test &` the shell starts
+    it with SIGINT ignored)."""
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
 
 
 @pytest.fixture(autouse=True)

@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.examples import examples
 from worker.prompts import MAX_DURATION_S, parse_prompts, read_prompts
 
 ROOT = Path(__file__).resolve().parent.parent
 field = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.one_of(field, st.tuples(field, field, field).map(";".join)), max_size=20))
 def test_any_text_parses_into_valid_jobs_and_numbered_errors(lines):
     text = "\n".join(lines)
@@ -33,7 +34,7 @@ def test_any_text_parses_into_valid_jobs_and_numbered_errors(lines):
     assert len(numbered) == len(set(numbered))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=300))
 def test_any_bytes_are_read_without_crashing(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("fuzz") / "prompts.txt"

@@ -1,6 +1,7 @@
-"""The real terraform binary on the real root configuration: fmt, init, validate, variable
+"""The real terraform binary on the real root configuration: init, validate, variable
 validation, then ONE apply and destroy against moto's server, shared by every check of the
-result (through boto3), and plans that show how availability_zones limits the subnets."""
+result (through boto3), and plans that show how availability_zones limits the subnets.
+`terraform fmt` is checked by `make lint` (lint/test_lint.py)."""
 
 from __future__ import annotations
 
@@ -73,14 +74,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     ws = Workspace(tmp_path_factory.mktemp("terraform"))
     ws.run("init", "-backend=false", "-input=false", "-no-color")
     return ws
-
-
-def test_fmt_is_clean(tmp_path: Path) -> None:
-    tf_support.run_terraform(
-        ["fmt", "-check", "-recursive", "-diff", str(tf_support.TERRAFORM_DIR)],
-        tmp_path,
-        tf_support.terraform_env(tmp_path),
-    )
 
 
 def test_init_leaves_the_repository_clean(workspace: Workspace) -> None:
