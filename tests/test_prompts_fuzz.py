@@ -52,6 +52,9 @@ def test_any_bytes_are_read_without_crashing(tmp_path_factory, data):
         (b"x" * 1_000_000 + b";10;huge\nfine;1;fine\n", 2, "1 songs, 1 errors"),
         (b"p;10;" + b"n" * 100_000 + b"\nfine;1;fine\n", 2, "1 songs, 1 errors"),
     ],
+    # Named: an id made of a megabyte of content would go into PYTEST_CURRENT_TEST, and the
+    # child's environment would pass the kernel's limit (E2BIG).
+    ids=["empty", "comments", "binary", "huge-prompt", "huge-name"],
 )
 def test_odd_files_get_a_clear_answer(tmp_path, content, code, expected):
     path = tmp_path / "prompts.txt"
