@@ -41,19 +41,27 @@ test-tools:
 	  else echo "not installed:$$missing (their tests will be skipped)"; fi; \
 	fi
 
-test: install $(CHECKOV_VENV)/.installed test-tools
-	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+# pytest-xdist workers: the process tier mostly waits on processes, servers and terraform, so
+# more workers than cores pay off; tests that share one resource (the terraform deployment, the
+# launcher's venv build) stay on one worker each (xdist_group, --dist loadgroup).
+TEST_WORKERS ?= 4
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
+
+test: install test-tools
+	$(PY) -m pytest $(XDIST) --hypothesis-profile ci
 
 # The inner loop: everything but the process tier (marked slow: real worker processes, boots,
-# the real terraform apply, the browser, venv builds). `make test` runs it all.
-test-quick: install $(CHECKOV_VENV)/.installed
-	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -m 'not slow'
+# the real terraform apply, the browser, venv builds), with a tenth of the property tests'
+# examples. `make test` runs it all.
+test-quick: install
+	$(PY) -m pytest $(XDIST) -m 'not slow' --hypothesis-profile dev
 
+# ruff, then the checks that read files only (lint/test_lint.py): terraform fmt, packer fmt and
+# checkov, which fail on any finding.
 lint: install $(CHECKOV_VENV)/.installed
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports --no-cache
-	terraform fmt -check -recursive terraform
-	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --config-file .checkov.yaml -d terraform
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest lint
 
 # The option and variable tables in docs/ come from the parsers and terraform/variables.tf;
 # tests/test_docs.py fails when they are stale.

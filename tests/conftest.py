@@ -6,13 +6,16 @@ module imports another (tests/test_layout.py checks it)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from moto.server import ThreadedMotoServer
 
 from launcher import aws
@@ -28,8 +31,23 @@ from tests.support.launcher import (
     rewrite_git_urls,
     worker_code,
 )
+from tests.support.terraform_launch import TerraformLaunch, terraform_launch
 
 TEST_REGION = "us-east-1"
+
+# `make test` loads ci: every property test's own example count (tests/support/examples.py scales
+# it to the profile), the same examples on every run. `make test-quick` loads dev: a tenth of them.
+settings.register_profile("ci", max_examples=100, derandomize=True)
+settings.register_profile("dev", max_examples=10)
+settings.load_profile("ci")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that change or destroy the shared real-terraform launch run last, in their own
+    order, whatever order the files were named in: every other check reads it as launched."""
+    last = [item for item in items if item.get_closest_marker("changes_shared_launch")]
+    if last:
+        items[:] = [item for item in items if item not in last] + last
 
 
 @pytest.fixture(scope="session")
@@ -172,6 +190,17 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 
 @pytest.fixture(autouse=True)
+def restore_signal_handlers() -> Iterator[None]:
+    """The worker installs its own SIGINT/SIGTERM handlers; each test leaves the next the handlers
+    it found, whatever they were when pytest started (under `nohup make test &` the shell starts
+    it with SIGINT ignored)."""
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
+
+
+@pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """The worker's main() points the root logger at the stderr of its moment (a test's capture);
     a later test must not log into that closed stream."""
@@ -221,16 +250,40 @@ def terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTerraform:
     return FakeTerraform.install(tmp_path, monkeypatch)
 
 
+def serve_worker_repository(root: Path) -> tuple[Remotes, GitDaemon]:
+    """main of the worker's repository (PROMPTS and this checkout's worker code) and the git
+    daemon that serves it, not started yet."""
+    repo = Remotes(root, "musicgen-batch", {"prompts.txt": PROMPTS, **worker_code()})
+    return repo, GitDaemon(repo.base)
+
+
+@pytest.fixture(scope="session")
+def shared_worker_repository(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Remotes, GitDaemon]]:
+    """One served repository for every launcher test that only reads it (per xdist worker)."""
+    repo, daemon = serve_worker_repository(tmp_path_factory.mktemp("remote"))
+    with daemon:
+        yield repo, daemon
+
+
 @pytest.fixture
-def source(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerSource]:
+def source(
+    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[WorkerSource]:
     """main of https://github.com/example/musicgen-batch.git holds PROMPTS and this checkout's
     worker code; a Packer AMI exists in us-east-1 (moto registers it now, so its age is 0 against
-    the tests' earlier clock)."""
-    repo = Remotes(tmp_path / "remote", "musicgen-batch", {"prompts.txt": PROMPTS, **worker_code()})
+    the tests' earlier clock). The repository is the session's, read only; a test marked
+    `pushes` gets one of its own."""
     ec2 = aws.ec2_client("us-east-1")
     ami_id = ec2.register_image(Name=PACKER_AMI_NAME, RootDeviceName="/dev/sda1")["ImageId"]
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
-    with GitDaemon(repo.base) as daemon:
+    with contextlib.ExitStack() as stack:
+        if request.node.get_closest_marker("pushes"):
+            repo, daemon = serve_worker_repository(tmp_path / "remote")
+            stack.enter_context(daemon)
+        else:
+            repo, daemon = request.getfixturevalue("shared_worker_repository")
         rewrite_git_urls(
             monkeypatch, "https://github.com/example/", f"git://127.0.0.1:{daemon.port}/"
         )
@@ -242,3 +295,15 @@ def launcher(
     aws_env: str, workdir: Path, terraform: FakeTerraform, source: WorkerSource
 ) -> Launcher:
     return Launcher(prices=CALM_MARKET)
+
+
+@pytest.fixture(scope="session")
+def shared_terraform_launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TerraformLaunch]:
+    """The real-terraform tier's one deployment (tests/support/terraform_launch.py): launched on
+    first use, destroyed at the session's end unless a test destroyed it."""
+    from tests import tf_support
+
+    if tf_support.skip_reason() is not None:
+        pytest.skip(tf_support.skip_reason())
+    with terraform_launch(tmp_path_factory.mktemp("real-terraform")) as launch:
+        yield launch

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -101,17 +102,19 @@ class GitDaemon:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # `git daemon` runs git-daemon as its child: the group ends both.
+            start_new_session=True,
         )
         _wait_for_port(self.port, self.process)
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self.process is not None
-        self.process.terminate()
+        os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
 

@@ -21,15 +21,16 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.engines import FakeEngine
+from tests.support.examples import examples
 from tests.support.launcher import CALM_MARKET, GIT, Launcher
 from worker.cli import main
 from worker.report import parse_report
 
 
-def fuzz(examples: int) -> settings:
+def fuzz(count: int) -> settings:
     # Few examples each: every one runs the worker or the launcher, on busy CPUs.
     return settings(
-        max_examples=examples,
+        max_examples=examples(count),
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )

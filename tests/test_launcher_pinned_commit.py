@@ -46,6 +46,7 @@ def test_the_launch_pins_the_commit_and_shows_it_with_the_ref(
 
 
 @pytest.mark.slow
+@pytest.mark.pushes
 def test_a_replacement_boots_into_the_pinned_commit_after_the_branch_moved(
     launcher: Launcher,
     terraform: FakeTerraform,

@@ -1,39 +1,28 @@
 """`python launcher --yes` drives the REAL terraform over a copy of terraform/ against moto.
 
-One apply is shared by every test here (it takes about a minute) and destroyed at the end; the
-tests run in file order: launch, a second run, status, then a scale-in and the offer to raise.
+The launch is the real-terraform tier's one apply (tests/support/terraform_launch.py), which
+tests/test_terraform.py checks further and destroys; the tests here run in file order: launch, a
+second run, status, then (after every test that reads the launch as it was) a scale-in and the
+offer to raise.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from launcher import aws
 from tests import tf_support
-from tests.git_servers import GitDaemon, Remotes
-from tests.support.autoscaling import MOTO_AMI
-from tests.support.launcher import (
-    CALM_MARKET,
-    GIT,
-    PROMPTS,
-    REPORT,
-    Launcher,
-    Result,
-    rewrite_git_urls,
-    worker_code,
-)
+from tests.support.launcher import CALM_MARKET, GIT, REPORT, Launcher, Result
+from tests.support.terraform_launch import TerraformLaunch
 
 pytestmark = [
     pytest.mark.terraform,
     pytest.mark.slow,
+    pytest.mark.xdist_group("terraform"),
     pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated"),
 ]
 
@@ -48,62 +37,15 @@ if SKIP_REASON is None and 'variable "instance_types"' not in (
 ROLE = {"Key": "Role", "Value": "musicgen-batch-worker"}
 
 
-@dataclass
-class Launch:
-    result: Result
-    terraform_dir: Path
-    env: dict[str, str]
-
-
-def moto_api(endpoint: str, path: str, method: str = "POST") -> str:
-    request = urllib.request.Request(f"{endpoint}/moto-api/{path}", method=method)
-    with urllib.request.urlopen(request) as response:
-        return response.read().decode()
-
-
 @pytest.fixture(scope="module")
-def launch(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
+def launch(request: pytest.FixtureRequest) -> Iterator[TerraformLaunch]:
+    """The session's one real launch (tests/support/terraform_launch.py), in the launcher's
+    environment for this module's tests."""
     if SKIP_REASON:
         pytest.skip(SKIP_REASON)
-    tmp = tmp_path_factory.mktemp("real-terraform")
-    env = tf_support.terraform_env(tmp / "terraform-home", moto_server)
-    moto_api(moto_server, "reset")
-    # The worker's repository, https://github.com/example/..., served by git daemon.
-    repo = Remotes(tmp / "remote", "musicgen-batch", {"prompts.txt": PROMPTS, **worker_code()})
-    with pytest.MonkeyPatch.context() as patch, GitDaemon(repo.base) as daemon:
-        for name in set(os.environ) - set(env):
-            patch.delenv(name)
-        for name, value in env.items():
-            patch.setenv(name, value)
-        rewrite_git_urls(patch, "https://github.com/example/", f"git://127.0.0.1:{daemon.port}/")
-        patch.chdir(tmp)
-        (tmp / "prompts.txt").write_text(PROMPTS)
-        terraform_dir = tf_support.copy_config(tmp / "terraform")
-        result = Launcher(prices=CALM_MARKET)(
-            "--yes",
-            *GIT,
-            "--max-price",
-            "0.35",
-            "--terraform-dir",
-            str(terraform_dir),
-            "--var",
-            f"ami_id={MOTO_AMI}",
-            # Lets destroy remove the bucket the status test puts a song in.
-            "--var",
-            "force_destroy=true",
-            tty=False,
-        )
-        outputs = json.loads(
-            tf_support.run_terraform(["output", "-json"], terraform_dir, env).stdout
-        )
-        # The bucket only allows TLS, which moto enforces on object calls; its endpoint is HTTP.
-        aws.s3_client("us-east-1").delete_bucket_policy(Bucket=outputs["bucket_name"]["value"])
-        yield Launch(result, terraform_dir, env)
-        # No -var here: launcher.auto.tfvars must carry the required git_repo_url, as it does
-        # for the `terraform -chdir=terraform destroy` the launcher tells users to run.
-        tf_support.run_terraform(
-            ["destroy", "-auto-approve", "-input=false", "-no-color"], terraform_dir, env
-        )
+    shared: TerraformLaunch = request.getfixturevalue("shared_terraform_launch")
+    with shared.environment():
+        yield shared
 
 
 def workers() -> list[dict]:
@@ -115,7 +57,7 @@ def workers() -> list[dict]:
     return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
 
 
-def outputs(launch: Launch) -> dict:
+def outputs(launch: TerraformLaunch) -> dict:
     raw = tf_support.run_terraform(["output", "-json"], launch.terraform_dir, launch.env).stdout
     return {name: item["value"] for name, item in json.loads(raw).items()}
 
@@ -128,7 +70,7 @@ def the_group(name: str) -> dict:
     return found
 
 
-def test_yes_applies_a_group_of_tagged_spot_workers_at_the_max_price(launch: Launch) -> None:
+def test_yes_applies_a_group_of_tagged_spot_workers_at_the_max_price(launch: TerraformLaunch) -> None:
     assert launch.result.code == 0, launch.result.err
     assert launch.result.err == ""
     values = outputs(launch)
@@ -137,39 +79,41 @@ def test_yes_applies_a_group_of_tagged_spot_workers_at_the_max_price(launch: Lau
     assert launch.result.out.endswith(
         "Variables for terraform written to terraform/launcher.auto.tfvars\n"
         "\n"
-        f"Launched: Auto Scaling group {name}, 1 × g4dn.xlarge spot; it starts the workers and "
-        "replaces interrupted ones\n"
+        f"Launched: Auto Scaling group {name}, 2 × g4dn.xlarge or g4dn.2xlarge spot; it starts the "
+        "workers and replaces interrupted ones\n"
         f"Bucket:   {bucket}\n"
         "Next steps:\n"
         "  follow progress:  .venv/bin/python launcher status\n"
         f"  songs appear in:  s3://{bucket}/  (cost report: s3://{bucket}/cost_report.csv, "
         f"run logs: s3://{bucket}/logs/)\n"
-        "Each instance costs money until its workers finish the batch (or after 12 h) and scale "
+        "Each instance costs money until its workers finish the batch (or after 6 h) and scale "
         "it in; the bucket and the group stay until you run: terraform -chdir=terraform destroy\n"
     )
     tfvars = (launch.terraform_dir / "launcher.auto.tfvars").read_text()
-    assert 'instance_types = ["g4dn.xlarge"]\n' in tfvars
+    assert 'instance_types = ["g4dn.xlarge", "g4dn.2xlarge"]\n' in tfvars
     # CALM_MARKET within the max $0.35/h: us-east-1a and us-east-1c.
     assert 'availability_zones = ["us-east-1a", "us-east-1c"]\n' in tfvars
-    assert "keep_alive = false\nmax_hours = 12\n" in tfvars
+    assert "keep_alive = false\nmax_hours = 6\n" in tfvars
     # The commit the checks compared, which the real terraform's git_ref validation accepts.
     assert re.search(r'^git_ref = "[0-9a-f]{40}"$', tfvars, re.MULTILINE)
 
     group = the_group(name)
-    assert (group["DesiredCapacity"], group["MaxSize"]) == (1, 1)
+    assert (group["DesiredCapacity"], group["MaxSize"]) == (2, 2)
     distribution = group["MixedInstancesPolicy"]["InstancesDistribution"]
     assert float(distribution["SpotMaxPrice"]) == 0.35
     ec2 = aws.ec2_client("us-east-1")
     subnets = ec2.describe_subnets(SubnetIds=group["VPCZoneIdentifier"].split(","))["Subnets"]
     assert sorted(s["AvailabilityZone"] for s in subnets) == ["us-east-1a", "us-east-1c"]
     overrides = group["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
-    assert [o["InstanceType"] for o in overrides] == ["g4dn.xlarge"]
-    [worker] = workers()
-    assert worker["State"]["Name"] == "running"
-    assert ROLE in worker["Tags"]
+    assert [o["InstanceType"] for o in overrides] == ["g4dn.xlarge", "g4dn.2xlarge"]
+    found = workers()
+    assert len(found) == 2
+    for worker in found:
+        assert worker["State"]["Name"] == "running"
+        assert ROLE in worker["Tags"]
 
 
-def test_a_second_launch_finds_the_group_and_applies_nothing(launch: Launch) -> None:
+def test_a_second_launch_finds_the_group_and_applies_nothing(launch: TerraformLaunch) -> None:
     values = outputs(launch)
     name, bucket = values["autoscaling_group_name"], values["bucket_name"]
 
@@ -179,36 +123,47 @@ def test_a_second_launch_finds_the_group_and_applies_nothing(launch: Launch) -> 
 
     assert result == Result(
         0,
-        f"Group {name} in us-east-1: desired 1, in service 1 (min 0, max 1)\n"
+        f"Group {name} in us-east-1: desired 2, in service 2 (min 0, max 2)\n"
         f"Songs in s3://{bucket}/: 0 written, 2 missing, 0 failed for good (of 2 in prompts.txt)\n"
-        "The group already wants 1 worker and replaces interrupted ones by itself. Follow it "
+        "The group already wants 2 workers and replaces interrupted ones by itself. Follow it "
         "with `.venv/bin/python launcher status`.\n",
         "",
     )
-    assert len(workers()) == 1
+    assert len(workers()) == 2
 
 
-def test_status_shows_the_group_and_the_batch(launch: Launch) -> None:
+def test_status_shows_the_group_and_the_batch(launch: TerraformLaunch) -> None:
     values = outputs(launch)
     name, bucket = values["autoscaling_group_name"], values["bucket_name"]
     s3 = aws.s3_client("us-east-1")
-    s3.put_object(Bucket=bucket, Key="synthwave.wav", Body=b"RIFF")
-    s3.put_object(Bucket=bucket, Key="cost_report.csv", Body=REPORT.encode())
-    [worker] = workers()
+    # The bucket only allows TLS, which moto enforces on object calls; its endpoint is HTTP. The
+    # policy goes back afterwards: tests/test_terraform.py checks it.
+    policy = s3.get_bucket_policy(Bucket=bucket)["Policy"]
+    s3.delete_bucket_policy(Bucket=bucket)
+    try:
+        s3.put_object(Bucket=bucket, Key="synthwave.wav", Body=b"RIFF")
+        s3.put_object(Bucket=bucket, Key="cost_report.csv", Body=REPORT.encode())
+        found = workers()
 
-    result = Launcher(prices=CALM_MARKET)("status", "--terraform-dir", str(launch.terraform_dir))
+        result = Launcher(prices=CALM_MARKET)(
+            "status", "--terraform-dir", str(launch.terraform_dir)
+        )
+    finally:
+        s3.put_bucket_policy(Bucket=bucket, Policy=policy)
 
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[:3] == [
-        f"Group {name} in us-east-1: desired 1, in service 1 (min 0, max 1)",
+        f"Group {name} in us-east-1: desired 2, in service 2 (min 0, max 2)",
         "  no scaling activities recorded",
         "  instances it ran:",
     ]
     # moto leaves the type of a group's instance empty when it comes from an override.
-    assert lines[4].split()[:2] == [worker["InstanceId"], "running"]
+    assert sorted(line.split()[:2] for line in lines[4:6]) == sorted(
+        [worker["InstanceId"], "running"] for worker in found
+    )
     # The tests' clock is before moto's launch time: no uptime, nothing accrued yet.
-    assert lines[5:] == [
+    assert lines[6:] == [
         "    accrued so far (upper bound, at the max price): $0.00",
         "    accrued so far at the actual spot price: $0.00",
         "    (compute only: EBS volumes and data transfer are billed on top, in neither figure)",
@@ -221,14 +176,15 @@ def test_status_shows_the_group_and_the_batch(launch: Launch) -> None:
     ]
 
 
-def test_after_a_scale_in_the_launcher_raises_the_group_again(launch: Launch) -> None:
+@pytest.mark.changes_shared_launch
+def test_after_a_scale_in_the_launcher_raises_the_group_again(launch: TerraformLaunch) -> None:
     name = outputs(launch)["autoscaling_group_name"]
-    [worker] = workers()
+    worker = workers()[0]
     # What a worker does when it stops with songs left (its --max-hours reached).
     aws.autoscaling_client("us-east-1").terminate_instance_in_auto_scaling_group(
         InstanceId=worker["InstanceId"], ShouldDecrementDesiredCapacity=True
     )
-    assert the_group(name)["DesiredCapacity"] == 0
+    assert the_group(name)["DesiredCapacity"] == 1
 
     result = Launcher(prices=CALM_MARKET)(
         "--yes", *GIT, "--terraform-dir", str(launch.terraform_dir), tty=False
@@ -236,8 +192,8 @@ def test_after_a_scale_in_the_launcher_raises_the_group_again(launch: Launch) ->
 
     assert result.code == 0, result.err
     assert result.out.endswith(
-        "Raise the group from 0 to 1 worker? [y/N] yes (--yes)\n"
-        f"Desired capacity of {name} set to 1: Auto Scaling launches the workers, which resume "
+        "Raise the group from 1 to 2 workers? [y/N] yes (--yes)\n"
+        f"Desired capacity of {name} set to 2: Auto Scaling launches the workers, which resume "
         "the missing songs. Follow them with `.venv/bin/python launcher status`.\n"
     )
-    assert the_group(name)["DesiredCapacity"] == 1
+    assert the_group(name)["DesiredCapacity"] == 2

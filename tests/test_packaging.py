@@ -39,7 +39,8 @@ def venv_key() -> str:
 def launcher_venv() -> Path:
     """A venv of its own (no system site-packages) with the project installed from this checkout
     with the [launcher] extra, the README's laptop install. Only the first run builds it (about
-    10 s where pip finds the packages locally)."""
+    10 s where pip finds the packages locally). Its tests share one xdist_group: the venv lives in
+    the checkout, where two workers' builds would collide."""
     venv = VENVS / venv_key()
     if not (venv / ".installed").exists():
         # Venvs of an older pyproject.toml, and one whose install was cut short.
@@ -71,6 +72,7 @@ def launcher_help(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("launcher-venv")
 def test_the_launcher_venv_has_no_torch(launcher_venv: Path) -> None:
     python = launcher_venv / "bin" / "python"
     probe = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
@@ -86,6 +88,7 @@ def test_the_launcher_venv_has_no_torch(launcher_venv: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("launcher-venv")
 def test_the_console_script_and_python_launcher_run_without_torch(
     launcher_venv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,6 +107,7 @@ def test_the_console_script_and_python_launcher_run_without_torch(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("launcher-venv")
 def test_the_launcher_reports_a_batch_without_torch(
     launcher_venv: Path, aws_env: str, tmp_path: Path
 ) -> None:
@@ -131,6 +135,7 @@ def test_the_launcher_reports_a_batch_without_torch(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("launcher-venv")
 def test_the_worker_checks_prompts_without_torch_and_names_its_extra_to_generate(
     launcher_venv: Path, tmp_path: Path
 ) -> None:

@@ -10,12 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract.prompts import MAX_DURATION_S, parse_prompts, read_prompts
+from tests.support.examples import examples
 
 ROOT = Path(__file__).resolve().parent.parent
 field = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.one_of(field, st.tuples(field, field, field).map(";".join)), max_size=20))
 def test_any_text_parses_into_valid_jobs_and_numbered_errors(lines):
     text = "\n".join(lines)
@@ -33,7 +34,7 @@ def test_any_text_parses_into_valid_jobs_and_numbered_errors(lines):
     assert len(numbered) == len(set(numbered))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=300))
 def test_any_bytes_are_read_without_crashing(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("fuzz") / "prompts.txt"
@@ -51,6 +52,9 @@ def test_any_bytes_are_read_without_crashing(tmp_path_factory, data):
         (b"x" * 1_000_000 + b";10;huge\nfine;1;fine\n", 2, "1 songs, 1 errors"),
         (b"p;10;" + b"n" * 100_000 + b"\nfine;1;fine\n", 2, "1 songs, 1 errors"),
     ],
+    # Named: an id made of a megabyte of content would go into PYTEST_CURRENT_TEST, and the
+    # child's environment would pass the kernel's limit (E2BIG).
+    ids=["empty", "comments", "binary", "huge-prompt", "huge-name"],
 )
 def test_odd_files_get_a_clear_answer(tmp_path, content, code, expected):
     path = tmp_path / "prompts.txt"

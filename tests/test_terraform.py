@@ -1,6 +1,9 @@
-"""The real terraform binary on the real root configuration: fmt, init, validate, variable
-validation, then ONE apply and destroy against moto's server, shared by every check of the
-result (through boto3), and plans that show how availability_zones limits the subnets."""
+"""The real terraform binary on the real root configuration: init, validate, variable
+validation, then checks (through boto3) of the tier's ONE apply, the launcher's real launch
+(tests/support/terraform_launch.py, shared with tests/test_launcher_terraform.py), its scale-in
+and destroy (run after every other test of the session), and plans that show how
+availability_zones limits the subnets. `terraform fmt` is checked by `make lint`
+(lint/test_lint.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ import base64
 import fnmatch
 import gzip
 import json
+import re
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,31 +22,36 @@ import boto3
 import pytest
 
 from tests import systemd_units, tf_support
+from tests.support import terraform_launch
 from tests.support.iam_policy import explicitly_denied
+from tests.support.terraform_launch import Root, TerraformLaunch
 
 pytestmark = [
     pytest.mark.terraform,
     pytest.mark.slow,
+    pytest.mark.xdist_group("terraform"),
     pytest.mark.skipif(tf_support.skip_reason() is not None, reason=str(tf_support.skip_reason())),
 ]
 
 WORKER_TAG = {"Role": "musicgen-batch-worker"}
+# The shared launch's settings (tests/support/terraform_launch.py), for plans of their own.
 SETTINGS = {
-    "git_repo_url": "https://git.example.com/music/songs.git",
-    "git_ref": "release-7",
-    "max_price": "0.55",
-    "worker_count": "2",
+    "git_repo_url": "https://github.com/example/musicgen-batch.git",
+    "git_ref": "main",
+    "max_price": terraform_launch.MAX_PRICE,
+    "worker_count": terraform_launch.WORKER_COUNT,
     "batch_size": "3",
     "keep_alive": "false",
-    "max_hours": "6",
-    "instance_types": '["g4dn.xlarge", "g4dn.2xlarge"]',
+    "max_hours": terraform_launch.MAX_HOURS,
+    "instance_types": json.dumps(terraform_launch.INSTANCE_TYPES),
     "tags": '{Team = "music"}',
-    "audio_format": "flac",
+    "audio_format": "wav",
     "model_path": "/opt/musicgen/models/musicgen-small",
-    "git_token_parameter": "/music/git-token",
+    "git_token_parameter": terraform_launch.GIT_TOKEN_PARAMETER,
     "max_failed_boots": "2",
 }
-TEST_AMI_NAME = "musicgen-batch-20260101-000000"
+# The zones the launcher chose: those of CALM_MARKET within the max price.
+LAUNCH_ZONES = ["us-east-1a", "us-east-1c"]
 
 
 def var_args(settings: dict[str, str]) -> list[str]:
@@ -73,14 +81,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     ws = Workspace(tmp_path_factory.mktemp("terraform"))
     ws.run("init", "-backend=false", "-input=false", "-no-color")
     return ws
-
-
-def test_fmt_is_clean(tmp_path: Path) -> None:
-    tf_support.run_terraform(
-        ["fmt", "-check", "-recursive", "-diff", str(tf_support.TERRAFORM_DIR)],
-        tmp_path,
-        tf_support.terraform_env(tmp_path),
-    )
 
 
 def test_init_leaves_the_repository_clean(workspace: Workspace) -> None:
@@ -122,78 +122,47 @@ def test_bad_variables_fail_at_plan(workspace: Workspace, moto_server: str) -> N
     assert [m for _, m in bad.values() if m not in text] == []
 
 
-def register_worker_ami(ec2) -> str:
-    """An AMI named like the Packer build's, so the data.aws_ami lookup path is exercised."""
-    source = ec2.describe_images(Owners=["amazon"])["Images"][0]
-    image = ec2.register_image(
-        Name=TEST_AMI_NAME,
-        Architecture="x86_64",
-        RootDeviceName="/dev/sda1",
-        VirtualizationType="hvm",
-        BlockDeviceMappings=[
-            {
-                "DeviceName": "/dev/sda1",
-                "Ebs": {"SnapshotId": source["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]},
-            }
-        ],
-    )
-    return image["ImageId"]
-
-
 @dataclass
 class Deployment:
-    workspace: Workspace
+    workspace: Root
     endpoint: str
     outputs: dict
+    # The applied resources (`terraform show -json` of the state).
     planned: dict
     ami_id: str
+    # The commit the launcher pinned (launcher.auto.tfvars' git_ref).
+    git_ref: str
 
     def args(self) -> list[str]:
-        return ["-input=false", "-no-color", f"-state={self.workspace.state}", *var_args(SETTINGS)]
+        """No -var: the launcher's launcher.auto.tfvars (and the user's own tfvars beside it)
+        carry every variable, as for the `terraform -chdir=terraform destroy` it prints."""
+        return ["-input=false", "-no-color"]
 
 
 @pytest.fixture(scope="module")
-def deployment(workspace: Workspace, moto_server: str) -> Iterator[Deployment]:
-    """The one `terraform apply` of this module (about a minute on moto) against a fresh moto
-    server; every apply-level check reads it, the last test destroys it (and the teardown does,
+def deployment(shared_terraform_launch: TerraformLaunch) -> Iterator[Deployment]:
+    """The tier's one apply (tests/support/terraform_launch.py), with boto3 pointed at its moto
+    server for this module's tests; test_destroy_... destroys it (and the session's end does,
     when a test failed before)."""
-    urllib.request.urlopen(
-        urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
-    ).close()
+    launch = shared_terraform_launch
+    assert launch.result.code == 0, launch.result.err
+    tfvars = (launch.terraform_dir / "launcher.auto.tfvars").read_text()
+    (git_ref,) = re.findall(r'^git_ref = "([0-9a-f]{40})"$', tfvars, re.MULTILINE)
     with pytest.MonkeyPatch.context() as patch:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             patch.delenv(name, raising=False)
-        for name, value in workspace.env(moto_server).items():
+        for name, value in launch.env.items():
             if name.startswith("AWS_"):
                 patch.setenv(name, value)
-        ami_id = register_worker_ami(boto3.client("ec2"))
-        args = ["-input=false", "-no-color", f"-state={workspace.state}", *var_args(SETTINGS)]
-        plan_file = workspace.root / "apply.tfplan"
-        workspace.run("plan", f"-out={plan_file}", *args, endpoint=moto_server)
-        plan = json.loads(workspace.run("show", "-json", "-no-color", str(plan_file)).stdout)
-        workspace.run(
-            "apply",
-            "-input=false",
-            "-no-color",
-            f"-state={workspace.state}",
-            str(plan_file),
-            endpoint=moto_server,
-            timeout=600,
-        )
-        outputs = json.loads(
-            workspace.run(
-                "output", "-json", f"-state={workspace.state}", endpoint=moto_server
-            ).stdout
-        )
+        state = json.loads(launch.workspace.run("show", "-json", "-no-color").stdout)
         yield Deployment(
-            workspace,
-            moto_server,
-            {k: v["value"] for k, v in outputs.items()},
-            plan["planned_values"],
-            ami_id,
+            launch.workspace,
+            launch.endpoint,
+            launch.outputs(),
+            state["values"],
+            launch.ami_id,
+            git_ref,
         )
-        if json.loads(workspace.state.read_text())["resources"]:
-            workspace.run("destroy", "-auto-approve", *args, endpoint=moto_server, timeout=600)
 
 
 def resources_of(values: dict, type_: str) -> list[dict]:
@@ -234,7 +203,8 @@ def test_outputs_name_the_bucket_the_group_and_the_tag(deployment: Deployment) -
     }
     assert outputs["region"] == "us-east-1"
     assert outputs["worker_tag"] == WORKER_TAG
-    assert outputs["audio_format"] == "flac"
+    # The launch's (the launcher tests' prompts name .wav files); flac is in a plan below.
+    assert outputs["audio_format"] == "wav"
     assert outputs["bucket_name"].startswith("musicgen-batch-")
     # Known before the group exists (the role names it): NAME-workers-BUCKET.
     assert outputs["autoscaling_group_name"] == f"musicgen-batch-workers-{outputs['bucket_name']}"
@@ -253,7 +223,7 @@ def test_the_group_is_all_spot_over_every_default_subnet(deployment: Deployment)
     assert distribution["OnDemandBaseCapacity"] == 0
     assert distribution["OnDemandPercentageAboveBaseCapacity"] == 0
     assert distribution["SpotAllocationStrategy"] == "price-capacity-optimized"
-    assert float(distribution["SpotMaxPrice"]) == 0.55
+    assert float(distribution["SpotMaxPrice"]) == 0.35
     assert [o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"]] == [
         "g4dn.xlarge",
         "g4dn.2xlarge",
@@ -261,10 +231,13 @@ def test_the_group_is_all_spot_over_every_default_subnet(deployment: Deployment)
     (template,) = boto3.client("ec2").describe_launch_templates()["LaunchTemplates"]
     spec = policy["LaunchTemplate"]["LaunchTemplateSpecification"]
     assert spec["LaunchTemplateId"] == template["LaunchTemplateId"]
-    # One subnet in each zone that has a default subnet, and nothing else.
+    # One subnet in each zone the launcher chose (test_availability_zones_... shows that no
+    # availability_zones means every zone with a default subnet), and nothing else.
     subnets = default_subnets(boto3.client("ec2"))
     assert len(subnets) >= 2
-    assert sorted(group["VPCZoneIdentifier"].split(",")) == sorted(subnets.values())
+    assert sorted(group["VPCZoneIdentifier"].split(",")) == sorted(
+        subnets[zone] for zone in LAUNCH_ZONES
+    )
     tags = {t["Key"]: (t["Value"], t["PropagateAtLaunch"]) for t in group["Tags"]}
     assert tags["Role"] == ("musicgen-batch-worker", True)
     assert tags["Project"] == ("musicgen-batch", True)
@@ -328,6 +301,7 @@ def test_the_group_launched_tagged_workers(deployment: Deployment, tmp_path: Pat
         check_user_data(
             gzip.decompress(base64.b64decode(user_data)).decode(),
             deployment.outputs["bucket_name"],
+            deployment.git_ref,
             tmp_path,
         )
     # The launcher finds the workers by their tag.
@@ -412,6 +386,7 @@ def test_the_role_allows_the_bucket_and_scale_in_of_its_own_group(
     )
 
 
+@pytest.mark.changes_shared_launch
 def test_scale_in_of_a_worker_lowers_the_desired_capacity(deployment: Deployment) -> None:
     """The call a finished worker makes: its instance goes, and the group does not replace it.
     (Last before destroy: it changes the group.)"""
@@ -439,6 +414,7 @@ def test_scale_in_of_a_worker_lowers_the_desired_capacity(deployment: Deployment
     assert "delete" not in change["change"]["actions"]
 
 
+@pytest.mark.changes_shared_launch
 def test_destroy_leaves_no_instance_group_template_or_spot_request(
     deployment: Deployment,
 ) -> None:
@@ -479,14 +455,21 @@ def test_destroy_leaves_no_instance_group_template_or_spot_request(
     assert state["resources"] == []
 
 
-def plan_values(workspace: Workspace, endpoint: str, tmp_path: Path, **extra: str) -> dict:
-    """`terraform plan` into an empty state, as JSON (nothing is created)."""
+def plan_values(
+    workspace: Workspace | Root,
+    endpoint: str,
+    tmp_path: Path,
+    state: Path | None = None,
+    **extra: str,
+) -> dict:
+    """`terraform plan` into an empty state (or `state`), as JSON (nothing is created or
+    changed)."""
     plan_file = tmp_path / "zones.tfplan"
     workspace.run(
         "plan",
         "-input=false",
         "-no-color",
-        f"-state={tmp_path / 'empty.tfstate'}",
+        f"-state={state or tmp_path / 'empty.tfstate'}",
         f"-out={plan_file}",
         *var_args({**SETTINGS, **extra}),
         endpoint=endpoint,
@@ -502,9 +485,17 @@ def test_availability_zones_limit_the_subnets_and_enable_ssm_adds_session_manage
         deployment.workspace,
         deployment.endpoint,
         tmp_path,
+        # The deployment's state: the bucket and the profile exist, so the UserData is known.
+        deployment.workspace.state,
         availability_zones='["us-east-1b", "us-east-1d"]',
         enable_ssm="true",
+        audio_format="flac",
     )
+    # The format reaches the output and the workers' UserData.
+    assert plan["planned_values"]["outputs"]["audio_format"]["value"] == "flac"
+    (template,) = resources_of(plan["planned_values"], "aws_launch_template")
+    script = gzip.decompress(base64.b64decode(template["values"]["user_data"])).decode()
+    assert "MUSICGEN_FORMAT='flac'" in script.splitlines()
     (group,) = resources_of(plan["planned_values"], "aws_autoscaling_group")
     assert sorted(group["values"]["vpc_zone_identifier"]) == sorted(
         [subnets["us-east-1b"], subnets["us-east-1d"]]
@@ -513,6 +504,13 @@ def test_availability_zones_limit_the_subnets_and_enable_ssm_adds_session_manage
     assert ssm["values"]["policy_arn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     # The applied deployment (enable_ssm off) has none.
     assert resources_of(deployment.planned, "aws_iam_role_policy_attachment") == []
+    # No availability_zones: one subnet in each zone that has a default subnet, and nothing else.
+    assert len(subnets) >= 2
+    everywhere = plan_values(
+        deployment.workspace, deployment.endpoint, tmp_path, availability_zones="[]"
+    )
+    (group,) = resources_of(everywhere["planned_values"], "aws_autoscaling_group")
+    assert sorted(group["values"]["vpc_zone_identifier"]) == sorted(subnets.values())
     # A zone with no default subnet (or of another region) stops the plan with one line.
     with pytest.raises(AssertionError) as failure:
         plan_values(
@@ -526,16 +524,16 @@ def test_availability_zones_limit_the_subnets_and_enable_ssm_adds_session_manage
     )
 
 
-def check_user_data(script: str, bucket: str, tmp_path: Path) -> None:
+def check_user_data(script: str, bucket: str, git_ref: str, tmp_path: Path) -> None:
     for line in [
-        "MUSICGEN_REPO_URL='https://git.example.com/music/songs.git'",
-        "MUSICGEN_REPO_REF='release-7'",
+        "MUSICGEN_REPO_URL='https://github.com/example/musicgen-batch.git'",
+        f"MUSICGEN_REPO_REF='{git_ref}'",
         f"MUSICGEN_BUCKET='{bucket}'",
         f"MUSICGEN_OUTPUT='s3://{bucket}'",
         "MUSICGEN_MODEL='/opt/musicgen/models/musicgen-small'",
-        "HOURLY_COST_USD='0.55'",
+        "HOURLY_COST_USD='0.35'",
         "MUSICGEN_BATCH_SIZE='3'",
-        "MUSICGEN_FORMAT='flac'",
+        "MUSICGEN_FORMAT='wav'",
         "MUSICGEN_KEEP_ALIVE='0'",
         "MUSICGEN_MAX_HOURS='6'",
         "MUSICGEN_IMDS_ENDPOINT='http://169.254.169.254'",
