@@ -4,9 +4,9 @@ apply with the AMI and the commit the checks found, so every instance runs what 
 
 from __future__ import annotations
 
-import argparse
 import shlex
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from launcher import (
@@ -35,7 +35,7 @@ from worker.report import REPORT_KEY
 BOLD, PLAIN = "\033[1m", "\033[0m"
 
 
-def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
+def launch(args: SimpleNamespace, extra_vars: dict[str, str], deps: Deps) -> int:
     out = deps.console
     deployment.require_terraform()
     # A new launch applies --var audio_format, else terraform's default.
@@ -83,7 +83,7 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
 def _already_running(
     ec2: Any,
     workers: list[instances.Worker],
-    args: argparse.Namespace,
+    args: SimpleNamespace,
     deps: Deps,
     root: TerraformRoot,
     outputs: dict[str, Any],
@@ -107,7 +107,7 @@ def _already_running(
 
 
 def _show_market(
-    args: argparse.Namespace, deps: Deps, ec2: Any
+    args: SimpleNamespace, deps: Deps, ec2: Any
 ) -> tuple[Market, list[str]]:
     """The price table of each type over the zones the workers can launch into, the zones the
     group will use, and what the checks judge of them."""
@@ -159,7 +159,7 @@ def _show_market(
     return Market(network, zones, refusal), usable
 
 
-def _type_gpus(ec2: Any, args: argparse.Namespace) -> list[gpus.InstanceGpus]:
+def _type_gpus(ec2: Any, args: SimpleNamespace) -> list[gpus.InstanceGpus]:
     found = []
     for instance_type in args.instance_types:
         try:
@@ -170,7 +170,7 @@ def _type_gpus(ec2: Any, args: argparse.Namespace) -> list[gpus.InstanceGpus]:
 
 
 def _estimate(
-    args: argparse.Namespace, to_generate: list[Job], type_gpus: list[gpus.InstanceGpus]
+    args: SimpleNamespace, to_generate: list[Job], type_gpus: list[gpus.InstanceGpus]
 ) -> list[str]:
     # Of several types the group may launch any: the one with the fewest GPUs takes longest.
     counted = min(type_gpus, key=lambda g: g.count)
@@ -203,7 +203,7 @@ def _code_line(url: str, ref: str, preflight: Preflight) -> str:
 
 
 def _variables(
-    args: argparse.Namespace,
+    args: SimpleNamespace,
     extra_vars: dict[str, str],
     git_url: str,
     preflight: Preflight,
@@ -238,7 +238,7 @@ def _number(value: float) -> float:
     return int(value) if value.is_integer() else value
 
 
-def _git_source(args: argparse.Namespace) -> tuple[str, str]:
+def _git_source(args: SimpleNamespace) -> tuple[str, str]:
     url = args.git_url or gitinfo.origin_url(REPO_ROOT)
     if not url:
         raise UsageError("no --git-url given and this checkout has no 'origin' remote")
@@ -255,7 +255,7 @@ def _git_source(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def offer_raise(
-    args: argparse.Namespace,
+    args: SimpleNamespace,
     extra_vars: dict[str, str],
     deps: Deps,
     prompt_file: PromptFile,
@@ -352,7 +352,7 @@ def _warn_failed_boots(
     return boots
 
 
-def _go_ahead(args: argparse.Namespace, out: Console, question: str, nothing: str) -> bool:
+def _go_ahead(args: SimpleNamespace, out: Console, question: str, nothing: str) -> bool:
     """Whether to change something: not in a dry run, and --yes or the user's yes; otherwise
     says `nothing` (what was left as it was)."""
     if args.dry_run:
@@ -364,7 +364,7 @@ def _go_ahead(args: argparse.Namespace, out: Console, question: str, nothing: st
     return True
 
 
-def _confirmed(args: argparse.Namespace, out: Console, question: str) -> bool:
+def _confirmed(args: SimpleNamespace, out: Console, question: str) -> bool:
     if args.yes:
         out.say(question + "yes (--yes)")
         return True
@@ -381,7 +381,7 @@ def _confirmed(args: argparse.Namespace, out: Console, question: str) -> bool:
 
 
 def _apply(
-    root: TerraformRoot, variables: dict[str, Value], args: argparse.Namespace, deps: Deps
+    root: TerraformRoot, variables: dict[str, Value], args: SimpleNamespace, deps: Deps
 ) -> int:
     out = deps.console
     out.say(f"Variables for terraform written to {shown(root.write_variables(variables))}")

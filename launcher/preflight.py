@@ -5,9 +5,9 @@ estimate, so a dry run shows the cost even while the AMI or the remote is not re
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from launcher import checks, ebs, gitinfo, gitremote, gpus, quotas
@@ -37,7 +37,7 @@ class Preflight:
 
 
 def run_checks(
-    args: argparse.Namespace,
+    args: SimpleNamespace,
     extra_vars: dict[str, str],
     deps: Deps,
     ec2: Any,
@@ -70,7 +70,7 @@ def run_checks(
     return Preflight(results, pinned_image, source.commit)
 
 
-def _source_checks(args: argparse.Namespace, deps: Deps, url: str, ref: str) -> gitremote.Source:
+def _source_checks(args: SimpleNamespace, deps: Deps, url: str, ref: str) -> gitremote.Source:
     """The token parameter (when given), then the remote, its ref, prompts and worker code."""
     access = gitremote.Access(args.git_token_parameter, args.region)
     token = []
@@ -91,7 +91,7 @@ def _source_checks(args: argparse.Namespace, deps: Deps, url: str, ref: str) -> 
 
 
 def _quota_checks(
-    args: argparse.Namespace, deps: Deps, ec2: Any, type_gpus: list[gpus.InstanceGpus]
+    args: SimpleNamespace, deps: Deps, ec2: Any, type_gpus: list[gpus.InstanceGpus]
 ) -> list[checks.Check]:
     """One check per spot quota the types fall under: the group may launch every worker as the
     quota's largest type, so that type's vCPUs count."""
