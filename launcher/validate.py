@@ -22,6 +22,9 @@ ENUMERATED_VARIABLES = frozenset({"audio_format"})
 
 
 def _option(param: click.Parameter | None) -> str:
+    """The option as the user typed it; an argument by its metavar (DIR)."""
+    if isinstance(param, click.Argument):
+        return (param.metavar or param.name or "value").strip("[]")
     return param.opts[0] if param is not None and param.opts else "value"
 
 
@@ -76,13 +79,15 @@ class Pattern(click.ParamType):
         return text
 
 
-class Lower(click.ParamType):
-    """Text compared case-insensitively (a region name): lower case."""
+class Place(click.ParamType):
+    """A file or folder, refused when empty (which would silently mean this folder)."""
 
-    name = "text"
+    name = "path"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        return str(value).lower()
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not str(value).strip():
+            raise click.BadParameter(f"{_option(param)} is empty")
+        return value
 
 
 class Bucket(click.ParamType):

@@ -99,7 +99,7 @@ def launch(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         # The bucket only allows TLS, which moto enforces on object calls; its endpoint is HTTP.
         aws.s3_client("us-east-1").delete_bucket_policy(Bucket=outputs["bucket_name"]["value"])
         yield Launch(result, terraform_dir, env)
-        # No -var here: launcher.auto.tfvars must carry the required git_repo_url, as it does
+        # No -var here: launcher.auto.tfvars.json must carry the required git_repo_url, as it does
         # for the `terraform -chdir=terraform destroy` the launcher tells users to run.
         tf_support.run_terraform(
             ["destroy", "-auto-approve", "-input=false", "-no-color"], terraform_dir, env
@@ -135,7 +135,7 @@ def test_yes_applies_a_group_of_tagged_spot_workers_at_the_max_price(launch: Lau
     bucket, name = values["bucket_name"], values["autoscaling_group_name"]
     assert "instance_ids" not in values
     assert launch.result.out.endswith(
-        "Variables for terraform written to terraform/launcher.auto.tfvars\n"
+        "Variables for terraform written to terraform/launcher.auto.tfvars.json\n"
         "\n"
         f"Launched: Auto Scaling group {name}, 1 × g4dn.xlarge spot; it starts the workers and "
         "replaces interrupted ones\n"
@@ -147,13 +147,13 @@ def test_yes_applies_a_group_of_tagged_spot_workers_at_the_max_price(launch: Lau
         "Each instance costs money until its workers finish the batch (or after 12 h) and scale "
         "it in; the bucket and the group stay until you run: terraform -chdir=terraform destroy\n"
     )
-    tfvars = (launch.terraform_dir / "launcher.auto.tfvars").read_text()
-    assert 'instance_types = ["g4dn.xlarge"]\n' in tfvars
+    applied = json.loads((launch.terraform_dir / "launcher.auto.tfvars.json").read_text())
+    assert applied["instance_types"] == ["g4dn.xlarge"]
     # CALM_MARKET within the max $0.35/h: us-east-1a and us-east-1c.
-    assert 'availability_zones = ["us-east-1a", "us-east-1c"]\n' in tfvars
-    assert "keep_alive = false\nmax_hours = 12\n" in tfvars
+    assert applied["availability_zones"] == ["us-east-1a", "us-east-1c"]
+    assert (applied["keep_alive"], applied["max_hours"]) == (False, 12)
     # The commit the checks compared, which the real terraform's git_ref validation accepts.
-    assert re.search(r'^git_ref = "[0-9a-f]{40}"$', tfvars, re.MULTILINE)
+    assert re.fullmatch(r"[0-9a-f]{40}", applied["git_ref"])
 
     group = the_group(name)
     assert (group["DesiredCapacity"], group["MaxSize"]) == (1, 1)

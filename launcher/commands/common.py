@@ -20,14 +20,16 @@ from launcher.deps import Deps
 from launcher.options import (
     DEFAULT_MAX_PRICE,
     PROG,
+    REGION_NAME,
     REPO_ROOT,
     TERRAFORM_DIR_VARIABLE,
     UsageError,
     default_terraform_dir,
 )
 from launcher.tf import declared_variables
-from launcher.validate import Bounded, Bucket, Lower, Variable, extra_variables
+from launcher.validate import Bounded, Bucket, Pattern, Place, Variable, extra_variables
 from worker.bounds import MAX_PRICE_USD_PER_HOUR
+from worker.values import quoted
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 # -h as argparse had it; extra arguments reach LauncherCommand, which names what is wrong.
@@ -41,16 +43,16 @@ class LauncherCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         rest = super().parse_args(ctx, args)
         if ctx.args:
-            raise click.UsageError(unexpected(ctx.args[0]), ctx)
+            raise click.UsageError(unexpected(ctx.args[0], self.name or ""), ctx)
         return rest
 
 
-def unexpected(argument: str) -> str:
-    from launcher.cli import COMMANDS
-
-    if argument in COMMANDS:
+def unexpected(argument: str, command: str) -> str:
+    if argument in ("launch", "status", "download"):
         return f"the command comes first: {PROG} {argument} [OPTIONS]"
-    return f"unexpected argument {argument!r} (only download takes a DIR)"
+    if command == "download":
+        return f"unexpected argument {quoted(argument)} (download takes one DIR)"
+    return f"unexpected argument {quoted(argument)} (only download takes a DIR)"
 
 
 def command(name: str, summary: str, details: str = "") -> Decorator:
@@ -70,7 +72,7 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
         [
             click.option(
                 "--region",
-                type=Lower(),
+                type=Pattern(REGION_NAME, "an AWS region such as us-east-1", lower=True),
                 metavar="REGION",
                 help=(
                     "AWS region for prices, workers and terraform (default: boto3's: "
@@ -80,7 +82,7 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--terraform-dir",
-                type=click.Path(path_type=Path),
+                type=Place(),
                 envvar=TERRAFORM_DIR_VARIABLE,
                 metavar="PATH",
                 help=(
@@ -141,6 +143,7 @@ def batch_options(function: Callable[..., Any]) -> Callable[..., Any]:
     )(function)
     return click.option(
         "--prompts",
+        type=Place(),
         default="prompts.txt",
         metavar="FILE",
         help="prompts file, parsed exactly as the worker parses it (default: prompts.txt)",
@@ -151,7 +154,7 @@ def prepared(name: str, params: dict[str, Any], deps: Deps) -> tuple[SimpleNames
     """The command's options as attributes, with the terraform folder and the region resolved,
     and the --var variables checked against what the configuration declares."""
     args = SimpleNamespace(command=name, **params)
-    args.terraform_dir = args.terraform_dir or default_terraform_dir()
+    args.terraform_dir = Path(args.terraform_dir) if args.terraform_dir else default_terraform_dir()
     declared, source = _declared(args.terraform_dir)
     extra_vars = extra_variables(list(args.variables), declared, source)
     chosen = region.resolve_region(args.region, deps.session_region(), os.environ)

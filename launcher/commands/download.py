@@ -15,7 +15,7 @@ from launcher.commands.common import aws_answers, bucket_option, command, common
 from launcher.deps import Console, Deps
 from launcher.options import DEFAULT_DOWNLOAD_DIR, UsageError
 from launcher.tf import TerraformRoot
-from launcher.validate import split_bucket
+from launcher.validate import Place, split_bucket
 from worker.page import PAGE_KEY
 
 SUMMARY = (
@@ -24,7 +24,9 @@ SUMMARY = (
 
 
 @command("download", SUMMARY, "DIR: the folder to copy into, created if missing (default: songs).")
-@click.argument("directory", metavar="[DIR]", required=False, default=DEFAULT_DOWNLOAD_DIR)
+@click.argument(
+    "directory", type=Place(), metavar="[DIR]", required=False, default=DEFAULT_DOWNLOAD_DIR
+)
 @common_options
 @bucket_option("to copy from")
 @click.option(
