@@ -36,8 +36,9 @@ OPTION_FOR_VARIABLE = {
     "git_ref": "--git-ref",
     "git_token_parameter": "--git-token-parameter",
 }
-# AWS region names: us-east-1, ap-southeast-2, us-gov-west-1, eu-central-2.
-REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+# The shape of AWS region names (us-east-1, ap-southeast-2, us-gov-west-1); whether AWS serves
+# the region is for AWS to say.
+REGION_NAME = re.compile(r"^[a-z]+(-[a-z0-9]+){1,4}$")
 # SSM Parameter Store names: letters, digits, _.- and / for a hierarchy.
 # EC2 instance type names: family, a dot, size (g4dn.xlarge, p6-b200.48xlarge, u-6tb1.metal).
 INSTANCE_TYPE_NAME = re.compile(r"^[a-z0-9-]+\.[a-z0-9-]+$")
