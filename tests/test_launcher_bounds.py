@@ -66,9 +66,8 @@ def launcher_accepts(option: str, value: float) -> bool:
 
 
 def worker_accepts(option: str, value: float) -> bool:
-    args = worker_cli.build_parser().parse_args([option, repr(value)])
     try:
-        worker_cli.settings_from(args)
+        worker_cli.settings_from(worker_cli.parse_options([option, repr(value)]))
     except worker_cli.UsageError:
         return False
     return True

@@ -23,7 +23,7 @@ import soundfile
 
 from tests.engines import FakeEngine
 from worker.checkpoints import Checkpoint, Identity, checkpoint_key
-from worker.cli import build_parser, main, settings_from
+from worker.cli import main, parse_options, settings_from
 from worker.identity import default_worker_id, earlier_self, process_start
 from worker.leases import Leases, lease_key
 from worker.report import SongRecord, parse_report, record_key
@@ -128,7 +128,7 @@ def test_default_worker_id_is_unique_per_process():
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
     ).stdout.strip()
     assert child != here and child.rsplit(":", 2)[0] == host
-    settings, _ = settings_from(build_parser().parse_args([]))
+    settings, _ = settings_from(parse_options([]))
     assert settings.worker_id == here  # the default, where it used to be the bare host name
 
 
