@@ -11,7 +11,6 @@ GitHub and GitLab serve such fetches."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path

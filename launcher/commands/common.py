@@ -47,6 +47,15 @@ class LauncherCommand(click.Command):
         return rest
 
 
+class Argument(click.Argument):
+    """An argument with a help text, which click's own arguments lack: the command's help and
+    the docs' table show it."""
+
+    def __init__(self, *args: Any, help: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = help
+
+
 def unexpected(argument: str, command: str) -> str:
     if argument in ("launch", "status", "download"):
         return f"the command comes first: {PROG} {argument} [OPTIONS]"

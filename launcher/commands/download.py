@@ -11,7 +11,14 @@ import click
 from botocore.exceptions import ClientError
 
 from launcher import deployment, download
-from launcher.commands.common import aws_answers, bucket_option, command, common_options, prepared
+from launcher.commands.common import (
+    Argument,
+    aws_answers,
+    bucket_option,
+    command,
+    common_options,
+    prepared,
+)
 from launcher.deps import Console, Deps
 from launcher.options import DEFAULT_DOWNLOAD_DIR, UsageError
 from launcher.tf import TerraformRoot
@@ -21,13 +28,20 @@ from worker.page import PAGE_KEY
 SUMMARY = (
     "copy the batch's songs, cost report and listening page into DIR, only what is new or changed"
 )
+DIR_HELP = f"the folder to copy into, created if missing (default: {DEFAULT_DOWNLOAD_DIR})"
 
 
-@command("download", SUMMARY, "DIR: the folder to copy into, created if missing (default: songs).")
-@click.argument(
-    "directory", type=Place(), metavar="[DIR]", required=False, default=DEFAULT_DOWNLOAD_DIR
-)
+@command("download", SUMMARY, f"DIR: {DIR_HELP}.")
 @common_options
+@click.argument(
+    "directory",
+    cls=Argument,
+    type=Place(),
+    metavar="[DIR]",
+    required=False,
+    default=DEFAULT_DOWNLOAD_DIR,
+    help=DIR_HELP,
+)
 @bucket_option("to copy from")
 @click.option(
     "--prefix",
