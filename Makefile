@@ -54,7 +54,7 @@ lint: install $(CHECKOV_VENV)/.installed
 	terraform fmt -check -recursive terraform
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --config-file .checkov.yaml -d terraform
 
-# The option and variable tables in docs/ come from the parsers and terraform/variables.tf;
+# The option and variable tables in docs/ come from the click commands and terraform/variables.tf;
 # tests/test_docs.py fails when they are stale.
 docs: install
 	$(PY) -m tools.docs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -80,13 +81,23 @@ class Pattern(click.ParamType):
 
 
 class Place(click.ParamType):
-    """A file or folder, refused when empty (which would silently mean this folder)."""
+    """A file or folder, refused when empty (which would silently mean this folder) or when the
+    system refuses to look it up (a name over 255 bytes); one not there yet is the command's
+    to judge."""
 
     name = "path"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not str(value).strip():
             raise click.BadParameter(f"{_option(param)} is empty")
+        try:
+            os.stat(value)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            raise click.BadParameter(
+                f"{_option(param)} {quoted(str(value))}: {exc.strerror or exc}"
+            ) from None
         return value
 
 

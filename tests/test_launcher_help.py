@@ -138,7 +138,8 @@ Usage: musicgen-launcher download [OPTIONS] [DIR]
 
   copy the batch's songs, cost report and listening page into DIR, only what is new or changed
 
-  DIR: the folder to copy into, created if missing (default: songs).
+Positional arguments:
+  [DIR]  the folder to copy into, created if missing (default: songs)
 
 Options:
   --region REGION       AWS region for prices, workers and terraform (default: boto3's:

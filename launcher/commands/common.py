@@ -32,7 +32,7 @@ from worker.bounds import MAX_PRICE_USD_PER_HOUR
 from worker.values import quoted
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-# -h as argparse had it; extra arguments reach LauncherCommand, which names what is wrong.
+# -h as well as --help; extra arguments reach LauncherCommand, which names what is wrong.
 CONTEXT = {"help_option_names": ["-h", "--help"], "allow_extra_args": True, "max_content_width": 100}
 
 
@@ -48,8 +48,8 @@ class LauncherCommand(click.Command):
 
 
 class Argument(click.Argument):
-    """An argument with a help text, which click's own arguments lack: the command's help and
-    the docs' table show it."""
+    """An argument with a help text, which click.argument() does not take: the command's help
+    lists it under its positional arguments, and the docs' table shows it."""
 
     def __init__(self, *args: Any, help: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,61 +64,67 @@ def unexpected(argument: str, command: str) -> str:
     return f"unexpected argument {quoted(argument)} (only download takes a DIR)"
 
 
-def command(name: str, summary: str, details: str = "") -> Decorator:
-    """A command whose help starts with its one-line summary, the one the command list shows."""
+def command(name: str, summary: str) -> Decorator:
+    """A command whose help is its one-line summary, the one the command list shows."""
     return click.command(
         name,
         cls=LauncherCommand,
-        help=f"{summary}\n\n{details}" if details else summary,
+        help=summary,
         short_help=summary,
         context_settings=CONTEXT,
     )
 
 
-def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """--region, --terraform-dir and --var: every command finds the deployment the same way."""
-    for option in reversed(
-        [
-            click.option(
-                "--region",
-                type=Pattern(REGION_NAME, "an AWS region such as us-east-1", lower=True),
-                metavar="REGION",
-                help=(
-                    "AWS region for prices, workers and terraform (default: boto3's: "
-                    "$AWS_DEFAULT_REGION, else the profile's region; else $AWS_REGION, else "
-                    f"{region.DEFAULT_REGION}); the checks before launch show where it came from"
-                ),
-            ),
-            click.option(
-                "--terraform-dir",
-                type=Place(),
-                envvar=TERRAFORM_DIR_VARIABLE,
-                metavar="PATH",
-                help=(
-                    f"terraform root configuration and its state (default: "
-                    f"${TERRAFORM_DIR_VARIABLE}, else the terraform/ folder installed with the "
-                    "launcher: the checkout's own from a checkout or an editable install)"
-                ),
-            ),
-            click.option(
-                "--var",
-                "variables",
-                type=Variable(),
-                multiple=True,
-                metavar="KEY=VALUE",
-                help=(
-                    "extra terraform variable, repeatable, e.g. ami_id, bucket_name, model_path, "
-                    "batch_size, audio_format, force_destroy, root_volume_size_gb (docs/deploy.md "
-                    "lists them); refused: a name terraform/variables.tf does not declare, "
-                    "variables with an option of their own (such as max_price), "
-                    "availability_zones (the launcher sets it) and the replaced instance_type, "
-                    "availability_zone and shutdown_when_done"
-                ),
-            ),
-        ]
-    ):
-        function = option(function)
-    return function
+def stacked(*decorators: Decorator) -> Decorator:
+    """The decorators as one, the first one's option first in the help."""
+
+    def apply(function: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+# --region, --terraform-dir and --var: every command finds the deployment the same way.
+common_options = stacked(
+    click.option(
+        "--region",
+        type=Pattern(REGION_NAME, "an AWS region such as us-east-1", lower=True),
+        metavar="REGION",
+        help=(
+            "AWS region for prices, workers and terraform (default: boto3's: "
+            "$AWS_DEFAULT_REGION, else the profile's region; else $AWS_REGION, else "
+            f"{region.DEFAULT_REGION}); the checks before launch show where it came from"
+        ),
+    ),
+    click.option(
+        "--terraform-dir",
+        type=Place(),
+        envvar=TERRAFORM_DIR_VARIABLE,
+        metavar="PATH",
+        help=(
+            f"terraform root configuration and its state (default: "
+            f"${TERRAFORM_DIR_VARIABLE}, else the terraform/ folder installed with the "
+            "launcher: the checkout's own from a checkout or an editable install)"
+        ),
+    ),
+    click.option(
+        "--var",
+        "variables",
+        type=Variable(),
+        multiple=True,
+        metavar="KEY=VALUE",
+        help=(
+            "extra terraform variable, repeatable, e.g. ami_id, bucket_name, model_path, "
+            "batch_size, audio_format, force_destroy, root_volume_size_gb (docs/deploy.md "
+            "lists them); refused: a name terraform/variables.tf does not declare, "
+            "variables with an option of their own (such as max_price), "
+            "availability_zones (the launcher sets it) and the replaced instance_type, "
+            "availability_zone and shutdown_when_done"
+        ),
+    ),
+)
 
 
 def bucket_option(use: str) -> Decorator:

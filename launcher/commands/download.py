@@ -31,7 +31,7 @@ SUMMARY = (
 DIR_HELP = f"the folder to copy into, created if missing (default: {DEFAULT_DOWNLOAD_DIR})"
 
 
-@command("download", SUMMARY, f"DIR: {DIR_HELP}.")
+@command("download", SUMMARY)
 @common_options
 @click.argument(
     "directory",
