@@ -17,6 +17,7 @@ from launcher.commands.status import status_command
 from launcher.deps import Console, Deps
 from launcher.options import PROG, UsageError
 from launcher.tf import TerraformError
+from worker.values import quoted
 
 __all__ = ["COMMANDS", "Console", "Deps", "cli", "main", "parse_args"]
 
@@ -92,7 +93,8 @@ def usage_message(exc: click.UsageError) -> str:
         name = exc.ctx.command.name
         if any(_takes(other, exc.option_name) for other in cli.commands.values()):
             return f"{name} does not take {exc.option_name}"
-        return f"unknown option {exc.option_name} (see {PROG} {name} --help)"
+        shown = exc.option_name if len(exc.option_name) <= 40 else quoted(exc.option_name)
+        return f"unknown option {shown} (see {PROG} {name} --help)"
     if isinstance(exc, click.BadParameter) and exc.param is not None and exc.message:
         return exc.message
     return exc.format_message()

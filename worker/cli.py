@@ -160,6 +160,8 @@ def parse_options(argv: Sequence[str]) -> dict[str, Any]:
             return dict(ctx.params)
     except click.BadParameter as error:
         raise UsageError(error.message) from None
+    except click.NoSuchOption as error:
+        raise UsageError(f"unknown option {quoted(error.option_name)} (see {PROG} --help)") from None
     except click.UsageError as error:
         raise UsageError(f"{error.format_message()} (see {PROG} --help)") from None
 
