@@ -15,13 +15,11 @@ from launcher.commands.download import download_command
 from launcher.commands.launch import launch_command
 from launcher.commands.status import status_command
 from launcher.deps import Console, Deps
-from launcher.options import PROG, UsageError
+from launcher.options import COMMANDS, PROG, UsageError
 from launcher.tf import TerraformError
 from worker.values import quoted
 
 __all__ = ["COMMANDS", "Console", "Deps", "cli", "main", "parse_args"]
-
-COMMANDS = ("launch", "status", "download")
 
 
 class LauncherGroup(DefaultGroup):
@@ -59,6 +57,8 @@ for _command in (launch_command, status_command, download_command):
 
 
 def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
+    """Run the command `argv` names (launch when none) and return its exit status; every
+    refusal, click's or the launcher's, is one `error:` line on stderr."""
     deps = deps or Deps.system()
     out = deps.console
     args = sys.argv[1:] if argv is None else list(argv)

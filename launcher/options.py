@@ -8,6 +8,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROG = "musicgen-launcher"
+COMMANDS = ("launch", "status", "download")
 TERRAFORM_DIR_VARIABLE = "MUSICGEN_TERRAFORM_DIR"
 DEFAULT_INSTANCE_TYPE = "g4dn.xlarge"
 DEFAULT_MAX_PRICE = 0.40

@@ -18,6 +18,7 @@ from botocore.parsers import ResponseParserError
 from launcher import deployment, region
 from launcher.deps import Deps
 from launcher.options import (
+    COMMANDS,
     DEFAULT_MAX_PRICE,
     PROG,
     REGION_NAME,
@@ -57,7 +58,7 @@ class Argument(click.Argument):
 
 
 def unexpected(argument: str, command: str) -> str:
-    if argument in ("launch", "status", "download"):
+    if argument in COMMANDS:
         return f"the command comes first: {PROG} {argument} [OPTIONS]"
     if command == "download":
         return f"unexpected argument {quoted(argument)} (download takes one DIR)"
