@@ -1,7 +1,7 @@
 """What every command shares: the options that find the deployment (--region, --terraform-dir,
---var), those of the batch (--prompts, --max-price, --bucket), the command class that turns
-click's refusals into the launcher's one-line messages, and the steps before any command runs:
-the variables --var may set, and the region."""
+--var), those of the batch (--prompts, --max-price, --bucket), the command class that
+refuses stray arguments in the launcher's words, and the steps before any command runs: the
+variables --var may set, and the region."""
 
 from __future__ import annotations
 
@@ -141,9 +141,16 @@ def bucket_option(use: str) -> Decorator:
     )
 
 
-def batch_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """--prompts and --max-price: what launch and status know of the batch and its price."""
-    function = click.option(
+# --prompts and --max-price: what launch and status know of the batch and its price.
+batch_options = stacked(
+    click.option(
+        "--prompts",
+        type=Place(),
+        default="prompts.txt",
+        metavar="FILE",
+        help="prompts file, parsed exactly as the worker parses it (default: prompts.txt)",
+    ),
+    click.option(
         "--max-price",
         # The worker refuses an hourly cost above the same bound, and terraform's max_price too.
         type=Bounded(float, 0, MAX_PRICE_USD_PER_HOUR, " USD/h", above=True),
@@ -156,14 +163,8 @@ def batch_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "whose own spot request price counts where AWS reports one "
             f"(default: {DEFAULT_MAX_PRICE:.2f})"
         ),
-    )(function)
-    return click.option(
-        "--prompts",
-        type=Place(),
-        default="prompts.txt",
-        metavar="FILE",
-        help="prompts file, parsed exactly as the worker parses it (default: prompts.txt)",
-    )(function)
+    ),
+)
 
 
 def prepared(name: str, params: dict[str, Any], deps: Deps) -> tuple[SimpleNamespace, dict[str, str]]:
