@@ -53,7 +53,7 @@ def launch(args: SimpleNamespace, extra_vars: dict[str, str], deps: Deps) -> int
     plan = market(args, extra_vars, deps, ec2)
     preflight = run_checks(plan, deps)
     show_checks(deps.console, preflight)
-    to_generate = estimate_batch(plan, preflight, prompt_file, outputs, deps)
+    to_generate = show_estimate(plan, preflight, prompt_file, outputs, deps)
     if not to_generate:
         return 0
     if preflight.failed:
@@ -81,7 +81,7 @@ def market(args: SimpleNamespace, extra_vars: dict[str, str], deps: Deps, ec2: A
     )
 
 
-def estimate_batch(
+def show_estimate(
     plan: Plan,
     preflight: Preflight,
     prompt_file: PromptFile,
