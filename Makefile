@@ -63,7 +63,7 @@ lint: install $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/lint-imports --no-cache
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest lint
 
-# The option and variable tables in docs/ come from the parsers and terraform/variables.tf;
+# The option and variable tables in docs/ come from the click commands and terraform/variables.tf;
 # tests/test_docs.py fails when they are stale.
 docs: install
 	$(PY) -m tools.docs

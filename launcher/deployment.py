@@ -3,12 +3,12 @@ batch, the prompts file as the workers name its songs, and the suggested command
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -60,13 +60,13 @@ def worker_tag(extra_vars: dict[str, str], outputs: dict[str, Any]) -> dict[str,
 
 
 def bucket_of(
-    args: argparse.Namespace, extra_vars: dict[str, str], outputs: dict[str, Any]
+    args: SimpleNamespace, extra_vars: dict[str, str], outputs: dict[str, Any]
 ) -> str | None:
     return args.bucket or extra_vars.get("bucket_name") or outputs.get("bucket_name")
 
 
 def running_group(
-    args: argparse.Namespace, deps: Deps, outputs: dict[str, Any]
+    args: SimpleNamespace, deps: Deps, outputs: dict[str, Any]
 ) -> group.Group | None:
     """The group terraform created, when it still exists."""
     name = outputs.get("autoscaling_group_name")
@@ -118,7 +118,7 @@ def failed_for_good(
 def workers_table(
     ec2: Any,
     workers: list[instances.Worker],
-    args: argparse.Namespace,
+    args: SimpleNamespace,
     deps: Deps,
     spot_costs: dict[str, prices.SpotCost | None] | None = None,
 ) -> list[str]:

@@ -4,9 +4,8 @@ apply with the AMI and the commit the checks found, so every instance runs what 
 
 from __future__ import annotations
 
-import argparse
-import shlex
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from contract.bucket import REPORT_KEY
@@ -14,29 +13,28 @@ from contract.defaults import DEFAULT_AUDIO_FORMAT, usd
 from contract.prompts import Job, PromptFile
 from launcher import (
     batch,
-    boot_failures,
     checks,
     deployment,
     estimate,
-    failed,
     gitinfo,
     gpus,
-    group,
     instances,
     prices,
 )
+from launcher.answer import go_ahead
 from launcher.deployment import shown
-from launcher.deps import Console, Deps
+from launcher.deps import Deps
 from launcher.options import REPO_ROOT, UsageError
-from launcher.preflight import Market, Preflight, run_checks, show_checks, show_failures
+from launcher.preflight import Market, Plan, Preflight, run_checks, show_checks, show_failures
+from launcher.raising import offer_raise
 from launcher.tf import TerraformRoot, Value
-from launcher.validate import split_bucket
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
 
 
-def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> int:
-    out = deps.console
+def launch(args: SimpleNamespace, extra_vars: dict[str, str], deps: Deps) -> int:
+    """A running group is offered a raise, tagged workers are named; otherwise the launch's
+    steps in turn: market, preflight, estimate, confirm, apply."""
     deployment.require_terraform()
     # A new launch applies --var audio_format, else terraform's default.
     prompt_file = deployment.load_prompts(args.prompts, extra_vars.get("audio_format", DEFAULT_AUDIO_FORMAT))
@@ -52,38 +50,78 @@ def launch(args: argparse.Namespace, extra_vars: dict[str, str], deps: Deps) -> 
     workers = instances.find_workers(ec2, deployment.worker_tag(extra_vars, outputs))
     if workers:
         return _already_running(ec2, workers, args, deps, root, outputs)
-    git_url, git_ref = _git_source(args)
-    market, usable = _show_market(args, deps, ec2)
-    type_gpus = _type_gpus(ec2, args)
-    preflight = run_checks(args, extra_vars, deps, ec2, market, (git_url, git_ref), type_gpus)
-    show_checks(out, preflight)
+    plan = market(args, extra_vars, deps, ec2)
+    preflight = run_checks(plan, deps)
+    show_checks(deps.console, preflight)
+    to_generate = show_estimate(plan, preflight, prompt_file, outputs, deps)
+    if not to_generate:
+        return 0
+    if preflight.failed:
+        show_failures(deps.console, preflight)
+        return 2
+    if not confirm(plan, deps):
+        return 0
+    return _apply(root, _variables(plan, preflight), args, deps)
 
+
+def market(args: SimpleNamespace, extra_vars: dict[str, str], deps: Deps, ec2: Any) -> Plan:
+    """The code the workers would run, the spot prices and zones of each type, and its GPUs:
+    what the checks judge and the estimate counts."""
+    git_url, git_ref = _git_source(args)
+    found, usable = _show_market(args, deps, ec2)
+    return Plan(
+        args=args,
+        extra_vars=extra_vars,
+        ec2=ec2,
+        git_url=git_url,
+        git_ref=git_ref,
+        market=found,
+        usable_zones=usable,
+        type_gpus=_type_gpus(ec2, args),
+    )
+
+
+def show_estimate(
+    plan: Plan,
+    preflight: Preflight,
+    prompt_file: PromptFile,
+    outputs: dict[str, Any],
+    deps: Deps,
+) -> list[Job]:
+    """The batch, the songs its bucket already holds, and what the rest would cost; the songs
+    left to generate (none: nothing to launch, said so)."""
+    out, args = deps.console, plan.args
     out.say(*batch.format_prompts(args.prompts, prompt_file))
-    bucket = deployment.bucket_of(args, extra_vars, outputs)
+    bucket = deployment.bucket_of(args, plan.extra_vars, outputs)
     progress = deployment.progress_of(deps.s3_client(args.region), bucket, prompt_file)
     out.say(*batch.format_bucket_for_launch(bucket, progress))
     to_generate = progress.missing if progress else prompt_file.jobs
     if not to_generate:
         out.say(f"Nothing to generate: every song in {args.prompts} is already in the bucket.")
         out.say("Nothing launched.")
-        return 0
-    out.say(*_estimate(args, to_generate, type_gpus), _code_line(git_url, git_ref, preflight), "")
-    if preflight.failed:
-        show_failures(out, preflight)
-        return 2
+        return []
+    out.say(
+        *_estimate(args, to_generate, plan.type_gpus),
+        _code_line(plan.git_url, plan.git_ref, preflight),
+        "",
+    )
+    return to_generate
+
+
+def confirm(plan: Plan, deps: Deps) -> bool:
+    """The question, answered by the user or by --yes; never asked in a dry run."""
+    args = plan.args
     question = (
         f"Launch {args.worker_count} × {' or '.join(args.instance_types)} spot in {args.region} "
         f"at max {usd(args.max_price)}/h? [y/N] "
     )
-    if not _go_ahead(args, out, question, "Nothing launched."):
-        return 0
-    return _apply(root, _variables(args, extra_vars, git_url, preflight, usable), args, deps)
+    return go_ahead(args, deps.console, question, "Nothing launched.")
 
 
 def _already_running(
     ec2: Any,
     workers: list[instances.Worker],
-    args: argparse.Namespace,
+    args: SimpleNamespace,
     deps: Deps,
     root: TerraformRoot,
     outputs: dict[str, Any],
@@ -107,7 +145,7 @@ def _already_running(
 
 
 def _show_market(
-    args: argparse.Namespace, deps: Deps, ec2: Any
+    args: SimpleNamespace, deps: Deps, ec2: Any
 ) -> tuple[Market, list[str]]:
     """The price table of each type over the zones the workers can launch into, the zones the
     group will use, and what the checks judge of them."""
@@ -159,7 +197,7 @@ def _show_market(
     return Market(network, zones, refusal), usable
 
 
-def _type_gpus(ec2: Any, args: argparse.Namespace) -> list[gpus.InstanceGpus]:
+def _type_gpus(ec2: Any, args: SimpleNamespace) -> list[gpus.InstanceGpus]:
     found = []
     for instance_type in args.instance_types:
         try:
@@ -170,7 +208,7 @@ def _type_gpus(ec2: Any, args: argparse.Namespace) -> list[gpus.InstanceGpus]:
 
 
 def _estimate(
-    args: argparse.Namespace, to_generate: list[Job], type_gpus: list[gpus.InstanceGpus]
+    args: SimpleNamespace, to_generate: list[Job], type_gpus: list[gpus.InstanceGpus]
 ) -> list[str]:
     # Of several types the group may launch any: the one with the fewest GPUs takes longest.
     counted = min(type_gpus, key=lambda g: g.count)
@@ -202,26 +240,21 @@ def _code_line(url: str, ref: str, preflight: Preflight) -> str:
     )
 
 
-def _variables(
-    args: argparse.Namespace,
-    extra_vars: dict[str, str],
-    git_url: str,
-    preflight: Preflight,
-    usable: list[str],
-) -> dict[str, Value]:
+def _variables(plan: Plan, preflight: Preflight) -> dict[str, Value]:
+    args = plan.args
     variables: dict[str, Value] = {
         "name": instances.NAME,
         "region": args.region,
         "instance_types": args.instance_types,
         "max_price": args.max_price,
         "worker_count": args.worker_count,
-        "git_repo_url": git_url,
+        "git_repo_url": plan.git_url,
         # The commit the checks compared, not the branch: a push after the launch would
         # otherwise reach only the replacements, which would run other code and prompts.
         "git_ref": preflight.commit or args.git_ref,
     }
-    if usable:
-        variables["availability_zones"] = usable
+    if plan.usable_zones:
+        variables["availability_zones"] = plan.usable_zones
     variables["keep_alive"] = args.keep_alive
     variables["max_hours"] = _number(args.max_hours)
     if args.git_token_parameter:
@@ -229,16 +262,16 @@ def _variables(
     if preflight.image is not None:
         # The AMI the user saw, not whatever is newest when terraform runs.
         variables["ami_id"] = preflight.image.image_id
-    variables.update(extra_vars)
+    variables.update(plan.extra_vars)
     return variables
 
 
 def _number(value: float) -> float:
-    """12.0 as 12 in the tfvars, as a user would write it."""
+    """12.0 as 12 in the variables file, as a user would write it."""
     return int(value) if value.is_integer() else value
 
 
-def _git_source(args: argparse.Namespace) -> tuple[str, str]:
+def _git_source(args: SimpleNamespace) -> tuple[str, str]:
     url = args.git_url or gitinfo.origin_url(REPO_ROOT)
     if not url:
         raise UsageError("no --git-url given and this checkout has no 'origin' remote")
@@ -254,134 +287,8 @@ def _git_source(args: argparse.Namespace) -> tuple[str, str]:
     return url, ref
 
 
-def offer_raise(
-    args: argparse.Namespace,
-    extra_vars: dict[str, str],
-    deps: Deps,
-    prompt_file: PromptFile,
-    root: TerraformRoot,
-    outputs: dict[str, Any],
-    found: group.Group,
-) -> int:
-    """The group exists: show the batch's progress and, while songs are missing, offer to set the
-    group's desired capacity back to its launch's worker count (its maximum size), or to
-    --worker-count, rather than apply again."""
-    out = deps.console
-    wanted = args.worker_count if args.worker_count_given else found.max_size
-    out.say(group.format_group(found, args.region))
-    bucket = deployment.bucket_of(args, extra_vars, outputs)
-    s3 = deps.s3_client(args.region)
-    progress = deployment.progress_of(s3, bucket, prompt_file)
-    given_up = deployment.failed_for_good(s3, bucket, progress, out)
-    failed_names = {song.job.file_name for song in given_up}
-    missing = [
-        job
-        for job in (progress.missing if progress else prompt_file.jobs)
-        if job.file_name not in failed_names
-    ]
-    written = len(progress.done) if progress else 0
-    where = f"s3://{bucket}/" if bucket else "the bucket"
-    out.say(
-        f"Songs in {where}: {written} written, {len(missing)} missing, "
-        f"{len(given_up)} failed for good (of {len(prompt_file.jobs)} in {args.prompts})",
-        *failed.format_failed(given_up),
-    )
-    if not missing:
-        out.say(
-            "The batch is complete: every song is written or failed for good.",
-            f"  copy it:         {deps.program} download",
-            f"  then stop all:   {deployment.destroy_command(root)}",
-        )
-        return 0
-    if found.desired >= wanted:
-        out.say(
-            f"The group already wants {found.desired} worker{'s' if found.desired != 1 else ''} "
-            f"and replaces interrupted ones by itself. Follow it with `{deps.program} status`."
-        )
-        return 0
-    if wanted > found.max_size:
-        raise UsageError(
-            f"--worker-count {wanted} is above the group's maximum size "
-            f"{found.max_size}; change it with `terraform -chdir="
-            f"{shlex.quote(shown(root.working_dir))} apply -var worker_count={wanted}`"
-        )
-    boots = _warn_failed_boots(s3, bucket, deps) if progress is not None else None
-    recorded = len(boots.records) + boots.older + boots.unreadable if boots else 0
-    question = (
-        f"Raise the group from {found.desired} to {wanted} "
-        f"worker{'s' if wanted != 1 else ''}"
-        + (f" and clear its {recorded} failed-boot record{'s' if recorded != 1 else ''}" if recorded else "")
-        + "? [y/N] "
-    )
-    if not _go_ahead(args, out, question, "Nothing changed."):
-        return 0
-    if recorded:
-        name, prefix = split_bucket(bucket)
-        with deployment.s3_reading(name, prefix + boot_failures.PREFIX):
-            cleared = boot_failures.clear(s3, name, prefix)
-        out.say(
-            f"Cleared {cleared} failed-boot record{'s' if cleared != 1 else ''} from "
-            f"s3://{name}/{prefix}{boot_failures.PREFIX}: the count toward max_failed_boots starts "
-            "again (each boot's log stays in logs/)."
-        )
-    group.raise_group(deps.autoscaling_client(args.region), found.name, wanted)
-    out.say(
-        f"Desired capacity of {found.name} set to {wanted}: Auto Scaling launches the "
-        f"workers, which resume the missing songs. Follow them with `{deps.program} status`."
-    )
-    return 0
-
-
-def _warn_failed_boots(
-    s3: Any, bucket: str | None, deps: Deps
-) -> boot_failures.BootFailures | None:
-    """Before a raise: the failed boots recorded; when they set the group to 0, the last cause."""
-    if bucket is None:
-        return None
-    name, prefix = split_bucket(bucket)
-    with deployment.s3_reading(name, prefix + boot_failures.PREFIX):
-        boots = boot_failures.read_boot_failures(s3, name, prefix)
-    zeroed = boot_failures.group_zeroed(boots)
-    if zeroed is not None:
-        print(
-            f"warning: the group was set to 0 after failed boots ({zeroed.instance_id}: "
-            f"{zeroed.reason}); raise it once the cause is fixed (`{deps.program} status` "
-            "lists them)",
-            file=deps.console.stderr,
-        )
-    return boots
-
-
-def _go_ahead(args: argparse.Namespace, out: Console, question: str, nothing: str) -> bool:
-    """Whether to change something: not in a dry run, and --yes or the user's yes; otherwise
-    says `nothing` (what was left as it was)."""
-    if args.dry_run:
-        out.say(f"Dry run: stopping before the question. {nothing}")
-        return False
-    if not _confirmed(args, out, question):
-        out.say(nothing)
-        return False
-    return True
-
-
-def _confirmed(args: argparse.Namespace, out: Console, question: str) -> bool:
-    if args.yes:
-        out.say(question + "yes (--yes)")
-        return True
-    if not out.stdin_is_tty:
-        raise UsageError("stdin is not a terminal, so the launcher cannot ask; pass --yes")
-    out.stdout.write(question)
-    out.stdout.flush()
-    try:
-        answer = out.stdin.readline()
-    except KeyboardInterrupt:
-        out.say("")
-        return False
-    return answer.strip().lower() in ("y", "yes")
-
-
 def _apply(
-    root: TerraformRoot, variables: dict[str, Value], args: argparse.Namespace, deps: Deps
+    root: TerraformRoot, variables: dict[str, Value], args: SimpleNamespace, deps: Deps
 ) -> int:
     out = deps.console
     out.say(f"Variables for terraform written to {shown(root.write_variables(variables))}")

@@ -5,9 +5,9 @@ estimate, so a dry run shows the cost even while the AMI or the remote is not re
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from launcher import checks, ebs, gitinfo, gitremote, gpus, quotas
@@ -26,6 +26,21 @@ class Market:
 
 
 @dataclass(frozen=True)
+class Plan:
+    """A launch as the market step found it: the options, the code the workers would clone,
+    the zones and prices, and each type's GPUs; the checks and the estimate judge it."""
+
+    args: SimpleNamespace
+    extra_vars: dict[str, str]
+    ec2: Any
+    git_url: str
+    git_ref: str
+    market: Market
+    usable_zones: list[str]  # the zones within the max price, which terraform is given
+    type_gpus: list[gpus.InstanceGpus]
+
+
+@dataclass(frozen=True)
 class Preflight:
     results: list[checks.Check]
     image: checks.Image | None  # the AMI found to pin; None when --var ami_id names one
@@ -36,18 +51,11 @@ class Preflight:
         return [result for result in self.results if not result.ok]
 
 
-def run_checks(
-    args: argparse.Namespace,
-    extra_vars: dict[str, str],
-    deps: Deps,
-    ec2: Any,
-    market: Market,
-    git: tuple[str, str],
-    type_gpus: list[gpus.InstanceGpus],
-) -> Preflight:
-    """Every check, also after a failure. `git` is the URL and ref the workers clone."""
+def run_checks(plan: Plan, deps: Deps) -> Preflight:
+    """Every check of the plan, also after a failure."""
+    args, ec2, market = plan.args, plan.ec2, plan.market
     results = [checks.Check.passed(f"region: {args.region} (from {args.region_source})")]
-    explicit_ami = extra_vars.get("ami_id") or None
+    explicit_ami = plan.extra_vars.get("ami_id") or None
     image = (
         checks.image_by_id(ec2, explicit_ami) if explicit_ami else checks.newest_packer_image(ec2)
     )
@@ -63,14 +71,14 @@ def run_checks(
     results.append(ebs.key_check(key, region=args.region))
     if market.refusal:
         results.append(checks.Check.failed(market.refusal))
-    results += _quota_checks(args, deps, ec2, type_gpus)
-    source = _source_checks(args, deps, *git)
+    results += _quota_checks(args, deps, ec2, plan.type_gpus)
+    source = _source_checks(args, deps, plan.git_url, plan.git_ref)
     results += source.checks
     pinned_image = image if explicit_ami is None else None
     return Preflight(results, pinned_image, source.commit)
 
 
-def _source_checks(args: argparse.Namespace, deps: Deps, url: str, ref: str) -> gitremote.Source:
+def _source_checks(args: SimpleNamespace, deps: Deps, url: str, ref: str) -> gitremote.Source:
     """The token parameter (when given), then the remote, its ref, prompts and worker code."""
     access = gitremote.Access(args.git_token_parameter, args.region)
     token = []
@@ -91,7 +99,7 @@ def _source_checks(args: argparse.Namespace, deps: Deps, url: str, ref: str) -> 
 
 
 def _quota_checks(
-    args: argparse.Namespace, deps: Deps, ec2: Any, type_gpus: list[gpus.InstanceGpus]
+    args: SimpleNamespace, deps: Deps, ec2: Any, type_gpus: list[gpus.InstanceGpus]
 ) -> list[checks.Check]:
     """One check per spot quota the types fall under: the group may launch every worker as the
     quota's largest type, so that type's vCPUs count."""

@@ -1,7 +1,8 @@
 """Every terraform call the launcher makes, through python-terraform.
 
-The launcher's variables are written to `launcher.auto.tfvars` in the working directory rather
-than passed as -var flags: terraform loads that file on every command, so the printed
+The launcher's variables are written with json.dump to `launcher.auto.tfvars.json` in the
+working directory rather than passed as -var flags: terraform loads that file on every command
+(a JSON variable definitions file takes each value literally, no escaping), so the printed
 `terraform -chdir=terraform destroy` (and any plan by hand) needs no -var for the required
 git_repo_url and destroys exactly what was launched.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from python_terraform import IsFlagged, Terraform
 
-VARIABLES_FILE = "launcher.auto.tfvars"
+VARIABLES_FILE = "launcher.auto.tfvars.json"
 
 
 class TerraformError(Exception):
@@ -49,18 +50,6 @@ def terraform_installed() -> bool:
 Value = str | float | bool | list[str]
 
 
-def hcl_value(value: Value) -> str:
-    """A tfvars literal. Strings use JSON escapes, which HCL shares, plus HCL's template escapes;
-    a list is an HCL tuple of them, which terraform converts to a list(string) variable."""
-    if isinstance(value, list):
-        return "[" + ", ".join(hcl_value(item) for item in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False).replace("${", "$${").replace("%{", "%%{")
-
-
 class TerraformRoot:
     """One terraform working directory (the root configuration and its local state)."""
 
@@ -80,12 +69,9 @@ class TerraformRoot:
         return data_dir.is_dir()
 
     def write_variables(self, variables: dict[str, Value]) -> Path:
-        text = "".join(f"{name} = {hcl_value(value)}\n" for name, value in variables.items())
-        self.variables_file.write_text(
-            "# Written by `python launcher` at each launch; terraform loads it on every command.\n"
-            + text,
-            encoding="utf-8",
-        )
+        with self.variables_file.open("w", encoding="utf-8") as handle:
+            json.dump(variables, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
         return self.variables_file
 
     def init(self) -> int:

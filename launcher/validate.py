@@ -1,52 +1,139 @@
-"""The option values, checked before any AWS call, terraform run or file write: each refusal is
-one UsageError line naming the option and the value. Enumerated values (regions, instance types,
-terraform's audio_format and bool variables) are case-insensitive and normalised to lower case."""
+"""The option values as click parameter types, checked while the command line is read, before
+any AWS call, terraform run or file write: each refusal is one click.BadParameter line naming
+the option and the value. Enumerated values (regions, instance types, terraform's audio_format
+and bool variables) are case-insensitive and normalised to lower case."""
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import math
+import os
+import re
 from collections.abc import Mapping
+from typing import Any
+
+import click
 
 import contract.bucket
-from contract.defaults import DEFAULT_INSTANCE_TYPE, MAX_HOURS, MAX_PRICE_USD_PER_HOUR
-from launcher.options import (
-    INSTANCE_TYPE_NAME,
-    MAX_BOOT_OVERHEAD_MIN,
-    MAX_PRICE_WINDOW_HOURS,
-    MAX_REALTIME_FACTOR,
-    MAX_WORKER_COUNT,
-    MIN_REALTIME_FACTOR,
-    OPTION_FOR_VARIABLE,
-    REPLACED_VARIABLES,
-    SSM_PARAMETER_NAME,
-    UsageError,
-)
+from contract.values import quoted
+from launcher.options import OPTION_FOR_VARIABLE, REPLACED_VARIABLES, UsageError
 
 # terraform variables whose values are names from a fixed list (variables.tf's validation).
 ENUMERATED_VARIABLES = frozenset({"audio_format"})
 
 
-def check_options(args: argparse.Namespace, declared: Mapping[str, str], source: str) -> dict[str, str]:
-    """Extra terraform variables from --var, after refusing values no command could use; each
-    command checks the options it has. `declared` maps each variable the terraform configuration
-    declares to its type keyword; `source` names where they were read, for the error line."""
-    numbers = ("max_price", "realtime_factor", "boot_overhead_min", "price_window_hours", "max_hours")
-    for option in (name for name in numbers if hasattr(args, name)):
-        value = getattr(args, option)
-        # nan slips through every comparison below, and would reach terraform's variables.
-        if not math.isfinite(value):
-            raise UsageError(f"--{option.replace('_', '-')} must be a finite number (got {value:g})")
-    if args.region is not None:
-        args.region = args.region.lower()
-    if args.bucket is not None:
-        split_bucket(args.bucket)  # before any AWS call
-    if args.command == "launch":
-        _check_launch_options(args)
-    elif args.command == "status":
-        _check_max_price(args)
-    return extra_variables(args.var, declared, source)
+def _option(param: click.Parameter | None) -> str:
+    """The option as the user typed it; an argument by its metavar (DIR)."""
+    if isinstance(param, click.Argument):
+        return (param.metavar or param.name or "value").strip("[]")
+    return param.opts[0] if param is not None and param.opts else "value"
+
+
+class Bounded(click.ParamType):
+    """A finite number within [low, high], or (low, high] when `above`: nan would slip through
+    every comparison and reach terraform's variables, 1e-300 for 0.3 is a typo."""
+
+    def __init__(
+        self, kind: type, low: float, high: float, unit: str = "", *, above: bool
+    ) -> None:
+        self.kind, self.low, self.high, self.unit, self.above = kind, low, high, unit, above
+        self.name = "integer" if kind is int else "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, self.kind) and not isinstance(value, bool):
+            number = value
+        else:
+            number = self._read(str(value), param)
+        if (number > self.low if self.above else number >= self.low) and number <= self.high:
+            return number
+        lower = f"more than {self.low:g}" if self.above else f"at least {self.low:g}"
+        got = f"{number:g}" if isinstance(number, float) else str(number)
+        raise click.BadParameter(
+            f"{_option(param)} must be {lower} and at most {self.high:g}{self.unit} (got {got})"
+        )
+
+    def _read(self, text: str, param: click.Parameter | None) -> float:
+        what = "a whole number" if self.kind is int else "a number"
+        try:
+            number = self.kind(text)
+        except (ValueError, OverflowError):
+            raise click.BadParameter(f"{_option(param)} must be {what} (got {quoted(text)})") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise click.BadParameter(
+                f"{_option(param)} must be a finite number (got {number:g})"
+            )
+        return number
+
+
+class Pattern(click.ParamType):
+    """A name that must match `pattern`, shown with an `example` when it does not."""
+
+    name = "text"
+
+    def __init__(self, pattern: re.Pattern[str], what: str, *, lower: bool = False) -> None:
+        self.pattern, self.what, self.lower = pattern, what, lower
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).lower() if self.lower else str(value)
+        if not self.pattern.match(text):
+            raise click.BadParameter(f"{_option(param)} must be {self.what} (got {quoted(text)})")
+        return text
+
+
+class Place(click.ParamType):
+    """A file or folder, refused when empty (which would silently mean this folder) or when the
+    system refuses to look it up (a name over 255 bytes); one not there yet is the command's
+    to judge."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not str(value).strip():
+            raise click.BadParameter(f"{_option(param)} is empty")
+        try:
+            os.stat(value)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            raise click.BadParameter(
+                f"{_option(param)} {quoted(str(value))}: {exc.strerror or exc}"
+            ) from None
+        return value
+
+
+class Bucket(click.ParamType):
+    """NAME, NAME/PREFIX or s3://NAME/PREFIX, kept as given once it splits."""
+
+    name = "bucket"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            contract.bucket.split_bucket(str(value))
+        except ValueError as exc:
+            raise click.BadParameter(f"--bucket: {exc}") from None
+        return str(value)
+
+
+class Variable(click.ParamType):
+    """One --var KEY=VALUE as (KEY, VALUE); a variable the launcher sets from an option of its
+    own, or one the worker group replaced, is refused by name."""
+
+    name = "KEY=VALUE"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        name, equals, text = str(value).partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise click.BadParameter(f"--var expects KEY=VALUE (got {quoted(str(value))})")
+        if name in OPTION_FOR_VARIABLE:
+            raise click.BadParameter(f"use {OPTION_FOR_VARIABLE[name]} instead of --var {name}=...")
+        if name in REPLACED_VARIABLES:
+            raise click.BadParameter(f"--var {name}: {REPLACED_VARIABLES[name]}")
+        return name, text
 
 
 def split_bucket(bucket: str) -> tuple[str, str]:
@@ -57,68 +144,15 @@ def split_bucket(bucket: str) -> tuple[str, str]:
         raise UsageError(f"--bucket: {exc}") from None
 
 
-def _within(option: str, value: float, low: float, high: float, unit: str = "", *, above: bool) -> None:
-    """`value` must be above `low` (or at least `low` unless `above`) and at most `high`."""
-    if (value > low if above else value >= low) and value <= high:
-        return
-    lower = f"more than {low:g}" if above else f"at least {low:g}"
-    got = f"{value:g}" if isinstance(value, float) else str(value)
-    raise UsageError(f"{option} must be {lower} and at most {high:g}{unit} (got {got})")
-
-
-def _check_max_price(args: argparse.Namespace) -> None:
-    # The worker refuses an hourly cost above the same bound, and terraform's max_price too.
-    _within("--max-price", args.max_price, 0, MAX_PRICE_USD_PER_HOUR, " USD/h", above=True)
-
-
-def _check_launch_options(args: argparse.Namespace) -> None:
-    _within(
-        "--price-window-hours", args.price_window_hours, 0, MAX_PRICE_WINDOW_HOURS,
-        " (90 days of spot price history)", above=True,
-    )
-    _check_max_price(args)
-    # A running group is raised back to the count it was launched with unless one is given.
-    args.worker_count_given = args.worker_count is not None
-    if args.worker_count is None:
-        args.worker_count = 1
-    _within("--worker-count", args.worker_count, 1, MAX_WORKER_COUNT, above=False)
-    # Repeated types count once; the order given is kept. EC2's type names are lower case.
-    given = args.instance_types or [DEFAULT_INSTANCE_TYPE]
-    args.instance_types = list(dict.fromkeys(t.lower() for t in given))
-    for instance_type in args.instance_types:
-        if not INSTANCE_TYPE_NAME.match(instance_type):
-            raise UsageError(
-                f"--instance-type must be an EC2 instance type such as {DEFAULT_INSTANCE_TYPE} "
-                f"(got {instance_type!r})"
-            )
-    _within("--max-hours", args.max_hours, 0, MAX_HOURS, " (30 days)", above=True)
-    _within(
-        "--realtime-factor", args.realtime_factor, MIN_REALTIME_FACTOR, MAX_REALTIME_FACTOR,
-        " audio-s per second", above=False,
-    )
-    _within("--boot-overhead-min", args.boot_overhead_min, 0, MAX_BOOT_OVERHEAD_MIN, above=False)
-    if args.git_token_parameter is not None and not SSM_PARAMETER_NAME.match(
-        args.git_token_parameter
-    ):
-        raise UsageError(
-            "--git-token-parameter must be an SSM parameter name such as /musicgen/git-token "
-            f"(got {args.git_token_parameter!r})"
-        )
-
-
-def extra_variables(items: list[str], declared: Mapping[str, str], source: str) -> dict[str, str]:
-    """--var KEY=VALUE items by name. A name the configuration does not declare is refused:
-    terraform would only warn about it among hundreds of lines, and apply without it."""
+def extra_variables(
+    items: list[tuple[str, str]], declared: Mapping[str, str], source: str
+) -> dict[str, str]:
+    """--var items by name, each one the configuration declares, typed as terraform will read
+    it. An undeclared name is refused: terraform would only warn about it among hundreds of
+    lines, and apply without it. `declared` maps each variable to its type keyword; `source`
+    names where they were read, for the error line."""
     extra: dict[str, str] = {}
-    for item in items:
-        name, equals, value = item.partition("=")
-        name = name.strip()
-        if not equals or not name:
-            raise UsageError(f"--var expects KEY=VALUE (got {item!r})")
-        if name in OPTION_FOR_VARIABLE:
-            raise UsageError(f"use {OPTION_FOR_VARIABLE[name]} instead of --var {name}=...")
-        if name in REPLACED_VARIABLES:
-            raise UsageError(f"--var {name}: {REPLACED_VARIABLES[name]}")
+    for name, value in items:
         if name not in declared:
             close = difflib.get_close_matches(name, declared, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""

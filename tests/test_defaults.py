@@ -12,8 +12,7 @@ from contract import defaults
 from contract.memory import batch_for_memory
 from launcher.cli import main as launcher_main
 from tests.hcl import blocks
-from worker.cli import build_parser as worker_parser
-from worker.cli import settings_from
+from worker.cli import parse_options, settings_from
 from worker.settings import RunSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +48,7 @@ def test_packer_builds_on_the_tables_dlami():
 
 
 def test_the_workers_defaults_are_the_tables():
-    run = settings_from(worker_parser().parse_args(["--prompts", "prompts.txt"]))[0]
+    run = settings_from(parse_options(["--prompts", "prompts.txt"]))[0]
     assert isinstance(run, RunSettings)
     assert run.model == defaults.DEFAULT_MODEL
     assert run.audio_format == defaults.DEFAULT_AUDIO_FORMAT
@@ -61,8 +60,7 @@ def test_the_workers_defaults_are_the_tables():
 
 def test_the_launchers_help_shows_the_tables_defaults(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")
-    with pytest.raises(SystemExit):
-        launcher_main(["launch", "--help"])
+    assert launcher_main(["launch", "--help"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert defaults.DEFAULT_INSTANCE_TYPE in shown
     assert f"{defaults.DEFAULT_MAX_PRICE:.2f}" in shown

@@ -1,9 +1,8 @@
 """The option tables in docs/ are generated (`make docs`); these tests fail when they are stale
-and pin down how a parser becomes a table."""
+and pin down how a click command becomes a table."""
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import os
 import re
@@ -11,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
-from launcher.cli import build_parser as launcher_parser
+from launcher.cli import cli as launcher_command
 from tools import docs
-from worker.cli import build_parser as worker_parser
+from worker.cli import command as worker_command
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,24 +32,23 @@ def test_generated_docs_are_current() -> None:
     assert not stale, "docs are stale, run make docs:\n" + "\n".join(stale)
 
 
-def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+def _option_strings(command: click.Command) -> list[str]:
     found = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                found += _option_strings(sub)
-        elif not isinstance(action, argparse._HelpAction):
-            found += action.option_strings
+    for param in command.params:
+        if isinstance(param, click.Option) and "--help" not in param.opts:
+            found += param.opts + param.secondary_opts
+    for sub in getattr(command, "commands", {}).values():
+        found += _option_strings(sub)
     return found
 
 
 @pytest.mark.parametrize(
-    ("relative", "build_parser"),
-    [("docs/worker.md", worker_parser), ("docs/launcher.md", launcher_parser)],
+    ("relative", "command"),
+    [("docs/worker.md", worker_command), ("docs/launcher.md", launcher_command)],
 )
-def test_every_option_of_the_parser_has_a_row(relative: str, build_parser) -> None:
+def test_every_option_of_the_command_has_a_row(relative: str, command: click.Command) -> None:
     text = (REPO_ROOT / relative).read_text()
-    options = _option_strings(build_parser())
+    options = _option_strings(command)
     assert options
     for option in options:
         # the first cell of a row: `-v, --verbose` or `--prompts PROMPTS`
@@ -80,19 +79,21 @@ def test_generating_the_docs_loads_neither_torch_nor_transformers() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def _table(build) -> str:
-    return docs.options_markdown(docs.read_command(build))
+def _table(command: click.Command) -> str:
+    return docs.options_markdown(docs.read_command(command))
 
 
-def test_a_default_read_from_the_environment_names_its_variable() -> None:
-    def build() -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="tool")
-        parser.add_argument("--size", default=os.environ.get("TOOL_SIZE") or "3", help="size")
-        parser.add_argument("--name", default=os.getenv("TOOL_NAME"), help="name (default: host name)")
-        parser.add_argument("--plain", default="x", help="no variable [TOOL_PLAIN, default x]")
-        return parser
+def test_an_options_variable_is_its_envvar() -> None:
+    command = click.Command(
+        "tool",
+        params=[
+            click.Option(["--size"], envvar="TOOL_SIZE", default="3", help="size"),
+            click.Option(["--name"], envvar="TOOL_NAME", help="name (default: host name)"),
+            click.Option(["--plain"], default="x", help="no variable [TOOL_PLAIN, default x]"),
+        ],
+    )
 
-    assert _table(build) == (
+    assert _table(command) == (
         "| Option | Environment | Default | Meaning |\n"
         "|---|---|---|---|\n"
         "| `--size SIZE` | `TOOL_SIZE` | `3` | size |\n"
@@ -102,41 +103,44 @@ def test_a_default_read_from_the_environment_names_its_variable() -> None:
 
 
 def test_a_help_that_restates_its_variable_in_brackets_loses_the_brackets() -> None:
-    def build() -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="tool")
-        value = os.environ.get("TOOL_WINDOW", "")
-        parser.add_argument(
-            "--window", default=value or "30", help="seconds per window [TOOL_WINDOW, default 30]"
-        )
-        return parser
+    command = click.Command(
+        "tool",
+        params=[
+            click.Option(
+                ["--window"], envvar="TOOL_WINDOW", default="30",
+                help="seconds per window [TOOL_WINDOW, default 30]",
+            )
+        ],
+    )
 
-    assert _table(build).splitlines()[-1] == (
+    assert _table(command).splitlines()[-1] == (
         "| `--window WINDOW` | `TOOL_WINDOW` | `30` | seconds per window |"
     )
 
 
 def test_without_any_variable_the_table_has_no_environment_column() -> None:
-    def build() -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="tool")
-        parser.add_argument("mode", nargs="?", choices=["status", "download"], help="what to do")
-        parser.add_argument("--price", type=float, default=0.4, help="USD (default: %(default).2f)")
-        parser.add_argument("--kind", default="g4dn.xlarge", help="%(default)s")
-        parser.add_argument("--region", help="region (default: boto3's (profile), else us-east-1)")
-        parser.add_argument("--var", action="append", default=[], metavar="K=V", help="a variable")
-        parser.add_argument("--tag", action="append", default=[], help="a tag, repeat for more")
-        parser.add_argument("--prefix", default="", help="a | b")
-        parser.add_argument("-y", "--yes", action="store_true", help="do not ask")
-        parser.add_argument("--pair", nargs=2, help="two")
-        parser.add_argument("--many", nargs="+", help="some")
-        parser.add_argument("--type", action="append", default=["a.x", "b.y"], help="types")
-        parser.add_argument("--keep", action=argparse.BooleanOptionalAction, default=False, help="k")
-        parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True)
-        return parser
+    command = click.Command(
+        "tool",
+        params=[
+            click.Argument(["mode"], required=False, type=click.Choice(["status", "download"])),
+            click.Option(["--price"], type=float, default=0.4, help="USD (default: 0.40)"),
+            click.Option(["--kind"], default="g4dn.xlarge", help="g4dn.xlarge"),
+            click.Option(["--region"], help="region (default: boto3's (profile), else us-east-1)"),
+            click.Option(["--var"], multiple=True, metavar="K=V", help="a variable"),
+            click.Option(["--tag"], multiple=True, help="a tag, repeat for more"),
+            click.Option(["--prefix"], default="", help="a | b"),
+            click.Option(["-y", "--yes"], is_flag=True, help="do not ask"),
+            click.Option(["--pair"], nargs=2, help="two"),
+            click.Option(["--type"], multiple=True, default=["a.x", "b.y"], help="types"),
+            click.Option(["--keep/--no-keep"], default=False, help="k"),
+            click.Option(["--wait/--no-wait"], default=True),
+        ],
+    )
 
-    assert _table(build) == (
+    assert _table(command) == (
         "| Option | Default | Meaning |\n"
         "|---|---|---|\n"
-        "| `[mode]` |  | what to do; one of `status`, `download` |\n"
+        "| `[MODE]` |  | one of `status`, `download` |\n"
         "| `--price PRICE` | `0.40` | USD |\n"
         "| `--kind KIND` | `g4dn.xlarge` |  |\n"
         "| `--region REGION` | boto3's (profile), else us-east-1 | region |\n"
@@ -145,7 +149,6 @@ def test_without_any_variable_the_table_has_no_environment_column() -> None:
         '| `--prefix PREFIX` | `""` | a \\| b |\n'
         "| `-y, --yes` |  | do not ask |\n"
         "| `--pair PAIR PAIR` | not set | two |\n"
-        "| `--many MANY [MANY ...]` | not set | some |\n"
         "| `--type TYPE` | `a.x, b.y` | types (repeatable) |\n"
         "| `--keep, --no-keep` | off | k |\n"
         "| `--wait, --no-wait` | on |  |"
@@ -153,42 +156,46 @@ def test_without_any_variable_the_table_has_no_environment_column() -> None:
 
 
 def test_a_path_inside_the_checkout_is_shown_relative_to_it() -> None:
-    def build() -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="tool")
-        parser.add_argument("--dir", type=Path, default=REPO_ROOT / "terraform", help="root")
-        parser.add_argument("--model", default="/opt/models/small", help="model")
-        return parser
+    command = click.Command(
+        "tool",
+        params=[
+            click.Option(["--dir"], type=click.Path(path_type=Path), default=REPO_ROOT / "terraform", help="root"),
+            click.Option(["--model"], default="/opt/models/small", help="model"),
+        ],
+    )
 
-    lines = _table(build).splitlines()
+    lines = _table(command).splitlines()
     assert lines[-2] == "| `--dir DIR` | `terraform/` | root |"
     assert lines[-1] == "| `--model MODEL` | `/opt/models/small` | model |"
 
 
 def test_subcommands_get_a_section_each() -> None:
-    def build() -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="python launcher")
-        parser.add_argument("--region", default="us-east-1", help="AWS region")
-        commands = parser.add_subparsers(dest="command")
-        status = commands.add_parser("status", help="show the workers")
-        status.add_argument("--bucket", help="a bucket (default: terraform output)")
-        commands.add_parser("destroy", help="tear down")
-        download = commands.add_parser("download", help="copy the batch")
-        download.add_argument("directory", nargs="?", metavar="DIR", help="where (default: songs)")
-        download.add_argument("--logs", action="store_true", help="copy the logs too")
-        return parser
+    @click.group("python launcher")
+    @click.option("--region", default="us-east-1", help="AWS region")
+    def group(region: str) -> None:
+        pass
 
-    assert _table(build) == (
+    @group.command("status", short_help="show the workers")
+    @click.option("--bucket", help="a bucket (default: terraform output)")
+    def status(bucket: str) -> None:
+        pass
+
+    @group.command("destroy", short_help="tear down")
+    def destroy() -> None:
+        pass
+
+    @group.command("download", short_help="copy the batch")
+    @click.argument("directory", required=False, metavar="[DIR]")
+    @click.option("--logs", is_flag=True, help="copy the logs too")
+    def download(directory: str, logs: bool) -> None:
+        pass
+
+    download.params[0].help = "where (default: songs)"
+
+    assert _table(group) == (
         "| Option | Default | Meaning |\n"
         "|---|---|---|\n"
         "| `--region REGION` | `us-east-1` | AWS region |\n"
-        "\n"
-        "### `python launcher status`\n"
-        "\n"
-        "show the workers\n"
-        "\n"
-        "| Option | Default | Meaning |\n"
-        "|---|---|---|\n"
-        "| `--bucket BUCKET` | terraform output | a bucket |\n"
         "\n"
         "### `python launcher destroy`\n"
         "\n"
@@ -201,7 +208,15 @@ def test_subcommands_get_a_section_each() -> None:
         "| Option | Default | Meaning |\n"
         "|---|---|---|\n"
         "| `[DIR]` | songs | where |\n"
-        "| `--logs` |  | copy the logs too |"
+        "| `--logs` |  | copy the logs too |\n"
+        "\n"
+        "### `python launcher status`\n"
+        "\n"
+        "show the workers\n"
+        "\n"
+        "| Option | Default | Meaning |\n"
+        "|---|---|---|\n"
+        "| `--bucket BUCKET` | terraform output | a bucket |"
     )
 
 

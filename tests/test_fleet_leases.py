@@ -515,10 +515,10 @@ def test_bad_lease_or_attempts_exit_2_before_the_model_loads(tmp_path, capsys, o
 
 
 def test_max_attempts_from_the_environment(tmp_path, monkeypatch):
-    from worker.cli import build_parser, settings_from
+    from worker.cli import parse_options, settings_from
 
     monkeypatch.setenv("MUSICGEN_MAX_ATTEMPTS", "5")
-    settings, _ = settings_from(build_parser().parse_args([]))
+    settings, _ = settings_from(parse_options([]))
     assert (settings.max_attempts, settings.lease_s) == (5, 120.0)
 
 
@@ -537,13 +537,13 @@ def test_a_bad_time_cap_exits_2_before_the_model_loads(refused, argv, env, messa
 
 
 def test_the_time_cap_from_the_environment_and_no_cap_by_default(monkeypatch):
-    from worker.cli import build_parser, settings_from
+    from worker.cli import parse_options, settings_from
 
-    assert settings_from(build_parser().parse_args([]))[0].max_hours is None
+    assert settings_from(parse_options([]))[0].max_hours is None
     monkeypatch.setenv("MUSICGEN_MAX_HOURS", "12")
-    assert settings_from(build_parser().parse_args([]))[0].max_hours == 12.0
+    assert settings_from(parse_options([]))[0].max_hours == 12.0
     monkeypatch.setenv("MUSICGEN_MAX_HOURS", " ")  # an empty line in the env file: no cap
-    assert settings_from(build_parser().parse_args([]))[0].max_hours is None
+    assert settings_from(parse_options([]))[0].max_hours is None
 
 
 def test_the_time_cap_is_reached_once_and_stays_reached(caplog):

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from contract.defaults import MAX_HOURS, MAX_PRICE_USD_PER_HOUR
-from launcher.options import UsageError, parse_args
-from launcher.tf import declared_variables
-from launcher.validate import check_options
+from launcher.cli import parse_args
+from launcher.options import UsageError
 from tests import tf_support
 from tests.support.fake_terraform import FakeTerraform
 from tests.support.launcher import GIT, Launcher, Result
@@ -59,18 +58,16 @@ def terraform_accepts(root: Path, env: dict[str, str], name: str, value: float) 
 
 
 def launcher_accepts(option: str, value: float) -> bool:
-    args = parse_args([option, repr(value)])
     try:
-        check_options(args, declared_variables(tf_support.TERRAFORM_DIR), "terraform/")
+        parse_args([option, repr(value)])
     except UsageError:
         return False
     return True
 
 
 def worker_accepts(option: str, value: float) -> bool:
-    args = worker_cli.build_parser().parse_args([option, repr(value)])
     try:
-        worker_cli.settings_from(args)
+        worker_cli.settings_from(worker_cli.parse_options([option, repr(value)]))
     except worker_cli.UsageError:
         return False
     return True

@@ -8,6 +8,7 @@ repository (https://github.com/example/...) is a bare repository served by `git 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -161,7 +162,7 @@ def test_answer_no_prints_everything_and_changes_nothing(
     )
     assert launcher.price_requests == [("g4dn.xlarge", NOW - timedelta(hours=24), NOW)]
     assert terraform.argvs() == []
-    assert not (workdir / "terraform" / "launcher.auto.tfvars").exists()
+    assert not (workdir / "terraform" / "launcher.auto.tfvars.json").exists()
     assert aws.ec2_client("us-east-1").describe_instances()["Reservations"] == []
 
 
@@ -200,13 +201,6 @@ def test_no_terminal_and_no_yes_is_refused(
     assert terraform.argvs() == []
 
 
-def expected_tfvars(*lines: str) -> str:
-    return (
-        "# Written by `python launcher` at each launch; terraform loads it on every command.\n"
-        + "".join(line + "\n" for line in lines)
-    )
-
-
 def test_yes_applies_with_the_variables_and_prints_next_steps(
     launcher: Launcher, terraform: FakeTerraform, workdir: Path, source: WorkerSource
 ) -> None:
@@ -227,7 +221,7 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
         stdout_tty=True,
     )
 
-    tfvars = workdir / "terraform" / "launcher.auto.tfvars"
+    tfvars = workdir / "terraform" / "launcher.auto.tfvars.json"
     assert result == Result(
         0,
         PRICE_LINES
@@ -237,7 +231,7 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
         + ESTIMATE_LINES
         + source.code_line()
         + QUESTION
-        + "Variables for terraform written to terraform/launcher.auto.tfvars\n"
+        + "Variables for terraform written to terraform/launcher.auto.tfvars.json\n"
         "\n"
         "Launched: Auto Scaling group musicgen-batch-workers, 1 × g4dn.xlarge spot; it starts "
         "the workers and replaces interrupted ones\n"
@@ -258,22 +252,22 @@ def test_yes_applies_with_the_variables_and_prints_next_steps(
         ["output", "-json", "-no-color"],
     ]
     assert (
-        terraform.calls()[1]["tfvars"]
-        == tfvars.read_text()
-        == expected_tfvars(
-            'name = "musicgen-batch"',
-            'region = "us-east-1"',
-            'instance_types = ["g4dn.xlarge"]',
-            "max_price = 0.4",
-            "worker_count = 1",
-            'git_repo_url = "https://github.com/example/musicgen-batch.git"',
-            f'git_ref = "{source.commit()}"',
-            'availability_zones = ["us-east-1a", "us-east-1c"]',
-            "keep_alive = false",
-            "max_hours = 12",
-            f'ami_id = "{MOTO_AMI}"',
-            'root_volume_size_gb = "120"',
-        )
+        terraform.calls()[1]["variables"]
+        == json.loads(tfvars.read_text())
+        == {
+            "name": "musicgen-batch",
+            "region": "us-east-1",
+            "instance_types": ["g4dn.xlarge"],
+            "max_price": 0.4,
+            "worker_count": 1,
+            "git_repo_url": "https://github.com/example/musicgen-batch.git",
+            "git_ref": source.commit(),
+            "availability_zones": ["us-east-1a", "us-east-1c"],
+            "keep_alive": False,
+            "max_hours": 12,
+            "ami_id": MOTO_AMI,
+            "root_volume_size_gb": "120",
+        }
     )
 
 
@@ -322,18 +316,18 @@ def test_yes_force_with_every_zone_above_the_max_price_warns_and_goes_on(
     # Already initialised: no init. No zone fits, so terraform's default (every zone with a
     # default subnet) stays.
     assert [argv[0] for argv in terraform.argvs()] == ["output", "apply", "output"]
-    assert terraform.calls()[1]["tfvars"] == expected_tfvars(
-        'name = "musicgen-batch"',
-        'region = "us-east-1"',
-        'instance_types = ["g4dn.2xlarge"]',
-        "max_price = 0.35",
-        "worker_count = 2",
-        'git_repo_url = "https://github.com/example/musicgen-batch.git"',
-        f'git_ref = "{source.commit()}"',
-        "keep_alive = true",
-        "max_hours = 2.5",
-        f'ami_id = "{source.ami_id}"',
-    )
+    assert terraform.calls()[1]["variables"] == {
+        "name": "musicgen-batch",
+        "region": "us-east-1",
+        "instance_types": ["g4dn.2xlarge"],
+        "max_price": 0.35,
+        "worker_count": 2,
+        "git_repo_url": "https://github.com/example/musicgen-batch.git",
+        "git_ref": source.commit(),
+        "keep_alive": True,
+        "max_hours": 2.5,
+        "ami_id": source.ami_id,
+    }
 
 
 def test_apply_failure_exits_1_with_terraforms_error_streamed(
@@ -1343,7 +1337,7 @@ def test_several_instance_types(launcher: Launcher, terraform: FakeTerraform, so
         ("g4dn.2xlarge", NOW - timedelta(hours=24), NOW),
         ("g4dn.xlarge", NOW - timedelta(hours=24), NOW),
     ]
-    assert 'instance_types = ["g4dn.2xlarge", "g4dn.xlarge"]\n' in terraform.calls()[1]["tfvars"]
+    assert terraform.calls()[1]["variables"]["instance_types"] == ["g4dn.2xlarge", "g4dn.xlarge"]
 
 
 def test_types_of_two_quota_families_are_checked_each(

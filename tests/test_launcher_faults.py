@@ -39,7 +39,7 @@ def test_non_finite_or_huge_numbers_exit_2_before_anything_is_written(launcher, 
         assert status == Result(2, "", message)
     else:
         assert status == Result(2, "", f"error: status does not take {option}\n")
-    assert not (workdir / "terraform" / "launcher.auto.tfvars").exists()
+    assert not (workdir / "terraform" / "launcher.auto.tfvars.json").exists()
 
 
 def make_bucket(name, prefix="", report: bytes | None = None):

@@ -11,7 +11,6 @@ GitHub and GitLab serve such fetches."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +24,9 @@ from tests.support.launcher import GIT, PROMPTS, Launcher, WorkerSource
 
 
 def pinned_ref(terraform: FakeTerraform) -> str:
-    tfvars = next(call["tfvars"] for call in terraform.calls() if call["argv"][0] == "apply")
-    (ref,) = re.findall(r'^git_ref = "([^"]*)"$', tfvars, re.MULTILINE)
-    return ref
+    return next(call["variables"] for call in terraform.calls() if call["argv"][0] == "apply")[
+        "git_ref"
+    ]
 
 
 def test_the_launch_pins_the_commit_and_shows_it_with_the_ref(

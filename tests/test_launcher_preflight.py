@@ -3,6 +3,7 @@ moto (EC2, SSM), a git daemon and a private smart-HTTP remote on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -341,8 +342,8 @@ def test_a_private_repository_with_the_token_in_ssm(
         f"  ok  prompts: prompts.txt is prompts.txt at main ({source.commit()[:12]}) on the "
         "remote\n"
     ) in result.out
-    tfvars = (workdir / "terraform" / "launcher.auto.tfvars").read_text()
-    assert f'git_token_parameter = "{PARAMETER}"\n' in tfvars
+    tfvars = (workdir / "terraform" / "launcher.auto.tfvars.json").read_text()
+    assert json.loads(tfvars)["git_token_parameter"] == PARAMETER
     # The token reached the server, and never a process list, an output or the tfvars.
     assert private.authorizations and private.process_lists
     seen = "".join(private.process_lists) + result.out + result.err + tfvars

@@ -1,4 +1,4 @@
-"""launcher/tf.py: the tfvars it writes and the terraform commands python-terraform runs.
+"""launcher/tf.py: the variables file it writes and the terraform commands python-terraform runs.
 
 A recorded stand-in `terraform` (first on PATH) logs every argv, so the call arguments are
 checked on any machine; one test also feeds the written tfvars to the real binary.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.tf import VARIABLES_FILE, TerraformError, TerraformRoot, hcl_value
+from launcher.tf import VARIABLES_FILE, TerraformError, TerraformRoot
 from tests.support.fake_terraform import FakeTerraform
 
 # python-terraform 0.10.1 logs failures with the deprecated Logger.warn.
@@ -30,28 +30,6 @@ def root(tmp_path: Path) -> TerraformRoot:
     working_dir = tmp_path / "terraform"
     working_dir.mkdir()
     return TerraformRoot(working_dir)
-
-
-@pytest.mark.parametrize(
-    ("value", "literal"),
-    [
-        ("main", '"main"'),
-        ("https://github.com/me/musicgen-batch.git", '"https://github.com/me/musicgen-batch.git"'),
-        ('say "hi" \\ bye', '"say \\"hi\\" \\\\ bye"'),
-        ("two\nlines", '"two\\nlines"'),
-        ("${not.a.template} and %{ if x }", '"$${not.a.template} and %%{ if x }"'),
-        ("café", '"café"'),
-        (0.4, "0.4"),
-        (2, "2"),
-        (True, "true"),
-        (False, "false"),
-        (["g4dn.xlarge", "g4dn.2xlarge"], '["g4dn.xlarge", "g4dn.2xlarge"]'),
-        (["${x}"], '["$${x}"]'),
-        ([], "[]"),
-    ],
-)
-def test_hcl_value(value: str | float | bool, literal: str) -> None:
-    assert hcl_value(value) == literal
 
 
 def test_written_variables_read_back_by_real_terraform(tmp_path: Path) -> None:
@@ -91,13 +69,8 @@ def test_written_variables_read_back_by_real_terraform(tmp_path: Path) -> None:
 def test_write_variables(root: TerraformRoot) -> None:
     path = root.write_variables({"region": "us-east-1", "max_price": 0.4, "worker_count": 1})
 
-    assert path == root.working_dir / VARIABLES_FILE
-    assert path.read_text() == (
-        "# Written by `python launcher` at each launch; terraform loads it on every command.\n"
-        'region = "us-east-1"\n'
-        "max_price = 0.4\n"
-        "worker_count = 1\n"
-    )
+    assert path == root.working_dir / "launcher.auto.tfvars.json" == root.working_dir / VARIABLES_FILE
+    assert json.loads(path.read_text()) == {"region": "us-east-1", "max_price": 0.4, "worker_count": 1}
 
 
 def test_init_apply_output_arguments(
@@ -119,7 +92,7 @@ def test_init_apply_output_arguments(
         ["output", "-json", "-no-color"],
     ]
     assert {call["cwd"] for call in fake_terraform.calls()} == {str(root.working_dir)}
-    assert fake_terraform.calls()[1]["tfvars"].endswith('region = "us-east-1"\n')
+    assert fake_terraform.calls()[1]["variables"] == {"region": "us-east-1"}
     # init and apply stream to the user; output is captured and parsed.
     streamed = capfd.readouterr().out
     assert "Terraform has been successfully initialized!" in streamed

@@ -85,14 +85,11 @@ def test_enumerated_values_are_written_in_lower_case(
     )
 
     assert (result.code, result.err) == (0, "")
-    tfvars = next(call["tfvars"] for call in terraform.calls() if call["argv"][0] == "apply")
-    for line in (
-        'region = "us-east-1"',
-        'instance_types = ["g4dn.xlarge"]',
-        'audio_format = "flac"',
-        'force_destroy = "true"',
-    ):
-        assert line + "\n" in tfvars
+    variables = next(call["variables"] for call in terraform.calls() if call["argv"][0] == "apply")
+    assert variables["region"] == "us-east-1"
+    assert variables["instance_types"] == ["g4dn.xlarge"]
+    assert variables["audio_format"] == "flac"
+    assert variables["force_destroy"] == "true"
     assert "Launch 1 × g4dn.xlarge spot in us-east-1" in result.out
 
 
@@ -110,4 +107,4 @@ def test_values_terraform_cannot_convert_are_refused_before_anything_is_written(
     result = launcher(*GIT, "--var", item, "--yes")
 
     assert result == Result(2, "", f"error: {message}\n")
-    assert not (workdir / "terraform" / "launcher.auto.tfvars").exists()
+    assert not (workdir / "terraform" / "launcher.auto.tfvars.json").exists()

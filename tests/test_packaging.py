@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from launcher.cli import build_parser
+from launcher.cli import main as launcher_main
 from tests.tf_support import REPO_ROOT
 
 PYPROJECT = REPO_ROOT / "pyproject.toml"
@@ -55,10 +55,15 @@ def launcher_venv() -> Path:
     return venv
 
 
-def run(*argv: str | Path, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+def run(
+    *argv: str | Path, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """A child process without this Python's PYTHONPATH: what it imports, it imports from where
     its own Python installed it."""
-    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    env = {
+        **{name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
+        **(env or {}),
+    }
     env["COLUMNS"] = "100"
     return subprocess.run(
         [str(arg) for arg in argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
@@ -66,9 +71,10 @@ def run(*argv: str | Path, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess
     )
 
 
-def launcher_help(monkeypatch: pytest.MonkeyPatch) -> str:
+def launcher_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
     monkeypatch.setenv("COLUMNS", "100")
-    return build_parser().format_help()
+    assert launcher_main(["--help"]) == 0
+    return capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -90,9 +96,9 @@ def test_the_launcher_venv_has_no_torch(launcher_venv: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.xdist_group("launcher-venv")
 def test_the_console_script_and_python_launcher_run_without_torch(
-    launcher_venv: Path, monkeypatch: pytest.MonkeyPatch
+    launcher_venv: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    expected = launcher_help(monkeypatch)
+    expected = launcher_help(monkeypatch, capsys)
     python = launcher_venv / "bin" / "python"
     for argv in (
         [launcher_venv / "bin" / "musicgen-launcher", "--help"],
@@ -104,6 +110,32 @@ def test_the_console_script_and_python_launcher_run_without_torch(
     # The installed script runs this checkout's code from anywhere.
     elsewhere = run(launcher_venv / "bin" / "musicgen-launcher", "--help", cwd=launcher_venv)
     assert (elsewhere.returncode, elsewhere.stdout) == (0, expected)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("launcher-venv")
+def test_the_installed_script_finds_terraform_from_anywhere(launcher_venv: Path, tmp_path: Path) -> None:
+    """Outside the checkout the script reads the configuration installed with it, or the one
+    $MUSICGEN_TERRAFORM_DIR names; --var names the folder it checked against."""
+    script = launcher_venv / "bin" / "musicgen-launcher"
+    (tmp_path / "prompts.txt").write_text("calm piano;3;calm\n")
+    argv = [script, "status", "--bucket", "songs", "--var", "nam=x"]
+
+    installed = run(*argv, cwd=tmp_path)
+    assert (installed.returncode, installed.stdout) == (2, "")
+    assert installed.stderr == (
+        f"error: --var nam: {REPO_ROOT / 'terraform'}/*.tf declares no variable 'nam'; "
+        "did you mean name?\n"
+    )
+
+    elsewhere = tmp_path / "deployment"
+    elsewhere.mkdir()
+    (elsewhere / "variables.tf").write_text('variable "nom" {\n  type = string\n}\n')
+    chosen = run(*argv, cwd=tmp_path, env={"MUSICGEN_TERRAFORM_DIR": str(elsewhere)})
+    assert (chosen.returncode, chosen.stderr) == (
+        2,
+        "error: --var nam: deployment/*.tf declares no variable 'nam'; did you mean nom?\n",
+    )
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ PACKER_DIR = REPO_ROOT / "packer"
 TEMPLATE = PACKER_DIR / "musicgen.pkr.hcl"
 SANDBOX = REPO_ROOT / "terraform" / "modules" / "worker" / "files" / "sandbox.conf"
 # Runs on the operator's machine, never on a worker.
-LAUNCHER_ONLY = {"python-terraform"}
+LAUNCHER_ONLY = {"python-terraform", "click-default-group"}
 
 
 def requirement_name(spec: str) -> str:

@@ -14,7 +14,7 @@ import torch
 from contract.bucket import record_key
 from contract.records import REPORT_COLUMNS, SongRecord
 from tests.engines import FakeEngine
-from worker.cli import build_parser, main, settings_from
+from worker.cli import main, parse_options, settings_from
 from worker.engine import device_dtype, pick_device
 from worker.generation import WindowRequest
 from worker.precision import Gpu, GpuUnusable, choose_device, choose_dtype, default_threads, gpu_of
@@ -121,7 +121,7 @@ def test_each_gpu_worker_is_charged_its_share_of_the_instance(hourly, gpus, rate
 
 
 def settings(*argv: str):
-    return settings_from(build_parser().parse_args(list(argv)))[0]
+    return settings_from(parse_options(list(argv)))[0]
 
 
 def test_options_and_environment_set_dtype_threads_and_gpu_count(monkeypatch):

@@ -130,11 +130,11 @@ class Deployment:
     # The applied resources (`terraform show -json` of the state).
     planned: dict
     ami_id: str
-    # The commit the launcher pinned (launcher.auto.tfvars' git_ref).
+    # The commit the launcher pinned (git_ref in launcher.auto.tfvars.json).
     git_ref: str
 
     def args(self) -> list[str]:
-        """No -var: the launcher's launcher.auto.tfvars (and the user's own tfvars beside it)
+        """No -var: the launcher's launcher.auto.tfvars.json (and the user's own tfvars beside it)
         carry every variable, as for the `terraform -chdir=terraform destroy` it prints."""
         return ["-input=false", "-no-color"]
 
@@ -146,8 +146,8 @@ def deployment(shared_terraform_launch: TerraformLaunch) -> Iterator[Deployment]
     when a test failed before)."""
     launch = shared_terraform_launch
     assert launch.result.code == 0, launch.result.err
-    tfvars = (launch.terraform_dir / "launcher.auto.tfvars").read_text()
-    (git_ref,) = re.findall(r'^git_ref = "([0-9a-f]{40})"$', tfvars, re.MULTILINE)
+    git_ref = json.loads((launch.terraform_dir / "launcher.auto.tfvars.json").read_text())["git_ref"]
+    assert re.fullmatch(r"[0-9a-f]{40}", git_ref)
     with pytest.MonkeyPatch.context() as patch:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             patch.delenv(name, raising=False)

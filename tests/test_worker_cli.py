@@ -13,7 +13,7 @@ from contract.bucket import record_key
 from contract.prompts import parse_prompts
 from contract.records import SongRecord
 from tests.engines import FakeEngine
-from worker.cli import build_parser, main, settings_from
+from worker.cli import command, main, parse_options, settings_from
 from worker.identity import process_start
 from worker.settings import GenerationParams, MasteringSettings
 from worker.windows import WindowSettings
@@ -87,14 +87,14 @@ def test_both_entry_points_run(tmp_path, entry, project_on_pythonpath):
 
 
 def test_the_options_default_to_the_settings_dataclasses():
-    settings, params = settings_from(build_parser().parse_args([]))
+    settings, params = settings_from(parse_options([]))
     assert params == GenerationParams()
     assert settings.window == WindowSettings()
     assert settings.mastering == MasteringSettings()
 
 
 def test_the_help_shows_each_default_as_the_settings_hold_it():
-    helps = {action.dest: action.help for action in build_parser()._actions}
+    helps = {param.name: param.help for param in command.params}
     window, params = WindowSettings(), GenerationParams()
     assert helps["window_s"].endswith(f"[MUSICGEN_WINDOW_S, default {window.window_s:g}]")
     assert helps["stride_s"].endswith(f"[MUSICGEN_STRIDE_S, default {window.stride_s:g}]")
@@ -106,7 +106,7 @@ def test_the_help_shows_each_default_as_the_settings_hold_it():
 def test_an_environment_variable_replaces_a_dataclass_default(monkeypatch):
     monkeypatch.setenv("MUSICGEN_TOP_K", "17")
     monkeypatch.setenv("MUSICGEN_STRIDE_S", "12.5")
-    settings, params = settings_from(build_parser().parse_args([]))
+    settings, params = settings_from(parse_options([]))
     assert params == GenerationParams(top_k=17)
     assert settings.window == WindowSettings(stride_s=12.5)
 
@@ -126,7 +126,7 @@ def test_enumerated_values_are_case_insensitive(tiny_engine_in, monkeypatch, arg
     then computes in the dtype named and the songs get the format's extension."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    settings, _ = settings_from(build_parser().parse_args(argv))
+    settings, _ = settings_from(parse_options(argv))
     engine = tiny_engine_in(settings.dtype)
     assert engine.dtype == torch.bfloat16
     assert parse_prompts("p;1;song\n", settings.audio_format).jobs[0].file_name == "song.flac"
@@ -169,7 +169,7 @@ def test_the_prompts_option_is_refused_before_its_file_is_read(refused):
 def test_the_worker_id_help_states_the_id_a_worker_really_uses(tmp_path, capsys):
     """The help's default (HOST:PID:START) is the owner name this process writes into a song's
     record: this host's name, this process's id and its start time (/proc, proc(5))."""
-    stated = next(action.help for action in build_parser()._actions if action.dest == "worker_id")
+    stated = next(param.help for param in command.params if param.name == "worker_id")
     assert "(default: HOST:PID:START" in stated
     prompts = tmp_path / "p.txt"
     prompts.write_text("calm piano;1;calm\n")

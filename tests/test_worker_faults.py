@@ -24,7 +24,7 @@ import soundfile
 from contract.bucket import checkpoint_key, lease_key, record_key
 from contract.records import Checkpoint, Identity, SongRecord
 from tests.engines import FakeEngine
-from worker.cli import build_parser, main, settings_from
+from worker.cli import main, parse_options, settings_from
 from worker.identity import default_worker_id, earlier_self, process_start
 from worker.leases import Leases
 from worker.report import parse_report
@@ -129,7 +129,7 @@ def test_default_worker_id_is_unique_per_process():
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
     ).stdout.strip()
     assert child != here and child.rsplit(":", 2)[0] == host
-    settings, _ = settings_from(build_parser().parse_args([]))
+    settings, _ = settings_from(parse_options([]))
     assert settings.worker_id == here  # the default, where it used to be the bare host name
 
 

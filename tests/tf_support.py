@@ -99,7 +99,7 @@ def copy_config(dest: Path) -> Path:
         TERRAFORM_DIR,
         dest,
         ignore=shutil.ignore_patterns(
-            ".terraform", ".terraform.lock.hcl", "*.tfstate*", "*.tfvars"
+            ".terraform", ".terraform.lock.hcl", "*.tfstate*", "*.tfvars", "*.tfvars.json"
         ),
     )
     return dest

@@ -1,4 +1,4 @@
-"""`make docs`: the option tables in docs/ come from the argparse parsers and terraform's
+"""`make docs`: the option tables in docs/ come from the click commands and terraform's
 variables.tf, written between marker comments so the prose around them stays hand-written.
 
 `python -m tools.docs` rewrites the files; `python -m tools.docs --check` changes nothing and
@@ -11,13 +11,12 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
+import click
 import hcl2
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,12 +24,12 @@ NOT_SET = "not set"
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading a parser
+# Reading a click command
 
 
 @dataclass(frozen=True)
 class Row:
-    """One argument of a parser as the docs show it."""
+    """One parameter of a command as the docs show it."""
 
     invocation: str
     env: str | None
@@ -41,7 +40,7 @@ class Row:
 
 @dataclass(frozen=True)
 class Command:
-    """A parser and, for argparse subparsers, its subcommands (each a Command of its own)."""
+    """A command and, for a click group, its subcommands (each a Command of its own)."""
 
     prog: str
     help: str
@@ -49,97 +48,44 @@ class Command:
     subcommands: list[Command]
 
 
-class _Probe(dict):
-    """Stands in for os.environ while a parser is built: every variable reads as a marker naming
-    it, so an option whose default comes from the environment shows which variable it reads."""
-
-    def __getitem__(self, name: str) -> str:
-        return f"{{env:{name}}}"
-
-    def get(self, name: str, default: Any = None) -> str:
-        return self[name]
-
-    def __contains__(self, name: object) -> bool:
-        return True
-
-
-_PROBED = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-@contextmanager
-def _environment(environ: Mapping[str, str]) -> Iterator[None]:
-    with mock.patch.object(os, "environ", environ):
-        yield
-
-
-def read_command(build_parser: Callable[[], argparse.ArgumentParser]) -> Command:
-    """The parser's arguments with their defaults as an empty environment gives them (the
-    user's own variables never leak into the docs) and the variable each default reads."""
-    with _environment({}):
-        plain = build_parser()
-    with _environment(_Probe()):
-        probed = build_parser()
-    return _command(plain, probed, help="")
-
-
-def _command(plain: argparse.ArgumentParser, probed: argparse.ArgumentParser, help: str) -> Command:
-    probed_actions = {_key(action): action for action in probed._actions}
-    rows: list[Row] = []
+def read_command(command: click.Command, prog: str | None = None, help: str = "") -> Command:
+    """The command's parameters as declared: defaults are the declared ones and each option's
+    environment variable is its envvar, so the user's own variables never reach the docs."""
+    prog = prog or command.name or ""
+    rows = [_row(param) for param in command.params if not _is_help(param)]
     subcommands: list[Command] = []
-    for action in plain._actions:
-        if isinstance(action, argparse._HelpAction):
-            continue
-        twin = probed_actions.get(_key(action), action)
-        if isinstance(action, argparse._SubParsersAction):
-            helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
-            for name, subparser in action.choices.items():
-                subcommands.append(
-                    _command(subparser, twin.choices[name], help=helps.get(name, ""))
-                )
-            continue
-        rows.append(_row(action, twin, plain.prog))
-    return Command(prog=plain.prog, help=help, rows=rows, subcommands=subcommands)
+    if isinstance(command, click.Group):
+        with click.Context(command, info_name=prog) as ctx:
+            for name in command.list_commands(ctx):
+                sub = command.commands[name]
+                subcommands.append(read_command(sub, f"{prog} {name}", sub.short_help or ""))
+    return Command(prog=prog, help=help, rows=rows, subcommands=subcommands)
 
 
-def _key(action: argparse.Action) -> tuple[str, ...]:
-    return tuple(action.option_strings) or (action.dest,)
+def _is_help(param: click.Parameter) -> bool:
+    return isinstance(param, click.Option) and "--help" in param.opts
 
 
-def _row(action: argparse.Action, probed: argparse.Action, prog: str) -> Row:
-    found = _PROBED.search(str(probed.default))
-    env = found.group(1) if found else None
-    meaning = _expanded_help(action, prog)
+def _row(param: click.Parameter) -> Row:
+    env = param.envvar if isinstance(param.envvar, str) else None
+    meaning = " ".join((getattr(param, "help", None) or "").split())
     if env:
         # A help text that restates its variable in brackets ("[MUSICGEN_X, default 1]"): the
         # table has columns for both.
         meaning = re.sub(r"\s*\[" + re.escape(env) + r"\b[^\]]*\]", "", meaning)
     stated, meaning = _stated_default(meaning)
-    if isinstance(action, argparse.BooleanOptionalAction) and stated == str(action.default):
-        stated = None  # the "(default: False)" some Python versions append to its help
     if stated is not None:
-        default, is_code = stated, _is_value(stated, action.default)
+        default, is_code = stated, _is_value(stated, param.default)
     else:
-        default, is_code = _shown_default(action)
+        default, is_code = _shown_default(param)
     if is_code and meaning == default:
         meaning = ""  # a help text that is only the default says nothing more
-    if action.choices is not None and not isinstance(action.choices, Mapping):
-        choices = ", ".join(f"`{choice}`" for choice in action.choices)
+    if isinstance(param.type, click.Choice):
+        choices = ", ".join(f"`{choice}`" for choice in param.type.choices)
         meaning = f"{meaning}; one of {choices}" if meaning else f"one of {choices}"
-    repeatable = argparse._AppendAction | argparse._ExtendAction | argparse._CountAction
-    if isinstance(action, repeatable) and "repeat" not in meaning.lower():
+    if getattr(param, "multiple", False) and "repeat" not in meaning.lower():
         meaning = f"{meaning} (repeatable)" if meaning else "repeatable"
-    return Row(_invocation(action), env, default, is_code, meaning)
-
-
-def _expanded_help(action: argparse.Action, prog: str) -> str:
-    """The help text with its %(default)s-style fields filled in, as `--help` prints it."""
-    if not action.help or action.help is argparse.SUPPRESS:
-        return ""
-    params = {k: v for k, v in vars(action).items() if v is not argparse.SUPPRESS}
-    params["prog"] = prog
-    if params.get("choices") is not None:
-        params["choices"] = ", ".join(str(choice) for choice in params["choices"])
-    return " ".join((action.help % params).split())
+    return Row(_invocation(param), env, default, is_code, meaning)
 
 
 def _stated_default(text: str) -> tuple[str | None, str]:
@@ -156,8 +102,8 @@ def _stated_default(text: str) -> tuple[str | None, str]:
 
 
 def _is_value(stated: str, default: Any) -> bool:
-    """Whether a default the help text states is the parser's own default value, written out
-    (shown as code) rather than a description of it."""
+    """Whether a default the help text states is the parameter's own default value, written
+    out (shown as code) rather than a description of it."""
     if stated == str(default):
         return True
     try:
@@ -166,16 +112,19 @@ def _is_value(stated: str, default: Any) -> bool:
         return False
 
 
-def _shown_default(action: argparse.Action) -> tuple[str, bool]:
+def _shown_default(param: click.Parameter) -> tuple[str, bool]:
     """The default as the table shows it, and whether it is a literal value (shown as code)."""
-    default = action.default
-    if isinstance(action, argparse.BooleanOptionalAction) and isinstance(default, bool):
-        return ("on" if default else "off"), False
-    if action.nargs == 0 or (default is None and not action.option_strings):
-        # A flag is on when given; an optional positional is simply left out.
-        return "", False
-    if default is None or default is argparse.SUPPRESS:
-        return NOT_SET, False
+    default = param.default
+    if not isinstance(default, str | int | float | Path | list | tuple):
+        default = None  # click's marker for an option without a default
+    if isinstance(param, click.Option) and param.is_flag:
+        if param.secondary_opts:
+            return ("on" if default else "off"), False
+        return "", False  # a flag is on when given
+    if default is None and isinstance(param, click.Argument):
+        return "", False  # an optional argument is simply left out
+    if default is None:
+        return ("", False) if getattr(param, "multiple", False) else (NOT_SET, False)
     if isinstance(default, list | tuple):
         return (", ".join(str(item) for item in default), True) if default else ("", False)
     if isinstance(default, Path) or (isinstance(default, str) and os.path.isabs(default)):
@@ -188,26 +137,16 @@ def _shown_default(action: argparse.Action) -> tuple[str, bool]:
     return str(default), True
 
 
-def _invocation(action: argparse.Action) -> str:
-    if not action.option_strings:
-        name = action.metavar or action.dest
-        return f"[{name}]" if action.nargs in ("?", "*") else name
-    flags = ", ".join(action.option_strings)
-    if action.nargs == 0:
-        return flags
-    metavar = action.metavar or action.dest.upper()
-    if isinstance(metavar, tuple):
-        metavar = " ".join(metavar)
-    shapes = {
-        None: metavar,
-        "?": f"[{metavar}]",
-        "*": f"[{metavar} ...]",
-        "+": f"{metavar} [{metavar} ...]",
-    }
-    shape = shapes.get(action.nargs) if not isinstance(action.nargs, int) else None
-    if shape is None:
-        shape = " ".join([metavar] * action.nargs) if isinstance(action.nargs, int) else metavar
-    return f"{flags} {shape}"
+def _invocation(param: click.Parameter) -> str:
+    if isinstance(param, click.Argument):
+        name = param.metavar or (param.name or "").upper()
+        return name if param.required or name.startswith("[") else f"[{name}]"
+    assert isinstance(param, click.Option)
+    flags = ", ".join(param.opts)
+    if param.is_flag:
+        return ", ".join([flags, *param.secondary_opts])
+    metavar = param.metavar or (param.name or "").upper()
+    return f"{flags} {' '.join([metavar] * param.nargs)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,15 +241,15 @@ def variables_markdown(variables_tf: Path) -> str:
 
 
 def _worker_options() -> str:
-    from worker.cli import build_parser
+    from worker.cli import command
 
-    return options_markdown(read_command(build_parser))
+    return options_markdown(read_command(command))
 
 
 def _launcher_options() -> str:
-    from launcher.cli import build_parser
+    from launcher.cli import cli
 
-    return options_markdown(read_command(build_parser))
+    return options_markdown(read_command(cli))
 
 
 def _terraform_variables() -> str:

@@ -1,8 +1,8 @@
-"""`python -m worker`: options, each with an environment variable so a systemd unit can set it."""
+"""`python -m worker`: options, each declared once with the environment variable a systemd unit
+sets it by, and read by a click parameter type that refuses a bad value in one line."""
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import os
@@ -10,7 +10,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import click
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from contract import aws
@@ -24,6 +26,7 @@ from .leases import MAX_LEASE_S
 from .options import (
     MAX_ACCESS_WAIT_S,
     MAX_ATTEMPTS,
+    MAX_FADE_OUT_S,
     MAX_GPUS,
     MAX_GUIDANCE_SCALE,
     MAX_POLL_S,
@@ -33,17 +36,20 @@ from .options import (
     MAX_TOP_K,
     MAX_WINDOW_S,
     MIN_LEASE_S,
+    Checked,
     UsageError,
     at_least,
     at_most,
     check_model,
-    choice,
     existing,
     imds_endpoint,
+    loudness,
+    numeric,
     omp_num_threads,
+    one_of,
+    option_name,
     place,
     spool_folder,
-    typed,
     worker_id,
 )
 from .precision import DEVICE_CHOICES, DTYPE_CHOICES, GpuUnusable, choose_device, choose_threads
@@ -62,11 +68,7 @@ from .store import Store, Unusable, local_path, make_folder, open_store
 from .windows import WindowSettings
 
 log = logging.getLogger("worker")
-
-
-def _env(name: str, default: str | None) -> str | None:
-    value = os.environ.get(name, "")
-    return value if value.strip() else default
+PROG = "python -m worker"
 
 
 def usable_cpus() -> int:
@@ -84,157 +86,149 @@ def _shown(value: float | str | None) -> str:
     return value if isinstance(value, str) else number(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Option(click.Option):
+    """An option whose variable counts as unset when blank, as systemd's Environment= may leave it."""
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        value = super().resolve_envvar_value(ctx)
+        return value if value and value.strip() else None
+
+
+def _options() -> list[click.Option]:
+    """Every option: its flag, its variable, its default as a user would type it, its type."""
     # Defaults come from the settings' dataclasses, so the two cannot disagree.
     params, window, mastering, run = GenerationParams(), WindowSettings(), MasteringSettings(), RunSettings()
-    parser = argparse.ArgumentParser(
-        prog="python -m worker",
-        description="Generate one long-form MusicGen song per line of a prompts file.",
-    )
-    options = [
-        ("--prompts", "MUSICGEN_PROMPTS", "prompts.txt", "prompts file: PROMPT ; DURATION_S ; FILE_NAME per line"),
-        ("--output", "MUSICGEN_OUTPUT", "output/", "s3://bucket/prefix or a local folder"),
-        ("--model", "MUSICGEN_MODEL", _shown(run.model), "hub id or a save_pretrained folder"),
-        ("--hourly-cost", "HOURLY_COST_USD", f"{run.hourly_cost_usd:.2f}", "USD per hour (the spot max price) for the cost estimate"),
-        ("--batch-size", "MUSICGEN_BATCH_SIZE", _shown(run.batch_size), "songs generated together; 0 = from free GPU memory"),
-        ("--window-s", "MUSICGEN_WINDOW_S", _shown(window.window_s), "seconds generated per window"),
-        ("--stride-s", "MUSICGEN_STRIDE_S", _shown(window.stride_s), "seconds each continuation window adds"),
-        ("--top-k", "MUSICGEN_TOP_K", _shown(params.top_k), "sampling: keep the k most likely tokens"),
-        ("--temperature", "MUSICGEN_TEMPERATURE", _shown(params.temperature), "sampling temperature"),
-        ("--guidance-scale", "MUSICGEN_GUIDANCE_SCALE", _shown(params.guidance_scale), "classifier-free guidance scale"),
-        ("--seed", "MUSICGEN_SEED", None, "base seed for reproducible songs (default: random per song)"),
-        ("--worker-id", "MUSICGEN_WORKER_ID", None, "name in records and leases (default: HOST:PID:START, unique per process)"),
-        ("--lease-s", "MUSICGEN_LEASE_S", _shown(run.lease_s), "seconds a claim on a song lasts without renewal (renewed every third of it)"),
-        ("--spool-dir", "MUSICGEN_SPOOL_DIR", _shown(run.spool_dir), "finished songs wait here until stored"),
-        ("--imds-endpoint", "MUSICGEN_IMDS_ENDPOINT", None, "instance metadata URL; set on EC2 to watch for spot interruptions"),
-        ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S", _shown(run.imds_poll_s), "seconds between interruption checks"),
-        ("--device", "MUSICGEN_DEVICE", _shown(run.device), "auto, cuda or cpu; cuda: the GPU or exit 6 before any song is claimed (the worker units set it); auto: the GPU when torch sees one, else the CPU"),
-        ("--dtype", "MUSICGEN_DTYPE", _shown(run.dtype), "auto, float16, bfloat16 or float32 (any case); auto: bf16 on GPUs with native bf16 (compute capability 8.0+), else fp16; fp32 on the CPU"),
-        ("--gpu-count", "MUSICGEN_GPU_COUNT", _shown(run.gpu_count), "GPU workers on this machine: they share its cores and its hourly cost"),
-        ("--threads", "MUSICGEN_THREADS", None, "torch CPU threads (default: OMP_NUM_THREADS if set, else CPU cores / GPU count, at least 1)"),
-        ("--loudness-lufs", "MUSICGEN_LOUDNESS_LUFS", _shown(mastering.loudness_lufs), "integrated loudness of every song in LUFS, or off"),
-        ("--fade-out-s", "MUSICGEN_FADE_OUT_S", _shown(mastering.fade_out_s), "seconds of fade-out at each song's end; 0 = off"),
-        ("--format", "MUSICGEN_FORMAT", _shown(run.audio_format), "audio file format: wav or flac (any case)"),
-        ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS", _shown(run.max_attempts), "failed attempts (across workers) after which a song is given up"),
-        ("--max-hours", "MUSICGEN_MAX_HOURS", None, "hours after which the worker stops as on a spot notice (checkpoints saved) and exits 5 (default: no cap)"),
-        ("--access-wait-s", "MUSICGEN_ACCESS_WAIT_S", _shown(run.access_wait_s), "seconds a 403 from the S3 output is retried at startup, while a new instance's permissions propagate"),
-    ]
-    for flag, env, default, text in options:
-        # An option without a default describes it in its text: "(default: ...)".
-        where = env if default is None else f"{env}, default {default}"
-        parser.add_argument(flag, default=_env(env, default), help=f"{text} [{where}]")
-    parser.add_argument("--check", action="store_true", help="validate the prompts file only; exit 2 on any error")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return parser
-
-
-# A target outside these bounds is a typo (-140, +14) rather than a level anyone masters to.
-LOUDNESS_RANGE_LUFS = (-50.0, -5.0)
-MAX_FADE_OUT_S = 60.0
-
-
-def mastering_from(args: argparse.Namespace) -> MasteringSettings:
-    low, high = LOUDNESS_RANGE_LUFS
-    loudness = None
-    if args.loudness_lufs.strip().lower() != "off":
-        loudness = typed(
-            parse_float, "--loudness-lufs/MUSICGEN_LOUDNESS_LUFS", args.loudness_lufs,
-            (lambda v: low <= v <= high, f"must be between {low:g} and {high:g} LUFS, or off"),
-        )
-    fade = typed(
-        parse_float, "--fade-out-s/MUSICGEN_FADE_OUT_S", args.fade_out_s,
-        (lambda v: 0 <= v <= MAX_FADE_OUT_S, f"must be between 0 and {MAX_FADE_OUT_S:g} seconds"),
-    )
-    return MasteringSettings(loudness_lufs=loudness, fade_out_s=fade)
-
-
-def audio_format_from(args: argparse.Namespace) -> str:
-    return choice("--format/MUSICGEN_FORMAT", args.format, list(SUFFIXES))
-
-
-def device_from(args: argparse.Namespace) -> str:
-    return choice("--device/MUSICGEN_DEVICE", args.device, list(DEVICE_CHOICES))
-
-
-def settings_from(args: argparse.Namespace) -> tuple[RunSettings, GenerationParams]:
     positive = (lambda v: v > 0, "must be > 0")
     not_negative = (lambda v: v >= 0, "must be >= 0")
-    hourly = typed(parse_float, "--hourly-cost/HOURLY_COST_USD", args.hourly_cost, not_negative, at_most(MAX_PRICE_USD_PER_HOUR))
-    batch = typed(parse_int, "--batch-size/MUSICGEN_BATCH_SIZE", args.batch_size, not_negative, at_most(MAX_USER_BATCH_SIZE))
-    window, params = _generation_from(args)
-    dtype = choice("--dtype/MUSICGEN_DTYPE", args.dtype, DTYPE_CHOICES)
-    gpu_count = typed(parse_int, "--gpu-count/MUSICGEN_GPU_COUNT", args.gpu_count, at_least(1), at_most(MAX_GPUS))
-    threads = choose_threads(
-        typed(parse_int, "--threads/MUSICGEN_THREADS", args.threads, at_least(1), at_most(MAX_THREADS)),
-        omp_num_threads(),
-        usable_cpus(),
-        gpu_count,
-    )
+    text = Checked(place, "path")
+    table = [
+        ("--prompts", "MUSICGEN_PROMPTS", "prompts.txt", text, "prompts file: PROMPT ; DURATION_S ; FILE_NAME per line"),
+        ("--output", "MUSICGEN_OUTPUT", "output/", text, "s3://bucket/prefix or a local folder"),
+        ("--model", "MUSICGEN_MODEL", _shown(run.model), Checked(check_model), "hub id or a save_pretrained folder"),
+        ("--hourly-cost", "HOURLY_COST_USD", f"{run.hourly_cost_usd:.2f}", numeric(parse_float, not_negative, at_most(MAX_PRICE_USD_PER_HOUR)), "USD per hour (the spot max price) for the cost estimate"),
+        ("--batch-size", "MUSICGEN_BATCH_SIZE", _shown(run.batch_size), numeric(parse_int, not_negative, at_most(MAX_USER_BATCH_SIZE)), "songs generated together; 0 = from free GPU memory"),
+        ("--window-s", "MUSICGEN_WINDOW_S", _shown(window.window_s), numeric(parse_float, positive, at_most(MAX_WINDOW_S)), "seconds generated per window"),
+        ("--stride-s", "MUSICGEN_STRIDE_S", _shown(window.stride_s), numeric(parse_float, positive), "seconds each continuation window adds"),
+        ("--top-k", "MUSICGEN_TOP_K", _shown(params.top_k), numeric(parse_int, at_least(1), at_most(MAX_TOP_K)), "sampling: keep the k most likely tokens"),
+        ("--temperature", "MUSICGEN_TEMPERATURE", _shown(params.temperature), numeric(parse_float, positive, at_most(MAX_TEMPERATURE)), "sampling temperature"),
+        ("--guidance-scale", "MUSICGEN_GUIDANCE_SCALE", _shown(params.guidance_scale), numeric(parse_float, at_least(1), at_most(MAX_GUIDANCE_SCALE)), "classifier-free guidance scale"),
+        ("--seed", "MUSICGEN_SEED", None, numeric(parse_int, (lambda v: abs(v) <= MAX_SEED, "must fit in 63 bits")), "base seed for reproducible songs (default: random per song)"),
+        ("--worker-id", "MUSICGEN_WORKER_ID", None, Checked(worker_id), "name in records and leases (default: HOST:PID:START, unique per process)"),
+        # The heartbeat renews every third of a lease: a tiny one would hammer the output.
+        ("--lease-s", "MUSICGEN_LEASE_S", _shown(run.lease_s), numeric(parse_float, at_least(MIN_LEASE_S), at_most(MAX_LEASE_S)), "seconds a claim on a song lasts without renewal (renewed every third of it)"),
+        ("--spool-dir", "MUSICGEN_SPOOL_DIR", _shown(run.spool_dir), Checked(spool_folder, "path"), "finished songs wait here until stored"),
+        ("--imds-endpoint", "MUSICGEN_IMDS_ENDPOINT", None, Checked(imds_endpoint, "url"), "instance metadata URL; set on EC2 to watch for spot interruptions"),
+        ("--imds-poll-s", "MUSICGEN_IMDS_POLL_S", _shown(run.imds_poll_s), numeric(parse_float, positive, at_most(MAX_POLL_S)), "seconds between interruption checks"),
+        ("--device", "MUSICGEN_DEVICE", _shown(run.device), one_of(list(DEVICE_CHOICES)), "auto, cuda or cpu; cuda: the GPU or exit 6 before any song is claimed (the worker units set it); auto: the GPU when torch sees one, else the CPU"),
+        ("--dtype", "MUSICGEN_DTYPE", _shown(run.dtype), one_of(DTYPE_CHOICES), "auto, float16, bfloat16 or float32 (any case); auto: bf16 on GPUs with native bf16 (compute capability 8.0+), else fp16; fp32 on the CPU"),
+        ("--gpu-count", "MUSICGEN_GPU_COUNT", _shown(run.gpu_count), numeric(parse_int, at_least(1), at_most(MAX_GPUS)), "GPU workers on this machine: they share its cores and its hourly cost"),
+        ("--threads", "MUSICGEN_THREADS", None, numeric(parse_int, at_least(1), at_most(MAX_THREADS)), "torch CPU threads (default: OMP_NUM_THREADS if set, else CPU cores / GPU count, at least 1)"),
+        ("--loudness-lufs", "MUSICGEN_LOUDNESS_LUFS", _shown(mastering.loudness_lufs), Checked(loudness), "integrated loudness of every song in LUFS, or off"),
+        ("--fade-out-s", "MUSICGEN_FADE_OUT_S", _shown(mastering.fade_out_s), numeric(parse_float, (lambda v: 0 <= v <= MAX_FADE_OUT_S, f"must be between 0 and {MAX_FADE_OUT_S:g} seconds")), "seconds of fade-out at each song's end; 0 = off"),
+        ("--format", "MUSICGEN_FORMAT", _shown(run.audio_format), one_of(list(SUFFIXES)), "audio file format: wav or flac (any case)"),
+        ("--max-attempts", "MUSICGEN_MAX_ATTEMPTS", _shown(run.max_attempts), numeric(parse_int, positive, at_most(MAX_ATTEMPTS)), "failed attempts (across workers) after which a song is given up"),
+        ("--max-hours", "MUSICGEN_MAX_HOURS", None, numeric(parse_float, positive, at_most(MAX_HOURS)), "hours after which the worker stops as on a spot notice (checkpoints saved) and exits 5 (default: no cap)"),
+        ("--access-wait-s", "MUSICGEN_ACCESS_WAIT_S", _shown(run.access_wait_s), numeric(parse_float, not_negative, at_most(MAX_ACCESS_WAIT_S)), "seconds a 403 from the S3 output is retried at startup, while a new instance's permissions propagate"),
+    ]
+    options = []
+    for flag, env, default, kind, text in table:
+        # An option without a default describes it in its text: "(default: ...)".
+        where = env if default is None else f"{env}, default {default}"
+        options.append(
+            _Option([flag], envvar=env, default=default, type=kind, metavar=flag[2:].replace("-", "_").upper(), help=f"{text} [{where}]")
+        )
+    return options
+
+
+command = click.Command(
+    PROG,
+    params=[
+        *_options(),
+        click.Option(["--check"], is_flag=True, help="validate the prompts file only; exit 2 on any error"),
+        click.Option(["-v", "--verbose"], is_flag=True, help="debug logging"),
+    ],
+    help="Generate one long-form MusicGen song per line of a prompts file.",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+def parse_options(argv: Sequence[str]) -> dict[str, Any]:
+    """The options by name, each read and checked by its type; UsageError of one line otherwise.
+    --help prints the help and raises click.exceptions.Exit."""
+    try:
+        with command.make_context(PROG, list(argv)) as ctx:
+            return dict(ctx.params)
+    except click.BadParameter as error:
+        raise UsageError(error.message) from None
+    except click.NoSuchOption as error:
+        raise UsageError(f"unknown option {quoted(error.option_name)} (see {PROG} --help)") from None
+    except click.UsageError as error:
+        raise UsageError(f"{error.format_message()} (see {PROG} --help)") from None
+
+
+def _name(option: str) -> str:
+    """An option as its refusals name it, from its one declaration."""
+    return option_name(next(param for param in command.params if param.name == option))
+
+
+def settings_from(options: dict[str, Any]) -> tuple[RunSettings, GenerationParams]:
+    """The run's settings from the options parse_options read; the checks that weigh one option
+    against another (the stride against the window) or the machine (threads) are here."""
+    window, params = _generation_from(options)
+    gpu_count = options["gpu_count"]
+    threads = choose_threads(options["threads"], omp_num_threads(), usable_cpus(), gpu_count)
     settings = RunSettings(
-        model=check_model(args.model),
+        model=options["model"],
         # Each GPU's worker is charged its share of the instance (see worker_hourly_rate).
-        hourly_cost_usd=worker_hourly_rate(hourly, gpu_count),
-        batch_size=batch,
+        hourly_cost_usd=worker_hourly_rate(options["hourly_cost"], gpu_count),
+        batch_size=options["batch_size"],
         window=window,
-        seed=typed(parse_int, "--seed/MUSICGEN_SEED", args.seed, (lambda v: abs(v) <= MAX_SEED, "must fit in 63 bits")),
+        seed=options["seed"],
         # Unique per process (host, pid, start time), so two workers on one host never take
         # each other's leases; a rerun still recognises its own dead predecessor's leases.
-        worker_id=worker_id(args.worker_id) or default_worker_id(),
-        # The heartbeat renews every third of a lease: a tiny one would hammer the output.
-        lease_s=typed(
-            parse_float, "--lease-s/MUSICGEN_LEASE_S", args.lease_s, at_least(MIN_LEASE_S), at_most(MAX_LEASE_S)
-        ),
-        spool_dir=spool_folder(args.spool_dir),
-        imds_endpoint=imds_endpoint(args.imds_endpoint),
-        imds_poll_s=typed(parse_float, "--imds-poll-s/MUSICGEN_IMDS_POLL_S", args.imds_poll_s, positive, at_most(MAX_POLL_S)),
-        mastering=mastering_from(args),
-        audio_format=audio_format_from(args),
-        dtype=dtype,
-        device=device_from(args),
+        worker_id=options["worker_id"] or default_worker_id(),
+        lease_s=options["lease_s"],
+        spool_dir=options["spool_dir"],
+        imds_endpoint=options["imds_endpoint"],
+        imds_poll_s=options["imds_poll_s"],
+        mastering=MasteringSettings(loudness_lufs=options["loudness_lufs"], fade_out_s=options["fade_out_s"]),
+        audio_format=options["format"],
+        dtype=options["dtype"],
+        device=options["device"],
         threads=threads.count,
         threads_source=threads.source,
         gpu_count=gpu_count,
-        max_attempts=typed(
-            parse_int, "--max-attempts/MUSICGEN_MAX_ATTEMPTS", args.max_attempts, positive, at_most(MAX_ATTEMPTS)
-        ),
-        max_hours=typed(parse_float, "--max-hours/MUSICGEN_MAX_HOURS", args.max_hours, positive, at_most(MAX_HOURS)),
-        access_wait_s=typed(
-            parse_float, "--access-wait-s/MUSICGEN_ACCESS_WAIT_S", args.access_wait_s, not_negative,
-            at_most(MAX_ACCESS_WAIT_S),
-        ),
+        max_attempts=options["max_attempts"],
+        max_hours=options["max_hours"],
+        access_wait_s=options["access_wait_s"],
     )
     return settings, params
 
 
-def _generation_from(args: argparse.Namespace) -> tuple[WindowSettings, GenerationParams]:
-    """Windows and sampling; each bound is checked here, where the message can name its option."""
-    positive = (lambda v: v > 0, "must be > 0")
-    window_s = typed(parse_float, "--window-s/MUSICGEN_WINDOW_S", args.window_s, positive, at_most(MAX_WINDOW_S))
-    stride_s = typed(
-        parse_float, "--stride-s/MUSICGEN_STRIDE_S", args.stride_s, positive,
-        (lambda v: v <= window_s, f"must be <= the window, --window-s/MUSICGEN_WINDOW_S={number(window_s)}"),
-    )
-    top_k = typed(parse_int, "--top-k/MUSICGEN_TOP_K", args.top_k, at_least(1), at_most(MAX_TOP_K))
-    temperature = typed(
-        parse_float, "--temperature/MUSICGEN_TEMPERATURE", args.temperature, positive, at_most(MAX_TEMPERATURE)
-    )
-    guidance = typed(
-        parse_float, "--guidance-scale/MUSICGEN_GUIDANCE_SCALE", args.guidance_scale,
-        at_least(1), at_most(MAX_GUIDANCE_SCALE),
-    )
+def _generation_from(options: dict[str, Any]) -> tuple[WindowSettings, GenerationParams]:
+    window_s, stride_s = options["window_s"], options["stride_s"]
+    if stride_s > window_s:
+        raise UsageError(
+            f"{_name('stride_s')}={quoted(number(stride_s))}: must be <= the window, "
+            f"{_name('window_s')}={number(window_s)}"
+        )
     return (
         WindowSettings(window_s=window_s, stride_s=stride_s),
-        GenerationParams(top_k=top_k, temperature=temperature, guidance_scale=guidance),
+        GenerationParams(
+            top_k=options["top_k"],
+            temperature=options["temperature"],
+            guidance_scale=options["guidance_scale"],
+        ),
     )
 
 
 def _check_places(output: str, spool_dir: str) -> None:
     """The spool must be a folder of its own: inside the output (or the output inside it), a
     stored song would be deleted as a spooled copy right after its upload."""
-    name = "--spool-dir/MUSICGEN_SPOOL_DIR"
+    name = _name("spool_dir")
     spool = Path(spool_dir)
     if not is_s3_uri(output):
-        existing("--output/MUSICGEN_OUTPUT", output)
+        existing(_name("output"), output)
         out = local_path(output).resolve()
         here = spool.resolve()
         if here == out or here.is_relative_to(out) or out.is_relative_to(here):
@@ -263,37 +257,43 @@ def main(
     130 / 143 when SIGINT / SIGTERM stopped it while the instance is not stopping. `clock` is
     what the time cap (--max-hours) is measured with, from the moment main starts."""
     started = clock()
-    args = build_parser().parse_args(argv)
+    try:
+        options = parse_options(sys.argv[1:] if argv is None else argv)
+    except click.exceptions.Exit as shown:  # --help
+        return shown.exit_code
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if options["verbose"] else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
         force=True,
     )
     try:
-        settings, params = settings_from(args)
-        prompts = _read_prompts(args.prompts, settings.audio_format)
+        settings, params = settings_from(options)
+        prompts = _read_prompts(options["prompts"], settings.audio_format)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if args.check:
-        return check(prompts, args.prompts)
+    if options["check"]:
+        return check(prompts, options["prompts"])
     if not prompts.jobs:
-        print(f"error: {no_songs(prompts, args.prompts)}", file=sys.stderr)
+        print(f"error: {no_songs(prompts, options['prompts'])}", file=sys.stderr)
         return EXIT_USAGE
-    store = _open_output(args.output, settings, s3_client or aws.s3_client)
+    store = _open_output(options["output"], settings, s3_client or aws.s3_client)
     if isinstance(store, int):
         return store
     with stop_signals(
         settings.imds_endpoint, settings.imds_poll_s, settings.max_hours, started, clock=clock
     ) as stop:
-        return _run(args, settings, params, prompts.jobs, store, stop, load_engine)
+        return _run(options, settings, params, prompts.jobs, store, stop, load_engine)
 
 
 def _read_prompts(path: str, audio_format: str) -> PromptFile:
     """The prompts file, its problems printed one per line; UsageError when it cannot be read."""
     try:
-        prompts = read_prompts(place("--prompts/MUSICGEN_PROMPTS", path), audio_format)
+        prompts = read_prompts(path, audio_format)
     except OSError as error:
         raise UsageError(f"cannot read prompts file {quoted(path)}: {error.strerror or error}") from None
     for problem in prompts.errors:
@@ -325,7 +325,6 @@ def _open_output(output: str, settings: RunSettings, s3_client: Callable) -> Sto
     """The output's store, or the exit code after saying in one line why it cannot be used:
     2 when it names nothing usable, 1 when it exists but cannot be written or read."""
     try:
-        place("--output/MUSICGEN_OUTPUT", output)
         _check_places(output, settings.spool_dir)
         store = open_store(output, s3_client, settings.access_wait_s)
         problem = store.problem()
@@ -352,7 +351,7 @@ def _open_output(output: str, settings: RunSettings, s3_client: Callable) -> Sto
 
 
 def _run(
-    args: argparse.Namespace,
+    options: dict[str, Any],
     settings: RunSettings,
     params: GenerationParams,
     jobs: list[Job],
@@ -370,7 +369,7 @@ def _run(
         settings,
         store,
         should_stop=stop.requested,
-        earlier_self=(lambda owner: False) if args.worker_id else (
+        earlier_self=(lambda owner: False) if options["worker_id"] else (
             lambda owner: earlier_self(owner, settings.worker_id)
         ),
     )
@@ -405,7 +404,7 @@ def _run(
             return EXIT_FAILED
         runner.write_report(jobs)
     except (BotoCoreError, ClientError, OSError) as error:  # OSError: a full or failing disk
-        log.error("cannot use the output %s: %s", args.output, error)
+        log.error("cannot use the output %s: %s", options["output"], error)
         return EXIT_FAILED
     result = runner.result
     _summarise(result)

@@ -1,8 +1,9 @@
-"""Reading the worker's option values: numbers, choices and places.
+"""Reading the worker's option values: numbers, choices and places, as click parameter types.
 
-Every refusal is a UsageError of one line that names the option, its variable and the value
-(quoted by contract.values.quoted), raised before the model loads; worker/cli.py prints it and
-exits 2. No torch, no network: only the local file system is looked at.
+Every refusal is one line that names the option, its variable and the value (quoted by
+contract.values.quoted), raised while the command line is read, before the model loads;
+worker/cli.py prints it and exits 2. No torch, no network: only the local file system is
+looked at.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import os
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+import click
 
 from contract.bucket import is_s3_uri
-from contract.values import number, parse_int, quoted
+from contract.values import number, parse_float, parse_int, quoted
 
 from .store import local_path
 
@@ -31,12 +35,47 @@ MIN_LEASE_S = 0.5
 MAX_GPUS = 64
 MAX_THREADS = 4096
 MAX_ACCESS_WAIT_S = 3600.0
+# A target outside these bounds is a typo (-140, +14) rather than a level anyone masters to.
+LOUDNESS_RANGE_LUFS = (-50.0, -5.0)
+MAX_FADE_OUT_S = 60.0
 # A worker id names leases and records; a host name and two numbers are far shorter.
 MAX_WORKER_ID_CHARS = 200
 
 
 class UsageError(Exception):
     pass
+
+
+def option_name(param: click.Parameter | None) -> str:
+    """How a refusal names an option: `--window-s/MUSICGEN_WINDOW_S`."""
+    if param is None or not param.opts:
+        return "value"
+    return f"{param.opts[0]}/{param.envvar}" if isinstance(param.envvar, str) else param.opts[0]
+
+
+class Checked(click.ParamType):
+    """A value read by `read(name, text)`, which raises UsageError naming the option."""
+
+    def __init__(self, read: Callable[[str, str], Any], name: str = "text") -> None:
+        self.read, self.name = read, name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.read(option_name(param), value)
+        except UsageError as error:
+            raise click.BadParameter(str(error)) from None
+
+
+def numeric(convert: Callable, *checks: tuple[Callable, str]) -> Checked:
+    """A number read by worker.values.parse_int or parse_float, each check passed."""
+    return Checked(
+        lambda name, value: typed(convert, name, str(value), *checks),
+        "integer" if convert is parse_int else "float",
+    )
+
+
+def one_of(choices: Sequence[str]) -> Checked:
+    return Checked(lambda name, value: choice(name, value, choices), "choice")
 
 
 def typed(convert: Callable, name: str, value: str | None, *checks: tuple[Callable, str]):
@@ -65,6 +104,17 @@ def at_least(low: float) -> tuple[Callable, str]:
     return (lambda v: v >= low), f"must be >= {number(low)}"
 
 
+def loudness(name: str, value: str) -> float | None:
+    """A loudness target in LUFS, or off (keep the decoder's level)."""
+    if value.strip().lower() == "off":
+        return None
+    low, high = LOUDNESS_RANGE_LUFS
+    return typed(
+        parse_float, name, value,
+        (lambda v: low <= v <= high, f"must be between {low:g} and {high:g} LUFS, or off"),
+    )
+
+
 def choice(name: str, value: str, choices: Sequence[str]) -> str:
     """An enumerated value, case-insensitive and normalised to lower case (`FLAC`, `Float16`)."""
     normal = value.strip().lower()
@@ -90,18 +140,16 @@ def existing(name: str, value: str) -> Path | None:
         raise UsageError(f"{name}={quoted(value)}: {error.strerror or error}") from None
 
 
-def spool_folder(value: str) -> str:
+def spool_folder(name: str, value: str) -> str:
     """The spool folder, `~` expanded: a local folder, since songs wait there for the output."""
-    name = "--spool-dir/MUSICGEN_SPOOL_DIR"
     if is_s3_uri(place(name, value)):
         raise UsageError(f"{name}={quoted(value)}: must be a local folder (songs wait there until stored)")
     existing(name, value)
     return str(local_path(value))
 
 
-def check_model(model: str) -> str:
+def check_model(name: str, model: str) -> str:
     """A hub id is `name` or `org/name`; anything else is meant as a folder, which must exist."""
-    name = "--model/MUSICGEN_MODEL"
     path = existing(name, place(name, model))
     looks_like_path = (
         model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model or path is not None
@@ -117,9 +165,7 @@ def check_model(model: str) -> str:
     return model
 
 
-def imds_endpoint(value: str | None) -> str | None:
-    if value is None:
-        return None
+def imds_endpoint(name: str, value: str) -> str:
     try:
         parsed = urllib.parse.urlsplit(value)
         parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -127,16 +173,12 @@ def imds_endpoint(value: str | None) -> str | None:
         parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UsageError(
-            f"--imds-endpoint/MUSICGEN_IMDS_ENDPOINT={quoted(value)}: must be an http:// URL "
-            "such as http://169.254.169.254"
+            f"{name}={quoted(value)}: must be an http:// URL such as http://169.254.169.254"
         )
     return value
 
 
-def worker_id(value: str | None) -> str | None:
-    if value is None:
-        return None
-    name = "--worker-id/MUSICGEN_WORKER_ID"
+def worker_id(name: str, value: str) -> str:
     if not value.strip() or not value.isprintable():
         raise UsageError(f"{name}={quoted(value)}: must be printable text")
     if len(value) > MAX_WORKER_ID_CHARS:

@@ -19,8 +19,8 @@ state = Path(os.environ["FAKE_TERRAFORM_STATE"])
 args = sys.argv[1:]
 record = {{"argv": args, "cwd": os.getcwd()}}
 if args[:1] == ["apply"]:
-    tfvars = Path("launcher.auto.tfvars")
-    record["tfvars"] = tfvars.read_text() if tfvars.exists() else None
+    tfvars = Path("launcher.auto.tfvars.json")
+    record["variables"] = json.loads(tfvars.read_text()) if tfvars.exists() else None
 with open(state / "calls.jsonl", "a") as log:
     log.write(json.dumps(record) + "\\n")
 exit_file = state / (args[0] + ".exit")

@@ -1,0 +1,1 @@
+"""The launcher's commands, one module each: launch (the default), status and download."""
