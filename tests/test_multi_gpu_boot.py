@@ -95,7 +95,8 @@ def unit_output(paths: dict, unit: str) -> str:
 def test_every_gpu_runs_its_own_worker_and_the_end_of_batch_action_runs_once(machine) -> None:
     boot, paths = machine
     # Each worker takes its own share of the cores, as on an instance (no MUSICGEN_THREADS).
-    write_env_file(paths["env_file"], {k: v for k, v in paths["settings"].items() if k != "MUSICGEN_THREADS"})
+    own_share = {name: value for name, value in paths["settings"].items() if name != "MUSICGEN_THREADS"}
+    write_env_file(paths["env_file"], own_share)
     code, events = boot()
     boot_log = unit_output(paths, "musicgen-worker.service")
     assert code == 0, boot_log
