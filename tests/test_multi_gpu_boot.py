@@ -60,7 +60,6 @@ def machine(tmp_path: Path, remote: tuple[str, Path], aws_env: str, tiny_model_d
         # This torch has no CUDA: the workers run on the CPU here (the units ask for cuda).
         "MUSICGEN_DEVICE": "cpu",
     }
-    del settings["MUSICGEN_THREADS"]  # each worker takes its share of the cores, as on an instance
     for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
         settings[name] = aws_env if name == "AWS_ENDPOINT_URL" else os.environ[name]
     env_file = write_env_file(tmp_path / "worker.env", settings)
@@ -96,6 +95,9 @@ def unit_output(paths: dict, unit: str) -> str:
 
 def test_every_gpu_runs_its_own_worker_and_the_end_of_batch_action_runs_once(machine) -> None:
     boot, paths = machine
+    # Each worker takes its own share of the cores, as on an instance (no MUSICGEN_THREADS).
+    own_share = {name: value for name, value in paths["settings"].items() if name != "MUSICGEN_THREADS"}
+    write_env_file(paths["env_file"], own_share)
     code, events = boot()
     boot_log = unit_output(paths, "musicgen-worker.service")
     assert code == 0, boot_log
