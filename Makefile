@@ -56,12 +56,11 @@ test: install test-tools
 # every in-process test.
 QUICK_TESTS := \
 	tests/test_prompts.py tests/test_values.py tests/test_worker_decisions.py \
-	tests/test_scheduler.py tests/test_prompts_fuzz.py tests/test_leases_and_store.py \
+	tests/test_prompts_fuzz.py tests/test_leases_and_store.py \
 	tests/test_launcher_prices.py tests/test_launcher_estimate.py tests/test_launcher_quotas.py \
 	tests/test_launcher_help.py tests/test_launcher_names.py tests/test_launcher_tf.py \
 	tests/test_launcher_gpus.py tests/test_launcher_aws.py tests/test_terraform_structure.py \
-	tests/test_systemd_units.py tests/test_page.py tests/test_layout.py tests/test_docs.py \
-	tests/test_modelsize.py
+	tests/test_systemd_units.py tests/test_page.py tests/test_layout.py tests/test_docs.py
 
 test-quick: install
 	$(PY) -m pytest $(XDIST) -m 'not slow' --hypothesis-profile dev $(QUICK_TESTS)
