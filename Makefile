@@ -50,11 +50,20 @@ XDIST := -n $(TEST_WORKERS) --dist loadgroup
 test: install test-tools
 	$(PY) -m pytest $(XDIST) --hypothesis-profile ci
 
-# The inner loop: everything but the process tier (marked slow: real worker processes, boots,
-# the real terraform apply, the browser, venv builds), with a tenth of the property tests'
-# examples. `make test` runs it all.
+# The inner loop: the in-process tests (not the process tier, marked slow: real worker processes,
+# boots, the real terraform apply, the browser, venv builds) of a fast file or two per layer, with
+# a tenth of the property tests' examples. `make test` runs them all; `pytest -m 'not slow'` runs
+# every in-process test.
+QUICK_TESTS := \
+	tests/test_prompts.py tests/test_values.py tests/test_worker_decisions.py \
+	tests/test_prompts_fuzz.py tests/test_leases_and_store.py \
+	tests/test_launcher_prices.py tests/test_launcher_estimate.py tests/test_launcher_quotas.py \
+	tests/test_launcher_help.py tests/test_launcher_names.py tests/test_launcher_tf.py \
+	tests/test_launcher_gpus.py tests/test_launcher_aws.py tests/test_terraform_structure.py \
+	tests/test_systemd_units.py tests/test_page.py tests/test_layout.py tests/test_docs.py
+
 test-quick: install
-	$(PY) -m pytest $(XDIST) -m 'not slow' --hypothesis-profile dev
+	$(PY) -m pytest $(XDIST) -m 'not slow' --hypothesis-profile dev $(QUICK_TESTS)
 
 # ruff, then the checks that read files only (lint/test_lint.py): terraform fmt, packer fmt and
 # checkov, which fail on any finding.

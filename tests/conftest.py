@@ -43,10 +43,11 @@ settings.load_profile("ci")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that change or destroy the shared real-terraform launch run last, in their own
-    order, whatever order the files were named in: every other check reads it as launched."""
+    """Tests that change or destroy the shared real-terraform launch run last, by their marker's
+    `step`, whatever order the files were named in: every other check reads it as launched."""
     last = [item for item in items if item.get_closest_marker("changes_shared_launch")]
     if last:
+        last.sort(key=lambda item: item.get_closest_marker("changes_shared_launch").kwargs["step"])
         items[:] = [item for item in items if item not in last] + last
 
 

@@ -176,7 +176,8 @@ def test_status_shows_the_group_and_the_batch(launch: TerraformLaunch) -> None:
     ]
 
 
-@pytest.mark.changes_shared_launch
+# First of the changes: the group is back at 2 workers afterwards.
+@pytest.mark.changes_shared_launch(step=1)
 def test_after_a_scale_in_the_launcher_raises_the_group_again(launch: TerraformLaunch) -> None:
     name = outputs(launch)["autoscaling_group_name"]
     worker = workers()[0]

@@ -386,7 +386,7 @@ def test_the_role_allows_the_bucket_and_scale_in_of_its_own_group(
     )
 
 
-@pytest.mark.changes_shared_launch
+@pytest.mark.changes_shared_launch(step=2)
 def test_scale_in_of_a_worker_lowers_the_desired_capacity(deployment: Deployment) -> None:
     """The call a finished worker makes: its instance goes, and the group does not replace it.
     (Last before destroy: it changes the group.)"""
@@ -414,7 +414,7 @@ def test_scale_in_of_a_worker_lowers_the_desired_capacity(deployment: Deployment
     assert "delete" not in change["change"]["actions"]
 
 
-@pytest.mark.changes_shared_launch
+@pytest.mark.changes_shared_launch(step=3)
 def test_destroy_leaves_no_instance_group_template_or_spot_request(
     deployment: Deployment,
 ) -> None:
