@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from contract.aws import error_code
-from contract.bucket import BOOT_FAILURES_PREFIX as PREFIX
+from contract.bucket import BOOT_FAILURES_PREFIX
 
 # The contract bounds a reason to 500 characters; a record is far below this. A larger object is
 # not one of the end program's records, and is not read whole.
@@ -72,7 +72,7 @@ def read_boot_failures(s3: Any, bucket: str, prefix: str = "") -> BootFailures:
     listed = [
         item
         for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix + PREFIX
+            Bucket=bucket, Prefix=prefix + BOOT_FAILURES_PREFIX
         )
         for item in page.get("Contents", [])
     ]
@@ -138,7 +138,7 @@ def clear(s3: Any, bucket: str, prefix: str = "") -> int:
     keys = [
         {"Key": item["Key"]}
         for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix + PREFIX
+            Bucket=bucket, Prefix=prefix + BOOT_FAILURES_PREFIX
         )
         for item in page.get("Contents", [])
     ]

@@ -8,7 +8,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from contract.bucket import REPORT_KEY
+from contract.bucket import LOGS_PREFIX, REPORT_KEY
 from contract.defaults import DEFAULT_AUDIO_FORMAT, usd
 from contract.prompts import Job, PromptFile
 from launcher import (
@@ -329,7 +329,7 @@ def _apply(
         "Next steps:",
         f"  follow progress:  {deps.program} status",
         f"  songs appear in:  s3://{bucket}/  (cost report: s3://{bucket}/{REPORT_KEY},"
-        f" run logs: s3://{bucket}/logs/)",
+        f" run logs: s3://{bucket}/{LOGS_PREFIX})",
         f"{BOLD}{warning}{PLAIN}" if out.stdout_is_tty else warning,
     )
     return 0

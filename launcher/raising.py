@@ -7,6 +7,7 @@ import shlex
 from types import SimpleNamespace
 from typing import Any
 
+from contract.bucket import BOOT_FAILURES_PREFIX
 from contract.prompts import PromptFile
 from launcher import boot_failures, deployment, failed, group
 from launcher.answer import go_ahead
@@ -80,11 +81,11 @@ def offer_raise(
         return 0
     if recorded:
         name, prefix = split_bucket(bucket)
-        with deployment.s3_reading(name, prefix + boot_failures.PREFIX):
+        with deployment.s3_reading(name, prefix + BOOT_FAILURES_PREFIX):
             cleared = boot_failures.clear(s3, name, prefix)
         out.say(
             f"Cleared {cleared} failed-boot record{'s' if cleared != 1 else ''} from "
-            f"s3://{name}/{prefix}{boot_failures.PREFIX}: the count toward max_failed_boots starts "
+            f"s3://{name}/{prefix}{BOOT_FAILURES_PREFIX}: the count toward max_failed_boots starts "
             "again (each boot's log stays in logs/)."
         )
     group.raise_group(deps.autoscaling_client(args.region), found.name, wanted)
@@ -102,7 +103,7 @@ def _warn_failed_boots(
     if bucket is None:
         return None
     name, prefix = split_bucket(bucket)
-    with deployment.s3_reading(name, prefix + boot_failures.PREFIX):
+    with deployment.s3_reading(name, prefix + BOOT_FAILURES_PREFIX):
         boots = boot_failures.read_boot_failures(s3, name, prefix)
     zeroed = boot_failures.group_zeroed(boots)
     if zeroed is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from contract.bucket import REPORT_KEY
+from contract.bucket import BOOT_FAILURES_PREFIX, REPORT_KEY
 from launcher import batch, boot_failures, deployment, group, instances
 from launcher.commands.common import (
     aws_answers,
@@ -81,11 +81,11 @@ def _batch_status(
     if progress is None:
         return [f"Bucket {bucket}: does not exist"]
     name, prefix = split_bucket(bucket)
-    with deployment.s3_reading(name, prefix + boot_failures.PREFIX):
+    with deployment.s3_reading(name, prefix + BOOT_FAILURES_PREFIX):
         boots = boot_failures.read_boot_failures(s3, name, prefix)
     lines = boot_failures.format_boot_failures(
         boots,
-        where=f"s3://{name}/{prefix}{boot_failures.PREFIX}",
+        where=f"s3://{name}/{prefix}{BOOT_FAILURES_PREFIX}",
         desired=found.desired if found is not None else None,
         program=deps.program,
     )
