@@ -79,7 +79,7 @@ docs: install
 
 # A tiny random MusicGen for trying the pipeline offline: MUSICGEN_MODEL=.tiny-model make run
 tiny-model: install
-	$(PY) -m worker.tiny_model .tiny-model
+	$(PY) -m tools.tiny_model .tiny-model
 
 # The AMI's requirements come from pyproject.toml (its base dependencies and the [worker] extra);
 # run after changing either, tests/test_packer.py fails while the file is stale.

@@ -4,7 +4,7 @@
 
 The decoder shapes are those of the hub configs (decoder: num_hidden_layers, hidden_size,
 ffn_dim, num_codebooks, audio_channels); nothing is downloaded. Memory is the worker's own
-accounting (contract/modelsize.py, worker/engine.py's batch sizing). Speeds are NOT measured here:
+accounting (contract/modelsize.py, worker/engine/engine.py's batch sizing). Speeds are NOT measured here:
 the relative step cost assumes decoding is memory-bound (every step reads the decoder's weights
 once), which holds at the small batches MusicGen runs; measure your GPU with bench/throughput.py.
 """

@@ -37,11 +37,11 @@ from transformers import (
 )
 
 from contract.prompts import Job
-from worker.engine import Engine, pick_device
-from worker.kvcache import window_cache
-from worker.precision import DTYPE_CHOICES
-from worker.scheduler import BatchScheduler, Callbacks, Song, new_song
-from worker.tiny_model import random_musicgen
+from tools.tiny_model import random_musicgen
+from worker.engine.engine import Engine, pick_device
+from worker.engine.kvcache import window_cache
+from worker.engine.precision import DTYPE_CHOICES
+from worker.run.scheduler import BatchScheduler, Callbacks, Song, new_song
 from worker.windows import WindowSettings, steps_for
 
 PROMPTS = [

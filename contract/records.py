@@ -55,7 +55,7 @@ class SongRecord:
     started_at: str | None
     finished_at: str | None
     worker: str | None
-    # [[min, max], ...] of the written audio (worker.waveform); None in records written before
+    # [[min, max], ...] of the written audio (worker.output.waveform); None in records written before
     # the listening page existed, which then shows no picture.
     waveform: list[list[float]] | None = None
     # Mastering, for anyone checking a song's level later; absent from older records.

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from worker.engine import Engine
-from worker.generation import WindowRequest
-from worker.precision import DTYPE_CHOICES, choose_dtype, gpu_of
+from worker.engine.engine import Engine
+from worker.engine.generation import WindowRequest
+from worker.engine.precision import DTYPE_CHOICES, choose_dtype, gpu_of
 
 PROMPT = "calm piano with soft drums"
 

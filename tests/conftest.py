@@ -97,7 +97,7 @@ def tiny_stereo_model_dir() -> Path:
 def loaded_tiny_engine(tiny_model_dir: Path):
     """The tiny model loaded once per test process. Tests take views of it (`with_params`, or
     `tiny_engine`), never change it."""
-    from worker.engine import Engine
+    from worker.engine.engine import Engine
 
     return Engine.from_pretrained(str(tiny_model_dir))
 
@@ -105,7 +105,7 @@ def loaded_tiny_engine(tiny_model_dir: Path):
 @pytest.fixture(scope="session")
 def loaded_tiny_stereo_engine(tiny_stereo_model_dir: Path):
     """The stereo tiny model, loaded once per test process."""
-    from worker.engine import Engine
+    from worker.engine.engine import Engine
 
     return Engine.from_pretrained(str(tiny_stereo_model_dir))
 
@@ -113,8 +113,8 @@ def loaded_tiny_stereo_engine(tiny_stereo_model_dir: Path):
 @pytest.fixture(scope="session")
 def tiny_engine_in(tiny_model_dir: Path):
     """tiny_engine_in(dtype): the tiny model loaded in `dtype` (a name from
-    worker.precision.DTYPE_CHOICES), once per dtype per test process; a view per call."""
-    from worker.engine import Engine
+    worker.engine.precision.DTYPE_CHOICES), once per dtype per test process; a view per call."""
+    from worker.engine.engine import Engine
     from worker.settings import GenerationParams
 
     loaded = {}

@@ -93,7 +93,7 @@ class FakeEngine:
     def condition(self, prompt):
         import torch
 
-        from worker.generation import Conditioning
+        from worker.engine.generation import Conditioning
 
         self.conditioned.append(prompt)
         return Conditioning(hidden=torch.zeros(1, 4), mask=torch.ones(1))

@@ -7,7 +7,7 @@ import pyloudnorm
 import pytest
 import soundfile
 
-from worker.audio import (
+from worker.output.audio import (
     Mastered,
     db_to_gain,
     fade_length,

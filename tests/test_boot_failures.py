@@ -1,6 +1,6 @@
 """A failing instance, end to end: the units, the boot unit's root script and the start script
 from the rendered UserData, run by the fake systemctl (tests/fake_systemctl.py), the real
-worker/bootstrap.sh and worker from a file:// clone of this project, the real end program, moto's
+worker/instance/bootstrap.sh and worker from a file:// clone of this project, the real end program, moto's
 S3 and Auto Scaling over HTTP, and the metadata stub naming the instance.
 
 This machine's torch is a CPU build, as a broken GPU instance's would look to CUDA: the worker

@@ -1,4 +1,4 @@
-"""worker/bootstrap.sh end to end, without systemd: a file:// copy of this project as the git
+"""worker/instance/bootstrap.sh end to end, without systemd: a file:// copy of this project as the git
 remote, moto's S3 server as the bucket, this venv as the AMI's venv and the tiny model. After each
 run the boot unit's root script (from the rendered UserData) gets the exit status as the worker
 unit leaves it, with a stand-in `systemctl` that records the power-off. One run goes as an

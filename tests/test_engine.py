@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from worker.engine import CPU_BATCH_SIZE
-from worker.generation import WindowRequest, derive_seed
+from worker.engine.engine import CPU_BATCH_SIZE
+from worker.engine.generation import WindowRequest, derive_seed
 from worker.settings import GenerationParams
 from worker.windows import steps_for
 

@@ -23,13 +23,13 @@ from contract.prompts import Job, prompt_hash
 from contract.records import Failure
 from tests.engines import FakeEngine
 from tests.support.worker_process import fake_systemctl
-from worker.attempts import Attempts, count_failure, read_failure
 from worker.cli import main
-from worker.leases import Heartbeat, Leases, poll_interval
-from worker.report import parse_report
-from worker.results import RunResult
-from worker.skipping import Skipping
-from worker.store import LocalStore, open_store
+from worker.output.report import parse_report
+from worker.run.attempts import Attempts, count_failure, read_failure
+from worker.run.results import RunResult
+from worker.run.skipping import Skipping
+from worker.store.leases import Heartbeat, Leases, poll_interval
+from worker.store.store import LocalStore, open_store
 
 
 @pytest.fixture(params=["s3", "local"])
@@ -553,7 +553,7 @@ def test_the_time_cap_from_the_environment_and_no_cap_by_default(monkeypatch):
 
 
 def test_the_time_cap_is_reached_once_and_stays_reached(caplog):
-    from worker.spot import TimeCap
+    from worker.instance.spot import TimeCap
 
     now = [100.0]
     cap = TimeCap(0.5, started=100.0, clock=lambda: now[0])

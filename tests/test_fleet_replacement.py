@@ -19,7 +19,7 @@ from tests.support.worker_process import (
     wav_frames,
 )
 from worker.cli import main
-from worker.report import parse_report
+from worker.output.report import parse_report
 
 # Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ from tests.engines import FakeEngine
 from tests.support.examples import examples
 from tests.support.launcher import CALM_MARKET, GIT, Launcher
 from worker.cli import main
-from worker.report import parse_report
+from worker.output.report import parse_report
 
 
 def fuzz(count: int) -> settings:

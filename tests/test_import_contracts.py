@@ -44,25 +44,25 @@ def test_every_import_contract_is_kept():
 def test_a_launcher_module_importing_the_worker_breaks_a_contract(tmp_path):
     root = copy_of_the_project(tmp_path)
     with (root / "launcher" / "download.py").open("a") as module:
-        module.write("\nfrom worker.page import render_page  # noqa: E402,F401\n")
+        module.write("\nfrom worker.output.page import render_page  # noqa: E402,F401\n")
     checked = lint_imports(root)
     assert checked.returncode == 1
     assert "launcher is not allowed to import worker" in checked.stdout
-    assert "launcher.download -> worker.page" in checked.stdout
+    assert "launcher.download -> worker.output.page" in checked.stdout
 
 
 def test_a_lower_worker_layer_reaching_a_higher_one_breaks_a_contract(tmp_path):
     root = copy_of_the_project(tmp_path)
-    with (root / "worker" / "scheduler.py").open("a") as module:
-        module.write("\n\ndef _late():\n    from worker import runner  # noqa: F401\n")
+    with (root / "worker" / "run" / "scheduler.py").open("a") as module:
+        module.write("\n\ndef _late():\n    from worker.run import runner  # noqa: F401\n")
     checked = lint_imports(root)
     assert checked.returncode == 1
-    assert "worker.scheduler -> worker.runner" in checked.stdout
+    assert "worker.run.scheduler -> worker.run.runner" in checked.stdout
 
 
 def test_the_layers_are_connected_as_drawn():
     graph = grimp.build_graph("worker", "contract", cache_dir=None)
-    assert graph.chain_exists(importer="worker.cli", imported="worker.runner")
-    assert graph.direct_import_exists(importer="worker.runner", imported="worker.scheduler")
+    assert graph.chain_exists(importer="worker.cli", imported="worker.run.runner")
+    assert graph.direct_import_exists(importer="worker.run.runner", imported="worker.run.scheduler")
     # The worker reads the bucket's layout and its records from the contract.
-    assert graph.chain_exists(importer="worker.runner", imported="contract.bucket")
+    assert graph.chain_exists(importer="worker.run.runner", imported="contract.bucket")

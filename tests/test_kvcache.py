@@ -5,8 +5,8 @@ import torch
 from transformers import MusicgenForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from worker.kvcache import WindowLayer, window_cache
-from worker.tiny_model import CODEBOOK_SIZE, NUM_CODEBOOKS
+from tools.tiny_model import CODEBOOK_SIZE, NUM_CODEBOOKS
+from worker.engine.kvcache import WindowLayer, window_cache
 
 
 @pytest.fixture(scope="module")

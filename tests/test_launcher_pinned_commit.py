@@ -1,5 +1,5 @@
 """The launch pins the commit its checks compared, and an instance's checkout fetches exactly that
-commit by id, as worker/bootstrap.sh does (`git fetch --depth 1 origin <sha>`), from a real
+commit by id, as worker/instance/bootstrap.sh does (`git fetch --depth 1 origin <sha>`), from a real
 `git daemon`, even after the branch moved on: every instance of the group, a replacement booting
 hours later too, runs the code and prompts the user saw checked.
 

@@ -12,8 +12,8 @@ from botocore.httpsession import URLLib3Session
 from contract import aws
 from contract.bucket import lease_key
 from contract.records import Checkpoint, Identity
-from worker.leases import Leases
-from worker.store import LocalStore, open_store
+from worker.store.leases import Leases
+from worker.store.store import LocalStore, open_store
 
 
 @pytest.fixture(params=["s3", "local"])

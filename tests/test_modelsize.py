@@ -10,7 +10,7 @@ from contract.modelsize import DecoderShape
 def test_parameters_match_the_decoder_module(tiny_model_dir, tiny_stereo_model_dir, stereo):
     from transformers import MusicgenForConditionalGeneration
 
-    from worker.engine import Engine
+    from worker.engine.engine import Engine
 
     folder = str(tiny_stereo_model_dir if stereo else tiny_model_dir)
     model = MusicgenForConditionalGeneration.from_pretrained(folder)  # the engine repacks linears

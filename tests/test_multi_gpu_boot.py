@@ -24,7 +24,7 @@ import pytest
 
 from contract.records import SongRecord
 from tests.support.boot import executable, keys, make_machine, settings_for, write_env_file
-from worker.report import parse_report
+from worker.output.report import parse_report
 
 # Real processes (workers, the bootstrap): the inner loop skips them with -m 'not slow'.
 pytestmark = pytest.mark.slow

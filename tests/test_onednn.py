@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from transformers import MusicgenForConditionalGeneration
 
-from worker.onednn import PackedLinear, can_pack, pack_linears
-from worker.tiny_model import CODEBOOK_SIZE, NUM_CODEBOOKS
+from tools.tiny_model import CODEBOOK_SIZE, NUM_CODEBOOKS
+from worker.engine.onednn import PackedLinear, can_pack, pack_linears
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN")
 

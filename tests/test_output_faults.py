@@ -25,9 +25,9 @@ from botocore.exceptions import ClientError
 from contract.bucket import checkpoint_key, failure_key, lease_key, record_key
 from tests.engines import FakeEngine
 from worker.cli import main
-from worker.report import parse_report
-from worker.s3_store import S3Store
-from worker.store import Unusable
+from worker.output.report import parse_report
+from worker.store.s3_store import S3Store
+from worker.store.store import Unusable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -235,7 +235,7 @@ def test_the_403_wait_backs_off_and_is_bounded(aws_env):
 
 
 def test_the_wait_log_names_what_is_awaited(caplog):
-    from worker.stall import announced
+    from worker.store.stall import announced
 
     with caplog.at_level(logging.WARNING), announced("put_object s3://b/k", 0.05, object()):
         time.sleep(0.3)

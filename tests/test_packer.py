@@ -27,7 +27,7 @@ from contract.defaults import (
 from tests.hcl import blocks, load
 from tests.systemd_units import UNIT_DIR, parse_unit, values, worker_units
 from tests.tf_support import REPO_ROOT
-from worker.engine import Engine
+from worker.engine.engine import Engine
 
 PACKER_DIR = REPO_ROOT / "packer"
 TEMPLATE = PACKER_DIR / "musicgen.pkr.hcl"
@@ -88,7 +88,7 @@ def test_terraform_points_the_workers_at_the_folder_packer_bakes_the_model_into(
     baked = blocks(TEMPLATE, "variable")["model_dir"]["default"]
     used = blocks(REPO_ROOT / "terraform" / "variables.tf", "variable")["model_path"]["default"]
     assert used == baked
-    assert "opt/musicgen/models" not in (REPO_ROOT / "worker" / "bootstrap.sh").read_text()
+    assert "opt/musicgen/models" not in (REPO_ROOT / "worker" / "instance" / "bootstrap.sh").read_text()
 
 
 def test_provisioners_install_the_venv_download_the_model_and_smoke_check() -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from contract.prompts import Job
 from contract.records import SongRecord
-from worker.page import render_page, waveform_svg
-from worker.waveform import envelope
+from worker.output.page import render_page, waveform_svg
+from worker.output.waveform import envelope
 
 
 def record(name: str, prompt: str, duration: float, seconds: float, cost: float, **extra) -> SongRecord:

@@ -15,10 +15,17 @@ from contract.bucket import record_key
 from contract.records import REPORT_COLUMNS, SongRecord
 from tests.engines import FakeEngine
 from worker.cli import main, parse_options, settings_from
-from worker.engine import device_dtype, pick_device
-from worker.generation import WindowRequest
-from worker.precision import Gpu, GpuUnusable, choose_device, choose_dtype, default_threads, gpu_of
-from worker.report import parse_report, worker_hourly_rate
+from worker.engine.engine import device_dtype, pick_device
+from worker.engine.generation import WindowRequest
+from worker.engine.precision import (
+    Gpu,
+    GpuUnusable,
+    choose_device,
+    choose_dtype,
+    default_threads,
+    gpu_of,
+)
+from worker.output.report import parse_report, worker_hourly_rate
 
 # (GPU, compute capability): the auto choice.
 GPUS = [
@@ -89,7 +96,7 @@ def test_the_worker_dtype_choice_logs_the_gpu(monkeypatch, caplog, name, capabil
     fake = FakeCuda(name, capability)
     for query in ("is_available", "is_bf16_supported", "get_device_capability", "get_device_name"):
         monkeypatch.setattr(torch.cuda, query, getattr(fake, query))
-    with caplog.at_level(logging.INFO, logger="worker.engine"):
+    with caplog.at_level(logging.INFO, logger="worker.engine.engine"):
         dtype = device_dtype(torch.device("cuda", 0))
     assert dtype == getattr(torch, expected)
     major, minor = capability
@@ -97,7 +104,7 @@ def test_the_worker_dtype_choice_logs_the_gpu(monkeypatch, caplog, name, capabil
 
 
 def test_the_cpu_computes_in_float32_unless_asked(caplog):
-    with caplog.at_level(logging.INFO, logger="worker.engine"):
+    with caplog.at_level(logging.INFO, logger="worker.engine.engine"):
         assert pick_device() == (torch.device("cpu"), torch.float32)
         assert pick_device(dtype="bfloat16") == (torch.device("cpu"), torch.bfloat16)
     assert "precision: float32 chosen on the CPU" in caplog.text
@@ -263,7 +270,7 @@ class StandInTorch:
     """torch as the worker's device choice uses it, with a GPU that behaves as told: `cuda`
     answers like torch.cuda for one GPU (its init, capability and name), and a tensor made "on
     the GPU" is made on the CPU, or raises `alloc_error`; `wrong` makes every product NaN (a
-    GPU that computes garbage). What torch raises is documented in worker/precision.py.
+    GPU that computes garbage). What torch raises is documented in worker/engine/precision.py.
 
     The CPU tensors are float32 whatever dtype was asked (it is recorded in `made`): sums of
     ones are exact in every dtype here, and a CPU multiplies half-precision matrices many times

@@ -155,6 +155,6 @@ def test_a_worker_in_a_log_writes_progress_lines_and_no_bars(piped):
 @pytest.mark.slow
 def test_loading_the_tiny_model_warns_of_nothing(piped):
     """MusicGen's pad/start tokens sit one past the codebook by design; the worker's log does
-    not warn of them (see worker/hf_output.py)."""
+    not warn of them (see worker/engine/hf_output.py)."""
     assert "token_id" not in piped.stderr
     assert "WARNING" not in piped.stderr

@@ -20,7 +20,7 @@ from contract.prompts import (
 )
 from contract.records import SongRecord
 from worker.cli import main
-from worker.report import parse_report, render_report
+from worker.output.report import parse_report, render_report
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,9 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from contract import aws
-from worker import s3_store
-from worker.leases import Leases
-from worker.s3_store import S3Store
+from worker.store import s3_store
+from worker.store.leases import Leases
+from worker.store.s3_store import S3Store
 
 
 def s3_error(status: int, code: str, operation: str) -> ClientError:

@@ -9,8 +9,8 @@ import torch
 
 from contract.prompts import Job
 from tests.engines import FakeEngine, SpyEngine
-from worker.generation import song_seed
-from worker.scheduler import BatchScheduler, Callbacks, SongState, new_song
+from worker.engine.generation import song_seed
+from worker.run.scheduler import BatchScheduler, Callbacks, SongState, new_song
 from worker.windows import WindowPlan, WindowSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +107,7 @@ def test_a_seeded_songs_seed_does_not_depend_on_its_format():
 
 def test_importing_the_scheduler_loads_neither_torch_nor_transformers():
     code = (
-        "import sys, worker.scheduler; "
+        "import sys, worker.run.scheduler; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     done = subprocess.run(

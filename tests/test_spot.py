@@ -9,9 +9,9 @@ import pytest
 
 from tests.imds_stub import ImdsStub
 from tests.support.worker_process import fake_systemctl
-from worker.results import EXIT_SIGINT, EXIT_SIGTERM, EXIT_STOPPED, EXIT_TIME_CAP
-from worker.spot import SpotWatcher
-from worker.stopping import stop_signals, system_stopping
+from worker.instance.spot import SpotWatcher
+from worker.instance.stopping import stop_signals, system_stopping
+from worker.run.results import EXIT_SIGINT, EXIT_SIGTERM, EXIT_STOPPED, EXIT_TIME_CAP
 
 
 def test_poll_follows_imdsv2_404_then_notice():

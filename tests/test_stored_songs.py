@@ -21,9 +21,9 @@ from contract.prompts import Job, prompt_hash
 from contract.records import REBUILT_NOTE, SongRecord
 from tests.engines import FakeEngine
 from worker.cli import main
-from worker.inspection import Inspection
-from worker.report import parse_report
-from worker.s3_store import S3Store
+from worker.output.report import parse_report
+from worker.run.inspection import Inspection
+from worker.store.s3_store import S3Store
 
 PROMPTS = "calm piano;2;calm\nfast drums;3;drums\n"
 
@@ -252,7 +252,7 @@ def test_the_remade_song_replaces_only_the_damaged_object(bucket, tmp_path):
 def test_a_long_remade_song_replaces_the_damaged_object_in_parts(bucket, tmp_path, monkeypatch):
     """Songs over the multipart threshold carry If-Match on CompleteMultipartUpload (moto
     does not check that condition there; real S3 does, see docs/faults-and-validation.md)."""
-    from worker import s3_store
+    from worker.store import s3_store
 
     monkeypatch.setattr(s3_store, "MULTIPART_THRESHOLD", 4)
     bucket.put_object(Bucket="songs", Key="calm.wav", Body=b"")

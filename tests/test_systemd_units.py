@@ -594,7 +594,7 @@ def test_unit_paths_match_the_settings_and_the_bootstrap(
     settings = dict(
         line.split("=", 1) for line in user_data_files[ENV_FILE].splitlines() if "=" in line
     )
-    bootstrap = (Path(__file__).parent.parent / "worker" / "bootstrap.sh").read_text()
+    bootstrap = (Path(__file__).parent.parent / "worker" / "instance" / "bootstrap.sh").read_text()
     for name, unit in workers.items():
         assert values(unit, "Service", "ReadWritePaths") == [
             settings["MUSICGEN_CHECKOUT_DIR"].strip("'")

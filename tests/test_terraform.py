@@ -546,7 +546,7 @@ def check_user_data(script: str, bucket: str, git_ref: str, tmp_path: Path) -> N
     assert "/etc/musicgen-batch/worker.env" in script
     assert "musicgen-worker.service" in script
     assert "Restart=no" in script and "After=network-online.target" in script
-    assert 'exec /bin/bash "$checkout/worker/bootstrap.sh"' in script
+    assert 'exec /bin/bash "$checkout/worker/instance/bootstrap.sh"' in script
     # The applied UserData is the one the unit tests render: the checkout and every GPU's worker
     # run sandboxed.
     units = systemd_units.worker_units(systemd_units.written_files(script))

@@ -1,4 +1,4 @@
-"""`python -m worker.tiny_model DIR`: the tiny random MusicGen `make tiny-model` saves, loaded by
+"""`python -m tools.tiny_model DIR`: the tiny random MusicGen `make tiny-model` saves, loaded by
 the worker's own engine."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from transformers import MusicgenForConditionalGeneration
 
-from worker.engine import Engine
-from worker.tiny_model import NUM_CODEBOOKS, SAMPLING_RATE, main
+from tools.tiny_model import NUM_CODEBOOKS, SAMPLING_RATE, main
+from worker.engine.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,10 +52,10 @@ def test_refuses_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.slow
 def test_saving_it_prints_no_warning_and_no_bar_into_a_log(tmp_path: Path, project_on_pythonpath: None) -> None:
     """`make tiny-model` with its output redirected: MusicGen's pad, start and BOS tokens sit one
-    past the codebook by design (worker/hf_output.py), and bars belong on a terminal only."""
+    past the codebook by design (worker/engine/hf_output.py), and bars belong on a terminal only."""
     folder = tmp_path / "tiny"
     done = subprocess.run(
-        [sys.executable, "-m", "worker.tiny_model", str(folder)],
+        [sys.executable, "-m", "tools.tiny_model", str(folder)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert (done.returncode, done.stderr) == (0, "")
@@ -65,7 +65,7 @@ def test_saving_it_prints_no_warning_and_no_bar_into_a_log(tmp_path: Path, proje
 def test_the_load_line_gives_the_models_size_in_words(tiny_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The model's parameters as transformers loads them (the engine later repacks some of the
     decoder's for the CPU; EnCodec's codebooks are buffers, not parameters)."""
-    with caplog.at_level(logging.INFO, logger="worker.engine"):
+    with caplog.at_level(logging.INFO, logger="worker.engine.engine"):
         Engine.from_pretrained(str(tiny_model_dir))
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded "))
     found = re.search(r"; ([0-9.]+) (k|M|B) parameters in all$", line)

@@ -1,4 +1,4 @@
-"""`python -m worker.upload_log`, the boot script's log upload and instance name, as processes
+"""`python -m worker.instance.upload_log`, the boot script's log upload and instance name, as processes
 against moto's S3 server and the metadata stub."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def upload_log(*args: str, imds: str | None = None) -> subprocess.CompletedProce
     if imds is not None:
         env["MUSICGEN_IMDS_ENDPOINT"] = imds
     return subprocess.run(
-        [sys.executable, "-m", "worker.upload_log", *args], cwd=ROOT, env=env,
+        [sys.executable, "-m", "worker.instance.upload_log", *args], cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=120, check=False,
     )
 

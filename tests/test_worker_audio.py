@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from worker.cli import main
-from worker.report import parse_report
+from worker.output.report import parse_report
 
 WINDOW = ["--window-s", "4", "--stride-s", "2.5", "--batch-size", "2", "--seed", "7"]
 

@@ -14,8 +14,8 @@ from contract.prompts import parse_prompts
 from contract.records import SongRecord
 from tests.engines import FakeEngine
 from worker.cli import command, main, parse_options, settings_from
-from worker.identity import process_start
 from worker.settings import GenerationParams, MasteringSettings
+from worker.store.identity import process_start
 from worker.windows import WindowSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ from contract.policy import GIVEN_UP, LEAVE, RETRY, after_failure, is_given_up
 from contract.prompts import Job, prompt_hash
 from contract.records import Checkpoint, Failure, Identity, SongRecord
 from contract.songs import Header
-from worker.delivery import song_metadata, spool_mismatch
-from worker.results import (
+from worker.run.delivery import song_metadata, spool_mismatch
+from worker.run.results import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_SIGINT,
@@ -21,9 +21,9 @@ from worker.results import (
     not_written,
     run_exit_code,
 )
-from worker.resume import checkpoint_problem
-from worker.runner import next_round, renewed
-from worker.skipping import handled, stored_description
+from worker.run.resume import checkpoint_problem
+from worker.run.runner import next_round, renewed
+from worker.run.skipping import handled, stored_description
 from worker.windows import WindowPlan
 
 # -- what is the exit code of a run ---------------------------------------------------------

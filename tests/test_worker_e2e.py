@@ -9,7 +9,7 @@ import soundfile
 from contract.records import REPORT_COLUMNS, SongRecord
 from tests.support.failing_loader import WINDOW, Loader
 from worker.cli import main
-from worker.report import parse_report
+from worker.output.report import parse_report
 
 PROMPTS = """\
 # two songs, one bad line, one song whose generation fails

@@ -25,10 +25,10 @@ from contract.bucket import checkpoint_key, lease_key, record_key
 from contract.records import Checkpoint, Identity, SongRecord
 from tests.engines import FakeEngine
 from worker.cli import main, parse_options, settings_from
-from worker.identity import default_worker_id, earlier_self, process_start
-from worker.leases import Leases
-from worker.report import parse_report
-from worker.store import LocalStore
+from worker.output.report import parse_report
+from worker.store.identity import default_worker_id, earlier_self, process_start
+from worker.store.leases import Leases
+from worker.store.store import LocalStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,7 +125,7 @@ def test_default_worker_id_is_unique_per_process():
     assert host == socket.gethostname() and int(pid) == os.getpid()
     assert abs(float(start) - process_start(os.getpid())) < 2
     child = subprocess.run(
-        [sys.executable, "-c", "from worker.identity import default_worker_id; print(default_worker_id())"],
+        [sys.executable, "-c", "from worker.store.identity import default_worker_id; print(default_worker_id())"],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
     ).stdout.strip()
     assert child != here and child.rsplit(":", 2)[0] == host

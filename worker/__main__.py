@@ -5,7 +5,7 @@ from pathlib import Path
 
 if not __package__ and sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     # `python worker` runs this folder as a script, so Python put the folder itself first on
-    # sys.path, where worker/audio.py and its neighbours would shadow top-level modules of the
+    # sys.path, where worker/output/audio.py and its neighbours would shadow top-level modules of the
     # same name. The package comes from the installed project (`make install`) instead.
     del sys.path[0]
 

@@ -20,10 +20,15 @@ from contract.bucket import PAGE_KEY, is_s3_uri
 from contract.defaults import MAX_HOURS, MAX_PRICE_USD_PER_HOUR, MAX_USER_BATCH_SIZE
 from contract.prompts import SUFFIXES, Job, PromptFile, read_prompts
 from contract.values import number, parse_float, parse_int, quoted
-
-from .identity import default_worker_id, earlier_self
-from .leases import MAX_LEASE_S
-from .options import (
+from worker.engine.precision import (
+    DEVICE_CHOICES,
+    DTYPE_CHOICES,
+    GpuUnusable,
+    choose_device,
+    choose_threads,
+)
+from worker.instance.stopping import Stop, stop_signals
+from worker.options import (
     MAX_ACCESS_WAIT_S,
     MAX_ATTEMPTS,
     MAX_FADE_OUT_S,
@@ -52,9 +57,8 @@ from .options import (
     spool_folder,
     worker_id,
 )
-from .precision import DEVICE_CHOICES, DTYPE_CHOICES, GpuUnusable, choose_device, choose_threads
-from .report import worker_hourly_rate
-from .results import (
+from worker.output.report import worker_hourly_rate
+from worker.run.results import (
     EXIT_FAILED,
     EXIT_GPU_UNUSABLE,
     EXIT_OK,
@@ -62,10 +66,11 @@ from .results import (
     RunResult,
     what_is_left,
 )
-from .settings import GenerationParams, MasteringSettings, RunSettings
-from .stopping import Stop, stop_signals
-from .store import Store, Unusable, local_path, make_folder, open_store
-from .windows import WindowSettings
+from worker.settings import GenerationParams, MasteringSettings, RunSettings
+from worker.store.identity import default_worker_id, earlier_self
+from worker.store.leases import MAX_LEASE_S
+from worker.store.store import Store, Unusable, local_path, make_folder, open_store
+from worker.windows import WindowSettings
 
 log = logging.getLogger("worker")
 PROG = "python -m worker"
@@ -249,7 +254,7 @@ def main(
     s3_client=None,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Parse, validate, --check, then run until done or stopped. The exit code (worker/results.py,
+    """Parse, validate, --check, then run until done or stopped. The exit code (worker/run/results.py,
     docs/worker.md#exit-codes): 0 when every song is done (written, held by a worker that renews
     its lease, or given up after --max-attempts failures), 1 when a song failed here and is
     neither, 2 for unusable input, 3 when the instance is stopping (a spot notice, Auto
@@ -363,7 +368,7 @@ def _run(
     if device is None:
         return EXIT_GPU_UNUSABLE
     # The audio libraries load here, and torch with the engine, after the input has been checked.
-    from .runner import ModelUnavailable, Runner
+    from worker.run.runner import ModelUnavailable, Runner
 
     runner = Runner(
         settings,
@@ -383,12 +388,12 @@ def _run(
     try:
         runner.upload_spooled(jobs)
         if load_engine is None:
-            from .engine import Engine
+            from worker.engine.engine import Engine
 
             load_engine = functools.partial(Engine.from_pretrained, device=device, dtype=settings.dtype)
 
         def engine():
-            from .engine import limit_threads
+            from worker.engine.engine import limit_threads
 
             limit_threads(settings.threads)
             try:

@@ -19,8 +19,7 @@ import click
 
 from contract.bucket import is_s3_uri
 from contract.values import number, parse_float, parse_int, quoted
-
-from .store import local_path
+from worker.store.store import local_path
 
 # Bounds a working setting never reaches; beyond them a value is a typo (18000 for 1.8) or
 # would overflow tensor sizes and timers.

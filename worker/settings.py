@@ -12,8 +12,7 @@ from contract.defaults import (
     DEFAULT_MAX_PRICE,
     DEFAULT_MODEL,
 )
-
-from .windows import WindowSettings
+from worker.windows import WindowSettings
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class MasteringSettings:
-    """What is done to a song's decoded audio before it is written (see worker/audio.py)."""
+    """What is done to a song's decoded audio before it is written (see worker/output/audio.py)."""
 
     loudness_lufs: float | None = -14.0  # None: keep the decoder's level
     fade_out_s: float = 3.0  # 0: no fade
@@ -57,8 +56,8 @@ class RunSettings:
     imds_poll_s: float = 5.0
     mastering: MasteringSettings = field(default_factory=MasteringSettings)
     audio_format: str = DEFAULT_AUDIO_FORMAT
-    dtype: str = "auto"  # a name from worker.precision.DTYPE_CHOICES
-    device: str = "auto"  # a name from worker.precision.DEVICE_CHOICES
+    dtype: str = "auto"  # a name from worker.engine.precision.DTYPE_CHOICES
+    device: str = "auto"  # a name from worker.engine.precision.DEVICE_CHOICES
     threads: int = 1  # torch CPU threads of this process
     threads_source: str = "default"  # where `threads` came from, for the start line
     gpu_count: int = 1  # GPU workers on this machine, sharing its cores and its hourly cost

@@ -1,5 +1,5 @@
 """An instance's boot without an instance: the settings file the UserData writes, a file:// copy
-of this project as the worker's git remote, worker/bootstrap.sh's environment, and the units
+of this project as the worker's git remote, worker/instance/bootstrap.sh's environment, and the units
 (the boot unit musicgen-worker.service, its root script, the start script) from the rendered
 UserData, run by the fake `systemctl` (tests/fake_systemctl.py) with a fake `nvidia-smi`.
 
@@ -23,7 +23,7 @@ import pytest
 from tests.systemd_units import UNIT_DIR
 from tests.tf_support import REPO_ROOT
 
-BOOTSTRAP = REPO_ROOT / "worker" / "bootstrap.sh"
+BOOTSTRAP = REPO_ROOT / "worker" / "instance" / "bootstrap.sh"
 PROMPTS = "calm piano ; 1.5 ; calm\nepic cinematic drums ; 2 ; epic.wav\n"
 GIT_IDENTITY = ["-c", "user.name=musicgen-batch", "-c", "user.email=musicgen-batch@example.com"]
 

@@ -9,7 +9,7 @@ name comes from MUSICGEN_GIT_TOKEN_PARAMETER, the region and credentials from bo
 chain (the instance role on a worker, the user's own for the launcher's check).
 
 The instance's UserData installs this file (it is needed for the very first clone, before any
-checkout exists) and worker/bootstrap.sh uses it on every boot; the launcher runs the same file
+checkout exists) and worker/instance/bootstrap.sh uses it on every boot; the launcher runs the same file
 for its access check. It needs only the standard library, boto3 and aws_retry.py beside it: on a
 new instance a refusal is tried again while IAM may still be settling (MUSICGEN_IAM_GRACE_S).
 """

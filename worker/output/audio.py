@@ -19,8 +19,7 @@ import soundfile
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from contract.defaults import DEFAULT_AUDIO_FORMAT
-
-from .settings import MasteringSettings
+from worker.settings import MasteringSettings
 
 # container and subtype for soundfile; FLAC keeps the same 16-bit samples, losslessly compressed.
 FORMATS: dict[str, tuple[str, str]] = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}

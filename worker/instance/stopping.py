@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .results import EXIT_SIGINT, EXIT_SIGTERM, EXIT_STOPPED, EXIT_TIME_CAP
-from .spot import SpotWatcher, TimeCap
+from worker.instance.spot import SpotWatcher, TimeCap
+from worker.run.results import EXIT_SIGINT, EXIT_SIGTERM, EXIT_STOPPED, EXIT_TIME_CAP
 
 # systemctl(1), is-system-running: prints the manager's state, one of initializing, starting,
 # running, degraded, maintenance, stopping ("the manager is shutting down"), offline or
@@ -46,7 +46,7 @@ def system_stopping(run: Callable[..., subprocess.CompletedProcess] = subprocess
 
 @dataclass(frozen=True)
 class Cause:
-    code: int  # the exit code (worker/results.py)
+    code: int  # the exit code (worker/run/results.py)
     why: str  # the reason in words, for the log: "stopped ..."
 
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from contract.prompts import Job, prompt_hash
 from contract.records import SongRecord
 from contract.songs import REGENERATE_HINT, describe_change, duration_text
-
-from .attempts import Attempts
-from .inspection import Inspection, NotSetAside, WholeSong
-from .results import RunResult
-from .store import Store
+from worker.run.attempts import Attempts
+from worker.run.inspection import Inspection, NotSetAside, WholeSong
+from worker.run.results import RunResult
+from worker.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,8 @@ from typing import Protocol
 
 from contract.bucket import BOOKKEEPING_LIMIT, damaged_key, is_s3_uri, parse_s3_uri
 from contract.songs import Header, header_problem
-
-from .s3_store import S3Store
-from .stored import Stored, Unusable, oversized
+from worker.store.s3_store import S3Store
+from worker.store.stored import Stored, Unusable, oversized
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,12 @@ from transformers.cache_utils import Cache
 from contract.memory import batch_for_memory, bytes_per_song
 from contract.modelsize import DecoderShape
 from contract.values import count
-
-from .generation import Conditioning, WindowRequest
-from .hf_output import quiet_loading
-from .kvcache import window_cache
-from .onednn import can_pack, pack_linears
-from .precision import choose_device, choose_dtype, gpu_of
-from .settings import GenerationParams
+from worker.engine.generation import Conditioning, WindowRequest
+from worker.engine.hf_output import quiet_loading
+from worker.engine.kvcache import window_cache
+from worker.engine.onednn import can_pack, pack_linears
+from worker.engine.precision import choose_device, choose_dtype, gpu_of
+from worker.settings import GenerationParams
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,8 @@ CPU_BATCH_SIZE = 8
 
 
 def pick_device(choice: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
-    """The device to compute on and its dtype (see worker/precision.py for both choices). A GPU
-    is self-tested first: GpuUnusable (worker/precision.py) says why it cannot be used."""
+    """The device to compute on and its dtype (see worker/engine/precision.py for both choices). A GPU
+    is self-tested first: GpuUnusable (worker/engine/precision.py) says why it cannot be used."""
     device = choose_device(torch, choice, dtype)
     return device, device_dtype(device, dtype)
 
@@ -61,7 +60,7 @@ class Engine:
     The settings are fixed per engine object: `with_params` gives another engine with other
     settings over the same loaded model, so the model loads once however many settings use it.
     The engine owns the model it is given: on the CPU its decoder's linear layers are repacked
-    for oneDNN (see worker/onednn.py): the same results up to float rounding, sooner.
+    for oneDNN (see worker/engine/onednn.py): the same results up to float rounding, sooner.
     """
 
     def __init__(
@@ -105,7 +104,7 @@ class Engine:
     ) -> Engine:
         """Load once: a hub id or a folder written by save_pretrained (works offline).
 
-        `dtype` is a name from worker.precision.DTYPE_CHOICES; "auto" picks it for the device.
+        `dtype` is a name from worker.engine.precision.DTYPE_CHOICES; "auto" picks it for the device.
         """
         dev, dtype = pick_device(dtype=dtype) if device is None else (device, device_dtype(device, dtype))
         with quiet_loading():

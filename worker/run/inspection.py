@@ -19,8 +19,7 @@ from contract.bucket import record_key
 from contract.prompts import Job
 from contract.records import SongRecord, is_set_aside, set_aside_marker
 from contract.songs import made_for_s
-
-from .store import Store, Stored
+from worker.store.store import Store, Stored
 
 log = logging.getLogger(__name__)
 

@@ -16,22 +16,21 @@ from contract.bucket import checkpoint_key, failure_key, is_s3_uri, record_key
 from contract.prompts import Job
 from contract.records import SongRecord
 from contract.songs import CHANNELS_KEY, DURATION_KEY, SAMPLE_RATE_KEY, Header, duration_text
-
-from .attempts import Attempts
-from .audio import master, song_comment, write_song
-from .inspection import Inspection, NotSetAside
-from .leases import Leases
-from .report import estimated_cost
-from .results import RunResult
-from .scheduler import Song
-from .settings import RunSettings
-from .store import Store, read_header
-from .waveform import envelope
+from worker.output.audio import master, song_comment, write_song
+from worker.output.report import estimated_cost
+from worker.output.waveform import envelope
+from worker.run.attempts import Attempts
+from worker.run.inspection import Inspection, NotSetAside
+from worker.run.results import RunResult
+from worker.run.scheduler import Song
+from worker.settings import RunSettings
+from worker.store.leases import Leases
+from worker.store.store import Store, read_header
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .engine import Engine
+    from worker.engine.engine import Engine
 
 log = logging.getLogger(__name__)
 

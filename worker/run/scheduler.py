@@ -29,9 +29,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from contract.prompts import Job
-
-from .generation import Conditioning, WindowRequest, derive_seed
-from .windows import WindowPlan, WindowSettings, plan_windows, song_frames, song_samples
+from worker.engine.generation import Conditioning, WindowRequest, derive_seed
+from worker.windows import (
+    WindowPlan,
+    WindowSettings,
+    plan_windows,
+    song_frames,
+    song_samples,
+)
 
 if TYPE_CHECKING:
     import numpy as np

@@ -16,9 +16,8 @@ from botocore.exceptions import ClientError
 from contract.aws import error_status, missing, precondition_failed, retry_conflicts
 from contract.bucket import BOOKKEEPING_LIMIT, damaged_key
 from contract.songs import size_problem
-
-from .stall import DEFAULT_EVERY_S, announced
-from .stored import Stored, Unusable, oversized
+from worker.store.stall import DEFAULT_EVERY_S, announced
+from worker.store.stored import Stored, Unusable, oversized
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from contract.bucket import RECORDS_PREFIX, REPORT_KEY
 from contract.records import REPORT_COLUMNS, SongRecord, is_set_aside
 
 if TYPE_CHECKING:
-    from .store import Store
+    from worker.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import time
 import urllib.error
 from collections.abc import Callable
 
-from .imds import Imds
+from worker.instance.imds import Imds
 
 log = logging.getLogger(__name__)
 

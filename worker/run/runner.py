@@ -22,25 +22,24 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from contract.prompts import Job
-
-from .attempts import Attempts
-from .delivery import Delivery, now
-from .generation import song_seed
-from .leases import Heartbeat, Leases, poll_interval
-from .page import write_page
-from .progress import Progress
-from .report import write_report
-from .results import RunResult
-from .resume import Resume
-from .scheduler import BatchScheduler, Callbacks, Song, new_song
-from .settings import RunSettings
-from .skipping import Skipping
-from .store import Store
+from worker.engine.generation import song_seed
+from worker.output.page import write_page
+from worker.output.report import write_report
+from worker.progress import Progress
+from worker.run.attempts import Attempts
+from worker.run.delivery import Delivery, now
+from worker.run.results import RunResult
+from worker.run.resume import Resume
+from worker.run.scheduler import BatchScheduler, Callbacks, Song, new_song
+from worker.run.skipping import Skipping
+from worker.settings import RunSettings
+from worker.store.leases import Heartbeat, Leases, poll_interval
+from worker.store.store import Store
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .engine import Engine
+    from worker.engine.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ uses for facebook/musicgen-small, so the tests, and anyone without the hub, run 
 offline and in seconds; its "songs" are noise. `random_musicgen` also builds
 bench/throughput.py's full-size architecture.
 
-    python -m worker.tiny_model DIR [--stereo] [--seed N]
+    python -m tools.tiny_model DIR [--stereo] [--seed N]
     MUSICGEN_MODEL=DIR python -m worker
 """
 
@@ -28,7 +28,7 @@ from transformers import (
     T5Tokenizer,
 )
 
-from .hf_output import quiet_loading
+from worker.engine.hf_output import quiet_loading
 
 SAMPLING_RATE = 8000
 FRAME_RATE = 50  # 8000 Hz / (8 * 5 * 4) as in the real model's 32000 Hz / (8 * 5 * 4 * 4)
@@ -124,7 +124,7 @@ def _save(path: Path, seed: int, audio_channels: int) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m worker.tiny_model",
+        prog="python -m tools.tiny_model",
         description="Save a tiny random MusicGen (its songs are noise) for trying the worker offline.",
     )
     parser.add_argument("dir", type=Path, help="folder to save it in (created if missing)")

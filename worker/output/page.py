@@ -20,7 +20,7 @@ from contract.prompts import Job
 from contract.records import REBUILT_NOTE, SongRecord
 
 if TYPE_CHECKING:
-    from .store import Store
+    from worker.store.store import Store
 
 log = logging.getLogger(__name__)
 

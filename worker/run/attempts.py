@@ -16,9 +16,8 @@ from contract.bucket import failure_key
 from contract.policy import GIVEN_UP, RETRY, after_failure, attempts_for, is_given_up
 from contract.prompts import Job
 from contract.records import MAX_ERROR_CHARS, Failure
-
-from .results import RunResult
-from .store import Store
+from worker.run.results import RunResult
+from worker.store.store import Store
 
 log = logging.getLogger(__name__)
 

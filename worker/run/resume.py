@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING
 
 from contract.bucket import checkpoint_key
 from contract.records import Checkpoint, Identity, checkpoint_size_limit
-
-from .scheduler import Song
-from .store import Store
-from .windows import WindowPlan, WindowSettings
+from worker.run.scheduler import Song
+from worker.store.store import Store
+from worker.windows import WindowPlan, WindowSettings
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from worker.engine.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -91,7 +91,7 @@ to_log() {
 # the logs and the workers. The worker's own code, on the AMI's venv (the AMI need not have the
 # AWS CLI).
 worker_tool() {
-  (cd "$package_root" && "$python" -m worker.upload_log "$@")
+  (cd "$package_root" && "$python" -m worker.instance.upload_log "$@")
 }
 
 instance_name() {

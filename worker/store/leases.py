@@ -35,9 +35,8 @@ from contract.bucket import lease_key
 from contract.defaults import DEFAULT_LEASE_S
 from contract.policy import blocks
 from contract.records import ABANDONED, Lease, parse_lease
-
-from . import identity
-from .store import Store
+from worker.store import identity
+from worker.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from transformers.utils import logging as hf_logging
 
-from .progress import on_terminal
+from worker.progress import on_terminal
 
 # The logger of transformers/configuration_utils.py, whose validate_token_ids warns.
 CONFIG_LOGGER = "transformers.configuration_utils"

@@ -1,8 +1,8 @@
-"""`python -m worker.upload_log`: the boot script's two needs from AWS, with the worker's own
+"""`python -m worker.instance.upload_log`: the boot script's two needs from AWS, with the worker's own
 metadata and S3 code.
 
-    python -m worker.upload_log --instance-name      this instance's id, else the host name
-    python -m worker.upload_log FILE BUCKET KEY      upload a log file to s3://BUCKET/KEY
+    python -m worker.instance.upload_log --instance-name      this instance's id, else the host name
+    python -m worker.instance.upload_log FILE BUCKET KEY      upload a log file to s3://BUCKET/KEY
 
 The instance id (IMDSv2, when MUSICGEN_IMDS_ENDPOINT is set) names the logs and the workers.
 A failed upload is one line on stderr and exit 1; the boot script goes on without it.
@@ -20,8 +20,7 @@ from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
 from contract import aws
-
-from .imds import Imds
+from worker.instance.imds import Imds
 
 
 def instance_name(endpoint: str | None, hostname: Callable[[], str] = socket.gethostname) -> str:
@@ -37,7 +36,7 @@ def instance_name(endpoint: str | None, hostname: Callable[[], str] = socket.get
 
 
 def main(argv: Sequence[str] | None = None, *, s3_client=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.upload_log", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m worker.instance.upload_log", description=__doc__.split("\n\n")[0])
     parser.add_argument("--instance-name", action="store_true", help="print this instance's name and exit")
     parser.add_argument("file", nargs="?", help="the log file")
     parser.add_argument("bucket", nargs="?", help="the bucket")

@@ -1,0 +1,1 @@
+"""What a listener gets: audio files, waveforms, the cost report and the listening page."""
