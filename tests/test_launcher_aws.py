@@ -38,3 +38,18 @@ def test_without_aws_region_boto3s_chain_decides(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ca-central-1")
     assert worker_aws.client("s3").meta.region_name == "ca-central-1"
+
+
+def test_clients_share_the_parsed_service_model_and_keep_one_search_path_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each client has a session of its own, but botocore parses EC2's model once per process;
+    boto3 adding its data folder per session must not grow the loader's search paths."""
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    first, second = launcher_aws.ec2_client("eu-west-3"), launcher_aws.ec2_client("us-east-1")
+    assert first.meta.service_model is not second.meta.service_model
+    parsed = first.meta.service_model._service_description
+    assert parsed is second.meta.service_model._service_description
+    worker_aws.s3_client()
+    paths = worker_aws._DATA_LOADER.search_paths
+    assert len(paths) == len(set(paths))
