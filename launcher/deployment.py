@@ -32,6 +32,13 @@ def require_terraform() -> None:
         )
 
 
+def require_folder(terraform_dir: Path) -> None:
+    """A launch writes its variables into the terraform folder and applies there: checked first,
+    not after the prices, the checks and the question."""
+    if not terraform_dir.is_dir():
+        raise UsageError(f"--terraform-dir {shown(terraform_dir)}: no such folder")
+
+
 def load_prompts(path: str, audio_format: str) -> PromptFile:
     """The songs as the worker will name them: the extension follows the worker's format
     (terraform's audio_format), so progress looks for the real keys."""

@@ -36,6 +36,7 @@ def launch(args: SimpleNamespace, extra_vars: dict[str, str], deps: Deps) -> int
     """A running group is offered a raise, tagged workers are named; otherwise the launch's
     steps in turn: market, preflight, estimate, confirm, apply."""
     deployment.require_terraform()
+    deployment.require_folder(args.terraform_dir)
     # A new launch applies --var audio_format, else terraform's default.
     prompt_file = deployment.load_prompts(args.prompts, extra_vars.get("audio_format", DEFAULT_AUDIO_FORMAT))
     root = TerraformRoot(args.terraform_dir)

@@ -143,6 +143,21 @@ def test_a_running_worker_of_this_state_points_to_its_destroy(
     )
 
 
+@pytest.mark.parametrize("folder", ["missing", "prompts.txt"])
+def test_a_terraform_folder_that_is_not_a_folder_is_refused_before_anything_runs(
+    launcher: Launcher, terraform: FakeTerraform, workdir: Path, folder: str
+) -> None:
+    before = (workdir / "prompts.txt").read_bytes()
+
+    result = launcher(*GIT, "--terraform-dir", folder, "--yes")
+
+    assert result == Result(2, "", f"error: --terraform-dir {folder}: no such folder\n")
+    assert terraform.argvs() == []
+    assert launcher.price_requests == []
+    assert not (workdir / folder).is_dir()
+    assert (workdir / "prompts.txt").read_bytes() == before
+
+
 def test_answer_no_prints_everything_and_changes_nothing(
     launcher: Launcher, terraform: FakeTerraform, workdir: Path, source: WorkerSource
 ) -> None:
